@@ -1,0 +1,33 @@
+//! The [`Backbone`] trait every feature extractor implements.
+
+use candle_core::Tensor;
+
+use crate::{BackboneKind, Result};
+
+/// A CNN feature extractor cut before global pooling.
+///
+/// Parameters are created through the `VarBuilder` given to the constructor, with
+/// PyTorch state_dict names relative to it (`conv1.weight`, `layer1.0.bn1.running_mean`, ...).
+pub trait Backbone: Send + Sync {
+    /// The architecture.
+    fn kind(&self) -> BackboneKind;
+
+    /// The feature map before global pooling.
+    ///
+    /// `train` selects batch statistics (and running-stat updates) in BatchNorm layers.
+    ///
+    /// # Shapes
+    /// - `x`: `(b, 3, h, w)`, already normalised with [`BackboneKind::normalization`]
+    /// - returns `(b, c, h / s, w / s)` with `c` = [`Backbone::out_channels`] and `s` the stride
+    fn features(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Channels of the feature map.
+    fn out_channels(&self) -> usize;
+
+    /// Name prefixes (relative to the backbone's `VarBuilder`) of the parameters trained
+    /// with the add-on's learning rate from the first epoch (the reference's `layer4.2` of
+    /// ResNet-50); every other backbone parameter is frozen for the first epochs.
+    fn last_block_prefixes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

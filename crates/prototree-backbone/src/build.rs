@@ -1,0 +1,15 @@
+//! Building a backbone of a given kind.
+
+use candle_nn::VarBuilder;
+
+use crate::{Backbone, BackboneKind, Result, SmallCnn};
+
+/// Builds the backbone `kind` with its parameters under `vb`.
+pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
+    match kind {
+        BackboneKind::SmallCnn => Ok(Box::new(SmallCnn::new(vb)?)),
+        other => Err(crate::Error::UnknownBackbone(format!(
+            "{other} (not built into this version yet)"
+        ))),
+    }
+}

@@ -1,0 +1,111 @@
+//! Which backbone a tree uses, as stored in `config.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// The backbone architectures this crate provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackboneKind {
+    /// A small 4-block CNN for small images (64 px synthetic birds), stride 8.
+    SmallCnn,
+    /// torchvision ResNet-18, cut before global pooling (512 channels, stride 32).
+    Resnet18,
+    /// torchvision ResNet-34 (512 channels, stride 32).
+    Resnet34,
+    /// torchvision ResNet-50 (2048 channels, stride 32).
+    Resnet50,
+    /// torchvision ResNet-101 (2048 channels, stride 32).
+    Resnet101,
+    /// torchvision ResNet-152 (2048 channels, stride 32).
+    Resnet152,
+    /// EfficientNet-Lite0 (`efficientnet-lite-pytorch` layout).
+    EfficientnetLite0,
+    /// EfficientNet-Lite1.
+    EfficientnetLite1,
+    /// EfficientNet-Lite2.
+    EfficientnetLite2,
+    /// EfficientNet-Lite3.
+    EfficientnetLite3,
+    /// EfficientNet-Lite4.
+    EfficientnetLite4,
+}
+
+impl BackboneKind {
+    /// Every kind, in the order of [`BackboneKind::NAMES`].
+    pub const ALL: [BackboneKind; 11] = [
+        BackboneKind::SmallCnn,
+        BackboneKind::Resnet18,
+        BackboneKind::Resnet34,
+        BackboneKind::Resnet50,
+        BackboneKind::Resnet101,
+        BackboneKind::Resnet152,
+        BackboneKind::EfficientnetLite0,
+        BackboneKind::EfficientnetLite1,
+        BackboneKind::EfficientnetLite2,
+        BackboneKind::EfficientnetLite3,
+        BackboneKind::EfficientnetLite4,
+    ];
+
+    /// The command-line / config names, in the order of [`BackboneKind::ALL`].
+    pub const NAMES: [&'static str; 11] = [
+        "small-cnn",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "efficientnet-lite2",
+        "efficientnet-lite3",
+        "efficientnet-lite4",
+    ];
+
+    /// The command-line / config name of this kind.
+    pub fn name(self) -> &'static str {
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        Self::NAMES[i]
+    }
+
+    /// The per-channel input normalisation `(mean, std)` the architecture's weights expect.
+    pub fn normalization(self) -> ([f32; 3], [f32; 3]) {
+        match self {
+            BackboneKind::EfficientnetLite0
+            | BackboneKind::EfficientnetLite1
+            | BackboneKind::EfficientnetLite2
+            | BackboneKind::EfficientnetLite3
+            | BackboneKind::EfficientnetLite4 => ([0.5; 3], [0.5; 3]),
+            _ => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        }
+    }
+}
+
+impl std::fmt::Display for BackboneKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackboneKind {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Self::NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .map(|i| Self::ALL[i])
+            .ok_or_else(|| crate::Error::UnknownBackbone(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in BackboneKind::ALL {
+            assert_eq!(kind.name().parse::<BackboneKind>().unwrap(), kind);
+        }
+        assert!("resnet19".parse::<BackboneKind>().is_err());
+    }
+}

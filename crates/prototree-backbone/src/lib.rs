@@ -1,0 +1,18 @@
+//! CNN feature extractors for prototype trees, on candle.
+//!
+//! Every backbone implements [`Backbone`]: `features(x)` returns the map before global
+//! pooling, as the ProtoTree reference cuts its backbones. Parameters carry PyTorch
+//! state_dict names, so torchvision-style weight files load without renaming.
+#![warn(missing_docs)]
+
+pub mod backbone;
+pub mod build;
+pub mod error;
+pub mod kind;
+pub mod small_cnn;
+
+pub use backbone::Backbone;
+pub use build::build_backbone;
+pub use error::{Error, Result};
+pub use kind::BackboneKind;
+pub use small_cnn::SmallCnn;

@@ -1,0 +1,353 @@
+//! The model directory: `config.json` (architecture, classes, preprocessing, schedule),
+//! `model.safetensors` (every tensor, under the reference's state_dict names) and
+//! `tree.bin` (bincode 2: the pruned topology and projection records).
+//!
+//! Every file is written atomically (temporary file in the same directory, then rename),
+//! so an interrupted save leaves the previous model intact. Loading checks the format
+//! version, the tensor names and shapes and the class count, and says what mismatched.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TreeConfig;
+use crate::leaves::Leaves;
+use crate::model::ProtoTree;
+use crate::topology::{BranchState, Direction, NodeId, Topology};
+use crate::train_config::TrainConfig;
+use crate::{Error, Result};
+
+/// Version of the model directory format written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the configuration.
+pub const CONFIG_FILE: &str = "config.json";
+/// File name of the tensors.
+pub const TENSORS_FILE: &str = "model.safetensors";
+/// File name of the topology and projection records.
+pub const TREE_FILE: &str = "tree.bin";
+/// Largest `tree.bin` accepted (guards against corrupt length fields).
+const TREE_FILE_LIMIT: usize = 256 << 20;
+
+/// Input preprocessing stored with a model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Square input side in pixels.
+    pub image_size: u32,
+    /// Per-channel mean subtracted after scaling to [0, 1].
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by.
+    pub std: [f32; 3],
+}
+
+/// Everything in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Format version ([`FORMAT_VERSION`] when written by this build).
+    pub format_version: u32,
+    /// Architecture.
+    pub tree: TreeConfig,
+    /// Class names, index = class id.
+    pub class_names: Vec<String>,
+    /// Input preprocessing.
+    pub preprocessing: Preprocessing,
+    /// The schedule the model was trained with, if any.
+    #[serde(default)]
+    pub train: Option<TrainConfig>,
+    /// Pipeline stage: `trained`, `pruned` or `projected`.
+    #[serde(default)]
+    pub stage: String,
+}
+
+/// Where a projected prototype came from (spec §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectionRecord {
+    /// The decision node (reference numbering).
+    pub node: NodeId,
+    /// Prototype row (heap index of the node).
+    pub row: u32,
+    /// Index of the source image in the projection data set's order.
+    pub image_index: u64,
+    /// Path of the source image, as given to the projection.
+    pub image_path: String,
+    /// Row of the patch in the feature map.
+    pub patch_row: u32,
+    /// Column of the patch in the feature map.
+    pub patch_col: u32,
+    /// Feature-map height.
+    pub fmap_height: u32,
+    /// Feature-map width.
+    pub fmap_width: u32,
+    /// Distance of the prototype to the patch before projection.
+    pub distance: f32,
+}
+
+/// Contents of `tree.bin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TreeFile {
+    format_version: u32,
+    depth: u32,
+    branch_states: Vec<BranchState>,
+    projections: Vec<ProjectionRecord>,
+}
+
+/// A loaded model directory.
+#[derive(Debug)]
+pub struct SavedModel {
+    /// The model.
+    pub model: ProtoTree,
+    /// The configuration.
+    pub meta: ModelMeta,
+    /// Projection records (empty before projection).
+    pub projections: Vec<ProjectionRecord>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A temporary sibling of `path` for atomic writes.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(path))
+}
+
+/// The state_dict key of a leaf from its effective path (`_root.l.r._dist_params`).
+pub fn leaf_key(path: &[Direction]) -> String {
+    let mut key = String::from("_root");
+    for d in path {
+        key.push_str(match d {
+            Direction::Left => ".l",
+            Direction::Right => ".r",
+        });
+    }
+    key.push_str("._dist_params");
+    key
+}
+
+/// All tensors of a model under their state_dict names, leaves included.
+pub fn named_tensors(model: &ProtoTree) -> Result<HashMap<String, Tensor>> {
+    let mut map: HashMap<String, Tensor> = HashMap::new();
+    {
+        let data = model
+            .varmap()
+            .data()
+            .lock()
+            .map_err(|_| Error::Data("parameter map lock poisoned".into()))?;
+        for (name, var) in data.iter() {
+            map.insert(name.clone(), var.as_tensor().detach());
+        }
+    }
+    let topo = model.topology();
+    let params = model.leaves().params();
+    for (j, live) in topo.live_leaves().iter().enumerate() {
+        if *live {
+            let key = leaf_key(&topo.effective_path(topo.leaf_heap(j)));
+            map.insert(key, params.get(j)?);
+        }
+    }
+    Ok(map)
+}
+
+/// Saves `model` into directory `dir` (created if missing).
+pub fn save_model(
+    dir: &Path,
+    model: &ProtoTree,
+    meta: &ModelMeta,
+    projections: &[ProjectionRecord],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut meta = meta.clone();
+    meta.format_version = FORMAT_VERSION;
+    meta.tree = model.config().config().clone();
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::BadModelFile {
+        path: dir.join(CONFIG_FILE),
+        reason: e.to_string(),
+    })?;
+    let tensors_path = dir.join(TENSORS_FILE);
+    let tmp = temp_path(&tensors_path);
+    let tensors = named_tensors(model)?;
+    candle_core::safetensors::save(&tensors, &tmp)?;
+    std::fs::rename(&tmp, &tensors_path).map_err(io_err(&tensors_path))?;
+    let tree = TreeFile {
+        format_version: FORMAT_VERSION,
+        depth: model.topology().depth() as u32,
+        branch_states: model.topology().branch_states().to_vec(),
+        projections: projections.to_vec(),
+    };
+    let bytes = bincode::serde::encode_to_vec(&tree, bincode::config::standard()).map_err(|e| {
+        Error::BadModelFile {
+            path: dir.join(TREE_FILE),
+            reason: e.to_string(),
+        }
+    })?;
+    write_atomic(&dir.join(TREE_FILE), &bytes)?;
+    // config.json last: a directory with a config is complete.
+    write_atomic(&dir.join(CONFIG_FILE), &json)
+}
+
+/// Reads and checks `config.json` of a model directory.
+pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
+    let path = dir.join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadModelFile {
+            path: path.clone(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+    if let Some(v) = value.get("format_version").and_then(|v| v.as_u64()) {
+        if v > u64::from(FORMAT_VERSION) {
+            return Err(Error::UnsupportedVersion {
+                path,
+                found: v as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+    }
+    let meta: ModelMeta = serde_json::from_value(value).map_err(|e| Error::BadModelFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    meta.tree.check().map_err(|e| Error::BadModelFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if meta.class_names.len() != meta.tree.num_classes {
+        return Err(Error::BadModelFile {
+            path,
+            reason: format!(
+                "{} class names for {} classes",
+                meta.class_names.len(),
+                meta.tree.num_classes
+            ),
+        });
+    }
+    Ok(meta)
+}
+
+/// Loads a model directory written by [`save_model`] onto `device`.
+pub fn load_model(dir: &Path, device: &Device) -> Result<SavedModel> {
+    let meta = load_meta(dir)?;
+    let tree_path = dir.join(TREE_FILE);
+    let bytes = std::fs::read(&tree_path).map_err(io_err(&tree_path))?;
+    let bad_tree = |reason: String| Error::BadModelFile {
+        path: tree_path.clone(),
+        reason,
+    };
+    let (tree, _): (TreeFile, usize) = bincode::serde::decode_from_slice(
+        &bytes,
+        bincode::config::standard().with_limit::<TREE_FILE_LIMIT>(),
+    )
+    .map_err(|e| bad_tree(format!("corrupt or truncated: {e}")))?;
+    if tree.format_version > FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: tree_path,
+            found: tree.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if tree.depth as usize != meta.tree.depth {
+        return Err(bad_tree(format!(
+            "depth {} but config.json says {}",
+            tree.depth, meta.tree.depth
+        )));
+    }
+    let topology = Topology::from_states(meta.tree.depth, tree.branch_states)
+        .map_err(|e| bad_tree(e.to_string()))?;
+    let valid = meta.tree.check()?;
+    let mut model = ProtoTree::new(&valid, device, 0)?;
+    let tensors_path = dir.join(TENSORS_FILE);
+    if !tensors_path.is_file() {
+        return Err(Error::Io {
+            path: tensors_path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing"),
+        });
+    }
+    let tensors =
+        candle_core::safetensors::load(&tensors_path, device).map_err(|e| Error::BadModelFile {
+            path: tensors_path.clone(),
+            reason: format!("corrupt or truncated: {e}"),
+        })?;
+    model.load_tensors(&tensors, &tensors_path)?;
+    let (l, k) = (valid.num_leaves(), valid.num_classes());
+    let mut rows = Vec::with_capacity(l);
+    for (j, live) in topology.live_leaves().iter().enumerate() {
+        if *live {
+            let key = leaf_key(&topology.effective_path(topology.leaf_heap(j)));
+            let t = tensors.get(&key).ok_or_else(|| Error::BadModelFile {
+                path: tensors_path.clone(),
+                reason: format!("missing leaf tensor `{key}`"),
+            })?;
+            if t.dims() != [k] {
+                return Err(Error::BadModelFile {
+                    path: tensors_path.clone(),
+                    reason: format!("leaf `{key}` has shape {:?}, expected [{k}]", t.dims()),
+                });
+            }
+            rows.push(t.to_dtype(candle_core::DType::F32)?);
+        } else {
+            rows.push(Tensor::zeros(k, candle_core::DType::F32, device)?);
+        }
+    }
+    model.set_leaves(Leaves::from_params(Tensor::stack(&rows, 0)?)?)?;
+    model.set_topology(topology)?;
+    for rec in &tree.projections {
+        if rec.row as usize >= valid.num_prototypes() {
+            return Err(bad_tree(format!(
+                "projection record for prototype row {} of {}",
+                rec.row,
+                valid.num_prototypes()
+            )));
+        }
+    }
+    Ok(SavedModel {
+        model,
+        meta,
+        projections: tree.projections,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_keys_follow_the_reference() {
+        assert_eq!(
+            leaf_key(&[Direction::Left, Direction::Right]),
+            "_root.l.r._dist_params"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("a.txt");
+        write_atomic(&p, b"one")?;
+        write_atomic(&p, b"two")?;
+        assert_eq!(std::fs::read(&p)?, b"two");
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,49 @@
+//! The soft neural prototype tree (Nauta, van Bree & Seifert, "Neural Prototype Trees for
+//! Interpretable Fine-grained Image Recognition", CVPR 2021), on candle.
+//!
+//! A [`ProtoTree`] is a CNN backbone, a 1×1 add-on layer with a sigmoid, one prototype per
+//! branch of a complete binary tree and a class distribution per leaf. A branch routes an
+//! image right ("the prototype is present") with probability `exp(−min distance)`; the
+//! output is the path-probability-weighted mixture of the leaves. Distances for all
+//! prototypes are one matrix product, routing runs level by level, and leaves learn
+//! without gradients.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use prototree_backbone::BackboneKind;
+//! use prototree_tree::{ProtoTree, TreeConfig};
+//!
+//! let config = TreeConfig { backbone: BackboneKind::SmallCnn, depth: 3, proto_dim: 16, num_classes: 5 }
+//!     .check()?;
+//! let tree = ProtoTree::new(&config, &Device::Cpu, 42)?;
+//! let images = Tensor::zeros((2, 3, 32, 32), candle_core::DType::F32, &Device::Cpu)?;
+//! let out = tree.forward(&images, false)?;
+//! assert_eq!(out.probabilities.dims(), &[2, 5]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod adam;
+pub mod config;
+pub mod distance;
+pub mod error;
+pub mod inference;
+pub mod init;
+pub mod io;
+pub mod leaves;
+pub mod loss;
+pub mod model;
+pub mod routing;
+pub mod topology;
+pub mod train_config;
+pub mod trainer;
+
+pub use config::{TreeConfig, ValidTreeConfig};
+pub use error::{ConfigError, Error, Result};
+pub use inference::{EvalReport, PathStep, Routing};
+pub use io::{load_model, save_model, ModelMeta, ProjectionRecord, SavedModel};
+pub use leaves::Leaves;
+pub use model::{Latent, ProtoTree, TreeOutput};
+pub use topology::{BranchState, Direction, NodeId, Topology};
+pub use train_config::{TrainConfig, ValidTrainConfig};
+pub use trainer::{evaluate, Batch, BatchSource, BatchStats, EpochStats, NoObserver, TrainObserver, Trainer};

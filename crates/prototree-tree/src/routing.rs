@@ -1,0 +1,102 @@
+//! Soft routing of all leaves at once, level by level (spec §1.5).
+//!
+//! With `s` the similarity of each branch (heap order), the path probability of the root is
+//! 1 and each level splits every node's probability into `(1 − s)` (left, "absent") and `s`
+//! (right, "present"). Level `l` holds branches `2^l − 1 .. 2^(l+1) − 1`, so a level is one
+//! contiguous slice and one interleave: `depth` small tensor ops for any tree size.
+//! Pruned branches are pass-throughs with a constant `s` of 0 or 1.
+
+use candle_core::{Device, Tensor};
+
+use crate::topology::{BranchState, Topology};
+use crate::Result;
+
+/// Constant tensors that turn raw similarities into the effective routing probabilities of
+/// a (possibly pruned) topology: `s_eff = s ⊙ decision + pass_right`.
+#[derive(Debug, Clone)]
+pub struct RoutingMasks {
+    decision: Tensor,
+    pass_right: Tensor,
+}
+
+impl RoutingMasks {
+    /// Masks for `topology` on `device`.
+    pub fn new(topology: &Topology, device: &Device) -> Result<Self> {
+        let decision: Vec<f32> = topology
+            .branch_states()
+            .iter()
+            .map(|s| f32::from(*s == BranchState::Decision))
+            .collect();
+        let pass_right: Vec<f32> = topology
+            .branch_states()
+            .iter()
+            .map(|s| f32::from(*s == BranchState::PassRight))
+            .collect();
+        let p = decision.len();
+        Ok(Self {
+            decision: Tensor::from_vec(decision, (1, p), device)?,
+            pass_right: Tensor::from_vec(pass_right, (1, p), device)?,
+        })
+    }
+
+    /// Effective routing probabilities (probability of going right) per branch.
+    ///
+    /// # Shapes
+    /// - `similarities`: `(b, p)` → `(b, p)`
+    pub fn apply(&self, similarities: &Tensor) -> Result<Tensor> {
+        Ok(similarities
+            .broadcast_mul(&self.decision)?
+            .broadcast_add(&self.pass_right)?)
+    }
+}
+
+/// Path probability of every leaf (left to right) from effective routing probabilities.
+///
+/// # Shapes
+/// - `routing`: `(b, 2^depth − 1)` in heap order → `(b, 2^depth)`
+pub fn leaf_path_probabilities(routing: &Tensor, depth: usize) -> Result<Tensor> {
+    let b = routing.dim(0)?;
+    let mut path = Tensor::ones((b, 1), routing.dtype(), routing.device())?;
+    for level in 0..depth {
+        let width = 1usize << level;
+        let s = routing.narrow(1, width - 1, width)?;
+        let right = (&path * &s)?;
+        let left = (&path - &right)?; // path · (1 − s)
+        path = Tensor::stack(&[left, right], 2)?.reshape((b, 2 * width))?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::Direction;
+
+    #[test]
+    fn depth_two_by_hand() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        // heap order: root, L, R
+        let s = Tensor::new(&[[0.2f32, 0.7, 0.4]], &dev)?;
+        let p = leaf_path_probabilities(&s, 2)?.to_vec2::<f32>()?;
+        let want = [0.8 * 0.3, 0.8 * 0.7, 0.2 * 0.6, 0.2 * 0.4];
+        for (a, b) in p[0].iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{a} vs {b}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pruned_branch_passes_through() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let mut topo = Topology::complete(2)?;
+        topo.prune_branch(2, Direction::Left); // right child of root keeps its left child
+        let masks = RoutingMasks::new(&topo, &dev)?;
+        let s = masks.apply(&Tensor::new(&[[0.2f32, 0.7, 0.4]], &dev)?)?;
+        let p = leaf_path_probabilities(&s, 2)?.to_vec2::<f32>()?;
+        let want = [0.8 * 0.3, 0.8 * 0.7, 0.2, 0.0];
+        for (a, b) in p[0].iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{a} vs {b}");
+        }
+        Ok(())
+    }
+}
