@@ -143,7 +143,10 @@ mod tests {
         opt.step(&grads, 0.1)?;
         let v = x.as_tensor().to_vec1::<f32>()?;
         // m̂ = g, v̂ = g², update = g/|g| = sign(g)
-        assert!((v[0] - 0.9).abs() < 1e-5 && (v[1] + 1.9).abs() < 1e-5, "{v:?}");
+        assert!(
+            (v[0] - 0.9).abs() < 1e-5 && (v[1] + 1.9).abs() < 1e-5,
+            "{v:?}"
+        );
         let (state, step) = opt.state("opt");
         assert_eq!(step, 1);
         assert_eq!(state.len(), 2);

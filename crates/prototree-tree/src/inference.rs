@@ -236,7 +236,12 @@ mod tests {
         let pi = crate::routing::leaf_path_probabilities(&routing, 2)?;
         // pi = [0.4*0.1, 0.4*0.9, 0.6*0.7, 0.6*0.3] = [.04, .36, .42, .18]
         let dists = Tensor::new(
-            &[[1f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
+            &[
+                [1f32, 0.0, 0.0],
+                [0.0, 1.0, 0.0],
+                [0.0, 0.0, 1.0],
+                [0.0, 1.0, 0.0],
+            ],
             &dev,
         )?;
         let probs = pi.matmul(&dists)?; // [.04, .54, .42] -> soft class 1

@@ -46,4 +46,6 @@ pub use leaves::Leaves;
 pub use model::{Latent, ProtoTree, TreeOutput};
 pub use topology::{BranchState, Direction, NodeId, Topology};
 pub use train_config::{TrainConfig, ValidTrainConfig};
-pub use trainer::{evaluate, Batch, BatchSource, BatchStats, EpochStats, NoObserver, TrainObserver, Trainer};
+pub use trainer::{
+    evaluate, Batch, BatchSource, BatchStats, EpochStats, NoObserver, TrainObserver, Trainer,
+};

@@ -186,7 +186,12 @@ impl ProtoTree {
 
     /// [`ProtoTree::latent`], optionally cutting the gradient after the backbone (a frozen
     /// backbone then costs no backward pass; BatchNorm statistics still update in training).
-    pub fn latent_with(&self, images: &Tensor, train: bool, detach_backbone: bool) -> Result<Latent> {
+    pub fn latent_with(
+        &self,
+        images: &Tensor,
+        train: bool,
+        detach_backbone: bool,
+    ) -> Result<Latent> {
         let features = self.backbone.features(images, train)?;
         let features = if detach_backbone {
             features.detach()

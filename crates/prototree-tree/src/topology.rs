@@ -231,7 +231,14 @@ impl Topology {
         let mut x = h;
         while x > 0 {
             let parent = (x - 1) / 2;
-            ancestors.push((parent, if x % 2 == 1 { Direction::Left } else { Direction::Right }));
+            ancestors.push((
+                parent,
+                if x % 2 == 1 {
+                    Direction::Left
+                } else {
+                    Direction::Right
+                },
+            ));
             x = parent;
         }
         for (parent, dir) in ancestors.into_iter().rev() {

@@ -84,9 +84,7 @@ impl TrainConfig {
                 got: self.weight_decay,
             });
         }
-        if self.milestones.first() == Some(&0)
-            || self.milestones.windows(2).any(|w| w[0] >= w[1])
-        {
+        if self.milestones.first() == Some(&0) || self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ConfigError::Milestones(self.milestones.clone()));
         }
         Ok(ValidTrainConfig(self.clone()))

@@ -7,8 +7,8 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 
 use crate::adam::Adam;
-use crate::init::{ADD_ON_WEIGHT, BACKBONE_PREFIX, PROTOTYPES};
 use crate::inference::{decide, leaf_top_classes, EvalAccumulator, EvalReport};
+use crate::init::{ADD_ON_WEIGHT, BACKBONE_PREFIX, PROTOTYPES};
 use crate::loss::{nll_loss, nll_per_image};
 use crate::model::ProtoTree;
 use crate::train_config::ValidTrainConfig;

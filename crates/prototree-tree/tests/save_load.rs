@@ -1,0 +1,134 @@
+//! Model directory round trip and load-time checks.
+
+use candle_core::{Device, Tensor};
+use prototree_backbone::BackboneKind;
+use prototree_tree::io::{Preprocessing, CONFIG_FILE, TENSORS_FILE, TREE_FILE};
+use prototree_tree::{
+    load_model, save_model, topology::prune_branch, Direction, Leaves, ModelMeta, NodeId,
+    ProjectionRecord, ProtoTree, Topology, TreeConfig,
+};
+
+fn meta(cfg: &TreeConfig) -> ModelMeta {
+    ModelMeta {
+        format_version: 1,
+        tree: cfg.clone(),
+        class_names: (0..cfg.num_classes).map(|i| format!("class_{i}")).collect(),
+        preprocessing: Preprocessing {
+            image_size: 32,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        },
+        train: None,
+        stage: "trained".into(),
+    }
+}
+
+fn model(cfg: &TreeConfig) -> anyhow::Result<ProtoTree> {
+    let mut m = ProtoTree::new(&cfg.check()?, &Device::Cpu, 11)?;
+    let l = 1 << cfg.depth;
+    let params = Tensor::randn(0f32, 2.0, (l, cfg.num_classes), &Device::Cpu)?.relu()?;
+    m.set_leaves(Leaves::from_params(params)?)?;
+    let mut topo = Topology::complete(cfg.depth)?;
+    prune_branch(&mut topo, 1, Direction::Right);
+    m.set_topology(topo)?;
+    Ok(m)
+}
+
+#[test]
+fn round_trip_gives_identical_outputs() -> anyhow::Result<()> {
+    let cfg = TreeConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 3,
+        proto_dim: 8,
+        num_classes: 4,
+    };
+    let m = model(&cfg)?;
+    let dir = tempfile::tempdir()?;
+    let rec = ProjectionRecord {
+        node: NodeId(0),
+        row: 0,
+        image_index: 5,
+        image_path: "a.png".into(),
+        patch_row: 1,
+        patch_col: 2,
+        fmap_height: 4,
+        fmap_width: 4,
+        distance: 0.25,
+    };
+    save_model(dir.path(), &m, &meta(&cfg), std::slice::from_ref(&rec))?;
+    let loaded = load_model(dir.path(), &Device::Cpu)?;
+    assert_eq!(loaded.projections, vec![rec]);
+    assert_eq!(loaded.model.topology(), m.topology());
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu)?;
+    let a = m.forward(&x, false)?.probabilities.to_vec2::<f32>()?;
+    let b = loaded
+        .model
+        .forward(&x, false)?
+        .probabilities
+        .to_vec2::<f32>()?;
+    assert_eq!(a, b);
+    // Leaves of the removed subtree are not stored; the kept ones are, under the
+    // reference's effective-path keys.
+    let names = candle_core::safetensors::load(dir.path().join(TENSORS_FILE), &Device::Cpu)?;
+    assert!(names.contains_key("_root.l.l._dist_params"));
+    assert!(names.contains_key("_root.r.r.r._dist_params"));
+    assert!(!names.contains_key("_root.l.l.l._dist_params"));
+    assert!(names.contains_key("prototype_layer.prototype_vectors"));
+    assert!(names.contains_key("_add_on.0.weight"));
+    Ok(())
+}
+
+#[test]
+fn load_errors_name_the_file() -> anyhow::Result<()> {
+    let cfg = TreeConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 2,
+        proto_dim: 4,
+        num_classes: 3,
+    };
+    let m = model(&cfg)?;
+    let dir = tempfile::tempdir()?;
+    save_model(dir.path(), &m, &meta(&cfg), &[])?;
+
+    // Truncated tensors.
+    let p = dir.path().join(TENSORS_FILE);
+    let bytes = std::fs::read(&p)?;
+    std::fs::write(&p, &bytes[..bytes.len() / 2])?;
+    let err = load_model(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(TENSORS_FILE), "{err}");
+    std::fs::write(&p, &bytes)?;
+
+    // Corrupt tree.bin.
+    let t = dir.path().join(TREE_FILE);
+    let tree_bytes = std::fs::read(&t)?;
+    std::fs::write(&t, [0xff, 0xff, 0xff])?;
+    let err = load_model(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(TREE_FILE), "{err}");
+    std::fs::write(&t, &tree_bytes)?;
+
+    // Newer format version.
+    let c = dir.path().join(CONFIG_FILE);
+    let json = std::fs::read_to_string(&c)?;
+    std::fs::write(
+        &c,
+        json.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )?;
+    let err = load_model(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("99") && err.contains(CONFIG_FILE), "{err}");
+
+    // Class count that does not match the tensors.
+    std::fs::write(&c, json.replace("\"num_classes\": 3", "\"num_classes\": 5"))?;
+    let err = load_model(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("class names"), "{err}");
+    std::fs::write(&c, &json)?;
+    assert!(load_model(dir.path(), &Device::Cpu).is_ok());
+    Ok(())
+}
