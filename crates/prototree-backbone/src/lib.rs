@@ -9,6 +9,7 @@ pub mod backbone;
 pub mod build;
 pub mod error;
 pub mod kind;
+pub mod nhwc_conv;
 pub mod small_cnn;
 
 pub use backbone::Backbone;

@@ -1,37 +1,44 @@
 //! A small CNN for small images, trained from scratch: four 3×3 conv + BatchNorm + ReLU
 //! stages, the first three followed by 2×2 max-pooling (stride 8 in all).
+//!
+//! It runs channels-last with [`conv2d_nhwc`], whose backward pass is as cheap as its
+//! forward pass on the CPU; parameters keep PyTorch's layout and names.
 
-use candle_core::{Module, ModuleT, Tensor};
-use candle_nn::{batch_norm, conv2d_no_bias, BatchNorm, Conv2d, Conv2dConfig, VarBuilder};
+use candle_core::{ModuleT, Tensor};
+use candle_nn::{batch_norm, BatchNorm, VarBuilder};
 
+use crate::nhwc_conv::{conv2d_nhwc, max_pool2x2_nhwc};
 use crate::{Backbone, BackboneKind, Error, Result};
 
 /// Channel widths of the four stages.
-pub const SMALL_CNN_CHANNELS: [usize; 4] = [32, 64, 128, 128];
+pub const SMALL_CNN_CHANNELS: [usize; 4] = [16, 32, 64, 128];
 
 /// One conv + BatchNorm + ReLU stage (`stages.{i}.conv`, `stages.{i}.bn`).
 #[derive(Debug, Clone)]
 struct Stage {
-    conv: Conv2d,
+    conv: Tensor,
     bn: BatchNorm,
     pool: bool,
 }
 
 impl Stage {
     fn new(c_in: usize, c_out: usize, pool: bool, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let conv = conv2d_no_bias(c_in, c_out, 3, cfg, vb.pp("conv"))?;
+        let conv = vb.pp("conv").get((c_out, c_in, 3, 3), "weight")?;
         let bn = batch_norm(c_out, 1e-5, vb.pp("bn"))?;
         Ok(Self { conv, bn, pool })
     }
 
+    /// `x`: `(b, h, w, c_in)` → `(b, h', w', c_out)`.
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.conv.forward(x)?;
-        let x = self.bn.forward_t(&x, train)?.relu()?;
-        Ok(if self.pool { x.max_pool2d(2)? } else { x })
+        let y = conv2d_nhwc(x, &self.conv, 1, 1)?;
+        let (b, h, w, c) = y.dims4()?;
+        // BatchNorm over the channel axis of the (b·h·w, c) matrix.
+        let y = self
+            .bn
+            .forward_t(&y.reshape((b * h * w, c))?, train)?
+            .relu()?
+            .reshape((b, h, w, c))?;
+        Ok(if self.pool { max_pool2x2_nhwc(&y)? } else { y })
     }
 }
 
@@ -71,11 +78,11 @@ impl Backbone for SmallCnn {
                 got: dims.to_vec(),
             });
         }
-        let mut x = x.clone();
+        let mut x = x.permute((0, 2, 3, 1))?;
         for stage in &self.stages {
             x = stage.forward(&x, train)?;
         }
-        Ok(x)
+        Ok(x.permute((0, 3, 1, 2))?)
     }
 
     fn out_channels(&self) -> usize {

@@ -1,0 +1,171 @@
+//! Channels-last convolution as im2col + one matrix product, built from tensor ops whose
+//! gradients are cheap in candle (padding, slicing, stacking, matmul).
+//!
+//! candle's CPU `conv2d` backward runs a direct `conv_transpose2d` and a convolution
+//! with the whole feature map as kernel, which makes training ~10× slower than inference.
+//! Here the forward is `(b·h·w, c·k·k) × (c·k·k, o)` and both gradients are matrix
+//! products too. Weights keep PyTorch's `(o, c, kh, kw)` layout.
+
+use candle_core::{Tensor, D};
+
+use crate::Result;
+
+/// Output side of a convolution.
+pub fn conv_out_size(input: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    (input + 2 * padding).saturating_sub(kernel) / stride.max(1) + 1
+}
+
+/// Rows `start, start + stride, …` (`count` of them) of dimension `dim`.
+fn strided(x: &Tensor, dim: usize, start: usize, count: usize, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(x.narrow(dim, start, count)?);
+    }
+    // Take count·stride rows (padding the end with zeros if the input is too short),
+    // split them into (count, stride) and keep the first of each group.
+    let avail = x.dim(dim)? - start;
+    let want = count * stride;
+    let slice = if avail >= want {
+        x.narrow(dim, start, want)?
+    } else {
+        x.narrow(dim, start, avail)?
+            .pad_with_zeros(dim, 0, want - avail)?
+    };
+    let mut dims = slice.dims().to_vec();
+    dims[dim] = count;
+    dims.insert(dim + 1, stride);
+    Ok(slice
+        .reshape(dims)?
+        .narrow(dim + 1, 0, 1)?
+        .squeeze(dim + 1)?)
+}
+
+/// 2-D convolution (no bias) of a channels-last input.
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)`
+/// - `weight`: `(o, c, kh, kw)` (PyTorch layout)
+/// - returns `(b, h_out, w_out, o)`
+pub fn conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let (o, wc, kh, kw) = weight.dims4()?;
+    if wc != c {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: x.shape().clone(),
+            rhs: weight.shape().clone(),
+            op: "conv2d_nhwc",
+        }
+        .into());
+    }
+    let (ho, wo) = (
+        conv_out_size(h, kh, stride, padding),
+        conv_out_size(w, kw, stride, padding),
+    );
+    let x = if padding > 0 {
+        x.pad_with_zeros(1, padding, padding)?
+            .pad_with_zeros(2, padding, padding)?
+    } else {
+        x.clone()
+    };
+    let cols = if kh == 1 && kw == 1 {
+        strided(&strided(&x, 1, 0, ho, stride)?, 2, 0, wo, stride)?.reshape((b * ho * wo, c))?
+    } else {
+        let mut taps = Vec::with_capacity(kh * kw);
+        for ky in 0..kh {
+            let rows = strided(&x, 1, ky, ho, stride)?;
+            for kx in 0..kw {
+                taps.push(strided(&rows, 2, kx, wo, stride)?);
+            }
+        }
+        // (b, ho, wo, c, kh·kw): column index c·kh·kw + ky·kw + kx, as in PyTorch weights.
+        Tensor::stack(&taps, D::Minus1)?.reshape((b * ho * wo, c * kh * kw))?
+    };
+    let wmat = weight.reshape((o, c * kh * kw))?;
+    Ok(cols.matmul(&wmat.t()?)?.reshape((b, ho, wo, o))?)
+}
+
+/// 2×2 max-pooling with stride 2 of a channels-last input (odd sizes are floored).
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)` → `(b, h / 2, w / 2, c)`
+pub fn max_pool2x2_nhwc(x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let (h2, w2) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 {
+        x.narrow(1, 0, 2 * h2)?.narrow(2, 0, 2 * w2)?
+    } else {
+        x.clone()
+    };
+    Ok(x.reshape((b, h2, 2, w2, 2, c))?.max(4)?.max(2)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn check_against_candle(stride: usize, padding: usize, k: usize) -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 8), &dev)?;
+        let wt = Tensor::randn(0f32, 1.0, (4, 3, k, k), &dev)?;
+        let want = x.conv2d(&wt, padding, stride, 1, 1)?;
+        let got =
+            conv2d_nhwc(&x.permute((0, 2, 3, 1))?, &wt, stride, padding)?.permute((0, 3, 1, 2))?;
+        assert_eq!(
+            got.dims(),
+            want.dims(),
+            "stride {stride} pad {padding} k {k}"
+        );
+        let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "diff {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_conv2d() -> anyhow::Result<()> {
+        for (s, p, k) in [
+            (1, 1, 3),
+            (2, 1, 3),
+            (1, 0, 1),
+            (2, 0, 1),
+            (2, 3, 7),
+            (1, 0, 3),
+        ] {
+            check_against_candle(s, p, k)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gradients_match_candle_conv2d() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 1.0, (2, 3, 6, 6), &dev)?;
+        let wt = Var::randn(0f32, 1.0, (4, 3, 3, 3), &dev)?;
+        let ours = conv2d_nhwc(&x.as_tensor().permute((0, 2, 3, 1))?, wt.as_tensor(), 1, 1)?
+            .sqr()?
+            .sum_all()?;
+        let theirs = x
+            .as_tensor()
+            .conv2d(wt.as_tensor(), 1, 1, 1, 1)?
+            .sqr()?
+            .sum_all()?;
+        let (g1, g2) = (ours.backward()?, theirs.backward()?);
+        for v in [&x, &wt] {
+            let a = g1.get(v.as_tensor()).unwrap();
+            let b = g2.get(v.as_tensor()).unwrap();
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-3, "diff {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn max_pool_matches_candle() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 7, 6), &dev)?;
+        let want = x.max_pool2d(2)?;
+        let got = max_pool2x2_nhwc(&x.permute((0, 2, 3, 1))?)?.permute((0, 3, 1, 2))?;
+        let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff == 0.0);
+        Ok(())
+    }
+}
