@@ -1,0 +1,15 @@
+//! Errors of the prune crate.
+
+/// Everything that can go wrong while pruning, projecting or exporting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tree crate failed.
+    #[error(transparent)]
+    Tree(#[from] prototree_tree::Error),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
