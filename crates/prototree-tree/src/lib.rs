@@ -33,6 +33,7 @@ pub mod io;
 pub mod leaves;
 pub mod loss;
 pub mod model;
+pub mod predict;
 pub mod routing;
 pub mod topology;
 pub mod train_config;
@@ -44,6 +45,7 @@ pub use inference::{EvalReport, PathStep, Routing};
 pub use io::{load_model, save_model, ModelMeta, ProjectionRecord, SavedModel};
 pub use leaves::Leaves;
 pub use model::{Latent, ProtoTree, TreeOutput};
+pub use predict::Prediction;
 pub use topology::{BranchState, Direction, NodeId, Topology};
 pub use train_config::{TrainConfig, ValidTrainConfig};
 pub use trainer::{
