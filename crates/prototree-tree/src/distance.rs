@@ -36,10 +36,24 @@ pub fn distances_from_squared(dist_sq: &Tensor) -> Result<Tensor> {
 
 /// The minimum distance of each prototype over all patches of each image (global min-pool).
 ///
+/// On the CPU in f32 this runs the fused kernel of [`crate::min_distance_op`] (same values,
+/// sparse backward); elsewhere the generic tensor-op path.
+///
 /// # Shapes
 /// - `patches`: `(b, n, d)`, `prototypes`: `(p, d)`
 /// - returns `(b, p)`
 pub fn min_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
+    if patches.device().is_cpu()
+        && patches.dtype() == candle_core::DType::F32
+        && prototypes.dtype() == candle_core::DType::F32
+    {
+        return Ok(crate::min_distance_op::min_distances_fused(patches, prototypes)?.0);
+    }
+    min_distances_generic(patches, prototypes)
+}
+
+/// [`min_distances`] with plain tensor ops (any device and dtype; dense backward).
+pub fn min_distances_generic(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
     let dist_sq = squared_distances(patches, prototypes)?;
     distances_from_squared(&dist_sq.min(1)?)
 }

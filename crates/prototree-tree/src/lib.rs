@@ -32,6 +32,7 @@ pub mod init;
 pub mod io;
 pub mod leaves;
 pub mod loss;
+pub mod min_distance_op;
 pub mod model;
 pub mod predict;
 pub mod routing;
