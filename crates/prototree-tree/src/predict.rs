@@ -4,6 +4,7 @@
 //! computations instead of `2^depth − 1`); soft and max-leaf routing need every prototype.
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::distance::DISTANCE_EPS;
@@ -116,52 +117,48 @@ impl ProtoTree {
             .collect()
     }
 
-    /// Greedy paths computing only the prototypes met on each path.
+    /// Greedy paths computing only the prototypes met on each path (parallel over images).
     pub fn greedy_paths(&self, latent: &Latent) -> Result<Vec<(usize, Vec<PathStep>)>> {
-        let patches = latent.patches.to_vec3::<f32>()?;
-        let protos = self.prototypes()?.to_vec2::<f32>()?;
-        let proto_sq: Vec<f32> = protos
-            .iter()
-            .map(|p| p.iter().map(|v| v * v).sum())
-            .collect();
+        let (b, n, d) = latent.patches.dims3()?;
+        let patches = latent.patches.flatten_all()?.to_vec1::<f32>()?;
+        let protos = self.prototypes()?.flatten_all()?.to_vec1::<f32>()?;
         let topo = self.topology();
-        let mut out = Vec::with_capacity(patches.len());
-        for image in &patches {
-            let patch_sq: Vec<f32> = image
-                .iter()
-                .map(|z| z.iter().map(|v| v * v).sum())
-                .collect();
-            let mut h = 0usize;
-            let mut path = Vec::new();
-            for _ in 0..topo.depth() {
-                let right = match topo.branch_state(h) {
-                    BranchState::Decision => {
-                        let p = &protos[h];
-                        let min_sq = image
-                            .iter()
-                            .zip(&patch_sq)
-                            .map(|(z, zz)| {
-                                let dot: f32 = z.iter().zip(p).map(|(a, b)| a * b).sum();
-                                (zz - 2.0 * dot + proto_sq[h]).abs()
-                            })
-                            .fold(f32::INFINITY, f32::min);
-                        let s = (-(f64::from(min_sq) + DISTANCE_EPS).sqrt()).exp() as f32;
-                        let present = s > 0.5;
-                        path.push(PathStep {
-                            node: topo.node_id(h),
-                            heap: h,
-                            similarity: s,
-                            present,
-                        });
-                        present
-                    }
-                    BranchState::PassRight => true,
-                    BranchState::PassLeft | BranchState::Removed => false,
-                };
-                h = if right { 2 * h + 2 } else { 2 * h + 1 };
-            }
-            out.push((h - topo.num_branches(), path));
-        }
+        let dot = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+        let out = (0..b)
+            .into_par_iter()
+            .map(|bi| {
+                let image = &patches[bi * n * d..(bi + 1) * n * d];
+                let patch_sq: Vec<f32> = image.chunks_exact(d).map(|z| dot(z, z)).collect();
+                let mut h = 0usize;
+                let mut path = Vec::with_capacity(topo.depth());
+                for _ in 0..topo.depth() {
+                    let right = match topo.branch_state(h) {
+                        BranchState::Decision => {
+                            let p = &protos[h * d..(h + 1) * d];
+                            let p_sq = dot(p, p);
+                            let min_sq = image
+                                .chunks_exact(d)
+                                .zip(&patch_sq)
+                                .map(|(z, zz)| (zz - 2.0 * dot(z, p) + p_sq).abs())
+                                .fold(f32::INFINITY, f32::min);
+                            let s = (-(f64::from(min_sq) + DISTANCE_EPS).sqrt()).exp() as f32;
+                            let present = s > 0.5;
+                            path.push(PathStep {
+                                node: topo.node_id(h),
+                                heap: h,
+                                similarity: s,
+                                present,
+                            });
+                            present
+                        }
+                        BranchState::PassRight => true,
+                        BranchState::PassLeft | BranchState::Removed => false,
+                    };
+                    h = if right { 2 * h + 2 } else { 2 * h + 1 };
+                }
+                (h - topo.num_branches(), path)
+            })
+            .collect();
         Ok(out)
     }
 }
