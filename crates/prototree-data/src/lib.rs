@@ -1,1 +1,22 @@
-//! prototree-data
+//! Data sets for prototype trees: the CUB-200-2011 layout (real CUB and the synthetic
+//! birds), ImageFolder trees, the synthetic part-based bird generator, the reference's
+//! transforms and augmentation, and in-memory batching.
+//!
+//! This crate does not depend on candle: batches are plain `f32` buffers.
+#![warn(missing_docs)]
+
+pub mod augment;
+pub mod cub;
+pub mod error;
+pub mod image_folder;
+pub mod loader;
+pub mod synth;
+pub mod transform;
+
+pub use augment::Augmentation;
+pub use cub::{BBox, CubDataset, PartLocation, Sample, Split};
+pub use error::{Error, Result};
+pub use image_folder::ImageFolder;
+pub use loader::{load_rgb, ImageBatch, Loader, LoaderConfig};
+pub use synth::{generate, SynthConfig, SynthSummary};
+pub use transform::Normalization;

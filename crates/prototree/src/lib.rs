@@ -1,1 +1,45 @@
-//! prototree
+//! **prototree**: neural prototype trees (ProtoTree, CVPR 2021) in Rust, on candle.
+//!
+//! Interpretable image classifiers whose decision is a small tree of "does the image
+//! contain a patch like this?" questions. This facade re-exports the member crates and
+//! offers the high-level pipeline (train on a data set, the demo) used by the CLI.
+//!
+//! ```no_run
+//! use prototree::prelude::*;
+//!
+//! let cfg = DemoConfig::new("/tmp/demo".into());
+//! let summary = run_demo(&cfg, &mut Silent)?;
+//! println!("soft accuracy {:.3}", summary.accuracy_soft);
+//! # Ok::<(), prototree::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod demo;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod observer;
+pub mod source;
+pub mod train;
+
+pub use prototree_backbone as backbone;
+pub use prototree_data as data;
+pub use prototree_prune as prune;
+pub use prototree_tree as tree;
+
+pub use candle_core;
+pub use device::candle_device;
+pub use error::{Error, Result};
+
+/// The types most programs need.
+pub mod prelude {
+    pub use crate::demo::{run_demo, DemoConfig, DemoSummary};
+    pub use crate::observer::{PipelineObserver, Silent, Stage};
+    pub use crate::train::{train, TrainJob, TrainOutcome};
+    pub use crate::{Error, Result};
+    pub use prototree_backbone::BackboneKind;
+    pub use prototree_tree::{
+        load_model, save_model, EvalReport, ProtoTree, Routing, TrainConfig, TrainObserver,
+        TreeConfig,
+    };
+}

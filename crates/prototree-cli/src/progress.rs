@@ -1,0 +1,145 @@
+//! Draws pipeline and training progress with indicatif.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use prototree::prelude::{PipelineObserver, Stage, TrainObserver};
+use prototree::tree::{BatchStats, EpochStats};
+
+/// Progress bars on stderr; epoch summaries as log lines.
+pub struct CliProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    loss_ema: Option<f32>,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl CliProgress {
+    /// Bars unless `quiet`; `interrupted` is polled between batches.
+    pub fn new(quiet: bool, interrupted: Arc<AtomicBool>) -> Self {
+        Self {
+            bar: None,
+            quiet,
+            loss_ema: None,
+            interrupted,
+        }
+    }
+
+    fn start(&mut self, total: usize, label: String) {
+        self.finish();
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::new(total as u64);
+        let style = ProgressStyle::with_template(
+            "{spinner:.green} {msg:<28} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(label);
+        self.bar = Some(bar);
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Prints a line above the bars.
+    pub fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl TrainObserver for CliProgress {
+    fn epoch_started(&mut self, epoch: usize, num_epochs: usize, num_batches: usize) {
+        self.start(num_batches, format!("epoch {epoch}/{num_epochs}"));
+    }
+
+    fn batch_finished(&mut self, stats: &BatchStats) {
+        let ema = match self.loss_ema {
+            Some(e) => 0.9 * e + 0.1 * stats.loss,
+            None => stats.loss,
+        };
+        self.loss_ema = Some(ema);
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("epoch {} loss {:.3}", stats.epoch, ema));
+            bar.inc(1);
+        }
+    }
+
+    fn evaluation_started(&mut self, num_batches: usize) {
+        self.start(num_batches, "evaluating".into());
+    }
+
+    fn evaluation_batch(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn epoch_finished(&mut self, s: &EpochStats) {
+        self.finish();
+        let eval = s
+            .eval
+            .as_ref()
+            .map(|e| {
+                format!(
+                    " test acc {:.3} (greedy {:.3})",
+                    e.accuracy_soft, e.accuracy_greedy
+                )
+            })
+            .unwrap_or_default();
+        let frozen = if s.backbone_frozen {
+            " [backbone frozen]"
+        } else {
+            ""
+        };
+        if !self.quiet {
+            eprintln!(
+                "epoch {:>3}: loss {:.4} train acc {:.3}{eval} lr {:.1e} ({:.1}s){frozen}",
+                s.epoch, s.train_loss, s.train_accuracy, s.learning_rates[2], s.seconds
+            );
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+impl PipelineObserver for CliProgress {
+    fn stage_started(&mut self, stage: Stage, total: usize) {
+        if stage == Stage::Train {
+            if !self.quiet {
+                eprintln!("training for {total} epochs");
+            }
+            return;
+        }
+        self.start(total, stage.label().to_string());
+    }
+
+    fn stage_progress(&mut self, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        }
+    }
+
+    fn stage_finished(&mut self, stage: Stage) {
+        if stage != Stage::Train {
+            self.finish();
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        if !self.quiet {
+            self.line(text);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Decoding, caching and batching images for training and evaluation.
+//!
+//! [`Loader::new`] decodes every image once (in parallel), applies the optional
+//! bounding-box crop and the resize, and keeps the RGB pixels in memory. Each
+//! [`Loader::epoch`] shuffles (by seed), augments (in parallel, one random stream per
+//! position so results do not depend on the thread count) and normalises.
+
+use image::RgbImage;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::augment::{augment, Augmentation};
+use crate::cub::Sample;
+use crate::transform::{crop_to_bbox, resize_square, to_chw, Normalization};
+use crate::{Error, Result};
+
+/// How a [`Loader`] prepares batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderConfig {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Square side images are resized to.
+    pub image_size: u32,
+    /// Crop to the bounding box (when annotated) before resizing.
+    pub crop_to_bbox: bool,
+    /// Augmentation of each image.
+    pub augmentation: Augmentation,
+    /// Normalisation after scaling to [0, 1].
+    pub normalization: Normalization,
+    /// Shuffle each epoch.
+    pub shuffle: bool,
+    /// Drop a last, incomplete batch.
+    pub drop_last: bool,
+}
+
+/// A batch of normalised images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageBatch {
+    /// `(b, 3, h, w)` row-major normalised pixels.
+    pub images: Vec<f32>,
+    /// Class index per image.
+    pub labels: Vec<u32>,
+    /// Index of each image in [`Loader::samples`].
+    pub sample_indices: Vec<usize>,
+    /// Images in the batch.
+    pub batch_size: usize,
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+}
+
+/// Decodes an image file into RGB8 (grayscale, RGBA and 16-bit images are converted).
+pub fn load_rgb(path: &std::path::Path) -> Result<RgbImage> {
+    let reader = image::ImageReader::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = reader.with_guessed_format().map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let img = reader.decode().map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(img.to_rgb8())
+}
+
+/// Decodes, crops and resizes one sample as the loader does.
+pub fn prepare(sample: &Sample, size: u32, crop: bool) -> Result<RgbImage> {
+    let img = load_rgb(&sample.path)?;
+    let img = match (&sample.bbox, crop) {
+        (Some(b), true) => crop_to_bbox(&img, b),
+        _ => img,
+    };
+    Ok(resize_square(&img, size))
+}
+
+/// In-memory images with batching.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    samples: Vec<Sample>,
+    images: Vec<RgbImage>,
+    config: LoaderConfig,
+}
+
+impl Loader {
+    /// Decodes every sample; `progress(done, total)` is called as images finish.
+    pub fn new(
+        samples: Vec<Sample>,
+        config: LoaderConfig,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        if config.image_size < 8 {
+            return Err(Error::Config("image size must be at least 8 pixels".into()));
+        }
+        let total = samples.len();
+        let mut images = Vec::with_capacity(total);
+        // Decode in parallel chunks so progress can be reported from this thread.
+        let chunk = 64;
+        for start in (0..total).step_by(chunk) {
+            let end = (start + chunk).min(total);
+            let decoded: Vec<Result<RgbImage>> = samples[start..end]
+                .par_iter()
+                .map(|s| prepare(s, config.image_size, config.crop_to_bbox))
+                .collect();
+            for img in decoded {
+                images.push(img?);
+            }
+            progress(end, total);
+        }
+        Ok(Self {
+            samples,
+            images,
+            config,
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        let b = self.config.batch_size;
+        if self.config.drop_last {
+            self.len() / b
+        } else {
+            self.len().div_ceil(b)
+        }
+    }
+
+    /// The samples, in the loader's order.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// The cached, resized image `i`.
+    pub fn image(&self, i: usize) -> Option<&RgbImage> {
+        self.images.get(i)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// The batches of one epoch; `seed` drives shuffling and augmentation.
+    pub fn epoch(&self, seed: u64) -> impl Iterator<Item = ImageBatch> + '_ {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        }
+        let b = self.config.batch_size;
+        let n = self.num_batches();
+        (0..n).map(move |k| {
+            let idx = &order[k * b..((k + 1) * b).min(order.len())];
+            self.make_batch(idx, seed, k * b)
+        })
+    }
+
+    fn make_batch(&self, idx: &[usize], seed: u64, offset: usize) -> ImageBatch {
+        let s = self.config.image_size as usize;
+        let plane = 3 * s * s;
+        let mut images = vec![0f32; idx.len() * plane];
+        images
+            .par_chunks_mut(plane)
+            .zip(idx.par_iter())
+            .enumerate()
+            .for_each(|(j, (out, &i))| {
+                let img = &self.images[i];
+                let position = (offset + j) as u64;
+                let mut rng =
+                    ChaCha8Rng::seed_from_u64(seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                if self.config.augmentation == Augmentation::None {
+                    to_chw(img, &self.config.normalization, out);
+                } else {
+                    let aug = augment(img, self.config.augmentation, &mut rng);
+                    to_chw(&aug, &self.config.normalization, out);
+                }
+            });
+        ImageBatch {
+            images,
+            labels: idx
+                .iter()
+                .map(|&i| self.samples[i].class_index as u32)
+                .collect(),
+            sample_indices: idx.to_vec(),
+            batch_size: idx.len(),
+            height: s,
+            width: s,
+        }
+    }
+}

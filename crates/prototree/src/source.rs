@@ -1,0 +1,46 @@
+//! Batches from a [`prototree_data::Loader`] as tensors for the trainer.
+
+use candle_core::{Device, Tensor};
+use prototree_data::Loader;
+use prototree_tree::{Batch, BatchSource};
+
+/// A [`BatchSource`] over an in-memory image loader.
+pub struct LoaderSource<'a> {
+    loader: &'a Loader,
+    device: Device,
+    seed: u64,
+}
+
+impl<'a> LoaderSource<'a> {
+    /// Batches of `loader` on `device`; `seed` is combined with the epoch for shuffling
+    /// and augmentation.
+    pub fn new(loader: &'a Loader, device: &Device, seed: u64) -> Self {
+        Self {
+            loader,
+            device: device.clone(),
+            seed,
+        }
+    }
+}
+
+impl BatchSource for LoaderSource<'_> {
+    fn num_batches(&self) -> usize {
+        self.loader.num_batches()
+    }
+
+    fn batches(
+        &mut self,
+        epoch: usize,
+    ) -> Box<dyn Iterator<Item = prototree_tree::Result<Batch>> + '_> {
+        let seed = self
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(epoch as u64);
+        let device = self.device.clone();
+        Box::new(self.loader.epoch(seed).map(move |b| {
+            let images = Tensor::from_vec(b.images, (b.batch_size, 3, b.height, b.width), &device)?;
+            let labels = Tensor::from_vec(b.labels, b.batch_size, &device)?;
+            Ok(Batch { images, labels })
+        }))
+    }
+}
