@@ -1,0 +1,162 @@
+//! The synthetic generator: determinism and annotation consistency.
+
+use std::path::Path;
+
+use prototree_data::{generate, load_rgb, CubDataset, Split, SynthConfig};
+
+fn small(seed: u64) -> SynthConfig {
+    SynthConfig {
+        classes: 10,
+        per_class: 4,
+        size: 48,
+        seed,
+        train_fraction: 0.5,
+    }
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn same_seed_gives_identical_files() -> anyhow::Result<()> {
+    let (a, b, c) = (
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    );
+    generate(&small(7), a.path(), &mut |_, _| {})?;
+    generate(&small(7), b.path(), &mut |_, _| {})?;
+    generate(&small(8), c.path(), &mut |_, _| {})?;
+    let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
+    assert!(fa.len() > 80);
+    assert_eq!(fa, fb);
+    assert_ne!(fa, fc);
+    Ok(())
+}
+
+#[test]
+fn annotations_are_consistent() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let summary = generate(&small(3), dir.path(), &mut |_, _| {})?;
+    assert_eq!(summary.train_images + summary.test_images, 40);
+    let ds = CubDataset::open(dir.path())?;
+    assert_eq!(ds.num_classes(), 10);
+    assert_eq!(ds.part_names(), ["crest", "beak", "eye", "wing", "tail"]);
+    assert_eq!(ds.samples(Split::Train).len(), 20);
+    assert_eq!(ds.samples(Split::Test).len(), 20);
+    let (mut checked, mut on_label) = (0, 0);
+    for s in ds.samples(Split::All) {
+        let bbox = s.bbox.expect("every synthetic image has a box");
+        let img = load_rgb(&s.path)?;
+        assert_eq!(img.dimensions(), (48, 48));
+        let mask_path = dir
+            .path()
+            .join("segmentations")
+            .join(s.path.strip_prefix(dir.path().join("images"))?);
+        let mask = image::open(&mask_path)?.to_luma8();
+        let locs = ds.part_locations(s.image_id);
+        assert_eq!(locs.len(), 5);
+        for loc in locs {
+            if !loc.visible {
+                assert_eq!((loc.x, loc.y), (0.0, 0.0));
+                continue;
+            }
+            assert!(bbox.contains(loc.x, loc.y), "part {loc:?} outside {bbox:?}");
+            let (x, y) = (loc.x.floor() as u32, loc.y.floor() as u32);
+            checked += 1;
+            if mask.get_pixel(x.min(47), y.min(47))[0] as u32 == loc.part_id + 1 {
+                on_label += 1;
+            }
+        }
+    }
+    // Part centres sit on their own part's pixels (a few land on an anti-aliased edge).
+    assert!(
+        on_label * 10 >= checked * 9,
+        "{on_label} of {checked} part locations on their mask label"
+    );
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("synth.json"))?)?;
+    assert_eq!(truth["classes"].as_array().map(|a| a.len()), Some(10));
+    Ok(())
+}
+
+#[test]
+fn bad_settings_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    for cfg in [
+        SynthConfig {
+            classes: 1,
+            ..small(0)
+        },
+        SynthConfig {
+            classes: 500,
+            ..small(0)
+        },
+        SynthConfig {
+            per_class: 1,
+            ..small(0)
+        },
+        SynthConfig {
+            size: 8,
+            ..small(0)
+        },
+        SynthConfig {
+            train_fraction: 1.0,
+            ..small(0)
+        },
+    ] {
+        assert!(
+            generate(&cfg, dir.path(), &mut |_, _| {}).is_err(),
+            "{cfg:?}"
+        );
+    }
+}
+
+#[test]
+fn loader_batches_are_deterministic() -> anyhow::Result<()> {
+    use prototree_data::{Augmentation, Loader, LoaderConfig, Normalization};
+    let dir = tempfile::tempdir()?;
+    generate(&small(1), dir.path(), &mut |_, _| {})?;
+    let ds = CubDataset::open(dir.path())?;
+    let cfg = LoaderConfig {
+        batch_size: 8,
+        image_size: 32,
+        crop_to_bbox: true,
+        augmentation: Augmentation::Reference,
+        normalization: Normalization::IMAGENET,
+        shuffle: true,
+        drop_last: false,
+    };
+    let mut calls = 0;
+    let loader = Loader::new(ds.samples(Split::Train), cfg, &mut |_, _| calls += 1)?;
+    assert!(calls >= 1);
+    assert_eq!(loader.num_batches(), 3); // 20 images, batches of 8
+    let a: Vec<_> = loader.epoch(5).collect();
+    let b: Vec<_> = loader.epoch(5).collect();
+    let c: Vec<_> = loader.epoch(6).collect();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(a[0].images.len(), 8 * 3 * 32 * 32);
+    assert_eq!(a[2].batch_size, 4);
+    for batch in &a {
+        for (label, &i) in batch.labels.iter().zip(&batch.sample_indices) {
+            assert_eq!(*label as usize, loader.samples()[i].class_index);
+        }
+    }
+    Ok(())
+}
