@@ -259,7 +259,7 @@ fn run_synth_cmd(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
         seed: a.seed,
         train_fraction: a.train_fraction,
     };
-    cfg.check().context("invalid synthetic data settings")?;
+    cfg.check()?;
     obs.stage_started(Stage::Synthesize, a.classes * a.per_class);
     let summary = prototree::data::generate(&cfg, &a.out, &mut |done, _| obs.stage_progress(done))
         .with_context(|| format!("generating synthetic birds into {}", a.out.display()))?;

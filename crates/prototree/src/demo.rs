@@ -39,13 +39,13 @@ impl DemoConfig {
             depth: 5,
             proto_dim: 64,
             train: TrainConfig {
-                epochs: 30,
+                epochs: 24,
                 batch_size: 32,
                 lr: 2e-3,
                 lr_block: 2e-3,
                 lr_net: 2e-3,
                 freeze_epochs: 0,
-                milestones: vec![20, 25],
+                milestones: vec![16, 20],
                 gamma: 0.5,
                 ..TrainConfig::default()
             },
