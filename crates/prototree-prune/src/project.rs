@@ -30,10 +30,13 @@ pub fn allowed_classes(topo: &Topology, leaf_top: &[usize], num_classes: usize) 
                 }
             }
         } else {
-            for c in 0..num_classes {
-                allowed[h][c] = (reach[2 * h + 1] && allowed[2 * h + 1][c])
-                    || (reach[2 * h + 2] && allowed[2 * h + 2][c]);
-            }
+            let merged: Vec<bool> = (0..num_classes)
+                .map(|c| {
+                    (reach[2 * h + 1] && allowed[2 * h + 1][c])
+                        || (reach[2 * h + 2] && allowed[2 * h + 2][c])
+                })
+                .collect();
+            allowed[h] = merged;
         }
     }
     allowed.truncate(nb);
