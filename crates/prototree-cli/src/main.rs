@@ -48,8 +48,53 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a saved model on the test split of a data set.
     Eval(EvalArgs),
+    /// Prune near-uniform subtrees of a saved model.
+    Prune(PruneArgs),
+    /// Replace each prototype by its nearest training patch.
+    Project(ProjectArgs),
     /// Describe a saved model.
     Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Leaves whose top class probability is at most tau are near-uniform.
+    #[arg(long, default_value_t = 0.01)]
+    tau: f32,
+    /// Output model directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Data set whose test split measures the accuracy change (optional).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+struct ProjectArgs {
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data set in CUB layout: prototypes are projected onto its training split.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output model directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -336,6 +381,68 @@ fn run_eval_cmd(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
     Ok(())
 }
 
+fn print_eval_line(label: &str, r: &prototree::tree::EvalReport) {
+    println!(
+        "{label}: soft {:.2}%  greedy {:.2}%  max-leaf {:.2}%  fidelity greedy {:.2}%  mean path {:.2}",
+        100.0 * r.accuracy_soft,
+        100.0 * r.accuracy_greedy,
+        100.0 * r.accuracy_max_leaf,
+        100.0 * r.fidelity_greedy,
+        r.mean_path_length
+    );
+}
+
+fn run_prune_cmd(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
+    check_output_dir(&a.out)?;
+    let device = candle_device(&a.device)?;
+    let o = prototree::interpret::prune_model_dir(
+        &a.model,
+        a.tau,
+        &a.out,
+        a.data.as_deref(),
+        &device,
+        obs,
+    )
+    .with_context(|| format!("pruning {}", a.model.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&o)?);
+        return Ok(());
+    }
+    let r = &o.report;
+    println!(
+        "pruned with tau {}: prototypes {} -> {}, leaves {} -> {}",
+        r.tau, r.decisions_before, r.decisions_after, r.leaves_before, r.leaves_after
+    );
+    if let (Some(b), Some(after)) = (&o.before, &o.after) {
+        print_eval_line("before", b);
+        print_eval_line("after ", after);
+        println!(
+            "soft accuracy change: {:+.2} points",
+            100.0 * (after.accuracy_soft - b.accuracy_soft)
+        );
+    }
+    println!("saved to {}", a.out.display());
+    Ok(())
+}
+
+fn run_project_cmd(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
+    check_output_dir(&a.out)?;
+    let device = candle_device(&a.device)?;
+    let o = prototree::interpret::project_model_dir(&a.model, &a.data, &a.out, &device, obs)
+        .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&o)?);
+        return Ok(());
+    }
+    println!(
+        "projected {} prototypes (mean distance to their nearest patch {:.4})",
+        o.projected, o.mean_distance
+    );
+    print_eval_line("after projection", &o.after);
+    println!("saved to {}", a.out.display());
+    Ok(())
+}
+
 fn run_inspect_cmd(a: InspectArgs) -> Result<()> {
     let meta = load_meta(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
     let saved = load_model(&a.model, &candle_core_device_cpu())
@@ -387,6 +494,8 @@ fn main() {
         Command::Synth(a) => run_synth_cmd(a, &mut obs),
         Command::Train(a) => run_train_cmd(a, &mut obs),
         Command::Eval(a) => run_eval_cmd(a, &mut obs),
+        Command::Prune(a) => run_prune_cmd(a, &mut obs),
+        Command::Project(a) => run_project_cmd(a, &mut obs),
         Command::Inspect(a) => run_inspect_cmd(a),
     };
     if interrupted.load(Ordering::Relaxed) {

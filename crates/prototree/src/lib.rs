@@ -18,6 +18,7 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod interpret;
 pub mod observer;
 pub mod source;
 pub mod train;

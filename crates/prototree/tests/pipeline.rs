@@ -41,9 +41,20 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         "num_prototypes",
         "num_classes",
         "seconds",
+        "num_prototypes_pruned",
+        "accuracy_soft_pruned",
+        "fidelity_greedy_pruned",
     ] {
         assert!(json.get(key).is_some(), "summary.json lacks {key}");
     }
+    assert!(summary.num_prototypes_pruned <= summary.num_prototypes);
+    // The pruned + projected model reloads with its projection records.
+    let pruned = load_model(
+        &summary.pruned_model_dir,
+        &prototree::candle_core::Device::Cpu,
+    )?;
+    assert_eq!(pruned.projections.len(), summary.num_prototypes_pruned);
+    assert_eq!(pruned.meta.stage, "projected");
     // The saved model reloads and evaluates to the same accuracy.
     let device = prototree::candle_core::Device::Cpu;
     let saved = load_model(&summary.model_dir, &device)?;

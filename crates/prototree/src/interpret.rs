@@ -1,0 +1,192 @@
+//! Turning a trained tree into an interpretable one: pruning and prototype projection,
+//! on models in memory and on model directories.
+
+use std::path::Path;
+
+use candle_core::Device;
+use prototree_data::{Augmentation, CubDataset, Loader, LoaderConfig, Normalization, Split};
+use prototree_prune::{project, prune, PruneReport};
+use prototree_tree::io::ProjectionRecord;
+use prototree_tree::{evaluate, load_model, save_model, EvalReport, ProtoTree};
+
+use crate::observer::{PipelineObserver, Stage};
+use crate::source::LoaderSource;
+use crate::{Error, Result};
+
+/// Projects the prototypes of `model` onto the images of `loader` (which must not shuffle).
+pub fn project_on_loader(
+    model: &ProtoTree,
+    loader: &Loader,
+    device: &Device,
+    obs: &mut dyn PipelineObserver,
+) -> Result<Vec<ProjectionRecord>> {
+    if loader.config().shuffle {
+        return Err(Error::Invalid(
+            "projection needs an unshuffled loader".into(),
+        ));
+    }
+    let paths: Vec<String> = loader
+        .samples()
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    let mut source = LoaderSource::new(loader, device, 0);
+    obs.stage_started(Stage::Project, loader.num_batches());
+    let records = project(model, &mut source, &paths, &mut |done, _| {
+        obs.stage_progress(done)
+    })?;
+    obs.stage_finished(Stage::Project);
+    Ok(records)
+}
+
+/// A loader over `split` of a CUB-layout data set with a model's preprocessing and no
+/// augmentation or shuffling.
+pub fn eval_loader(
+    data_dir: &Path,
+    split: Split,
+    meta: &prototree_tree::ModelMeta,
+    batch_size: usize,
+    obs: &mut dyn PipelineObserver,
+) -> Result<(CubDataset, Loader)> {
+    let dataset = CubDataset::open(data_dir)?;
+    if dataset.num_classes() != meta.class_names.len() {
+        return Err(Error::Mismatch(format!(
+            "{}: the data set has {} classes but the model was trained on {}",
+            data_dir.display(),
+            dataset.num_classes(),
+            meta.class_names.len()
+        )));
+    }
+    let samples = dataset.samples(split);
+    if samples.is_empty() {
+        return Err(Error::Mismatch(format!(
+            "{}: no images in the {split:?} split",
+            data_dir.display()
+        )));
+    }
+    let p = meta.preprocessing;
+    let cfg = LoaderConfig {
+        batch_size: batch_size.max(1),
+        image_size: p.image_size,
+        crop_to_bbox: false,
+        augmentation: Augmentation::None,
+        normalization: Normalization {
+            mean: p.mean,
+            std: p.std,
+        },
+        shuffle: false,
+        drop_last: false,
+    };
+    obs.stage_started(Stage::LoadImages, samples.len());
+    let loader = Loader::new(samples, cfg, &mut |done, _| obs.stage_progress(done))?;
+    obs.stage_finished(Stage::LoadImages);
+    Ok((dataset, loader))
+}
+
+/// Evaluates `model` on `loader`.
+pub fn evaluate_on(
+    model: &ProtoTree,
+    loader: &Loader,
+    device: &Device,
+    obs: &mut dyn PipelineObserver,
+) -> Result<EvalReport> {
+    let mut source = LoaderSource::new(loader, device, 0);
+    obs.stage_started(Stage::Evaluate, loader.num_batches());
+    let report = evaluate(model, &mut source, obs)?;
+    obs.stage_finished(Stage::Evaluate);
+    Ok(report)
+}
+
+/// The result of pruning a model directory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PruneOutcome {
+    /// What pruning removed.
+    pub report: PruneReport,
+    /// Test evaluation before pruning, when a data set was given.
+    pub before: Option<EvalReport>,
+    /// Test evaluation after pruning, when a data set was given.
+    pub after: Option<EvalReport>,
+}
+
+/// Prunes the model in `model_dir` with `tau` and saves it to `out`; with `data`, reports
+/// test accuracy before and after.
+pub fn prune_model_dir(
+    model_dir: &Path,
+    tau: f32,
+    out: &Path,
+    data: Option<&Path>,
+    device: &Device,
+    obs: &mut dyn PipelineObserver,
+) -> Result<PruneOutcome> {
+    let mut saved = load_model(model_dir, device)?;
+    let loader = match data {
+        Some(d) => Some(eval_loader(d, Split::Test, &saved.meta, 64, obs)?.1),
+        None => None,
+    };
+    let before = match &loader {
+        Some(l) => Some(evaluate_on(&saved.model, l, device, obs)?),
+        None => None,
+    };
+    obs.stage_started(Stage::Prune, 0);
+    let report = prune(&mut saved.model, tau)?;
+    obs.stage_finished(Stage::Prune);
+    let after = match &loader {
+        Some(l) => Some(evaluate_on(&saved.model, l, device, obs)?),
+        None => None,
+    };
+    let mut meta = saved.meta.clone();
+    meta.stage = "pruned".into();
+    // Projection records of pruned nodes no longer apply.
+    let topo = saved.model.topology();
+    let kept: Vec<ProjectionRecord> = saved
+        .projections
+        .into_iter()
+        .filter(|r| topo.branch_state(r.row as usize) == prototree_tree::BranchState::Decision)
+        .collect();
+    save_model(out, &saved.model, &meta, &kept)?;
+    Ok(PruneOutcome {
+        report,
+        before,
+        after,
+    })
+}
+
+/// The result of projecting a model directory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectOutcome {
+    /// Number of projected prototypes.
+    pub projected: usize,
+    /// Mean distance between the learnt prototypes and their nearest patches.
+    pub mean_distance: f64,
+    /// Test evaluation after projection.
+    pub after: EvalReport,
+}
+
+/// Projects the model in `model_dir` onto the training images of `data` and saves it to
+/// `out`, with the projection records; evaluates on the test split.
+pub fn project_model_dir(
+    model_dir: &Path,
+    data: &Path,
+    out: &Path,
+    device: &Device,
+    obs: &mut dyn PipelineObserver,
+) -> Result<ProjectOutcome> {
+    let saved = load_model(model_dir, device)?;
+    let (_, train) = eval_loader(data, Split::Train, &saved.meta, 64, obs)?;
+    let records = project_on_loader(&saved.model, &train, device, obs)?;
+    let (_, test) = eval_loader(data, Split::Test, &saved.meta, 64, obs)?;
+    let after = evaluate_on(&saved.model, &test, device, obs)?;
+    let mut meta = saved.meta.clone();
+    meta.stage = "projected".into();
+    save_model(out, &saved.model, &meta, &records)?;
+    let mean_distance = if records.is_empty() {
+        0.0
+    } else {
+        records.iter().map(|r| f64::from(r.distance)).sum::<f64>() / records.len() as f64
+    };
+    Ok(ProjectOutcome {
+        projected: records.len(),
+        mean_distance,
+        after,
+    })
+}
