@@ -2,10 +2,17 @@
 //! prototype trees (spec §3–§6 of the ProtoTree reference).
 #![warn(missing_docs)]
 
+pub mod decision_tree;
+pub mod dot;
 pub mod error;
 pub mod project;
 pub mod prune;
+pub mod svg;
+pub mod visualize;
 
+pub use decision_tree::{DecisionTree, Edge, TreeNode};
+pub use dot::DotExport;
 pub use error::{Error, Result};
 pub use project::project;
 pub use prune::{prune, PruneReport};
+pub use svg::SvgExport;

@@ -1,0 +1,266 @@
+//! Self-contained SVG of a [`DecisionTree`] with a pure-Rust layered layout (no Graphviz):
+//! leaves are spaced evenly in left-to-right order, each decision node is centred over its
+//! children, one row per depth. Decision nodes show their prototype's patch image
+//! (embedded as a base64 PNG) and leaves their top three classes with probability bars.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use base64::Engine as _;
+use petgraph::graph::NodeIndex;
+use prototree_tree::topology::NodeId;
+
+use crate::decision_tree::{DecisionTree, TreeNode};
+
+const LEAF_W: f64 = 132.0;
+const LEAF_H: f64 = 58.0;
+const GAP: f64 = 10.0;
+const PATCH: f64 = 64.0;
+const ROW_H: f64 = 118.0;
+const MARGIN: f64 = 20.0;
+
+/// A borrowed SVG view of a decision tree; `Display` prints the document.
+#[derive(Debug, Clone)]
+pub struct SvgExport<'a> {
+    tree: &'a DecisionTree,
+    patches: Option<&'a HashMap<NodeId, Vec<u8>>>,
+    title: Option<String>,
+}
+
+/// XML-escapes text.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A `data:` URI for PNG bytes.
+pub fn png_data_uri(png: &[u8]) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+impl<'a> SvgExport<'a> {
+    /// An SVG view of `tree`.
+    pub fn new(tree: &'a DecisionTree) -> Self {
+        Self {
+            tree,
+            patches: None,
+            title: None,
+        }
+    }
+
+    /// Patch images (PNG bytes) per decision node; nodes without one get a placeholder.
+    pub fn with_patches(mut self, patches: &'a HashMap<NodeId, Vec<u8>>) -> Self {
+        self.patches = Some(patches);
+        self
+    }
+
+    /// A title line above the tree.
+    pub fn with_title(mut self, title: &str) -> Self {
+        self.title = Some(title.to_string());
+        self
+    }
+
+    /// Positions (centre x, depth) of every node.
+    fn layout(&self) -> (HashMap<NodeIndex, (f64, usize)>, usize, usize) {
+        let mut pos = HashMap::new();
+        let mut next_leaf = 0usize;
+        let mut max_depth = 0usize;
+        // Iterative post-order: children are placed before their parent.
+        let mut stack = vec![(self.tree.root(), 0usize, false)];
+        while let Some((i, depth, expanded)) = stack.pop() {
+            max_depth = max_depth.max(depth);
+            match self.tree.children(i) {
+                None => {
+                    let x = MARGIN + LEAF_W / 2.0 + next_leaf as f64 * (LEAF_W + GAP);
+                    next_leaf += 1;
+                    pos.insert(i, (x, depth));
+                }
+                Some((a, p)) if expanded => {
+                    let xa = pos.get(&a).map(|v| v.0).unwrap_or(0.0);
+                    let xp = pos.get(&p).map(|v| v.0).unwrap_or(0.0);
+                    pos.insert(i, ((xa + xp) / 2.0, depth));
+                }
+                Some((a, p)) => {
+                    stack.push((i, depth, true));
+                    stack.push((p, depth + 1, false));
+                    stack.push((a, depth + 1, false));
+                }
+            }
+        }
+        (pos, next_leaf, max_depth)
+    }
+}
+
+impl fmt::Display for SvgExport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (pos, leaves, depth) = self.layout();
+        let title_h = if self.title.is_some() { 30.0 } else { 0.0 };
+        let width = 2.0 * MARGIN + leaves.max(1) as f64 * (LEAF_W + GAP);
+        let height = 2.0 * MARGIN + title_h + depth as f64 * ROW_H + LEAF_H + 10.0;
+        let y_of = |d: usize| MARGIN + title_h + d as f64 * ROW_H;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
+        );
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        if let Some(t) = &self.title {
+            let _ = writeln!(
+                s,
+                r#"<text x="{MARGIN}" y="{}" font-size="16" font-weight="bold">{}</text>"#,
+                MARGIN + 12.0,
+                escape(t)
+            );
+        }
+        let g = self.tree.graph();
+        // Edges first, under the nodes.
+        for e in g.edge_indices() {
+            let (Some((a, b)), Some(w)) = (g.edge_endpoints(e), g.edge_weight(e)) else {
+                continue;
+            };
+            let (Some(&(xa, da)), Some(&(xb, db))) = (pos.get(&a), pos.get(&b)) else {
+                continue;
+            };
+            let (y1, y2) = (y_of(da) + PATCH + 16.0, y_of(db));
+            let present = matches!(w, crate::decision_tree::Edge::Present);
+            let (colour, label) = if present {
+                ("#2e7d32", "present")
+            } else {
+                ("#9e9e9e", "absent")
+            };
+            let _ = writeln!(
+                s,
+                r#"<line x1="{xa:.1}" y1="{y1:.1}" x2="{xb:.1}" y2="{y2:.1}" stroke="{colour}" stroke-width="{}"/>"#,
+                if present { 2.0 } else { 1.5 }
+            );
+            let (mx, my) = ((xa + xb) / 2.0, (y1 + y2) / 2.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{mx:.1}" y="{my:.1}" font-size="10" fill="{colour}" text-anchor="middle" paint-order="stroke" stroke="white" stroke-width="3">{label}</text>"#
+            );
+        }
+        let names = self.tree.class_names();
+        for (i, node) in self.tree.iter_nodes() {
+            let Some(&(x, d)) = pos.get(&i) else { continue };
+            let y = y_of(d);
+            match node {
+                TreeNode::Decision {
+                    node, projection, ..
+                } => {
+                    let (x0, y0) = (x - PATCH / 2.0, y);
+                    match self.patches.and_then(|p| p.get(node)) {
+                        Some(png) => {
+                            let _ = writeln!(
+                                s,
+                                r#"<image x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" href="{}" style="image-rendering:pixelated"/>"#,
+                                png_data_uri(png)
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(
+                                s,
+                                r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" fill="#eceff1"/>"##
+                            );
+                        }
+                    }
+                    let _ = writeln!(
+                        s,
+                        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" fill="none" stroke="#37474f" stroke-width="1.5"/>"##
+                    );
+                    let caption = match projection {
+                        Some(p) => format!("node {} · d {:.2}", node.0, p.distance),
+                        None => format!("node {}", node.0),
+                    };
+                    let _ = writeln!(
+                        s,
+                        r##"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#37474f">{}</text>"##,
+                        y + PATCH + 12.0,
+                        escape(&caption)
+                    );
+                }
+                TreeNode::Leaf { distribution, .. } => {
+                    let (x0, y0) = (x - LEAF_W / 2.0, y);
+                    let _ = writeln!(
+                        s,
+                        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{LEAF_W}" height="{LEAF_H}" rx="6" fill="#fffde7" stroke="#f9a825"/>"##
+                    );
+                    let mut order: Vec<usize> = (0..distribution.len()).collect();
+                    order.sort_by(|a, b| distribution[*b].total_cmp(&distribution[*a]));
+                    for (r, &c) in order.iter().take(3).enumerate() {
+                        let p = distribution[c];
+                        let ty = y0 + 15.0 + r as f64 * 15.0;
+                        let bar = (LEAF_W - 12.0) * f64::from(p.clamp(0.0, 1.0));
+                        let _ = writeln!(
+                            s,
+                            r##"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="12" fill="{}"/>"##,
+                            x0 + 6.0,
+                            ty - 10.0,
+                            if r == 0 { "#ffcc80" } else { "#eeeeee" }
+                        );
+                        let name = names
+                            .get(c)
+                            .map(|n| n.replace('_', " "))
+                            .unwrap_or_default();
+                        let short: String = name.chars().take(18).collect();
+                        let _ = writeln!(
+                            s,
+                            r#"<text x="{:.1}" y="{ty:.1}" font-size="{}" font-weight="{}">{} {:.0}%</text>"#,
+                            x0 + 8.0,
+                            if r == 0 { 10 } else { 9 },
+                            if r == 0 { "bold" } else { "normal" },
+                            escape(&short),
+                            100.0 * p
+                        );
+                    }
+                }
+            }
+        }
+        s.push_str("</svg>\n");
+        f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+    use prototree_backbone::BackboneKind;
+    use prototree_tree::{Leaves, ProtoTree, TreeConfig};
+
+    #[test]
+    fn svg_has_every_node_and_embedded_patches() -> anyhow::Result<()> {
+        let cfg = TreeConfig {
+            backbone: BackboneKind::SmallCnn,
+            depth: 2,
+            proto_dim: 4,
+            num_classes: 3,
+        }
+        .check()?;
+        let mut t = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
+        t.set_leaves(Leaves::from_params(Tensor::randn(
+            0f32,
+            2.0,
+            (4, 3),
+            &Device::Cpu,
+        )?)?)?;
+        let names = vec!["a<b".to_string(), "b".into(), "c".into()];
+        let tree = DecisionTree::from_model(&t, &[], &names)?;
+        let mut patches = HashMap::new();
+        patches.insert(NodeId(0), vec![1u8, 2, 3]);
+        let svg = SvgExport::new(&tree)
+            .with_patches(&patches)
+            .with_title("t")
+            .to_string();
+        assert!(svg.starts_with("<svg"));
+        assert_eq!(svg.matches("<image").count(), 1);
+        assert_eq!(svg.matches(r#"rx="6""#).count(), 4); // leaves
+        assert!(svg.contains("a&lt;b") || !svg.contains("a<b"));
+        assert!(svg.contains("data:image/png;base64,AQID"));
+        Ok(())
+    }
+}

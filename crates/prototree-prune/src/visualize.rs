@@ -1,0 +1,153 @@
+//! Images for explanations: patch boxes, crops, similarity heatmaps (spec §4.1).
+//!
+//! A latent patch at `(row, col)` of an `h' × w'` feature map is shown as the image region
+//! of its cell grown by half a cell on each side (two cells wide): the part of the input
+//! that its receptive field is centred on. Heatmaps are the similarity map
+//! `exp(−distance)` upsampled bilinearly to the image, min-max normalised and coloured with
+//! a jet colour map, blended over the image as the reference does.
+
+use image::{imageops, Rgb, RgbImage};
+
+/// A pixel box `[x0, y0, x1, y1)`.
+pub type PixelBox = [u32; 4];
+
+/// The image region shown for latent patch `(row, col)` of an `fmap_h × fmap_w` map.
+pub fn patch_box(
+    row: u32,
+    col: u32,
+    fmap_h: u32,
+    fmap_w: u32,
+    width: u32,
+    height: u32,
+) -> PixelBox {
+    let (ch, cw) = (
+        height as f32 / fmap_h.max(1) as f32,
+        width as f32 / fmap_w.max(1) as f32,
+    );
+    let y0 = ((row as f32 - 0.5) * ch).floor().max(0.0) as u32;
+    let x0 = ((col as f32 - 0.5) * cw).floor().max(0.0) as u32;
+    let y1 = (((row as f32 + 1.5) * ch).ceil() as u32).min(height);
+    let x1 = (((col as f32 + 1.5) * cw).ceil() as u32).min(width);
+    [x0, y0, x1.max(x0 + 1), y1.max(y0 + 1)]
+}
+
+/// Crops `img` to `b`.
+pub fn crop(img: &RgbImage, b: PixelBox) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let x0 = b[0].min(w.saturating_sub(1));
+    let y0 = b[1].min(h.saturating_sub(1));
+    imageops::crop_imm(img, x0, y0, b[2].min(w) - x0, b[3].min(h) - y0).to_image()
+}
+
+/// A copy of `img` with a 1-pixel rectangle around `b` (cyan, as the reference's box).
+pub fn draw_box(img: &RgbImage, b: PixelBox) -> RgbImage {
+    let mut out = img.clone();
+    let (w, h) = out.dimensions();
+    let colour = Rgb([0, 255, 255]);
+    let (x1, y1) = (b[2].min(w).saturating_sub(1), b[3].min(h).saturating_sub(1));
+    for x in b[0]..=x1 {
+        for y in [b[1].min(h - 1), y1] {
+            out.put_pixel(x.min(w - 1), y, colour);
+        }
+    }
+    for y in b[1]..=y1 {
+        for x in [b[0].min(w - 1), x1] {
+            out.put_pixel(x, y.min(h - 1), colour);
+        }
+    }
+    out
+}
+
+/// Nearest-neighbour upscaling by an integer factor, for small images.
+pub fn upscale(img: &RgbImage, factor: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    imageops::resize(
+        img,
+        w * factor.max(1),
+        h * factor.max(1),
+        imageops::FilterType::Nearest,
+    )
+}
+
+fn jet(t: f32) -> [f32; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let r = (1.5 - (4.0 * t - 3.0).abs()).clamp(0.0, 1.0);
+    let g = (1.5 - (4.0 * t - 2.0).abs()).clamp(0.0, 1.0);
+    let b = (1.5 - (4.0 * t - 1.0).abs()).clamp(0.0, 1.0);
+    [r, g, b]
+}
+
+/// Bilinear upsampling of an `fh × fw` map to `width × height` (pixel centres aligned).
+pub fn upsample(map: &[f32], fh: usize, fw: usize, width: u32, height: u32) -> Vec<f32> {
+    let mut out = Vec::with_capacity((width * height) as usize);
+    for y in 0..height {
+        let sy = ((y as f32 + 0.5) * fh as f32 / height as f32 - 0.5).clamp(0.0, (fh - 1) as f32);
+        let (y0, fy) = (sy.floor() as usize, sy - sy.floor());
+        let y1 = (y0 + 1).min(fh - 1);
+        for x in 0..width {
+            let sx =
+                ((x as f32 + 0.5) * fw as f32 / width as f32 - 0.5).clamp(0.0, (fw - 1) as f32);
+            let (x0, fx) = (sx.floor() as usize, sx - sx.floor());
+            let x1 = (x0 + 1).min(fw - 1);
+            let v = map[y0 * fw + x0] * (1.0 - fx) * (1.0 - fy)
+                + map[y0 * fw + x1] * fx * (1.0 - fy)
+                + map[y1 * fw + x0] * (1.0 - fx) * fy
+                + map[y1 * fw + x1] * fx * fy;
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// The similarity map `sim` (`fh × fw`) as a jet heatmap blended over `img`.
+pub fn heatmap_overlay(img: &RgbImage, sim: &[f32], fh: usize, fw: usize) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if fh == 0 || fw == 0 || sim.len() != fh * fw {
+        return img.clone();
+    }
+    let up = upsample(sim, fh, fw, w, h);
+    let (lo, hi) = up
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let span = (hi - lo).max(1e-12);
+    RgbImage::from_fn(w, h, |x, y| {
+        let t = (up[(y * w + x) as usize] - lo) / span;
+        let c = jet(t);
+        let p = img.get_pixel(x, y);
+        Rgb(std::array::from_fn(|i| {
+            (0.55 * f32::from(p[i]) + 0.45 * 255.0 * c[i])
+                .round()
+                .clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
+/// PNG bytes of an image.
+pub fn png_bytes(img: &RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Encoding a valid in-memory buffer does not fail.
+    let _ = img.write_to(&mut out, image::ImageFormat::Png);
+    out.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_and_upsampling() {
+        // 8×8 map on a 64-px image: cell 8 px; patch (0, 0) → [0, 0, 12, 12).
+        assert_eq!(patch_box(0, 0, 8, 8, 64, 64), [0, 0, 12, 12]);
+        assert_eq!(patch_box(7, 7, 8, 8, 64, 64), [52, 52, 64, 64]);
+        let up = upsample(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
+        assert_eq!(up.len(), 16);
+        assert!((up[0] - 0.0).abs() < 1e-6 && (up[15] - 3.0).abs() < 1e-6);
+        let img = RgbImage::new(16, 16);
+        let over = heatmap_overlay(&img, &[0.0, 1.0, 0.0, 0.0], 2, 2);
+        // The hot corner is red-ish, the cold ones blue-ish.
+        assert!(over.get_pixel(15, 0)[0] > over.get_pixel(0, 15)[0]);
+        let boxed = draw_box(&img, [2, 2, 6, 6]);
+        assert_eq!(boxed.get_pixel(2, 2), &Rgb([0, 255, 255]));
+        assert_eq!(crop(&img, [2, 2, 6, 6]).dimensions(), (4, 4));
+    }
+}
