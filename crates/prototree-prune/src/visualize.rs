@@ -3,7 +3,7 @@
 //! A latent patch at `(row, col)` of an `h' × w'` feature map is shown as the image region
 //! of its cell grown by half a cell on each side (two cells wide): the part of the input
 //! that its receptive field is centred on. Heatmaps are the similarity map
-//! `exp(−distance)` upsampled bilinearly to the image, min-max normalised and coloured with
+//! `exp(−distance)` upsampled bicubically to the image, min-max normalised and coloured with
 //! a jet colour map, blended over the image as the reference does.
 
 use image::{imageops, Rgb, RgbImage};
@@ -77,23 +77,57 @@ fn jet(t: f32) -> [f32; 3] {
     [r, g, b]
 }
 
-/// Bilinear upsampling of an `fh × fw` map to `width × height` (pixel centres aligned).
+/// Cubic convolution weight (Keys, a = −0.75: OpenCV's `INTER_CUBIC`) at distance `x`.
+fn cubic(x: f32) -> f32 {
+    const A: f32 = -0.75;
+    let x = x.abs();
+    if x <= 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+    } else {
+        0.0
+    }
+}
+
+/// Source taps and weights for each of `out_len` outputs resampled from `in_len` inputs
+/// (pixel centres aligned, borders replicated).
+fn cubic_taps(in_len: usize, out_len: u32) -> Vec<([usize; 4], [f32; 4])> {
+    let last = in_len.saturating_sub(1) as isize;
+    (0..out_len)
+        .map(|o| {
+            let src = (o as f32 + 0.5) * in_len as f32 / out_len as f32 - 0.5;
+            let base = src.floor();
+            let t = src - base;
+            let idx =
+                std::array::from_fn(|k| (base as isize - 1 + k as isize).clamp(0, last) as usize);
+            let w = std::array::from_fn(|k| cubic(t - (k as f32 - 1.0)));
+            (idx, w)
+        })
+        .collect()
+}
+
+/// Bicubic upsampling of an `fh × fw` map to `width × height`, as the reference upsamples
+/// similarity maps (OpenCV `INTER_CUBIC`: pixel centres aligned, a = −0.75).
 pub fn upsample(map: &[f32], fh: usize, fw: usize, width: u32, height: u32) -> Vec<f32> {
+    if fh == 0 || fw == 0 || map.len() != fh * fw {
+        return vec![0.0; (width * height) as usize];
+    }
+    let xs = cubic_taps(fw, width);
+    let ys = cubic_taps(fh, height);
+    // Rows first (fh × width), then columns.
+    let mut rows = Vec::with_capacity(fh * width as usize);
+    for r in 0..fh {
+        let line = &map[r * fw..(r + 1) * fw];
+        rows.extend(
+            xs.iter()
+                .map(|(i, w)| (0..4).map(|k| line[i[k]] * w[k]).sum::<f32>()),
+        );
+    }
     let mut out = Vec::with_capacity((width * height) as usize);
-    for y in 0..height {
-        let sy = ((y as f32 + 0.5) * fh as f32 / height as f32 - 0.5).clamp(0.0, (fh - 1) as f32);
-        let (y0, fy) = (sy.floor() as usize, sy - sy.floor());
-        let y1 = (y0 + 1).min(fh - 1);
-        for x in 0..width {
-            let sx =
-                ((x as f32 + 0.5) * fw as f32 / width as f32 - 0.5).clamp(0.0, (fw - 1) as f32);
-            let (x0, fx) = (sx.floor() as usize, sx - sx.floor());
-            let x1 = (x0 + 1).min(fw - 1);
-            let v = map[y0 * fw + x0] * (1.0 - fx) * (1.0 - fy)
-                + map[y0 * fw + x1] * fx * (1.0 - fy)
-                + map[y1 * fw + x0] * (1.0 - fx) * fy
-                + map[y1 * fw + x1] * fx * fy;
-            out.push(v);
+    for (i, w) in &ys {
+        for x in 0..width as usize {
+            out.push((0..4).map(|k| rows[i[k] * width as usize + x] * w[k]).sum());
         }
     }
     out
@@ -139,9 +173,45 @@ mod tests {
         // 8×8 map on a 64-px image: cell 8 px; patch (0, 0) → [0, 0, 12, 12).
         assert_eq!(patch_box(0, 0, 8, 8, 64, 64), [0, 0, 12, 12]);
         assert_eq!(patch_box(7, 7, 8, 8, 64, 64), [52, 52, 64, 64]);
+        // Upsampling a constant map keeps it (the cubic weights sum to one) ...
+        let flat = upsample(&[2.0; 6], 2, 3, 7, 5);
+        assert!(flat.iter().all(|v| (v - 2.0).abs() < 1e-5));
+        // ... a linear ramp stays a ramp inside the map: cell centres of a 2×2 map on
+        // 4×4 pixels lie at 1 and 3, where the input values are reproduced.
         let up = upsample(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
         assert_eq!(up.len(), 16);
-        assert!((up[0] - 0.0).abs() < 1e-6 && (up[15] - 3.0).abs() < 1e-6);
+        assert!(up[0] < up[5] && up[5] < up[10] && up[10] < up[15]);
+        // Values from OpenCV 4 `cv2.resize(m, (4, 4), interpolation=cv2.INTER_CUBIC)`.
+        let opencv = [
+            -0.316_406_25,
+            0.015_625,
+            0.5625,
+            0.894_531_25,
+            0.347_656_25,
+            0.679_687_5,
+            1.226_562_5,
+            1.558_593_8,
+            1.441_406_2,
+            1.773_437_5,
+            2.320_312_5,
+            2.652_343_8,
+            2.105_468_8,
+            2.4375,
+            2.984_375,
+            3.316_406_2,
+        ];
+        for (a, b) in up.iter().zip(opencv) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // A 2×3 map to 7×5 (non-square, non-integer factor), first row from OpenCV.
+        let ramp: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        let up = upsample(&ramp, 2, 3, 7, 5);
+        let opencv_row0 = [
+            -0.440_08, -0.222_878, 0.144_469, 0.669_25, 1.194_031, 1.561_378, 1.778_58,
+        ];
+        for (a, b) in up.iter().zip(opencv_row0) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
         let img = RgbImage::new(16, 16);
         let over = heatmap_overlay(&img, &[0.0, 1.0, 0.0, 0.0], 2, 2);
         // The hot corner is red-ish, the cold ones blue-ish.

@@ -1,0 +1,199 @@
+//! The model report: one self-contained HTML page (no external files, scripts or fonts)
+//! with the tree diagram, the prototype gallery, pruning statistics, accuracies per
+//! routing mode, fidelity and links to local explanations.
+//!
+//! The caller gathers the content into a [`Report`]; `Display` renders the page.
+
+use std::fmt::{self, Write as _};
+
+use prototree_tree::EvalReport;
+
+use crate::svg::{escape, png_data_uri};
+
+/// One prototype in the gallery.
+#[derive(Debug, Clone)]
+pub struct GalleryEntry {
+    /// Node label (reference numbering).
+    pub node: String,
+    /// The prototype's source patch (PNG bytes).
+    pub patch_png: Vec<u8>,
+    /// The source image with the patch's box (PNG bytes).
+    pub boxed_png: Vec<u8>,
+    /// A caption (source image, distance, classes served).
+    pub caption: String,
+}
+
+/// Accuracies of one model state (e.g. "trained", "pruned + projected").
+#[derive(Debug, Clone)]
+pub struct AccuracyRow {
+    /// The state's label.
+    pub label: String,
+    /// Its evaluation.
+    pub eval: EvalReport,
+}
+
+/// A link to a local explanation.
+#[derive(Debug, Clone)]
+pub struct ExplanationLink {
+    /// Relative URL of the explanation page.
+    pub href: String,
+    /// A small picture of the explained image (PNG bytes).
+    pub thumbnail_png: Vec<u8>,
+    /// A caption (file name, prediction, truth).
+    pub caption: String,
+}
+
+/// Everything the report page shows.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Page title.
+    pub title: String,
+    /// Key facts (architecture, classes, prototypes, ...), in display order.
+    pub facts: Vec<(String, String)>,
+    /// Accuracy table rows.
+    pub accuracies: Vec<AccuracyRow>,
+    /// Pruning statistics, in display order.
+    pub pruning: Vec<(String, String)>,
+    /// The tree diagram (an SVG document).
+    pub tree_svg: String,
+    /// The prototype gallery.
+    pub gallery: Vec<GalleryEntry>,
+    /// Links to local explanations.
+    pub explanations: Vec<ExplanationLink>,
+}
+
+const STYLE: &str = "body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}\
+h1{font-size:24px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}\
+th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}\
+.tree{overflow-x:auto;border:1px solid #ddd;padding:8px}\
+.gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;width:220px;font-size:12px}\
+.card img{image-rendering:pixelated;margin-right:4px;vertical-align:top}";
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", 100.0 * v)
+}
+
+fn table(s: &mut String, rows: &[(String, String)]) {
+    s.push_str("<table>\n");
+    for (k, v) in rows {
+        let _ = writeln!(s, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+    }
+    s.push_str("</table>\n");
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
+            escape(&self.title)
+        );
+        let _ = writeln!(s, "<h1>{}</h1>", escape(&self.title));
+        table(&mut s, &self.facts);
+        if !self.accuracies.is_empty() {
+            s.push_str("<h2>Accuracy and fidelity (test split)</h2>\n<table><tr><th>model</th><th>images</th><th>soft</th><th>greedy</th><th>max-leaf</th><th>fidelity greedy</th><th>fidelity max-leaf</th><th>mean path length</th></tr>\n");
+            for row in &self.accuracies {
+                let e = &row.eval;
+                let _ = writeln!(
+                    s,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.2}</td></tr>",
+                    escape(&row.label),
+                    e.num_images,
+                    pct(e.accuracy_soft),
+                    pct(e.accuracy_greedy),
+                    pct(e.accuracy_max_leaf),
+                    pct(e.fidelity_greedy),
+                    pct(e.fidelity_max_leaf),
+                    e.mean_path_length
+                );
+            }
+            s.push_str("</table>\n");
+        }
+        if !self.pruning.is_empty() {
+            s.push_str("<h2>Pruning</h2>\n");
+            table(&mut s, &self.pruning);
+        }
+        s.push_str("<h2>The tree</h2>\n<p>Each decision asks whether the image contains a patch like the prototype shown; the right branch is \"present\" (similarity &gt; 0.5), the left \"absent\". Leaves show their top classes.</p>\n<div class=\"tree\">\n");
+        // The SVG document is inlined without its XML prolog, if any.
+        let svg = self.tree_svg.trim_start();
+        let svg = match svg.strip_prefix("<?xml") {
+            Some(rest) => rest.split_once("?>").map(|(_, r)| r).unwrap_or(rest),
+            None => svg,
+        };
+        s.push_str(svg);
+        s.push_str("</div>\n");
+        if !self.gallery.is_empty() {
+            s.push_str("<h2>Prototypes</h2>\n<p>Each prototype is a patch of a training image (projection); left: the patch, right: where it lies in its image.</p>\n<div class=\"gallery\">\n");
+            for g in &self.gallery {
+                let _ = writeln!(
+                    s,
+                    "<div class=\"card\" id=\"node-{node}\"><b>node {node}</b><br><img src=\"{}\" width=\"96\" alt=\"patch of node {node}\"><img src=\"{}\" width=\"96\" alt=\"source image of node {node}\"><br>{}</div>",
+                    png_data_uri(&g.patch_png),
+                    png_data_uri(&g.boxed_png),
+                    escape(&g.caption),
+                    node = escape(&g.node),
+                );
+            }
+            s.push_str("</div>\n");
+        }
+        if !self.explanations.is_empty() {
+            s.push_str("<h2>Local explanations</h2>\n<div class=\"gallery\">\n");
+            for e in &self.explanations {
+                let _ = writeln!(
+                    s,
+                    "<div class=\"card\"><a href=\"{href}\"><img src=\"{}\" width=\"96\" alt=\"explained image\"></a><br><a href=\"{href}\">{}</a></div>",
+                    png_data_uri(&e.thumbnail_png),
+                    escape(&e.caption),
+                    href = escape(&e.href),
+                );
+            }
+            s.push_str("</div>\n");
+        }
+        s.push_str("</body></html>\n");
+        f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_is_self_contained_and_escaped() {
+        let report = Report {
+            title: "Tree <1>".into(),
+            facts: vec![("classes".into(), "12".into())],
+            accuracies: vec![AccuracyRow {
+                label: "pruned".into(),
+                eval: EvalReport {
+                    num_images: 10,
+                    accuracy_soft: 0.95,
+                    ..Default::default()
+                },
+            }],
+            pruning: vec![("removed".into(), "3".into())],
+            tree_svg: "<?xml version=\"1.0\"?><svg></svg>".into(),
+            gallery: vec![GalleryEntry {
+                node: "0".into(),
+                patch_png: vec![1, 2, 3],
+                boxed_png: vec![4],
+                caption: "a & b".into(),
+            }],
+            explanations: vec![ExplanationLink {
+                href: "explanations/x/index.html".into(),
+                thumbnail_png: vec![5],
+                caption: "x".into(),
+            }],
+        };
+        let html = report.to_string();
+        assert!(html.contains("<title>Tree &lt;1&gt;</title>"));
+        assert!(html.contains("95.0%"));
+        assert!(html.contains("<svg></svg>") && !html.contains("<?xml"));
+        assert!(html.contains("data:image/png;base64,AQID"));
+        assert!(html.contains("a &amp; b"));
+        assert!(html.contains("href=\"explanations/x/index.html\""));
+        assert!(!html.contains("src=\"http"));
+    }
+}
