@@ -1,5 +1,6 @@
 //! `prototree`: neural prototype trees from the command line.
 
+mod explain_cmds;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The whole pipeline on synthetic birds: generate, train, evaluate, save, summarise.
+    /// The whole pipeline on synthetic birds: generate, train, prune, project, explain, report.
     Demo(DemoArgs),
     /// Generate a synthetic fine-grained "birds" data set in CUB-200-2011 layout.
     Synth(SynthArgs),
@@ -52,6 +53,12 @@ enum Command {
     Prune(PruneArgs),
     /// Replace each prototype by its nearest training patch.
     Project(ProjectArgs),
+    /// Explain predictions: the path, prototypes, patches and heatmaps per image.
+    Explain(explain_cmds::ExplainArgs),
+    /// Export the decision tree as DOT, SVG or JSON.
+    Export(explain_cmds::ExportArgs),
+    /// Write the HTML report of a model.
+    Report(explain_cmds::ReportArgs),
     /// Describe a saved model.
     Inspect(InspectArgs),
 }
@@ -290,8 +297,26 @@ fn run_demo_cmd(a: DemoArgs, obs: &mut CliProgress) -> Result<()> {
         "  {} prototypes, {} classes",
         s.num_prototypes, s.num_classes
     );
+    println!(
+        "after pruning (tau {:.3}: {} -> {} prototypes) and projection:",
+        s.tau, s.num_prototypes, s.num_prototypes_pruned
+    );
+    println!(
+        "  test accuracy: soft {:.1}%  greedy {:.1}%  max-leaf {:.1}%",
+        100.0 * s.accuracy_soft_pruned,
+        100.0 * s.accuracy_greedy_pruned,
+        100.0 * s.accuracy_max_leaf_pruned
+    );
+    println!(
+        "  fidelity: greedy {:.1}%  max-leaf {:.1}%   mean path {:.1} decisions",
+        100.0 * s.fidelity_greedy_pruned,
+        100.0 * s.fidelity_max_leaf_pruned,
+        s.mean_path_length_pruned
+    );
     println!("  model:   {}", s.model_dir.display());
+    println!("  pruned:  {}", s.pruned_model_dir.display());
     println!("  summary: {}", a.out.join("summary.json").display());
+    println!("report:    {}", s.report.display());
     Ok(())
 }
 
@@ -496,6 +521,9 @@ fn main() {
         Command::Eval(a) => run_eval_cmd(a, &mut obs),
         Command::Prune(a) => run_prune_cmd(a, &mut obs),
         Command::Project(a) => run_project_cmd(a, &mut obs),
+        Command::Explain(a) => explain_cmds::run_explain(a, &mut obs),
+        Command::Export(a) => explain_cmds::run_export(a),
+        Command::Report(a) => explain_cmds::run_report(a, &mut obs),
         Command::Inspect(a) => run_inspect_cmd(a),
     };
     if interrupted.load(Ordering::Relaxed) {

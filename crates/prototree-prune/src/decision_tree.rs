@@ -206,6 +206,58 @@ impl DecisionTree {
     pub fn num_decisions(&self) -> usize {
         self.graph.node_count() - self.num_leaves()
     }
+    /// The tree as nested JSON: decision nodes carry their prototype row, projection
+    /// record and `absent` / `present` subtrees; leaves their distribution and top class.
+    pub fn to_json(&self) -> serde_json::Value {
+        fn go(t: &DecisionTree, i: NodeIndex) -> serde_json::Value {
+            match (t.node(i), t.children(i)) {
+                (
+                    Some(TreeNode::Decision {
+                        node,
+                        row,
+                        projection,
+                    }),
+                    Some((a, p)),
+                ) => {
+                    serde_json::json!({
+                        "node": node.0,
+                        "kind": "decision",
+                        "prototype_row": row,
+                        "projection": projection,
+                        "absent": go(t, a),
+                        "present": go(t, p),
+                    })
+                }
+                (
+                    Some(TreeNode::Leaf {
+                        node,
+                        leaf,
+                        distribution,
+                        top_class,
+                    }),
+                    _,
+                ) => {
+                    serde_json::json!({
+                        "node": node.0,
+                        "kind": "leaf",
+                        "leaf": leaf,
+                        "top_class": top_class,
+                        "top_class_name": t.class_names.get(*top_class),
+                        "distribution": distribution,
+                    })
+                }
+                _ => serde_json::Value::Null,
+            }
+        }
+        serde_json::json!({
+            "class_names": self.class_names,
+            "num_decisions": self.num_decisions(),
+            "num_leaves": self.num_leaves(),
+            "depth": self.depth(),
+            "root": go(self, self.root),
+        })
+    }
+
     /// Follows one path: at each decision, "present" iff the similarity of its prototype
     /// (`similarity_by_row[row]`) is above 0.5. Returns the leaf and the decisions taken.
     pub fn predict(&self, similarity_by_row: &[f32]) -> Result<(NodeIndex, Vec<(NodeId, bool)>)> {
@@ -279,6 +331,23 @@ mod tests {
             let want: Vec<(NodeId, bool)> = steps.iter().map(|s| (s.node, s.present)).collect();
             assert_eq!(path, want);
         }
+        // The JSON form holds every node once.
+        let json = tree.to_json();
+        fn count(v: &serde_json::Value) -> (usize, usize) {
+            match v["kind"].as_str() {
+                Some("decision") => {
+                    let (a, b) = (count(&v["absent"]), count(&v["present"]));
+                    (1 + a.0 + b.0, a.1 + b.1)
+                }
+                Some("leaf") => (0, 1),
+                _ => panic!("bad node {v}"),
+            }
+        }
+        assert_eq!(
+            count(&json["root"]),
+            (tree.num_decisions(), tree.num_leaves())
+        );
+        assert_eq!(json["num_leaves"], tree.num_leaves());
         Ok(())
     }
 }

@@ -220,8 +220,8 @@ mod tests {
         assert_eq!((root.patch_row, root.patch_col), (1, 1));
         assert_eq!(root.similarity_map.len(), 4);
         assert!((root.similarity_map[3] - root.similarity).abs() < 1e-6);
-        // Cell (1,1) of a 2×2 map over 64 px spans 32..64, grown by half a cell.
-        assert_eq!(root.image_box, [16, 16, 64, 64]);
+        // Cell (1,1) of a 2×2 map over 64 px: the reference's box (checked with OpenCV).
+        assert_eq!(root.image_box, [17, 17, 64, 64]);
         let second = &ex.steps[1];
         assert_eq!(second.row, 2);
         assert_eq!((second.patch_row, second.patch_col), (0, 0));
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(pics.len(), 2);
         assert_eq!(pics[0].boxed.dimensions(), (64, 64));
         // The box outline is drawn in cyan.
-        assert_eq!(pics[0].boxed.get_pixel(16, 40).0, [0, 255, 255]);
+        assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
         Ok(())
     }
 }

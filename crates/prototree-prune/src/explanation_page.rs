@@ -79,9 +79,10 @@ impl fmt::Display for ExplanationPage<'_> {
                 escape(&name(self.class_names, t))
             );
         }
+        let plural = if e.steps.len() == 1 { "" } else { "s" };
         let _ = writeln!(
             s,
-            " — {} decisions on the greedy path, leaf {}.</p>",
+            " — {} decision{plural} on the greedy path, leaf {}.</p>",
             e.steps.len(),
             e.leaf
         );

@@ -1,17 +1,24 @@
 //! Images for explanations: patch boxes, crops, similarity heatmaps (spec §4.1).
 //!
-//! A latent patch at `(row, col)` of an `h' × w'` feature map is shown as the image region
-//! of its cell grown by half a cell on each side (two cells wide): the part of the input
-//! that its receptive field is centred on. Heatmaps are the similarity map
+//! A latent patch at `(row, col)` of an `h' × w'` feature map is shown as the reference
+//! shows it: the box where its upsampled one-hot mask exceeds 0.02 (about 1.7 cells wide,
+//! centred on the cell). Heatmaps are the similarity map
 //! `exp(−distance)` upsampled bicubically to the image, min-max normalised and coloured with
-//! a jet colour map, blended over the image as the reference does.
+//! a jet colour map, blended over the image (0.55 image + 0.45 colour; the reference
+//! uses 0.5 + 0.2, which darkens the picture).
 
 use image::{imageops, Rgb, RgbImage};
 
 /// A pixel box `[x0, y0, x1, y1)`.
 pub type PixelBox = [u32; 4];
 
-/// The image region shown for latent patch `(row, col)` of an `fmap_h × fmap_w` map.
+/// Threshold on the upsampled one-hot patch mask that bounds the patch's box (the
+/// reference's `upsample_threshold`, 0.98, used as `mask > 1 − 0.98`).
+pub const BOX_MASK_THRESHOLD: f32 = 0.02;
+
+/// The image region shown for latent patch `(row, col)` of an `fmap_h × fmap_w` map, as
+/// the reference finds it: a one-hot map at the patch, upsampled bicubically to the image,
+/// and the bounding box of the pixels above [`BOX_MASK_THRESHOLD`] (end exclusive).
 pub fn patch_box(
     row: u32,
     col: u32,
@@ -20,15 +27,34 @@ pub fn patch_box(
     width: u32,
     height: u32,
 ) -> PixelBox {
-    let (ch, cw) = (
-        height as f32 / fmap_h.max(1) as f32,
-        width as f32 / fmap_w.max(1) as f32,
-    );
-    let y0 = ((row as f32 - 0.5) * ch).floor().max(0.0) as u32;
-    let x0 = ((col as f32 - 0.5) * cw).floor().max(0.0) as u32;
-    let y1 = (((row as f32 + 1.5) * ch).ceil() as u32).min(height);
-    let x1 = (((col as f32 + 1.5) * cw).ceil() as u32).min(width);
-    [x0, y0, x1.max(x0 + 1), y1.max(y0 + 1)]
+    let (fh, fw) = (fmap_h.max(1) as usize, fmap_w.max(1) as usize);
+    let (row, col) = ((row as usize).min(fh - 1), (col as usize).min(fw - 1));
+    let mut one_hot = vec![0f32; fh * fw];
+    one_hot[row * fw + col] = 1.0;
+    let mask = upsample(&one_hot, fh, fw, width, height);
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0u32, 0u32);
+    for (i, v) in mask.iter().enumerate() {
+        if *v > BOX_MASK_THRESHOLD {
+            let (x, y) = ((i % width as usize) as u32, (i / width as usize) as u32);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x + 1);
+            y1 = y1.max(y + 1);
+        }
+    }
+    if x0 >= x1 || y0 >= y1 {
+        // Images smaller than the map: the cell itself.
+        let cell = |i: usize, n: usize, len: u32| {
+            (
+                i as u32 * len / n as u32,
+                ((i as u32 + 1) * len / n as u32).max(i as u32 * len / n as u32 + 1),
+            )
+        };
+        let (a, b) = cell(col, fw, width);
+        let (c, d) = cell(row, fh, height);
+        return [a, c, b.min(width.max(1)), d.min(height.max(1))];
+    }
+    [x0, y0, x1, y1]
 }
 
 /// Crops `img` to `b`.
@@ -173,6 +199,10 @@ mod tests {
         // 8×8 map on a 64-px image: cell 8 px; patch (0, 0) → [0, 0, 12, 12).
         assert_eq!(patch_box(0, 0, 8, 8, 64, 64), [0, 0, 12, 12]);
         assert_eq!(patch_box(7, 7, 8, 8, 64, 64), [52, 52, 64, 64]);
+        // Boxes from OpenCV: bbox of cv2.resize(one_hot, INTER_CUBIC) > 0.02.
+        assert_eq!(patch_box(1, 1, 2, 2, 64, 64), [17, 17, 64, 64]);
+        assert_eq!(patch_box(3, 2, 7, 7, 224, 224), [49, 81, 111, 143]);
+        assert_eq!(patch_box(1, 4, 5, 6, 90, 70), [53, 7, 82, 35]);
         // Upsampling a constant map keeps it (the cubic weights sum to one) ...
         let flat = upsample(&[2.0; 6], 2, 3, 7, 5);
         assert!(flat.iter().all(|v| (v - 2.0).abs() < 1e-5));

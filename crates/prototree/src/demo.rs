@@ -1,5 +1,5 @@
-//! The demo: synthetic birds → train → evaluate → prune → project → evaluate → save, with a
-//! `summary.json`.
+//! The demo: synthetic birds → train → evaluate → prune → project → evaluate → save →
+//! explain → report, with a `summary.json`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,12 +7,16 @@ use std::time::Instant;
 use candle_core::Device;
 use prototree_backbone::BackboneKind;
 use prototree_data::{generate, Augmentation, Split, SynthConfig};
-use prototree_prune::prune;
-use prototree_tree::{io::write_atomic, save_model, TrainConfig, TreeConfig};
+use prototree_prune::{prune, AccuracyRow};
+use prototree_tree::{
+    io::write_atomic, load_model, save_model, EvalReport, TrainConfig, TreeConfig,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::interpret::{eval_loader, evaluate_on, project_on_loader};
+use crate::explain::explain_images;
+use crate::interpret::{eval_loader, evaluate_on, project_on_loader, write_pruning, PruneOutcome};
 use crate::observer::{PipelineObserver, Stage};
+use crate::report::{spread_samples, write_report, ReportContent};
 use crate::train::{train, TrainJob};
 use crate::{Error, Result};
 
@@ -33,6 +37,8 @@ pub struct DemoConfig {
     /// twice the uniform probability is near-uniform; the reference's 0.01 is that for 200
     /// classes, and with 12 classes no distribution can have a maximum below 1/12).
     pub tau: Option<f32>,
+    /// Test images explained and linked from the report.
+    pub explain_images: usize,
     /// Device.
     pub device: Device,
 }
@@ -57,6 +63,7 @@ impl DemoConfig {
                 ..TrainConfig::default()
             },
             tau: None,
+            explain_images: 8,
             device: Device::Cpu,
         }
     }
@@ -119,6 +126,8 @@ pub struct DemoSummary {
     pub pruned_model_dir: PathBuf,
     /// Where the data set was written.
     pub data_dir: PathBuf,
+    /// The HTML report.
+    pub report: PathBuf,
 }
 
 /// Runs the demo pipeline and writes `out/summary.json`.
@@ -168,6 +177,56 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
     let mut meta = outcome.meta.clone();
     meta.stage = "projected".into();
     save_model(&pruned_model_dir, &outcome.model, &meta, &records)?;
+    write_pruning(
+        &pruned_model_dir,
+        &PruneOutcome {
+            report: pruning.clone(),
+            before: Some(t.clone()),
+            after: Some(pruned_only.clone()),
+        },
+    )?;
+
+    // The report: tree, prototypes, accuracies and a few explained test images.
+    let saved = load_model(&pruned_model_dir, &cfg.device)?;
+    let picks = spread_samples(test_loader.samples().len(), cfg.explain_images);
+    let images: Vec<PathBuf> = picks
+        .iter()
+        .map(|&i| test_loader.samples()[i].path.clone())
+        .collect();
+    let truth: Vec<usize> = picks
+        .iter()
+        .map(|&i| test_loader.samples()[i].class_index)
+        .collect();
+    let explanations = if images.is_empty() {
+        Vec::new()
+    } else {
+        explain_images(
+            &saved,
+            &images,
+            Some(&truth),
+            &cfg.out.join("explanations"),
+            obs,
+        )?
+    };
+    let report_path = cfg.out.join("report.html");
+    let row = |label: &str, eval: &EvalReport| AccuracyRow {
+        label: label.to_string(),
+        eval: eval.clone(),
+    };
+    write_report(
+        &saved,
+        &ReportContent {
+            title: Some("ProtoTree demo: synthetic birds".into()),
+            accuracies: vec![
+                row("trained", &t),
+                row("pruned", &pruned_only),
+                row("pruned + projected", &projected),
+            ],
+            pruning: Some(pruning.clone()),
+            explanations,
+        },
+        &report_path,
+    )?;
     let mean_projection_distance = if records.is_empty() {
         0.0
     } else {
@@ -205,6 +264,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         model_dir,
         pruned_model_dir,
         data_dir,
+        report: report_path,
     };
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
     write_atomic(&cfg.out.join("summary.json"), &json)?;

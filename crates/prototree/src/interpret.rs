@@ -13,6 +13,16 @@ use crate::observer::{PipelineObserver, Stage};
 use crate::source::LoaderSource;
 use crate::{Error, Result};
 
+/// File next to a pruned model holding its [`PruneOutcome`] (JSON).
+pub const PRUNING_FILE: &str = "pruning.json";
+
+/// Writes `outcome` to [`PRUNING_FILE`] in `dir`.
+pub fn write_pruning(dir: &Path, outcome: &PruneOutcome) -> Result<()> {
+    let json = serde_json::to_vec_pretty(outcome).map_err(|e| Error::Invalid(e.to_string()))?;
+    prototree_tree::io::write_atomic(&dir.join(PRUNING_FILE), &json)?;
+    Ok(())
+}
+
 /// Projects the prototypes of `model` onto the images of `loader` (which must not shuffle).
 pub fn project_on_loader(
     model: &ProtoTree,
@@ -144,11 +154,13 @@ pub fn prune_model_dir(
         .filter(|r| topo.branch_state(r.row as usize) == prototree_tree::BranchState::Decision)
         .collect();
     save_model(out, &saved.model, &meta, &kept)?;
-    Ok(PruneOutcome {
+    let outcome = PruneOutcome {
         report,
         before,
         after,
-    })
+    };
+    write_pruning(out, &outcome)?;
+    Ok(outcome)
 }
 
 /// The result of projecting a model directory.
@@ -179,6 +191,14 @@ pub fn project_model_dir(
     let mut meta = saved.meta.clone();
     meta.stage = "projected".into();
     save_model(out, &saved.model, &meta, &records)?;
+    // Pruning statistics travel with the model.
+    let pruning = model_dir.join(PRUNING_FILE);
+    if pruning.is_file() && model_dir != out {
+        std::fs::copy(&pruning, out.join(PRUNING_FILE)).map_err(|source| Error::Io {
+            path: pruning.clone(),
+            source,
+        })?;
+    }
     let mean_distance = if records.is_empty() {
         0.0
     } else {

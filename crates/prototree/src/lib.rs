@@ -18,8 +18,11 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod explain;
+pub mod export;
 pub mod interpret;
 pub mod observer;
+pub mod report;
 pub mod source;
 pub mod train;
 
@@ -35,7 +38,10 @@ pub use error::{Error, Result};
 /// The types most programs need.
 pub mod prelude {
     pub use crate::demo::{run_demo, DemoConfig, DemoSummary};
+    pub use crate::explain::{explain_images, ExplainedImage};
+    pub use crate::export::{export_model_dir, ExportFormat};
     pub use crate::observer::{PipelineObserver, Silent, Stage};
+    pub use crate::report::{report_model_dir, write_report, ReportContent};
     pub use crate::train::{train, TrainJob, TrainOutcome};
     pub use crate::{Error, Result};
     pub use prototree_backbone::BackboneKind;

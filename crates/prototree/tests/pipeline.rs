@@ -67,6 +67,76 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         &mut Silent,
     )?;
     assert!((report.accuracy_soft - summary.accuracy_soft).abs() < 1e-9);
+
+    // The report is one self-contained page with the tree, patches and explanations.
+    let html = std::fs::read_to_string(&summary.report)?;
+    assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
+    assert!(!html.contains("src=\"http") && !html.contains("<script"));
+    let pages: Vec<_> = std::fs::read_dir(dir.path().join("explanations"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("index.html").is_file())
+        .collect();
+    assert_eq!(pages.len(), cfg.explain_images);
+    for p in &pages {
+        let href = format!(
+            "explanations/{}/index.html",
+            p.file_name().to_string_lossy()
+        );
+        assert!(html.contains(&href), "report does not link {href}");
+    }
+    // Each explanation's path is the model's greedy path for that image.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("explanations/index.json"))?)?;
+    let first = &index[0];
+    let image = std::path::PathBuf::from(first["image"].as_str().unwrap_or_default());
+    let again = explain_images(
+        &pruned,
+        &[image],
+        None,
+        &dir.path().join("again"),
+        &mut Silent,
+    )?;
+    let path: Vec<u64> = again[0]
+        .explanation
+        .steps
+        .iter()
+        .map(|s| u64::from(s.node.0))
+        .collect();
+    let listed: Vec<u64> = first["path"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["node"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(path, listed);
+    assert_eq!(
+        again[0].class_index as u64,
+        first["class_index"].as_u64().unwrap_or(999)
+    );
+
+    // Exports: SVG without Graphviz, DOT that graphviz-rust parses, JSON with every node.
+    for (format, file) in [
+        (ExportFormat::Svg, "tree.svg"),
+        (ExportFormat::Dot, "tree.dot"),
+        (ExportFormat::Json, "tree.json"),
+    ] {
+        let out = dir.path().join(file);
+        let o = export_model_dir(&summary.pruned_model_dir, format, &out, &device)?;
+        assert_eq!(o.num_decisions, summary.num_prototypes_pruned);
+        let text = std::fs::read_to_string(&out)?;
+        match format {
+            ExportFormat::Svg => {
+                assert!(text.starts_with("<svg") && text.contains("data:image/png"))
+            }
+            ExportFormat::Dot => {
+                graphviz_rust::parse(&text).map_err(anyhow::Error::msg)?;
+                assert_eq!(o.patch_images.len(), summary.num_prototypes_pruned);
+                assert!(o.patch_images.iter().all(|p| p.is_file()));
+            }
+            ExportFormat::Json => {
+                let v: serde_json::Value = serde_json::from_str(&text)?;
+                assert_eq!(v["num_decisions"], summary.num_prototypes_pruned);
+            }
+        }
+    }
     Ok(())
 }
 

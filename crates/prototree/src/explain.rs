@@ -1,0 +1,232 @@
+//! Local explanations of image files, written as one self-contained HTML page and one JSON
+//! file per image, plus the pictures of the model's projected prototypes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use image::RgbImage;
+use prototree_data::transform::{resize_square, to_chw};
+use prototree_data::{load_rgb, Normalization};
+use prototree_prune::explain::prototype_images;
+use prototree_prune::visualize::png_bytes;
+use prototree_prune::{explain_latent, ExplanationPage, LocalExplanation};
+use prototree_tree::io::write_atomic;
+use prototree_tree::{NodeId, SavedModel};
+use serde::Serialize;
+
+use crate::observer::{PipelineObserver, Stage};
+use crate::{Error, Result};
+
+/// Pictures of one projected prototype.
+#[derive(Debug, Clone)]
+pub struct PrototypePicture {
+    /// The source patch, enlarged (PNG bytes).
+    pub patch_png: Vec<u8>,
+    /// The source image with the patch's box (PNG bytes).
+    pub boxed_png: Vec<u8>,
+}
+
+/// Renders every projected prototype of `saved` from its source image, as the model saw it
+/// during projection (resized to the model's input size). Prototypes whose source image
+/// cannot be read are skipped and listed in the second value.
+pub fn prototype_pictures(saved: &SavedModel) -> (HashMap<NodeId, PrototypePicture>, Vec<String>) {
+    let size = saved.meta.preprocessing.image_size;
+    let mut cache: HashMap<&str, Option<RgbImage>> = HashMap::new();
+    let mut pictures = HashMap::new();
+    let mut missing = Vec::new();
+    for record in &saved.projections {
+        let source = cache
+            .entry(record.image_path.as_str())
+            .or_insert_with(|| {
+                load_rgb(Path::new(&record.image_path))
+                    .ok()
+                    .map(|img| resize_square(&img, size))
+            })
+            .as_ref();
+        match source {
+            Some(img) => {
+                let (patch, boxed) = prototype_images(img, record);
+                pictures.insert(
+                    record.node,
+                    PrototypePicture {
+                        patch_png: png_bytes(&patch),
+                        boxed_png: png_bytes(&boxed),
+                    },
+                );
+            }
+            None => missing.push(record.image_path.clone()),
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    (pictures, missing)
+}
+
+/// One explained image, as listed in `index.json` of the output directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainedImage {
+    /// The image file.
+    pub image: PathBuf,
+    /// Its explanation page.
+    pub page: PathBuf,
+    /// Predicted class.
+    pub class_index: usize,
+    /// Predicted class name.
+    pub class_name: String,
+    /// The true class, when known.
+    pub true_class: Option<usize>,
+    /// The greedy explanation (path, patches, similarity maps, leaf distribution).
+    pub explanation: LocalExplanation,
+    /// The image as the model saw it (resized), PNG bytes; not serialised.
+    #[serde(skip)]
+    pub thumbnail_png: Vec<u8>,
+}
+
+/// A directory name for `image` not yet in `used`.
+fn page_dir_name(image: &Path, used: &mut HashSet<String>) -> String {
+    let stem: String = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = stem.clone();
+    let mut k = 2;
+    while !used.insert(name.clone()) {
+        name = format!("{stem}_{k}");
+        k += 1;
+    }
+    name
+}
+
+/// Explains the greedy prediction of each image file with `saved`, writing
+/// `out/<image>/index.html` (self-contained), `out/<image>/explanation.json` and
+/// `out/index.json`. `true_classes`, when given, has one entry per image.
+pub fn explain_images(
+    saved: &SavedModel,
+    images: &[PathBuf],
+    true_classes: Option<&[usize]>,
+    out: &Path,
+    obs: &mut dyn PipelineObserver,
+) -> Result<Vec<ExplainedImage>> {
+    if images.is_empty() {
+        return Err(Error::Invalid("no images to explain".into()));
+    }
+    if let Some(t) = true_classes {
+        if t.len() != images.len() {
+            return Err(Error::Invalid(format!(
+                "{} true classes for {} images",
+                t.len(),
+                images.len()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let model = &saved.model;
+    let p = saved.meta.preprocessing;
+    let size = p.image_size;
+    let norm = Normalization {
+        mean: p.mean,
+        std: p.std,
+    };
+    let (pictures, _) = prototype_pictures(saved);
+    let patches: HashMap<NodeId, Vec<u8>> = pictures
+        .iter()
+        .map(|(k, v)| (*k, v.patch_png.clone()))
+        .collect();
+    let mut used = HashSet::new();
+    let mut results = Vec::with_capacity(images.len());
+    obs.stage_started(Stage::Report, images.len());
+    const CHUNK: usize = 16;
+    for (c, chunk) in images.chunks(CHUNK).enumerate() {
+        let mut shown = Vec::with_capacity(chunk.len());
+        let plane = 3 * (size * size) as usize;
+        let mut pixels = vec![0f32; chunk.len() * plane];
+        for (i, path) in chunk.iter().enumerate() {
+            let img = resize_square(&load_rgb(path)?, size);
+            to_chw(&img, &norm, &mut pixels[i * plane..(i + 1) * plane]);
+            shown.push(img);
+        }
+        let batch = Tensor::from_vec(
+            pixels,
+            (chunk.len(), 3, size as usize, size as usize),
+            model.device(),
+        )?;
+        let latent = model.latent(&batch, false)?;
+        let explanations = explain_latent(model, &latent, size, size)?;
+        for (i, (path, explanation)) in chunk.iter().zip(explanations).enumerate() {
+            let index = c * CHUNK + i;
+            let true_class = true_classes.map(|t| t[index]);
+            let dir = out.join(page_dir_name(path, &mut used));
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let title = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let page = ExplanationPage {
+                title,
+                image: &shown[i],
+                explanation: &explanation,
+                class_names: &saved.meta.class_names,
+                true_class,
+                prototype_patches: &patches,
+            };
+            let page_path = dir.join("index.html");
+            write_atomic(&page_path, page.to_string().as_bytes())?;
+            let class_name = saved
+                .meta
+                .class_names
+                .get(explanation.class_index)
+                .cloned()
+                .unwrap_or_default();
+            let item = ExplainedImage {
+                image: path.clone(),
+                page: page_path,
+                class_index: explanation.class_index,
+                class_name,
+                true_class,
+                explanation,
+                thumbnail_png: png_bytes(&shown[i]),
+            };
+            let json =
+                serde_json::to_vec_pretty(&item).map_err(|e| Error::Invalid(e.to_string()))?;
+            write_atomic(&dir.join("explanation.json"), &json)?;
+            results.push(item);
+            obs.stage_progress(results.len());
+        }
+    }
+    let index: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "image": r.image,
+                "page": r.page,
+                "class_index": r.class_index,
+                "class_name": r.class_name,
+                "true_class": r.true_class,
+                "path": r.explanation.steps.iter().map(|s| serde_json::json!({
+                    "node": s.node.0, "similarity": s.similarity, "present": s.present,
+                    "patch": [s.patch_row, s.patch_col],
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let json = serde_json::to_vec_pretty(&index).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_atomic(&out.join("index.json"), &json)?;
+    obs.stage_finished(Stage::Report);
+    Ok(results)
+}

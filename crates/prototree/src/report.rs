@@ -1,0 +1,254 @@
+//! The model report: one self-contained HTML page per model (tree diagram with prototype
+//! patches, prototype gallery, pruning statistics, accuracies per routing mode, fidelity,
+//! links to local explanations).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use prototree_data::Split;
+use prototree_prune::{
+    AccuracyRow, DecisionTree, ExplanationLink, GalleryEntry, PruneReport, Report, SvgExport,
+};
+use prototree_tree::io::write_atomic;
+use prototree_tree::{load_model, NodeId, SavedModel};
+
+use crate::explain::{explain_images, prototype_pictures, ExplainedImage};
+use crate::interpret::{eval_loader, evaluate_on, PRUNING_FILE};
+use crate::observer::PipelineObserver;
+use crate::{Error, Result};
+
+/// What goes into a report besides the model itself.
+#[derive(Debug, Clone, Default)]
+pub struct ReportContent {
+    /// Page title; defaults to the model's directory name.
+    pub title: Option<String>,
+    /// Accuracy rows (e.g. "trained", "pruned + projected").
+    pub accuracies: Vec<AccuracyRow>,
+    /// What pruning did, if the model was pruned.
+    pub pruning: Option<PruneReport>,
+    /// Local explanations to link to.
+    pub explanations: Vec<ExplainedImage>,
+}
+
+/// `target` relative to directory `base` when it lies below it, else as given.
+fn relative_href(target: &Path, base: &Path) -> String {
+    match target.strip_prefix(base) {
+        Ok(rel) => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+        Err(_) => format!("file://{}", target.display()),
+    }
+}
+
+/// Builds the report page of `saved`, with links relative to `html_path`'s directory.
+pub fn build_report(
+    saved: &SavedModel,
+    content: &ReportContent,
+    html_path: &Path,
+) -> Result<Report> {
+    let meta = &saved.meta;
+    let model = &saved.model;
+    let tree = DecisionTree::from_model(model, &saved.projections, &meta.class_names)?;
+    let (pictures, missing) = prototype_pictures(saved);
+    let patches: HashMap<NodeId, Vec<u8>> = pictures
+        .iter()
+        .map(|(k, v)| (*k, v.patch_png.clone()))
+        .collect();
+    let title = content
+        .title
+        .clone()
+        .unwrap_or_else(|| "ProtoTree model".to_string());
+    let tree_svg = SvgExport::new(&tree).with_patches(&patches).to_string();
+    let topo = model.topology();
+    let mut facts = vec![
+        ("backbone".to_string(), meta.tree.backbone.to_string()),
+        ("depth".to_string(), meta.tree.depth.to_string()),
+        (
+            "prototype dimension".to_string(),
+            meta.tree.proto_dim.to_string(),
+        ),
+        ("classes".to_string(), meta.class_names.len().to_string()),
+        (
+            "prototypes (decision nodes)".to_string(),
+            topo.num_decisions().to_string(),
+        ),
+        ("leaves".to_string(), tree.num_leaves().to_string()),
+        ("longest path".to_string(), tree.depth().to_string()),
+        (
+            "input size".to_string(),
+            format!("{0}×{0} px", meta.preprocessing.image_size),
+        ),
+        ("stage".to_string(), meta.stage.clone()),
+        (
+            "projected prototypes".to_string(),
+            saved.projections.len().to_string(),
+        ),
+    ];
+    if !missing.is_empty() {
+        facts.push((
+            "prototype source images not found".to_string(),
+            missing.join(", "),
+        ));
+    }
+    let pruning = content
+        .pruning
+        .as_ref()
+        .map(|p| {
+            vec![
+                (
+                    "τ (max leaf probability pruned)".to_string(),
+                    format!("{}", p.tau),
+                ),
+                (
+                    "prototypes before → after".to_string(),
+                    format!("{} → {}", p.decisions_before, p.decisions_after),
+                ),
+                (
+                    "leaves before → after".to_string(),
+                    format!("{} → {}", p.leaves_before, p.leaves_after),
+                ),
+                (
+                    "removed subtrees".to_string(),
+                    p.removed_subtrees.len().to_string(),
+                ),
+                (
+                    "replaced parents".to_string(),
+                    p.replaced_parents.len().to_string(),
+                ),
+            ]
+        })
+        .unwrap_or_default();
+    let mut gallery: Vec<GalleryEntry> = saved
+        .projections
+        .iter()
+        .filter_map(|r| {
+            let pic = pictures.get(&r.node)?;
+            let file = Path::new(&r.image_path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some(GalleryEntry {
+                node: r.node.to_string(),
+                patch_png: pic.patch_png.clone(),
+                boxed_png: pic.boxed_png.clone(),
+                caption: format!(
+                    "from {file}, patch ({}, {}) of {}×{}, distance before projection {:.3}",
+                    r.patch_row, r.patch_col, r.fmap_height, r.fmap_width, r.distance
+                ),
+            })
+        })
+        .collect();
+    gallery.sort_by_key(|g| g.node.parse::<u32>().unwrap_or(u32::MAX));
+    let base = html_path.parent().unwrap_or(Path::new("."));
+    let explanations = content
+        .explanations
+        .iter()
+        .map(|e| {
+            let file = e
+                .image
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let truth = match e.true_class {
+                Some(t) if t == e.class_index => " ✓".to_string(),
+                Some(t) => format!(
+                    " ✗ (true: {})",
+                    meta.class_names.get(t).cloned().unwrap_or_default()
+                ),
+                None => String::new(),
+            };
+            ExplanationLink {
+                href: relative_href(&e.page, base),
+                thumbnail_png: e.thumbnail_png.clone(),
+                caption: format!("{file}: {}{truth}", e.class_name),
+            }
+        })
+        .collect();
+    Ok(Report {
+        title,
+        facts,
+        accuracies: content.accuracies.clone(),
+        pruning,
+        tree_svg,
+        gallery,
+        explanations,
+    })
+}
+
+/// Builds and writes the report (atomically) to `html_path`.
+pub fn write_report(saved: &SavedModel, content: &ReportContent, html_path: &Path) -> Result<()> {
+    let report = build_report(saved, content, html_path)?;
+    write_atomic(html_path, report.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// Reads the pruning statistics saved next to a pruned model, if any.
+pub fn read_pruning(model_dir: &Path) -> Option<PruneReport> {
+    let bytes = std::fs::read(model_dir.join(PRUNING_FILE)).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_value(value.get("report")?.clone()).ok()
+}
+
+/// Writes the report of the model in `model_dir` to `html_path`. With `data` (a
+/// CUB-layout data set), the test split is evaluated and the first `explain` test
+/// images are explained under `explanations/` next to the page.
+pub fn report_model_dir(
+    model_dir: &Path,
+    data: Option<&Path>,
+    html_path: &Path,
+    explain: usize,
+    device: &Device,
+    obs: &mut dyn PipelineObserver,
+) -> Result<PathBuf> {
+    let saved = load_model(model_dir, device)?;
+    let mut content = ReportContent {
+        title: Some(format!("ProtoTree model {}", model_dir.display())),
+        pruning: read_pruning(model_dir),
+        ..Default::default()
+    };
+    if let Some(data) = data {
+        let (_, test) = eval_loader(data, Split::Test, &saved.meta, 64, obs)?;
+        let eval = evaluate_on(&saved.model, &test, device, obs)?;
+        content.accuracies.push(AccuracyRow {
+            label: saved.meta.stage.clone(),
+            eval,
+        });
+        if explain > 0 {
+            let samples = spread_samples(test.samples().len(), explain);
+            let images: Vec<PathBuf> = samples
+                .iter()
+                .map(|&i| test.samples()[i].path.clone())
+                .collect();
+            let truth: Vec<usize> = samples
+                .iter()
+                .map(|&i| test.samples()[i].class_index)
+                .collect();
+            let dir = html_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("explanations");
+            content.explanations = explain_images(&saved, &images, Some(&truth), &dir, obs)?;
+        }
+    }
+    if let Some(parent) = html_path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+    }
+    write_report(&saved, &content, html_path)?;
+    Ok(html_path.to_path_buf())
+}
+
+/// `k` indices spread evenly over `0..n` (all of them when `k ≥ n`).
+pub fn spread_samples(n: usize, k: usize) -> Vec<usize> {
+    if k >= n {
+        return (0..n).collect();
+    }
+    (0..k).map(|i| i * n / k).collect()
+}
