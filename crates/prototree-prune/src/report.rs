@@ -66,7 +66,7 @@ const STYLE: &str = "body{font-family:Helvetica,Arial,sans-serif;margin:24px;col
 h1{font-size:24px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}\
 th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}\
-.tree{overflow-x:auto;border:1px solid #ddd;padding:8px}\
+.tree{overflow-x:auto;border:1px solid #ddd;padding:8px}.tree svg{max-width:100%;height:auto}\
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;width:220px;font-size:12px;overflow-wrap:anywhere}\
 .card img{image-rendering:pixelated;margin-right:4px;vertical-align:top}";
 
