@@ -220,9 +220,15 @@ struct EvalArgs {
     /// Model directory.
     #[arg(long)]
     model: PathBuf,
-    /// Data set directory in CUB-200-2011 layout (its test split is used).
+    /// Data set directory, CUB-200-2011 or ImageFolder layout (its test split is used).
     #[arg(long)]
     data: PathBuf,
+    /// Routing mode of the per-class accuracy and confusion matrix: soft, greedy or max-leaf.
+    #[arg(long, default_value = "soft")]
+    routing: prototree::tree::Routing,
+    /// Write the confusion matrix as CSV to this file.
+    #[arg(long)]
+    confusion: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -383,25 +389,44 @@ fn run_train_cmd(a: TrainArgs, obs: &mut CliProgress) -> Result<()> {
 
 fn run_eval_cmd(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
     let device = candle_device(&a.device)?;
-    let report = prototree::eval::evaluate_dir(&a.model, &a.data, a.batch_size, &device, obs)
-        .with_context(|| format!("evaluating {} on {}", a.model.display(), a.data.display()))?;
+    let d = prototree::eval::evaluate_dir_detailed(
+        &a.model,
+        &a.data,
+        a.routing,
+        a.batch_size,
+        &device,
+        obs,
+    )
+    .with_context(|| format!("evaluating {} on {}", a.model.display(), a.data.display()))?;
+    if let Some(path) = &a.confusion {
+        prototree::tree::io::write_atomic(path, d.confusion_csv().as_bytes())
+            .with_context(|| format!("writing the confusion matrix to {}", path.display()))?;
+    }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("images:            {}", report.num_images);
-        println!("accuracy soft:     {:.2}%", 100.0 * report.accuracy_soft);
-        println!("accuracy greedy:   {:.2}%", 100.0 * report.accuracy_greedy);
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    let report = &d.report;
+    println!("images:            {}", report.num_images);
+    println!("accuracy soft:     {:.2}%", 100.0 * report.accuracy_soft);
+    println!("accuracy greedy:   {:.2}%", 100.0 * report.accuracy_greedy);
+    println!("accuracy max-leaf: {:.2}%", 100.0 * report.accuracy_max_leaf);
+    println!("fidelity greedy:   {:.2}%", 100.0 * report.fidelity_greedy);
+    println!("fidelity max-leaf: {:.2}%", 100.0 * report.fidelity_max_leaf);
+    println!("mean path length:  {:.2}", report.mean_path_length);
+    println!("mean NLL:          {:.4}", report.loss);
+    println!("per-class accuracy ({:?} routing):", d.routing);
+    let width = d.per_class.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in &d.per_class {
         println!(
-            "accuracy max-leaf: {:.2}%",
-            100.0 * report.accuracy_max_leaf
+            "  {:width$}  {:6.2}%  ({} images)",
+            c.name,
+            100.0 * c.accuracy,
+            c.images
         );
-        println!("fidelity greedy:   {:.2}%", 100.0 * report.fidelity_greedy);
-        println!(
-            "fidelity max-leaf: {:.2}%",
-            100.0 * report.fidelity_max_leaf
-        );
-        println!("mean path length:  {:.2}", report.mean_path_length);
-        println!("mean NLL:          {:.4}", report.loss);
+    }
+    if let Some(path) = &a.confusion {
+        println!("confusion matrix: {}", path.display());
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod augment;
 pub mod cub;
+pub mod dataset;
 pub mod error;
 pub mod image_folder;
 pub mod loader;
@@ -15,6 +16,7 @@ pub mod transform;
 
 pub use augment::Augmentation;
 pub use cub::{BBox, CubDataset, PartLocation, Sample, Split};
+pub use dataset::{Dataset, Layout};
 pub use error::{Error, Result};
 pub use image_folder::ImageFolder;
 pub use loader::{load_rgb, ImageBatch, Loader, LoaderConfig};

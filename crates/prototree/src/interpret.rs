@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use prototree_data::{Augmentation, CubDataset, Loader, LoaderConfig, Normalization, Split};
+use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Normalization, Split};
 use prototree_prune::{project, prune, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, save_model, EvalReport, ProtoTree};
@@ -49,7 +49,7 @@ pub fn project_on_loader(
     Ok(records)
 }
 
-/// A loader over `split` of a CUB-layout data set with a model's preprocessing and no
+/// A loader over `split` of a data set (CUB or ImageFolder layout) with a model's preprocessing and no
 /// augmentation or shuffling.
 pub fn eval_loader(
     data_dir: &Path,
@@ -57,8 +57,8 @@ pub fn eval_loader(
     meta: &prototree_tree::ModelMeta,
     batch_size: usize,
     obs: &mut dyn PipelineObserver,
-) -> Result<(CubDataset, Loader)> {
-    let dataset = CubDataset::open(data_dir)?;
+) -> Result<(Dataset, Loader)> {
+    let dataset = Dataset::open(data_dir)?;
     if dataset.num_classes() != meta.class_names.len() {
         return Err(Error::Mismatch(format!(
             "{}: the data set has {} classes but the model was trained on {}",

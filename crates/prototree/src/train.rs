@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use prototree_data::{Augmentation, CubDataset, Loader, LoaderConfig, Normalization, Split};
+use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Normalization, Split};
 use prototree_tree::io::Preprocessing;
 use prototree_tree::{
     evaluate, save_model, EpochStats, EvalReport, ModelMeta, ProtoTree, TrainConfig, Trainer,
@@ -60,7 +60,7 @@ pub struct TrainOutcome {
 /// Loaded training and test images of a CUB-layout data set.
 pub struct LoadedData {
     /// The data set's metadata.
-    pub dataset: CubDataset,
+    pub dataset: Dataset,
     /// Training images (augmented, shuffled).
     pub train: Loader,
     /// Test images (no augmentation, not shuffled).
@@ -78,7 +78,7 @@ pub fn load_data(
     normalization: Normalization,
     obs: &mut dyn PipelineObserver,
 ) -> Result<LoadedData> {
-    let dataset = CubDataset::open(dir)?;
+    let dataset = Dataset::open(dir)?;
     let train_samples = dataset.samples(Split::Train);
     let test_samples = dataset.samples(Split::Test);
     if train_samples.is_empty() {
