@@ -46,7 +46,7 @@ enum Command {
     /// Generate a synthetic fine-grained "birds" data set in CUB-200-2011 layout.
     Synth(SynthArgs),
     /// Train a prototype tree on a CUB-layout data set.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a saved model on the test split of a data set.
     Eval(EvalArgs),
     /// Prune near-uniform subtrees of a saved model.
@@ -153,63 +153,78 @@ struct SynthArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Data set directory in CUB-200-2011 layout.
+    /// Run configuration (TOML); flags below override its values.
     #[arg(long)]
-    data: PathBuf,
-    /// Output model directory.
+    config: Option<PathBuf>,
+    /// Continue the run in RUN from its last checkpoint (uses RUN/run.toml).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "out"])]
+    resume: Option<PathBuf>,
+    /// Data set directory (CUB-200-2011 or ImageFolder layout).
     #[arg(long)]
-    out: PathBuf,
-    /// Backbone.
-    #[arg(long, default_value = "small-cnn")]
-    backbone: BackboneKind,
-    /// Tree depth.
-    #[arg(long, default_value_t = 9)]
-    depth: usize,
-    /// Prototype length (add-on channels).
-    #[arg(long, default_value_t = 256)]
-    proto_dim: usize,
-    /// Input side in pixels.
-    #[arg(long, default_value_t = 224)]
-    image_size: u32,
-    /// Epochs.
-    #[arg(long, default_value_t = 100)]
-    epochs: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Prototype learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Add-on / last-block learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr_block: f64,
-    /// Backbone learning rate.
-    #[arg(long, default_value_t = 1e-5)]
-    lr_net: f64,
-    /// Epochs with the backbone frozen.
-    #[arg(long, default_value_t = 2)]
-    freeze_epochs: usize,
+    data: Option<PathBuf>,
+    /// Output run directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Backbone (default small-cnn).
+    #[arg(long)]
+    backbone: Option<BackboneKind>,
+    /// Pretrained backbone weights (.pth or .safetensors).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Tree depth (default 9).
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Prototype length, add-on channels (default 256).
+    #[arg(long)]
+    proto_dim: Option<usize>,
+    /// Input side in pixels (default 224).
+    #[arg(long)]
+    image_size: Option<u32>,
+    /// Epochs (default 100).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size (default 64).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Prototype learning rate (default 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Add-on / last-block learning rate (default 1e-3).
+    #[arg(long)]
+    lr_block: Option<f64>,
+    /// Backbone learning rate (default 1e-5).
+    #[arg(long)]
+    lr_net: Option<f64>,
+    /// Epochs with the backbone frozen (default 2).
+    #[arg(long)]
+    freeze_epochs: Option<usize>,
     /// Comma-separated epochs after which learning rates decay by --gamma.
     #[arg(long, value_delimiter = ',')]
-    milestones: Vec<usize>,
-    /// Learning-rate decay at milestones.
-    #[arg(long, default_value_t = 0.5)]
-    gamma: f64,
-    /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f64,
-    /// Augmentation: none, flip or reference.
-    #[arg(long, default_value = "reference")]
-    augment: String,
+    milestones: Option<Vec<usize>>,
+    /// Learning-rate decay at milestones (default 0.5).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// AdamW weight decay (default 0).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Augmentation: none, flip or reference (default reference).
+    #[arg(long)]
+    augment: Option<String>,
     /// Crop images to their bounding boxes.
     #[arg(long)]
     crop_bbox: bool,
     /// Evaluate on the test split every N epochs (0: only at the end).
-    #[arg(long, default_value_t = 0)]
-    eval_every: usize,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Seed of initialisation, shuffling and augmentation (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Check the configuration end to end on about 1% of the data, one epoch per phase.
+    #[arg(long)]
+    quick: bool,
+    /// Replace an existing run in --out.
+    #[arg(long)]
+    overwrite: bool,
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -344,37 +359,127 @@ fn run_synth_cmd(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
     Ok(())
 }
 
-fn run_train_cmd(a: TrainArgs, obs: &mut CliProgress) -> Result<()> {
-    check_output_dir(&a.out)?;
-    let job = TrainJob {
-        data: a.data.clone(),
-        out: a.out.clone(),
-        tree: TreeConfig {
-            backbone: a.backbone,
-            depth: a.depth,
-            proto_dim: a.proto_dim,
-            num_classes: 2,
+/// The run configuration of `prototree train`: the file, then the flags on top.
+fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
+    let mut c = match &a.config {
+        Some(path) => RunConfig::from_file(path)?,
+        None => RunConfig {
+            backbone: BackboneKind::SmallCnn,
+            ..RunConfig::default()
         },
-        train: TrainConfig {
-            epochs: a.epochs,
-            batch_size: a.batch_size,
-            lr: a.lr,
-            lr_block: a.lr_block,
-            lr_net: a.lr_net,
-            weight_decay: a.weight_decay,
-            freeze_epochs: a.freeze_epochs,
-            milestones: a.milestones,
-            gamma: a.gamma,
-            seed: a.seed,
-            ..TrainConfig::default()
-        },
-        image_size: a.image_size,
-        augmentation: parse_augmentation(&a.augment)?,
-        crop_to_bbox: a.crop_bbox,
-        eval_every: a.eval_every,
-        device: candle_device(&a.device)?,
     };
-    let outcome = train(&job, obs).context("training failed")?;
+    if let Some(v) = &a.data {
+        c.data = v.clone();
+    }
+    if let Some(v) = a.backbone {
+        c.backbone = v;
+    }
+    if let Some(v) = &a.weights {
+        c.weights = Some(v.clone());
+    }
+    if let Some(v) = a.depth {
+        c.depth = v;
+    }
+    if let Some(v) = a.proto_dim {
+        c.proto_dim = v;
+    }
+    if let Some(v) = a.image_size {
+        c.image_size = v;
+    }
+    if let Some(v) = &a.augment {
+        c.augmentation = parse_augmentation(v)?;
+    }
+    if a.crop_bbox {
+        c.crop_to_bbox = true;
+    }
+    if let Some(v) = a.eval_every {
+        c.eval_every = v;
+    }
+    let s = &mut c.schedule;
+    if let Some(v) = a.epochs {
+        s.epochs = v;
+    }
+    if let Some(v) = a.batch_size {
+        s.batch_size = v;
+    }
+    if let Some(v) = a.lr {
+        s.lr = v;
+    }
+    if let Some(v) = a.lr_block {
+        s.lr_block = v;
+    }
+    if let Some(v) = a.lr_net {
+        s.lr_net = v;
+    }
+    if let Some(v) = a.freeze_epochs {
+        s.freeze_epochs = v;
+    }
+    if let Some(v) = &a.milestones {
+        s.milestones = v.clone();
+    }
+    if let Some(v) = a.gamma {
+        s.gamma = v;
+    }
+    if let Some(v) = a.weight_decay {
+        s.weight_decay = v;
+    }
+    if let Some(v) = a.seed {
+        s.seed = v;
+    }
+    if c.data.as_os_str().is_empty() {
+        bail!("no data set: give --data DIR or `data = \"DIR\"` in the --config file");
+    }
+    Ok(c)
+}
+
+fn run_train_cmd(a: TrainArgs, obs: &mut CliProgress) -> Result<()> {
+    let device = candle_device(&a.device)?;
+    let (out, mut job) = match &a.resume {
+        Some(run) => {
+            let path = run.join(prototree::run_config::RUN_CONFIG_FILE);
+            let mut cfg = RunConfig::from_file(&path)
+                .with_context(|| format!("{} is not a resumable run", run.display()))?;
+            // A longer schedule or another evaluation interval may be given on resume.
+            if let Some(v) = a.epochs {
+                cfg.schedule.epochs = v;
+            }
+            if let Some(v) = a.eval_every {
+                cfg.eval_every = v;
+            }
+            let mut job = TrainJob::from_run_config(&cfg, run.clone(), device);
+            job.resume = true;
+            (run.clone(), job)
+        }
+        None => {
+            let cfg = train_run_config(&a)?;
+            let Some(out) = a.out.clone() else {
+                bail!("no output directory: give --out RUN");
+            };
+            check_output_dir(&out)?;
+            if prototree::train::last_checkpoint_dir(&out).exists() && !a.overwrite {
+                bail!(
+                    "{}: already holds a training run; continue it with --resume {} or replace it with --overwrite",
+                    out.display(),
+                    out.display()
+                );
+            }
+            (out.clone(), TrainJob::from_run_config(&cfg, out, device))
+        }
+    };
+    job.quick = a.quick;
+    if a.resume.is_some() && a.quick {
+        bail!("--quick cannot be combined with --resume");
+    }
+    let outcome = match train(&job, obs) {
+        Ok(o) => o,
+        Err(prototree::Error::Tree(prototree::tree::Error::Interrupted)) => {
+            bail!(
+                "interrupted; the last completed epoch is saved: continue with `prototree train --resume {}`",
+                out.display()
+            )
+        }
+        Err(e) => return Err(e).context("training failed"),
+    };
     let t = &outcome.test;
     println!(
         "test accuracy: soft {:.1}%  greedy {:.1}%  max-leaf {:.1}%  (fidelity greedy {:.1}%)",
@@ -383,7 +488,10 @@ fn run_train_cmd(a: TrainArgs, obs: &mut CliProgress) -> Result<()> {
         100.0 * t.accuracy_max_leaf,
         100.0 * t.fidelity_greedy
     );
-    println!("model saved to {}", a.out.display());
+    println!(
+        "model saved to {} (run.toml, metrics.jsonl, curves.png, checkpoints/)",
+        out.display()
+    );
     Ok(())
 }
 
@@ -410,9 +518,15 @@ fn run_eval_cmd(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
     println!("images:            {}", report.num_images);
     println!("accuracy soft:     {:.2}%", 100.0 * report.accuracy_soft);
     println!("accuracy greedy:   {:.2}%", 100.0 * report.accuracy_greedy);
-    println!("accuracy max-leaf: {:.2}%", 100.0 * report.accuracy_max_leaf);
+    println!(
+        "accuracy max-leaf: {:.2}%",
+        100.0 * report.accuracy_max_leaf
+    );
     println!("fidelity greedy:   {:.2}%", 100.0 * report.fidelity_greedy);
-    println!("fidelity max-leaf: {:.2}%", 100.0 * report.fidelity_max_leaf);
+    println!(
+        "fidelity max-leaf: {:.2}%",
+        100.0 * report.fidelity_max_leaf
+    );
     println!("mean path length:  {:.2}", report.mean_path_length);
     println!("mean NLL:          {:.4}", report.loss);
     println!("per-class accuracy ({:?} routing):", d.routing);
@@ -542,7 +656,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(a) => run_demo_cmd(a, &mut obs),
         Command::Synth(a) => run_synth_cmd(a, &mut obs),
-        Command::Train(a) => run_train_cmd(a, &mut obs),
+        Command::Train(a) => run_train_cmd(*a, &mut obs),
         Command::Eval(a) => run_eval_cmd(a, &mut obs),
         Command::Prune(a) => run_prune_cmd(a, &mut obs),
         Command::Project(a) => run_project_cmd(a, &mut obs),

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod adam;
+pub mod checkpoint;
 pub mod config;
 pub mod distance;
 pub mod error;
@@ -40,6 +41,7 @@ pub mod topology;
 pub mod train_config;
 pub mod trainer;
 
+pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{TreeConfig, ValidTreeConfig};
 pub use error::{ConfigError, Error, Result};
 pub use inference::{EvalReport, PathStep, Routing};

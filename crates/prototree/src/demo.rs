@@ -156,6 +156,9 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         augmentation: Augmentation::Flip,
         crop_to_bbox: false,
         eval_every: 5,
+        weights: None,
+        quick: false,
+        resume: false,
         device: cfg.device.clone(),
     };
     let mut outcome = train(&job, obs)?;

@@ -85,8 +85,8 @@ pub fn evaluate_dir_detailed(
     obs: &mut dyn PipelineObserver,
 ) -> Result<EvalDetails> {
     let saved = load_model(model_dir, device)?;
-    let (_, loader) = eval_loader(data_dir, Split::Test, &saved.meta, batch_size, obs)
-        .map_err(|e| match e {
+    let (_, loader) =
+        eval_loader(data_dir, Split::Test, &saved.meta, batch_size, obs).map_err(|e| match e {
             Error::Mismatch(m) => Error::Mismatch(format!("{m} (model {})", model_dir.display())),
             other => other,
         })?;
@@ -98,7 +98,12 @@ pub fn evaluate_dir_detailed(
     for (i, batch) in source.batches(0).enumerate() {
         let batch = batch?;
         let labels = batch.labels.to_vec1::<u32>()?;
-        for (pred, y) in saved.model.predict(&batch.images, routing)?.iter().zip(labels) {
+        for (pred, y) in saved
+            .model
+            .predict(&batch.images, routing)?
+            .iter()
+            .zip(labels)
+        {
             if let Some(row) = confusion.get_mut(y as usize) {
                 if let Some(cell) = row.get_mut(pred.class_index) {
                     *cell += 1;
@@ -116,14 +121,22 @@ pub fn evaluate_dir_detailed(
             ClassAccuracy {
                 name: saved.meta.class_names.get(c).cloned().unwrap_or_default(),
                 images: n,
-                accuracy: if n == 0 { 0.0 } else { confusion[c][c] as f64 / n as f64 },
+                accuracy: if n == 0 {
+                    0.0
+                } else {
+                    confusion[c][c] as f64 / n as f64
+                },
             }
         })
         .collect();
     Ok(EvalDetails {
         report,
         routing,
-        accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 },
+        accuracy: if total == 0 {
+            0.0
+        } else {
+            correct as f64 / total as f64
+        },
         per_class,
         confusion,
         class_names: saved.meta.class_names.clone(),

@@ -22,7 +22,9 @@ pub mod explain;
 pub mod export;
 pub mod interpret;
 pub mod observer;
+pub mod plot;
 pub mod report;
+pub mod run_config;
 pub mod source;
 pub mod train;
 
@@ -42,6 +44,7 @@ pub mod prelude {
     pub use crate::export::{export_model_dir, ExportFormat};
     pub use crate::observer::{PipelineObserver, Silent, Stage};
     pub use crate::report::{report_model_dir, write_report, ReportContent};
+    pub use crate::run_config::RunConfig;
     pub use crate::train::{train, TrainJob, TrainOutcome};
     pub use crate::{Error, Result};
     pub use prototree_backbone::BackboneKind;

@@ -163,6 +163,9 @@ fn bad_inputs_give_errors_naming_the_file() -> anyhow::Result<()> {
         augmentation: prototree::data::Augmentation::None,
         crop_to_bbox: false,
         eval_every: 0,
+        weights: None,
+        quick: false,
+        resume: false,
         device: device.clone(),
     };
     let err = train(&job, &mut Silent).unwrap_err().to_string();

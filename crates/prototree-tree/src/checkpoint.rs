@@ -1,0 +1,199 @@
+//! Training checkpoints: a model directory plus `train_state.bin` (epoch, optimiser step
+//! counts, history, best score, a fingerprint of the run's configuration) and
+//! `optimizer.safetensors` (Adam moments).
+//!
+//! A checkpoint directory is replaced as a whole: the new one is written next to it
+//! (`NAME.tmp`), the old one is renamed to `NAME.old`, the new one into place, and the old
+//! one removed. A kill at any moment leaves either `NAME` or `NAME.old` complete, and
+//! [`load_checkpoint`] falls back to `NAME.old`. Shuffling and augmentation are drawn from
+//! `(seed, epoch)`, so no random-generator state needs saving: a resumed run draws exactly
+//! what the uninterrupted run would have.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::io::{load_model, save_model, write_atomic, ModelMeta, SavedModel};
+use crate::trainer::{EpochStats, Trainer};
+use crate::{Error, ProtoTree, Result};
+
+/// Version of the checkpoint state written by this build.
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// File name of the training state.
+pub const TRAIN_STATE_FILE: &str = "train_state.bin";
+/// File name of the optimiser moments.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Largest `train_state.bin` accepted.
+const STATE_FILE_LIMIT: usize = 64 << 20;
+/// Names of the optimiser groups in `optimizer.safetensors`.
+const GROUP_PREFIXES: [&str; 3] = ["backbone", "block", "prototypes"];
+
+/// Everything besides the model that a resumed run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Format version ([`CHECKPOINT_VERSION`]).
+    pub format_version: u32,
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Adam step counts of the three groups.
+    pub optimizer_steps: [u64; 3],
+    /// Statistics of every completed epoch.
+    pub history: Vec<EpochStats>,
+    /// The epoch with the best score so far.
+    pub best_epoch: Option<usize>,
+    /// The best score (test soft accuracy when evaluated, else training accuracy).
+    pub best_score: f64,
+    /// Identifies the run's configuration; a checkpoint resumes only the same run.
+    pub fingerprint: String,
+    /// Seconds spent training so far.
+    pub train_seconds: f64,
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The model at the end of the checkpoint's epoch.
+    pub saved: SavedModel,
+    /// The training state.
+    pub state: TrainState,
+    /// The directory it was read from (`NAME` or the `NAME.old` fallback).
+    pub dir: PathBuf,
+    optimizer: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Restores the optimiser moments, step counts and epoch counter into `trainer`.
+    pub fn restore_trainer(&self, trainer: &mut Trainer) {
+        for (g, opt) in trainer.optimizers_mut().iter_mut().enumerate() {
+            opt.restore(
+                GROUP_PREFIXES[g],
+                &self.optimizer,
+                self.state.optimizer_steps[g],
+            );
+        }
+        trainer.set_epochs_done(self.state.epochs_done);
+    }
+
+    /// The model and the training state.
+    pub fn into_parts(self) -> (SavedModel, TrainState) {
+        (self.saved, self.state)
+    }
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes a checkpoint of `model` and `trainer` into directory `dir`, replacing any
+/// previous checkpoint there as a whole (see the module docs).
+pub fn save_checkpoint(
+    dir: &Path,
+    model: &ProtoTree,
+    meta: &ModelMeta,
+    trainer: &Trainer,
+    state: &TrainState,
+) -> Result<()> {
+    let tmp = sibling(dir, ".tmp");
+    let old = sibling(dir, ".old");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    save_model(&tmp, model, meta, &[])?;
+    let mut tensors = HashMap::new();
+    let mut state = state.clone();
+    for (g, opt) in trainer.optimizers().iter().enumerate() {
+        let (named, step) = opt.state(GROUP_PREFIXES[g]);
+        state.optimizer_steps[g] = step;
+        tensors.extend(named);
+    }
+    state.format_version = CHECKPOINT_VERSION;
+    let opt_path = tmp.join(OPTIMIZER_FILE);
+    candle_core::safetensors::save(&tensors, &opt_path)?;
+    let bytes =
+        bincode::serde::encode_to_vec(&state, bincode::config::standard()).map_err(|e| {
+            Error::BadModelFile {
+                path: tmp.join(TRAIN_STATE_FILE),
+                reason: e.to_string(),
+            }
+        })?;
+    write_atomic(&tmp.join(TRAIN_STATE_FILE), &bytes)?;
+    if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        }
+        std::fs::rename(dir, &old).map_err(io_err(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+    Ok(())
+}
+
+/// Whether a checkpoint exists at `dir` (or its `.old` fallback).
+pub fn checkpoint_exists(dir: &Path) -> bool {
+    dir.join(TRAIN_STATE_FILE).is_file() || sibling(dir, ".old").join(TRAIN_STATE_FILE).is_file()
+}
+
+fn load_from(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let saved = load_model(dir, device)?;
+    let state_path = dir.join(TRAIN_STATE_FILE);
+    let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
+    let (state, _): (TrainState, usize) = bincode::serde::decode_from_slice(
+        &bytes,
+        bincode::config::standard().with_limit::<STATE_FILE_LIMIT>(),
+    )
+    .map_err(|e| Error::BadModelFile {
+        path: state_path.clone(),
+        reason: format!("corrupt or truncated: {e}"),
+    })?;
+    if state.format_version > CHECKPOINT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: state_path,
+            found: state.format_version,
+            supported: CHECKPOINT_VERSION,
+        });
+    }
+    let opt_path = dir.join(OPTIMIZER_FILE);
+    let optimizer =
+        candle_core::safetensors::load(&opt_path, device).map_err(|e| Error::BadModelFile {
+            path: opt_path.clone(),
+            reason: format!("corrupt or truncated: {e}"),
+        })?;
+    Ok(Checkpoint {
+        saved,
+        state,
+        dir: dir.to_path_buf(),
+        optimizer,
+    })
+}
+
+/// Loads the checkpoint in `dir`, or its `.old` fallback when `dir` is missing or
+/// incomplete (a save was interrupted). The error of `dir` is returned when neither loads.
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    match load_from(dir, device) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let old = sibling(dir, ".old");
+            if old.join(TRAIN_STATE_FILE).is_file() {
+                load_from(&old, device).map_err(|_| e)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! A training run as a TOML file (`prototree train --config run.toml`); the effective
+//! configuration of every run is saved as `run.toml` in its directory, so `--resume` and
+//! readers of the run know exactly what was trained.
+//!
+//! ```toml
+//! data = "/data/CUB_200_2011"
+//! backbone = "resnet50"
+//! depth = 9
+//! proto_dim = 256
+//! image_size = 224
+//! augmentation = "reference"
+//! crop_to_bbox = true
+//! eval_every = 5
+//!
+//! [schedule]
+//! epochs = 100
+//! batch_size = 64
+//! lr = 0.001
+//! lr_block = 0.001
+//! lr_net = 1e-5
+//! freeze_epochs = 30
+//! milestones = [60, 70, 80, 90, 100]
+//! gamma = 0.5
+//! seed = 1
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use prototree_backbone::BackboneKind;
+use prototree_data::Augmentation;
+use prototree_tree::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// File name of the effective configuration in a run directory.
+pub const RUN_CONFIG_FILE: &str = "run.toml";
+
+/// Everything that defines a training run (the device and output directory aside).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Data set directory (CUB-200-2011 or ImageFolder layout).
+    pub data: PathBuf,
+    /// Backbone architecture.
+    pub backbone: BackboneKind,
+    /// Pretrained backbone weights (`.pth` or `.safetensors`), if any.
+    pub weights: Option<PathBuf>,
+    /// Tree depth.
+    pub depth: usize,
+    /// Prototype length (add-on channels).
+    pub proto_dim: usize,
+    /// Square input side in pixels.
+    pub image_size: u32,
+    /// Training-time augmentation.
+    pub augmentation: Augmentation,
+    /// Crop images to their bounding boxes (CUB).
+    pub crop_to_bbox: bool,
+    /// Evaluate on the test split every this many epochs (0: only at the end).
+    pub eval_every: usize,
+    /// The schedule.
+    pub schedule: TrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::new(),
+            backbone: BackboneKind::SmallCnn,
+            weights: None,
+            depth: 9,
+            proto_dim: 256,
+            image_size: 224,
+            augmentation: Augmentation::Reference,
+            crop_to_bbox: false,
+            eval_every: 0,
+            schedule: TrainConfig::default(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Parses TOML text; `source` names the file in errors.
+    pub fn from_toml(text: &str, source: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            Error::Invalid(format!(
+                "{}: {}",
+                source.display(),
+                e.to_string().trim_end()
+            ))
+        })
+    }
+
+    /// Reads a TOML file. A relative `data` or `weights` path is taken relative to the
+    /// file's directory.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::from_toml(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if cfg.data.is_relative() && !cfg.data.as_os_str().is_empty() {
+            cfg.data = base.join(&cfg.data);
+        }
+        if let Some(w) = cfg.weights.as_mut() {
+            if w.is_relative() {
+                *w = base.join(&*w);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// The parts of the configuration that must match for a checkpoint to resume this run
+    /// (everything except the number of epochs and the evaluation interval).
+    pub fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.schedule.epochs = 0;
+        c.eval_every = 0;
+        serde_json::to_string(&c).unwrap_or_default()
+    }
+
+    /// The settings that differ between two fingerprints, for error messages.
+    pub fn fingerprint_differences(a: &str, b: &str) -> Vec<String> {
+        fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, x) in m {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        flatten(&key, x, out);
+                    }
+                }
+                other => out.push((prefix.to_string(), other.to_string())),
+            }
+        }
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
+        let (mut fa, mut fb) = (Vec::new(), Vec::new());
+        flatten("", &parse(a), &mut fa);
+        flatten("", &parse(b), &mut fb);
+        let mut diffs = Vec::new();
+        for (k, va) in &fa {
+            match fb.iter().find(|(kb, _)| kb == k) {
+                Some((_, vb)) if vb == va => {}
+                Some((_, vb)) => diffs.push(format!("{k}: {va} vs {vb}")),
+                None => diffs.push(format!("{k}: {va} vs (absent)")),
+            }
+        }
+        diffs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_keys() {
+        let mut cfg = RunConfig {
+            data: "/d".into(),
+            depth: 4,
+            ..RunConfig::default()
+        };
+        cfg.schedule.milestones = vec![3, 5];
+        let text = cfg.to_toml().unwrap();
+        assert_eq!(
+            RunConfig::from_toml(&text, Path::new("x.toml")).unwrap(),
+            cfg
+        );
+        let partial =
+            RunConfig::from_toml("depth = 3\n[schedule]\nepochs = 7\n", Path::new("p.toml"))
+                .unwrap();
+        assert_eq!(
+            (
+                partial.depth,
+                partial.schedule.epochs,
+                partial.schedule.lr_net
+            ),
+            (3, 7, 1e-5)
+        );
+        let err = RunConfig::from_toml("dept = 3\n", Path::new("bad.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.toml") && err.contains("dept"), "{err}");
+        let err = RunConfig::from_toml("depth = \"x\"\n", Path::new("bad.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+        let mut other = cfg.clone();
+        other.schedule.lr = 0.5;
+        other.schedule.epochs = 99;
+        let d = RunConfig::fingerprint_differences(&cfg.fingerprint(), &other.fingerprint());
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("schedule.lr:"));
+    }
+}

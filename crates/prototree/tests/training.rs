@@ -1,0 +1,197 @@
+//! Training on the committed fixtures (CUB layout and ImageFolder layout), checkpoints,
+//! bit-identical resume, `--quick`, run configuration files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use prototree::candle_core::{Device, Tensor};
+use prototree::data::Augmentation;
+use prototree::prelude::*;
+use prototree::train::{best_checkpoint_dir, last_checkpoint_dir};
+use prototree::tree::{load_checkpoint, EpochStats, TrainObserver};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+}
+
+fn job(data: &Path, out: &Path, epochs: usize) -> TrainJob {
+    TrainJob {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        tree: TreeConfig {
+            backbone: BackboneKind::SmallCnn,
+            depth: 2,
+            proto_dim: 8,
+            num_classes: 0,
+        },
+        train: TrainConfig {
+            epochs,
+            batch_size: 8,
+            lr: 2e-3,
+            lr_block: 2e-3,
+            lr_net: 2e-3,
+            freeze_epochs: 1,
+            milestones: vec![2],
+            seed: 5,
+            ..TrainConfig::default()
+        },
+        image_size: 32,
+        augmentation: Augmentation::Flip,
+        crop_to_bbox: false,
+        eval_every: 1,
+        weights: None,
+        quick: false,
+        resume: false,
+        device: Device::Cpu,
+    }
+}
+
+fn tensors(dir: &Path) -> anyhow::Result<HashMap<String, Vec<f32>>> {
+    let map =
+        prototree::candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)?;
+    map.into_iter()
+        .map(|(k, t): (String, Tensor)| Ok((k, t.flatten_all()?.to_vec1::<f32>()?)))
+        .collect()
+}
+
+#[test]
+fn cub_and_imagefolder_fixtures_train_end_to_end() -> anyhow::Result<()> {
+    for name in ["cub-tiny", "imagefolder-tiny"] {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("run");
+        let outcome = train(&job(&fixture(name), &out, 2), &mut Silent)?;
+        assert_eq!(outcome.history.len(), 2, "{name}");
+        assert_eq!(outcome.test.num_images, 6, "{name}");
+        assert_eq!(outcome.meta.class_names.len(), 3, "{name}");
+        for file in [
+            "config.json",
+            "model.safetensors",
+            "tree.bin",
+            "run.toml",
+            "metrics.jsonl",
+            "curves.png",
+        ] {
+            assert!(out.join(file).is_file(), "{name}: {file} missing");
+        }
+        let lines = std::fs::read_to_string(out.join("metrics.jsonl"))?;
+        assert_eq!(lines.lines().count(), 2);
+        let ck = load_checkpoint(&last_checkpoint_dir(&out), &Device::Cpu)?;
+        assert_eq!(ck.state.epochs_done, 2);
+        assert!(best_checkpoint_dir(&out).join("train_state.bin").is_file());
+        // The saved run configuration reads back as the job's.
+        let cfg = RunConfig::from_file(&out.join("run.toml"))?;
+        assert_eq!(cfg.depth, 2);
+        assert_eq!(cfg.schedule.epochs, 2);
+        assert_eq!(cfg.data, fixture(name));
+    }
+    Ok(())
+}
+
+/// Stops training after `epochs` epochs (at the first batch of the next one).
+struct StopAfter {
+    epochs: usize,
+    seen: usize,
+}
+impl TrainObserver for StopAfter {
+    fn epoch_finished(&mut self, _stats: &EpochStats) {
+        self.seen += 1;
+    }
+    fn should_stop(&self) -> bool {
+        self.seen >= self.epochs
+    }
+}
+impl PipelineObserver for StopAfter {}
+
+#[test]
+fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let straight = dir.path().join("straight");
+    let a = train(&job(&data, &straight, 3), &mut Silent)?;
+    let broken = dir.path().join("broken");
+    let err = train(
+        &job(&data, &broken, 3),
+        &mut StopAfter { epochs: 2, seen: 0 },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("interrupt"), "{err}");
+    assert_eq!(
+        load_checkpoint(&last_checkpoint_dir(&broken), &Device::Cpu)?
+            .state
+            .epochs_done,
+        2
+    );
+    let mut resume = job(&data, &broken, 3);
+    resume.resume = true;
+    let b = train(&resume, &mut Silent)?;
+    assert_eq!(tensors(&straight)?, tensors(&broken)?);
+    let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&a.history), losses(&b.history));
+    assert_eq!(a.test.accuracy_soft, b.test.accuracy_soft);
+    let metrics = std::fs::read_to_string(broken.join("metrics.jsonl"))?;
+    assert_eq!(metrics.lines().count(), 3);
+
+    // Resuming with another schedule is refused, naming the setting.
+    let mut other = job(&data, &broken, 3);
+    other.resume = true;
+    other.train.lr = 0.5;
+    let err = train(&other, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("schedule.lr"), "{err}");
+    // Resuming a directory without checkpoints is refused.
+    let mut none = job(&data, &dir.path().join("empty"), 3);
+    none.resume = true;
+    let err = train(&none, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("no checkpoint"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn checkpoint_survives_a_half_written_replacement() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    train(&job(&fixture("cub-tiny"), &out, 1), &mut Silent)?;
+    let last = last_checkpoint_dir(&out);
+    // A save killed after moving the old checkpoint aside and before the new one landed:
+    // only `last.old` and a partial `last.tmp` exist.
+    let old = last.with_file_name("last.old");
+    std::fs::rename(&last, &old)?;
+    let tmp = last.with_file_name("last.tmp");
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::write(tmp.join("model.safetensors"), b"partial")?;
+    let ck = load_checkpoint(&last, &Device::Cpu)?;
+    assert_eq!(ck.state.epochs_done, 1);
+    assert_eq!(ck.dir, old);
+    // A truncated train state is a clear error naming the file.
+    std::fs::create_dir_all(&last)?;
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tree.bin",
+        "optimizer.safetensors",
+    ] {
+        std::fs::copy(old.join(f), last.join(f))?;
+    }
+    let state = std::fs::read(old.join("train_state.bin"))?;
+    std::fs::write(last.join("train_state.bin"), &state[..state.len() / 2])?;
+    std::fs::remove_dir_all(&old)?;
+    let err = load_checkpoint(&last, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train_state.bin"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn quick_run_uses_one_epoch_per_phase() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut j = job(&fixture("imagefolder-tiny"), &dir.path().join("q"), 50);
+    j.quick = true;
+    let outcome = train(&j, &mut Silent)?;
+    assert_eq!(outcome.history.len(), 2);
+    assert!(outcome.history[0].backbone_frozen && !outcome.history[1].backbone_frozen);
+    // About 1% of the data, but at least two training images and one test image per class.
+    assert_eq!(outcome.test.num_images, 3);
+    Ok(())
+}
