@@ -1,5 +1,6 @@
 //! `prototree`: neural prototype trees from the command line.
 
+mod ensemble_cmd;
 mod explain_cmds;
 mod progress;
 
@@ -59,6 +60,9 @@ enum Command {
     Export(explain_cmds::ExportArgs),
     /// Write the HTML report of a model.
     Report(explain_cmds::ReportArgs),
+    /// Ensembles of trees: train members, evaluate them together.
+    #[command(subcommand)]
+    Ensemble(ensemble_cmd::EnsembleCommand),
     /// Describe a saved model.
     Inspect(InspectArgs),
 }
@@ -152,7 +156,7 @@ struct SynthArgs {
 }
 
 #[derive(Args)]
-struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// Run configuration (TOML); flags below override its values.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -360,7 +364,7 @@ fn run_synth_cmd(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
 }
 
 /// The run configuration of `prototree train`: the file, then the flags on top.
-fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
+pub(crate) fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
     let mut c = match &a.config {
         Some(path) => RunConfig::from_file(path)?,
         None => RunConfig {
@@ -663,6 +667,7 @@ fn main() {
         Command::Explain(a) => explain_cmds::run_explain(a, &mut obs),
         Command::Export(a) => explain_cmds::run_export(a),
         Command::Report(a) => explain_cmds::run_report(a, &mut obs),
+        Command::Ensemble(c) => ensemble_cmd::run(c, &mut obs),
         Command::Inspect(a) => run_inspect_cmd(a),
     };
     if interrupted.load(Ordering::Relaxed) {

@@ -27,6 +27,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod distance;
+pub mod ensemble;
 pub mod error;
 pub mod inference;
 pub mod init;
@@ -43,6 +44,7 @@ pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{TreeConfig, ValidTreeConfig};
+pub use ensemble::Ensemble;
 pub use error::{ConfigError, Error, Result};
 pub use inference::{EvalReport, PathStep, Routing};
 pub use io::{load_model, save_model, ModelMeta, ProjectionRecord, SavedModel};

@@ -16,6 +16,7 @@
 
 pub mod demo;
 pub mod device;
+pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod explain;

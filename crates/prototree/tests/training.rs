@@ -195,3 +195,44 @@ fn quick_run_uses_one_epoch_per_phase() -> anyhow::Result<()> {
     assert_eq!(outcome.test.num_images, 3);
     Ok(())
 }
+
+#[test]
+fn ensemble_trains_members_by_seed_and_evaluates() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let j = job(&fixture("cub-tiny"), &dir.path().join("unused"), 1);
+    let cfg = j.run_config();
+    let out = dir.path().join("ens");
+    let dirs = prototree::ensemble::train_ensemble(&cfg, 2, &out, &Device::Cpu, &mut Silent)?;
+    assert_eq!(dirs, vec![out.join("tree_1"), out.join("tree_2")]);
+    let seeds: Vec<u64> = dirs
+        .iter()
+        .map(|d| Ok(RunConfig::from_file(&d.join("run.toml"))?.schedule.seed))
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(seeds, vec![5, 6]);
+    assert_ne!(tensors(&dirs[0])?, tensors(&dirs[1])?);
+    let r = prototree::ensemble::evaluate_ensemble(
+        &dirs,
+        &fixture("cub-tiny"),
+        &Device::Cpu,
+        &mut Silent,
+    )?;
+    assert_eq!(r.members.len(), 2);
+    assert_eq!(r.num_images, 6);
+    assert_eq!(
+        r.total_prototypes,
+        r.members.iter().map(|m| m.num_prototypes).sum::<usize>()
+    );
+    assert!((0.0..=1.0).contains(&r.accuracy));
+    // Members trained on other classes are refused.
+    let other = dir.path().join("other");
+    train(&job(&fixture("imagefolder-tiny"), &other, 1), &mut Silent)?;
+    let err = prototree::ensemble::evaluate_ensemble(
+        &[dirs[0].clone(), other],
+        &fixture("cub-tiny"),
+        &Device::Cpu,
+        &mut Silent,
+    );
+    // ImageFolder class names are the folder names (with the CUB number prefix), so they differ.
+    assert!(err.is_err());
+    Ok(())
+}
