@@ -14,7 +14,7 @@ use crate::{train_run_config, TrainArgs};
 #[derive(Subcommand)]
 pub enum EnsembleCommand {
     /// Train N trees that differ by seed into OUT/tree_1 … OUT/tree_N.
-    Train(EnsembleTrainArgs),
+    Train(Box<EnsembleTrainArgs>),
     /// Evaluate each member and the ensemble (mean of their distributions).
     Eval(EnsembleEvalArgs),
 }

@@ -62,7 +62,7 @@ enum Command {
     Report(explain_cmds::ReportArgs),
     /// Ensembles of trees: train members, evaluate them together.
     #[command(subcommand)]
-    Ensemble(ensemble_cmd::EnsembleCommand),
+    Ensemble(Box<ensemble_cmd::EnsembleCommand>),
     /// Describe a saved model.
     Inspect(InspectArgs),
 }
@@ -667,7 +667,7 @@ fn main() {
         Command::Explain(a) => explain_cmds::run_explain(a, &mut obs),
         Command::Export(a) => explain_cmds::run_export(a),
         Command::Report(a) => explain_cmds::run_report(a, &mut obs),
-        Command::Ensemble(c) => ensemble_cmd::run(c, &mut obs),
+        Command::Ensemble(c) => ensemble_cmd::run(*c, &mut obs),
         Command::Inspect(a) => run_inspect_cmd(a),
     };
     if interrupted.load(Ordering::Relaxed) {
