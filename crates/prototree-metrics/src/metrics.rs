@@ -1,0 +1,439 @@
+//! What [`explanation_metrics`](crate::explanation_metrics) returns: the settings, the
+//! headline fractions, and the details per prototype, all serialisable.
+
+use prototree_prune::visualize::PixelBox;
+use prototree_tree::topology::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::consistency::{Consistency, PartShare};
+use crate::faithfulness::DeletionSummary;
+use crate::parts::{PartSet, Region};
+use crate::perturb::Perturbation;
+use crate::{Error, Result};
+
+/// Settings of the metrics; the defaults are the documented ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// A part is in a region when it covers at least this share of the region's pixels
+    /// (part masks only).
+    pub min_part_share: f32,
+    /// Huang et al.'s consistency threshold (0.8).
+    pub consistency_threshold: f64,
+    /// Standard deviation of the stability noise, in normalised input units (Huang et
+    /// al.: 0.2).
+    pub noise_sigma: f32,
+    /// The stability noise is clipped to ±this (Huang et al.: 0.25).
+    pub noise_clip: f32,
+    /// Top activating test images per prototype for purity, relevance and perturbation
+    /// analysis (PIP-Net: 10).
+    pub top_k: usize,
+    /// Share of pixels in the pointing game.
+    pub pointing_share: f64,
+    /// Seed of all noise.
+    pub seed: u64,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Use at most this many test images (spread evenly over the split).
+    pub max_images: Option<usize>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            min_part_share: 0.05,
+            consistency_threshold: 0.8,
+            noise_sigma: 0.2,
+            noise_clip: 0.25,
+            top_k: 10,
+            pointing_share: 0.05,
+            seed: 0,
+            batch_size: 64,
+            max_images: None,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Checks the ranges.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::Invalid(format!("metrics setting: {what}")));
+        if !(self.min_part_share > 0.0 && self.min_part_share <= 1.0) {
+            return bad("min_part_share must be in (0, 1]");
+        }
+        if !(self.consistency_threshold > 0.0 && self.consistency_threshold <= 1.0) {
+            return bad("consistency_threshold must be in (0, 1]");
+        }
+        if !(self.noise_sigma >= 0.0 && self.noise_clip >= 0.0) {
+            return bad("noise_sigma and noise_clip must be non-negative");
+        }
+        if self.top_k == 0 || self.batch_size == 0 {
+            return bad("top_k and batch_size must be at least 1");
+        }
+        if !(self.pointing_share > 0.0 && self.pointing_share <= 1.0) {
+            return bad("pointing_share must be in (0, 1]");
+        }
+        if self.max_images == Some(0) {
+            return bad("max_images must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The steps of [`explanation_metrics`], for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Decoding test images and their annotations (unit: image).
+    LoadImages,
+    /// Similarity maps of every prototype on every test image (unit: batch).
+    Activations,
+    /// The same with input noise, for stability (unit: batch).
+    Noise,
+    /// Deleting the matched patch of each "present" decision (unit: batch).
+    Deletion,
+    /// Perturbing each prototype's matched region vs the rest (unit: batch).
+    Perturbation,
+}
+
+impl Phase {
+    /// A short human-readable name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::LoadImages => "loading images and annotations",
+            Phase::Activations => "prototype activations",
+            Phase::Noise => "activations under noise",
+            Phase::Deletion => "deleting matched patches",
+            Phase::Perturbation => "perturbation analysis",
+        }
+    }
+}
+
+/// Where a projected prototype comes from and what its patch shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRegion {
+    /// The source (training) image.
+    pub image_path: String,
+    /// The patch's box in the image as the model saw it, `[x0, y0, x1, y1)`.
+    pub image_box: PixelBox,
+    /// What the patch shows.
+    pub region: Region,
+    /// The name of the part it sits on, if any.
+    pub part_name: Option<String>,
+}
+
+/// Mean similarity drops of one perturbation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PerturbationDrop {
+    /// The perturbation.
+    pub perturbation: Perturbation,
+    /// Mean drop when the matched region is perturbed.
+    pub mean_drop_inside: f64,
+    /// Mean drop when everything but the matched region is perturbed.
+    pub mean_drop_outside: f64,
+    /// Share of images where the inside drop exceeds the outside drop.
+    pub inside_exceeds_outside: f64,
+    /// Number of images.
+    pub images: usize,
+}
+
+/// The metrics of one prototype (decision node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrototypeMetrics {
+    /// The decision node (reference numbering).
+    pub node: NodeId,
+    /// Prototype row (heap index).
+    pub row: usize,
+    /// The projected prototype's source patch, when projected and annotated.
+    pub source: Option<SourceRegion>,
+    /// Classes served by the "present" subtree.
+    pub present_classes: Vec<usize>,
+    /// Classes served by the whole node (both subtrees).
+    pub served_classes: Vec<usize>,
+    /// Test images of the present classes (consistency, stability).
+    pub present_images: usize,
+    /// Consistency over the present classes' test images.
+    pub consistency: Option<Consistency>,
+    /// Consistency over all served classes' test images.
+    pub consistency_served: Option<Consistency>,
+    /// Stability over the present classes' test images.
+    pub stability: Option<f64>,
+    /// Test images where the prototype fires (similarity > 0.5).
+    pub firing_images: usize,
+    /// Part purity over the firing images.
+    pub firing_purity: Option<PartShare>,
+    /// PIP-Net purity over the top-k activating test images.
+    pub top_k_purity: Option<PartShare>,
+    /// Mean share of the attribution energy inside the object mask (top-k images).
+    pub object_energy: Option<f64>,
+    /// Mean share of the attribution energy inside the mask of the source part.
+    pub part_energy: Option<f64>,
+    /// Mean pointing game inside the object mask (top-k images).
+    pub pointing_game: Option<f64>,
+    /// Parts separating the node's subtrees (with a variant table).
+    pub separating_parts: Option<PartSet>,
+    /// Whether the prototype sits on a separating part.
+    pub discriminative: Option<bool>,
+    /// Perturbation analysis on the top-k images.
+    pub perturbation: Vec<PerturbationDrop>,
+}
+
+/// Every explanation metric of a model. Fields named `explanation_*` are fractions in
+/// [0, 1]; a fraction over an empty set is 0 and its `num_*` count says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplanationMetrics {
+    /// Share of located prototypes whose source patch sits on an annotated part.
+    pub explanation_on_part: f64,
+    /// Share of located prototypes whose source patch sits on the object (part or not).
+    pub explanation_on_object: f64,
+    /// Share of prototypes consistent on the present classes' images (Huang et al.).
+    pub explanation_consistency: f64,
+    /// Share of prototypes consistent on all served classes' images.
+    pub explanation_consistency_served: f64,
+    /// Mean stability under input noise (Huang et al.).
+    pub explanation_stability: f64,
+    /// Share of located decision nodes whose prototype sits on a part separating the
+    /// classes of the two subtrees (needs `synth.json`).
+    pub explanation_discriminative_share: f64,
+    /// Mean part purity over the images where each prototype fires.
+    pub explanation_firing_purity: f64,
+    /// Mean PIP-Net purity (top-k activating test images).
+    pub explanation_top_k_purity: f64,
+    /// Mean share of attribution energy inside the object mask (CaBRNet relevance).
+    pub explanation_object_energy: f64,
+    /// Mean share of attribution energy inside the source part's mask.
+    pub explanation_part_energy: f64,
+    /// Mean pointing game inside the object mask.
+    pub explanation_pointing_game: f64,
+    /// Share of (prototype, image, perturbation) where perturbing the matched region
+    /// lowers the similarity more than perturbing the rest of the image.
+    pub explanation_perturbation_locality: f64,
+    /// Share of deletions of a "present" decision's matched patch that change the greedy
+    /// prediction.
+    pub explanation_deletion_prediction_change: f64,
+    /// Share of those deletions that flip the decision itself (similarity ≤ 0.5).
+    pub explanation_deletion_decision_flip: f64,
+    /// Greedy vs soft agreement on the test images.
+    pub explanation_greedy_fidelity: f64,
+    /// Greedy accuracy on the test images.
+    pub accuracy_greedy: f64,
+    /// Deletion details.
+    pub deletion: DeletionSummary,
+    /// Perturbation analysis per perturbation, over all prototypes.
+    pub perturbation: Vec<PerturbationDrop>,
+    /// Mean number of decisions on a greedy path.
+    pub mean_path_length: f64,
+    /// Mean distinct prototypes on the greedy paths of the test images, per predicted class.
+    pub distinct_prototypes_per_class: f64,
+    /// Mean distinct prototypes on the tree's paths to each class's leaves.
+    pub prototypes_per_class_in_tree: f64,
+    /// Test images used.
+    pub num_test_images: usize,
+    /// Decision nodes (prototypes in use).
+    pub num_prototypes: usize,
+    /// Prototypes located on their source image (projected, annotated).
+    pub num_located: usize,
+    /// Decision nodes evaluated for the discriminative share.
+    pub num_discriminative_evaluated: usize,
+    /// Where parts come from: `mask` or `keypoints`.
+    pub part_source: String,
+    /// Part names, index = part index.
+    pub part_names: Vec<String>,
+    /// The settings.
+    pub config: MetricsConfig,
+    /// Per-prototype details, in heap order.
+    pub prototypes: Vec<PrototypeMetrics>,
+}
+
+impl ExplanationMetrics {
+    /// The fractions, by name (all in [0, 1]).
+    pub fn headline(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("explanation_on_part", self.explanation_on_part),
+            ("explanation_on_object", self.explanation_on_object),
+            ("explanation_consistency", self.explanation_consistency),
+            (
+                "explanation_consistency_served",
+                self.explanation_consistency_served,
+            ),
+            ("explanation_stability", self.explanation_stability),
+            (
+                "explanation_discriminative_share",
+                self.explanation_discriminative_share,
+            ),
+            ("explanation_firing_purity", self.explanation_firing_purity),
+            ("explanation_top_k_purity", self.explanation_top_k_purity),
+            ("explanation_object_energy", self.explanation_object_energy),
+            ("explanation_part_energy", self.explanation_part_energy),
+            ("explanation_pointing_game", self.explanation_pointing_game),
+            (
+                "explanation_perturbation_locality",
+                self.explanation_perturbation_locality,
+            ),
+            (
+                "explanation_deletion_prediction_change",
+                self.explanation_deletion_prediction_change,
+            ),
+            (
+                "explanation_deletion_decision_flip",
+                self.explanation_deletion_decision_flip,
+            ),
+            (
+                "explanation_greedy_fidelity",
+                self.explanation_greedy_fidelity,
+            ),
+        ]
+    }
+
+    /// Rows for a report table: readable labels and formatted values.
+    pub fn report_rows(&self) -> Vec<(String, String)> {
+        let pct = |v: f64| format!("{:.1}%", 100.0 * v);
+        let k = self.config.top_k;
+        let mut rows = vec![
+            (
+                "prototypes on an annotated part (source patch)".to_string(),
+                format!(
+                    "{} of {} located",
+                    pct(self.explanation_on_part),
+                    self.num_located
+                ),
+            ),
+            (
+                "prototypes on the object (source patch)".to_string(),
+                pct(self.explanation_on_object),
+            ),
+            (
+                format!(
+                    "consistency (Huang et al., ≥ {:.0}% on one part, present classes)",
+                    100.0 * self.config.consistency_threshold
+                ),
+                pct(self.explanation_consistency),
+            ),
+            (
+                "consistency over all served classes".to_string(),
+                pct(self.explanation_consistency_served),
+            ),
+            (
+                format!(
+                    "stability (noise σ = {} normalised)",
+                    self.config.noise_sigma
+                ),
+                pct(self.explanation_stability),
+            ),
+            (
+                "decision nodes on a part separating their subtrees".to_string(),
+                if self.num_discriminative_evaluated > 0 {
+                    format!(
+                        "{} of {}",
+                        pct(self.explanation_discriminative_share),
+                        self.num_discriminative_evaluated
+                    )
+                } else {
+                    "no variant table".to_string()
+                },
+            ),
+            (
+                "part purity where prototypes fire (similarity > 0.5)".to_string(),
+                pct(self.explanation_firing_purity),
+            ),
+            (
+                format!("part purity of the top-{k} activations (PIP-Net)"),
+                pct(self.explanation_top_k_purity),
+            ),
+            (
+                "similarity energy inside the object (CaBRNet)".to_string(),
+                pct(self.explanation_object_energy),
+            ),
+            (
+                "similarity energy inside the prototype's part".to_string(),
+                pct(self.explanation_part_energy),
+            ),
+            (
+                format!(
+                    "pointing game (top {:.0}% pixels on the object)",
+                    100.0 * self.config.pointing_share
+                ),
+                pct(self.explanation_pointing_game),
+            ),
+            (
+                "perturbing the matched region hurts more than the rest".to_string(),
+                pct(self.explanation_perturbation_locality),
+            ),
+            (
+                "deleting a present decision's patch changes the prediction".to_string(),
+                format!(
+                    "{} of {} (decision flips {}, mean similarity drop {:.3})",
+                    pct(self.explanation_deletion_prediction_change),
+                    self.deletion.deletions,
+                    pct(self.explanation_deletion_decision_flip),
+                    self.deletion.mean_similarity_drop
+                ),
+            ),
+            (
+                "greedy fidelity / greedy accuracy".to_string(),
+                format!(
+                    "{} / {}",
+                    pct(self.explanation_greedy_fidelity),
+                    pct(self.accuracy_greedy)
+                ),
+            ),
+            (
+                "mean path length".to_string(),
+                format!("{:.2}", self.mean_path_length),
+            ),
+            (
+                "distinct prototypes per class (test paths / tree)".to_string(),
+                format!(
+                    "{:.2} / {:.2}",
+                    self.distinct_prototypes_per_class, self.prototypes_per_class_in_tree
+                ),
+            ),
+        ];
+        for p in &self.perturbation {
+            rows.push((
+                format!(
+                    "similarity drop under {} (region / rest)",
+                    p.perturbation.name()
+                ),
+                format!("{:.3} / {:.3}", p.mean_drop_inside, p.mean_drop_outside),
+            ));
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(MetricsConfig::default().check().is_ok());
+        for bad in [
+            MetricsConfig {
+                min_part_share: 0.0,
+                ..Default::default()
+            },
+            MetricsConfig {
+                top_k: 0,
+                ..Default::default()
+            },
+            MetricsConfig {
+                pointing_share: 1.5,
+                ..Default::default()
+            },
+            MetricsConfig {
+                max_images: Some(0),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn autotraits() {
+        fn check<T: Send + Sync>() {}
+        check::<ExplanationMetrics>();
+        check::<MetricsConfig>();
+    }
+}

@@ -1,0 +1,185 @@
+//! End to end on a tiny synthetic bird set: generate, build a tree, project its
+//! prototypes onto training patches, save, reload, measure.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use prototree_backbone::BackboneKind;
+use prototree_data::{
+    generate, Augmentation, CubDataset, Loader, LoaderConfig, Normalization, Split, SynthConfig,
+};
+use prototree_metrics::{explanation_metrics, ExplanationMetrics, Phase};
+use prototree_tree::io::{ModelMeta, Preprocessing, FORMAT_VERSION};
+use prototree_tree::{load_model, save_model, Batch, BatchSource, Leaves, ProtoTree, TreeConfig};
+
+/// Unshuffled batches of a loader, for projection.
+struct Batches<'a>(&'a Loader);
+
+impl BatchSource for Batches<'_> {
+    fn num_batches(&self) -> usize {
+        self.0.num_batches()
+    }
+    fn batches(
+        &mut self,
+        _epoch: usize,
+    ) -> Box<dyn Iterator<Item = prototree_tree::Result<Batch>> + '_> {
+        Box::new(self.0.epoch(0).map(|b| {
+            Ok(Batch {
+                images: Tensor::from_vec(
+                    b.images,
+                    (b.batch_size, 3, b.height, b.width),
+                    &Device::Cpu,
+                )?,
+                labels: Tensor::from_vec(b.labels, b.batch_size, &Device::Cpu)?,
+            })
+        }))
+    }
+}
+
+/// Generates the data into `data`, projects a depth-2 tree onto it and saves it in `model`.
+fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
+    generate(
+        &SynthConfig {
+            classes: 4,
+            per_class: 10,
+            size: 32,
+            seed: 5,
+            train_fraction: 0.5,
+        },
+        data,
+        &mut |_, _| {},
+    )?;
+    let cfg = TreeConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 2,
+        proto_dim: 8,
+        num_classes: 4,
+    }
+    .check()?;
+    let mut model = ProtoTree::new(&cfg, &Device::Cpu, 3)?;
+    // Leaf j predicts class j.
+    let leaves: Vec<f32> = (0..16)
+        .map(|i| if i % 5 == 0 { 5.0 } else { 0.0 })
+        .collect();
+    model.set_leaves(Leaves::from_params(Tensor::from_vec(
+        leaves,
+        (4, 4),
+        &Device::Cpu,
+    )?)?)?;
+    let ds = CubDataset::open(data)?;
+    let norm = Normalization::IMAGENET;
+    let loader = Loader::new(
+        ds.samples(Split::Train),
+        LoaderConfig {
+            batch_size: 8,
+            image_size: 32,
+            crop_to_bbox: false,
+            augmentation: Augmentation::None,
+            normalization: norm,
+            shuffle: false,
+            drop_last: false,
+        },
+        &mut |_, _| {},
+    )?;
+    let paths: Vec<String> = loader
+        .samples()
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    let records = prototree_prune::project(&model, &mut Batches(&loader), &paths, &mut |_, _| {})?;
+    assert_eq!(records.len(), 3);
+    let meta = ModelMeta {
+        format_version: FORMAT_VERSION,
+        tree: cfg.config().clone(),
+        class_names: ds.class_names().to_vec(),
+        preprocessing: Preprocessing {
+            image_size: 32,
+            mean: norm.mean,
+            std: norm.std,
+        },
+        train: None,
+        stage: "projected".into(),
+    };
+    save_model(model_dir, &model, &meta, &records)?;
+    Ok(())
+}
+
+fn check_ranges(m: &ExplanationMetrics) {
+    for (key, v) in m.headline() {
+        assert!((0.0..=1.0).contains(&v), "{key} = {v} is not a fraction");
+    }
+    for p in &m.prototypes {
+        for v in [p.stability, p.object_energy, p.part_energy, p.pointing_game]
+            .into_iter()
+            .flatten()
+        {
+            assert!((0.0..=1.0).contains(&v), "node {}: {v}", p.node);
+        }
+    }
+}
+
+#[test]
+fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (data, model_dir) = (dir.path().join("data"), dir.path().join("model"));
+    build(&data, &model_dir)?;
+    let saved = load_model(&model_dir, &Device::Cpu)?;
+    let mut phases = Vec::new();
+    let m = explanation_metrics(&saved, &data, &Device::Cpu, &mut |phase, done, total| {
+        if done == total {
+            phases.push(phase);
+        }
+    })?;
+    check_ranges(&m);
+    assert_eq!(
+        phases,
+        [
+            Phase::LoadImages,
+            Phase::Activations,
+            Phase::Noise,
+            Phase::Deletion,
+            Phase::Perturbation
+        ]
+    );
+    assert_eq!(m.num_test_images, 20);
+    assert_eq!(m.num_prototypes, 3);
+    assert_eq!(m.part_source, "mask");
+    assert_eq!(m.part_names, ["crest", "beak", "eye", "wing", "tail"]);
+    // Every projected prototype is located (the masks cover every image), and the
+    // variant table of synth.json evaluates every decision node.
+    assert_eq!(m.num_located, 3);
+    assert_eq!(m.num_discriminative_evaluated, 3);
+    assert!(m.prototypes.iter().all(|p| p.separating_parts.is_some()));
+    // The root serves all four classes, its children two each.
+    assert_eq!(m.prototypes[0].served_classes, [0, 1, 2, 3]);
+    assert_eq!(m.prototypes[0].present_classes, [2, 3]);
+    assert_eq!(m.prototypes[0].present_images, 10);
+    // Top-k activations: 10 images per prototype, 3 perturbations × 2 areas each.
+    assert!(m.perturbation.iter().all(|p| p.images == 30));
+    let json = serde_json::to_value(&m)?;
+    for key in [
+        "explanation_on_part",
+        "explanation_consistency",
+        "explanation_stability",
+        "explanation_discriminative_share",
+    ] {
+        assert!(json[key].is_number(), "{key} missing from the JSON");
+    }
+    // Deterministic: the same numbers again.
+    let again = explanation_metrics(&saved, &data, &Device::Cpu, &mut |_, _, _| {})?;
+    assert_eq!(m, again);
+    assert!(!m.report_rows().is_empty());
+
+    // Without the part-labelled mask, parts come from part_locs.txt keypoints.
+    std::fs::remove_file(data.join("segmentations").join("labels.txt"))?;
+    let k = explanation_metrics(&saved, &data, &Device::Cpu, &mut |_, _, _| {})?;
+    check_ranges(&k);
+    assert_eq!(k.part_source, "keypoints");
+    // Without any part annotation the metrics refuse to run.
+    std::fs::remove_file(data.join("parts").join("part_locs.txt"))?;
+    let err = explanation_metrics(&saved, &data, &Device::Cpu, &mut |_, _, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no part annotations"), "{err}");
+    Ok(())
+}
