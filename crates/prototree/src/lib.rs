@@ -20,6 +20,7 @@ pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod explain;
+pub mod explanation_metrics;
 pub mod export;
 pub mod interpret;
 pub mod observer;
