@@ -226,6 +226,9 @@ pub(crate) struct TrainArgs {
     /// Check the configuration end to end on about 1% of the data, one epoch per phase.
     #[arg(long)]
     quick: bool,
+    /// Leave out unreadable images (counted, listed in RUN/skipped_images.txt) instead of failing.
+    #[arg(long)]
+    skip_bad_images: bool,
     /// Replace an existing run in --out.
     #[arg(long)]
     overwrite: bool,
@@ -398,6 +401,9 @@ pub(crate) fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
     }
     if let Some(v) = a.eval_every {
         c.eval_every = v;
+    }
+    if a.skip_bad_images {
+        c.skip_bad_images = true;
     }
     let s = &mut c.schedule;
     if let Some(v) = a.epochs {

@@ -19,6 +19,6 @@ pub use cub::{BBox, CubDataset, PartLocation, Sample, Split};
 pub use dataset::{Dataset, Layout};
 pub use error::{Error, Result};
 pub use image_folder::ImageFolder;
-pub use loader::{load_rgb, ImageBatch, Loader, LoaderConfig};
+pub use loader::{load_rgb, ImageBatch, Loader, LoaderConfig, SkippedImage};
 pub use synth::{generate, SynthConfig, SynthSummary};
 pub use transform::Normalization;

@@ -79,6 +79,15 @@ pub fn prepare(sample: &Sample, size: u32, crop: bool) -> Result<RgbImage> {
     Ok(resize_square(&img, size))
 }
 
+/// An image left out by [`Loader::new_skipping_bad`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedImage {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Why it could not be used.
+    pub reason: String,
+}
+
 /// In-memory images with batching.
 #[derive(Debug, Clone)]
 pub struct Loader {
@@ -88,12 +97,33 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Decodes every sample; `progress(done, total)` is called as images finish.
+    /// Decodes every sample; `progress(done, total)` is called as images finish. The first
+    /// image that cannot be read fails the whole loader, naming the file.
     pub fn new(
         samples: Vec<Sample>,
         config: LoaderConfig,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
+        let (loader, _) = Self::build(samples, config, false, progress)?;
+        Ok(loader)
+    }
+
+    /// [`Loader::new`] that skips images that cannot be read, returning them with the
+    /// reason. Fails only when no image is left.
+    pub fn new_skipping_bad(
+        samples: Vec<Sample>,
+        config: LoaderConfig,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Self, Vec<SkippedImage>)> {
+        Self::build(samples, config, true, progress)
+    }
+
+    fn build(
+        samples: Vec<Sample>,
+        config: LoaderConfig,
+        skip_bad: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Self, Vec<SkippedImage>)> {
         if config.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }
@@ -101,7 +131,9 @@ impl Loader {
             return Err(Error::Config("image size must be at least 8 pixels".into()));
         }
         let total = samples.len();
+        let mut kept = Vec::with_capacity(total);
         let mut images = Vec::with_capacity(total);
+        let mut skipped = Vec::new();
         // Decode in parallel chunks so progress can be reported from this thread.
         let chunk = 64;
         for start in (0..total).step_by(chunk) {
@@ -110,16 +142,35 @@ impl Loader {
                 .par_iter()
                 .map(|s| prepare(s, config.image_size, config.crop_to_bbox))
                 .collect();
-            for img in decoded {
-                images.push(img?);
+            for (sample, img) in samples[start..end].iter().zip(decoded) {
+                match img {
+                    Ok(img) => {
+                        kept.push(sample.clone());
+                        images.push(img);
+                    }
+                    Err(e) if skip_bad => skipped.push(SkippedImage {
+                        path: sample.path.clone(),
+                        reason: e.to_string(),
+                    }),
+                    Err(e) => return Err(e),
+                }
             }
             progress(end, total);
         }
-        Ok(Self {
-            samples,
-            images,
-            config,
-        })
+        if skip_bad && kept.is_empty() && total > 0 {
+            return Err(Error::Config(format!(
+                "none of the {total} images could be read (first: {})",
+                skipped.first().map(|s| s.reason.as_str()).unwrap_or("")
+            )));
+        }
+        Ok((
+            Self {
+                samples: kept,
+                images,
+                config,
+            },
+            skipped,
+        ))
     }
 
     /// Number of images.

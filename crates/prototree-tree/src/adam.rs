@@ -63,6 +63,23 @@ impl Adam {
         self.step
     }
 
+    /// The name of the first variable whose gradient in `grads` holds a NaN or an
+    /// infinity, if any.
+    pub fn non_finite_gradient(&self, grads: &GradStore) -> Result<Option<String>> {
+        for (name, var) in &self.vars {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                let total = g
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
+                if !total.is_finite() {
+                    return Ok(Some(name.clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// One update with learning rate `lr` from the gradients in `grads`; variables
     /// without a gradient are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {

@@ -75,6 +75,18 @@ pub enum Error {
         /// The loss value.
         loss: f32,
     },
+    /// Training produced a non-finite gradient.
+    #[error("non-finite gradient of `{parameter}` (parameter group {group}) at epoch {epoch}, batch {batch}: lower the learning rates or check the input data")]
+    NonFiniteGradient {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// The parameter group (`backbone`, `block`, `prototypes`).
+        group: &'static str,
+        /// The parameter.
+        parameter: String,
+    },
     /// A data source produced no batches.
     #[error("the {0} data produced no batches")]
     EmptyData(&'static str),

@@ -111,6 +111,9 @@ fn group_of(name: &str, last_block: &[String]) -> Option<usize> {
     }
 }
 
+/// Names of the parameter groups, in optimiser order.
+pub const GROUP_NAMES: [&str; 3] = ["backbone", "block", "prototypes"];
+
 /// Trains a [`ProtoTree`] with the reference's schedule.
 #[derive(Debug)]
 pub struct Trainer {
@@ -223,6 +226,16 @@ impl Trainer {
             }
             let grads = loss.backward()?;
             let stepped = if frozen { 1 } else { 0 };
+            for (g, opt) in self.groups.iter().enumerate().skip(stepped) {
+                if let Some(parameter) = opt.non_finite_gradient(&grads)? {
+                    return Err(Error::NonFiniteGradient {
+                        epoch,
+                        batch: index,
+                        group: GROUP_NAMES[g],
+                        parameter,
+                    });
+                }
+            }
             for (g, opt) in self.groups.iter_mut().enumerate().skip(stepped) {
                 opt.step(&grads, lrs[g])?;
             }

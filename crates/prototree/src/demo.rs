@@ -159,6 +159,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         weights: None,
         quick: false,
         resume: false,
+        skip_bad_images: false,
         device: cfg.device.clone(),
     };
     let mut outcome = train(&job, obs)?;

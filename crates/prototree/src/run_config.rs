@@ -58,6 +58,8 @@ pub struct RunConfig {
     pub crop_to_bbox: bool,
     /// Evaluate on the test split every this many epochs (0: only at the end).
     pub eval_every: usize,
+    /// Leave out unreadable images (listed in the run directory) instead of failing.
+    pub skip_bad_images: bool,
     /// The schedule.
     pub schedule: TrainConfig,
 }
@@ -74,6 +76,7 @@ impl Default for RunConfig {
             augmentation: Augmentation::Reference,
             crop_to_bbox: false,
             eval_every: 0,
+            skip_bad_images: false,
             schedule: TrainConfig::default(),
         }
     }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Normalization, Sample, Split};
+use prototree_data::{
+    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Sample, SkippedImage, Split,
+};
 use prototree_tree::checkpoint::checkpoint_exists;
 use prototree_tree::io::{write_atomic, Preprocessing};
 use prototree_tree::{
@@ -46,6 +48,9 @@ pub struct TrainJob {
     pub quick: bool,
     /// Continue the run in `out` from its last checkpoint.
     pub resume: bool,
+    /// Leave out images that cannot be read (listed in `skipped_images.txt`) instead of
+    /// failing.
+    pub skip_bad_images: bool,
     /// Device to train on.
     pub device: Device,
 }
@@ -70,6 +75,7 @@ impl TrainJob {
             weights: cfg.weights.clone(),
             quick: false,
             resume: false,
+            skip_bad_images: cfg.skip_bad_images,
             device,
         }
     }
@@ -86,6 +92,7 @@ impl TrainJob {
             augmentation: self.augmentation,
             crop_to_bbox: self.crop_to_bbox,
             eval_every: self.eval_every,
+            skip_bad_images: self.skip_bad_images,
             schedule: self.train.clone(),
         }
     }
@@ -114,6 +121,8 @@ pub struct LoadedData {
     pub train: Loader,
     /// Test images (no augmentation, not shuffled).
     pub test: Loader,
+    /// Images left out because they could not be read (with `skip_bad_images`).
+    pub skipped: Vec<SkippedImage>,
 }
 
 /// Opens a data set (CUB or ImageFolder layout) and decodes its train and test splits.
@@ -135,6 +144,7 @@ pub fn load_data(
         crop_to_bbox,
         normalization,
         None,
+        false,
         obs,
     )
 }
@@ -150,6 +160,7 @@ pub fn load_data_with(
     crop_to_bbox: bool,
     normalization: Normalization,
     fraction: Option<f64>,
+    skip_bad_images: bool,
     obs: &mut dyn PipelineObserver,
 ) -> Result<LoadedData> {
     let dataset = Dataset::open(dir)?;
@@ -182,22 +193,32 @@ pub fn load_data_with(
     };
     obs.stage_started(Stage::LoadImages, train_samples.len() + test_samples.len());
     let n_train = train_samples.len();
-    let train = Loader::new(train_samples, base.clone(), &mut |done, _| {
-        obs.stage_progress(done)
-    })?;
     let test_cfg = LoaderConfig {
         augmentation: Augmentation::None,
         shuffle: false,
-        ..base
+        ..base.clone()
     };
-    let test = Loader::new(test_samples, test_cfg, &mut |done, _| {
-        obs.stage_progress(n_train + done)
-    })?;
+    let (train, test, skipped) = if skip_bad_images {
+        let (train, mut skipped) =
+            Loader::new_skipping_bad(train_samples, base, &mut |done, _| obs.stage_progress(done))?;
+        let (test, more) = Loader::new_skipping_bad(test_samples, test_cfg, &mut |done, _| {
+            obs.stage_progress(n_train + done)
+        })?;
+        skipped.extend(more);
+        (train, test, skipped)
+    } else {
+        let train = Loader::new(train_samples, base, &mut |done, _| obs.stage_progress(done))?;
+        let test = Loader::new(test_samples, test_cfg, &mut |done, _| {
+            obs.stage_progress(n_train + done)
+        })?;
+        (train, test, Vec::new())
+    };
     obs.stage_finished(Stage::LoadImages);
     Ok(LoadedData {
         dataset,
         train,
         test,
+        skipped,
     })
 }
 
@@ -223,6 +244,9 @@ fn append_metrics(path: &Path, stats: &EpochStats) -> Result<()> {
     let line = serde_json::to_string(stats).map_err(|e| Error::Invalid(e.to_string()))?;
     writeln!(f, "{line}").map_err(io)
 }
+
+/// File listing the images a run left out (`skip_bad_images`), one `path<TAB>reason` per line.
+pub const SKIPPED_IMAGES_FILE: &str = "skipped_images.txt";
 
 /// Directory of the checkpoints inside a run directory.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
@@ -299,6 +323,7 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
         job.crop_to_bbox,
         normalization,
         if job.quick { Some(0.01) } else { None },
+        job.skip_bad_images,
         obs,
     )?;
     let tree_cfg = TreeConfig {
@@ -323,6 +348,27 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
         train: Some(job.train.clone()),
         stage: "trained".into(),
     };
+    let skipped_path = job.out.join(SKIPPED_IMAGES_FILE);
+    if data.skipped.is_empty() {
+        if skipped_path.is_file() {
+            std::fs::remove_file(&skipped_path).map_err(|source| Error::Io {
+                path: skipped_path.clone(),
+                source,
+            })?;
+        }
+    } else {
+        let list: String = data
+            .skipped
+            .iter()
+            .map(|s| format!("{}\t{}\n", s.path.display(), s.reason))
+            .collect();
+        write_atomic(&skipped_path, list.as_bytes())?;
+        obs.message(&format!(
+            "skipped {} unreadable images (listed in {})",
+            data.skipped.len(),
+            skipped_path.display()
+        ));
+    }
     let run_cfg = job.run_config();
     let fingerprint = format!(
         "{}{}",

@@ -166,6 +166,7 @@ fn bad_inputs_give_errors_naming_the_file() -> anyhow::Result<()> {
         weights: None,
         quick: false,
         resume: false,
+        skip_bad_images: false,
         device: device.clone(),
     };
     let err = train(&job, &mut Silent).unwrap_err().to_string();

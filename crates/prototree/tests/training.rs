@@ -44,6 +44,7 @@ fn job(data: &Path, out: &Path, epochs: usize) -> TrainJob {
         weights: None,
         quick: false,
         resume: false,
+        skip_bad_images: false,
         device: Device::Cpu,
     }
 }

@@ -1,0 +1,156 @@
+//! Faults a user can meet: unusual and broken images in a data set, a NaN during
+//! training, a model that does not fit the data.
+
+use std::path::{Path, PathBuf};
+
+use image::{ImageBuffer, Luma, Rgba};
+use prototree::candle_core::Device;
+use prototree::data::Augmentation;
+use prototree::prelude::*;
+use prototree::train::{last_checkpoint_dir, SKIPPED_IMAGES_FILE};
+use prototree::tree::load_checkpoint;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The images of a CUB-layout data set, in `images.txt` order.
+fn image_paths(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(std::fs::read_to_string(root.join("images.txt"))?
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|rel| root.join("images").join(rel))
+        .collect())
+}
+
+fn job(data: &Path, out: &Path) -> TrainJob {
+    TrainJob {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        tree: TreeConfig {
+            backbone: BackboneKind::SmallCnn,
+            depth: 2,
+            proto_dim: 8,
+            num_classes: 0,
+        },
+        train: TrainConfig {
+            epochs: 1,
+            batch_size: 8,
+            freeze_epochs: 0,
+            ..TrainConfig::default()
+        },
+        image_size: 32,
+        augmentation: Augmentation::None,
+        crop_to_bbox: false,
+        eval_every: 0,
+        weights: None,
+        quick: false,
+        resume: false,
+        skip_bad_images: false,
+        device: Device::Cpu,
+    }
+}
+
+#[test]
+fn unusual_images_are_converted_and_broken_ones_fail_or_are_skipped() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    copy_dir(&fixtures().join("cub-tiny"), &data)?;
+    let paths = image_paths(&data)?;
+    // Valid but unusual: grayscale, RGBA, 16-bit grayscale PNG, CMYK JPEG (the file keeps
+    // its .png name: formats are detected from the content).
+    let gray = image::open(&paths[0])?.to_luma8();
+    gray.save_with_format(&paths[0], image::ImageFormat::Png)?;
+    let rgba: ImageBuffer<Rgba<u8>, _> = image::open(&paths[1])?.to_rgba8();
+    rgba.save_with_format(&paths[1], image::ImageFormat::Png)?;
+    let g16: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(32, 32, |x, y| Luma([((x * 2000 + y * 7) % 65535) as u16]));
+    g16.save_with_format(&paths[2], image::ImageFormat::Png)?;
+    std::fs::copy(fixtures().join("images/cmyk.jpg"), &paths[3])?;
+    let ok = train(&job(&data, &dir.path().join("ok")), &mut Silent)?;
+    assert_eq!(ok.test.num_images, 6);
+
+    // Broken: truncated, empty, not an image.
+    let bytes = std::fs::read(&paths[4])?;
+    std::fs::write(&paths[4], &bytes[..bytes.len() / 3])?;
+    std::fs::write(&paths[5], b"")?;
+    std::fs::write(&paths[6], b"this is not an image")?;
+    let err = train(&job(&data, &dir.path().join("fail")), &mut Silent).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        [&paths[4], &paths[5], &paths[6]]
+            .iter()
+            .any(|p| msg.contains(&p.display().to_string())),
+        "error does not name the file: {msg}"
+    );
+    let mut skipping = job(&data, &dir.path().join("skip"));
+    skipping.skip_bad_images = true;
+    let run = train(&skipping, &mut Silent)?;
+    let listed = std::fs::read_to_string(dir.path().join("skip").join(SKIPPED_IMAGES_FILE))?;
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    for p in &paths[4..7] {
+        assert!(listed.contains(&p.display().to_string()));
+    }
+    assert!(run.test.num_images <= 6);
+    Ok(())
+}
+
+#[test]
+fn non_finite_training_stops_with_a_diagnostic_and_keeps_the_last_checkpoint() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let mut j = job(&fixtures().join("cub-tiny"), &out);
+    // The learning rates explode after the first epoch.
+    j.train.epochs = 3;
+    j.train.milestones = vec![1];
+    j.train.gamma = 1e30;
+    let err = train(&j, &mut Silent).unwrap_err().to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("epoch 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("group"),
+        "the diagnostic names the parameter group: {err}"
+    );
+    let ck = load_checkpoint(&last_checkpoint_dir(&out), &Device::Cpu)?;
+    assert_eq!(ck.state.epochs_done, 1);
+    Ok(())
+}
+
+#[test]
+fn a_model_that_does_not_fit_the_data_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let model = dir.path().join("model");
+    train(&job(&fixtures().join("cub-tiny"), &model), &mut Silent)?;
+    // Another data set with 12 classes.
+    let other = dir.path().join("other");
+    let cfg = prototree::data::SynthConfig {
+        classes: 12,
+        per_class: 2,
+        size: 32,
+        seed: 1,
+        train_fraction: 0.5,
+    };
+    prototree::data::generate(&cfg, &other, &mut |_, _| {})?;
+    let err = prototree::eval::evaluate_dir(&model, &other, 8, &Device::Cpu, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("12 classes") && err.contains("3"), "{err}");
+    Ok(())
+}
