@@ -1,0 +1,77 @@
+//! A training process killed with SIGKILL at arbitrary moments (including during checkpoint
+//! writes) leaves a checkpoint that loads, and `--resume` finishes the run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prototree::candle_core::Device;
+use prototree::train::last_checkpoint_dir;
+use prototree::tree::load_checkpoint;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny")
+}
+
+fn train_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prototree"));
+    cmd.arg("--quiet")
+        .arg("--threads")
+        .arg("1")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+#[test]
+fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let out_s = out.display().to_string();
+    let data = fixture().display().to_string();
+    let last = last_checkpoint_dir(&out);
+    let mut done_before = 0;
+    // Kill points spread over an epoch: checkpoints are written every few tens of ms.
+    for (round, extra_ms) in [0u64, 37, 81, 133].into_iter().enumerate() {
+        let mut cmd = if round == 0 {
+            train_cmd(&[
+                "train", "--data", &data, "--out", &out_s, "--image-size", "32", "--depth", "2",
+                "--proto-dim", "8", "--epochs", "100000", "--batch-size", "8", "--augment",
+                "none", "--freeze-epochs", "0",
+            ])
+        } else {
+            train_cmd(&["train", "--resume", &out_s])
+        };
+        let mut child = cmd.spawn()?;
+        // Wait for a checkpoint newer than the one we started from, then a little more.
+        let start = Instant::now();
+        loop {
+            if let Ok(ck) = load_checkpoint(&last, &Device::Cpu) {
+                if ck.state.epochs_done > done_before {
+                    break;
+                }
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                anyhow::bail!("no new checkpoint within 120 s (round {round})");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(extra_ms));
+        child.kill()?; // SIGKILL
+        child.wait()?;
+        let ck = load_checkpoint(&last, &Device::Cpu)
+            .map_err(|e| anyhow::anyhow!("round {round}: checkpoint does not load: {e}"))?;
+        assert!(ck.state.epochs_done > done_before, "round {round}");
+        done_before = ck.state.epochs_done;
+    }
+    // Finish: resume with the schedule shortened to one more epoch.
+    let target = (done_before + 1).to_string();
+    let status = train_cmd(&["train", "--resume", &out_s, "--epochs", &target]).status()?;
+    assert!(status.success());
+    let ck = load_checkpoint(&last, &Device::Cpu)?;
+    assert_eq!(ck.state.epochs_done, done_before + 1);
+    assert!(out.join("model.safetensors").is_file());
+    Ok(())
+}
