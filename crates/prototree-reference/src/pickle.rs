@@ -1,0 +1,883 @@
+//! A pickle reader that never executes anything.
+//!
+//! Python's pickle format is a small stack machine whose instructions may name any Python
+//! callable. This reader runs the machine over a byte slice and builds a graph of plain
+//! values ([`Value`]); a named callable becomes a symbolic [`Value::Global`], a call becomes
+//! an [`Instance`] that records the callable, its arguments and any state later given to it,
+//! and a persistent id (how `torch.save` refers to tensor storages) becomes a
+//! [`Value::PersistentId`]. Only a handful of pure data constructors are interpreted
+//! (`collections.OrderedDict`, `set`, `frozenset`, `bytearray`, `_codecs.encode`,
+//! `copyreg._reconstructor`), so loading a file can never run code.
+//!
+//! Objects live in an arena ([`Graph`]) and are referred to by [`ObjId`]; the memo shares
+//! ids, so object identity is kept: a dict keyed by objects (the reference's `_out_map`,
+//! keyed by `Branch` modules) points at the same ids as the module tree.
+//!
+//! Every opcode of protocols 0 to 5 is understood except the extension registry
+//! (`EXT1/2/4`) and out-of-band buffers (`NEXT_BUFFER`), which `torch.save` and
+//! `pickle.dump` to a file never write.
+
+use std::collections::HashMap;
+
+/// Index of an object in a [`Graph`].
+pub type ObjId = usize;
+
+/// An error while reading a pickle stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pickle stream, byte {offset}: {reason}")]
+pub struct PickleError {
+    /// Position of the offending opcode in the stream.
+    pub offset: usize,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// How an [`Instance`] was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Construct {
+    /// `REDUCE`: `callable(*args)`.
+    Reduce,
+    /// `NEWOBJ` / `NEWOBJ_EX` / `copyreg._reconstructor`: `cls.__new__(cls, *args)`.
+    NewObj,
+}
+
+/// A call recorded symbolically: an object built by a callable, with the state and items
+/// the stream later gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// The callable (usually a [`Value::Global`]).
+    pub callable: ObjId,
+    /// The argument tuple.
+    pub args: ObjId,
+    /// How the object was created.
+    pub construct: Construct,
+    /// The state given by `BUILD` (for a PyTorch module: its `__dict__`).
+    pub state: Option<ObjId>,
+    /// Items added with `APPEND(S)` (list subclasses).
+    pub list_items: Vec<ObjId>,
+    /// Items added with `SETITEM(S)` (dict subclasses such as `OrderedDict`).
+    pub dict_items: Vec<(ObjId, ObjId)>,
+}
+
+/// A value of the object graph.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `None`.
+    None,
+    /// A boolean.
+    Bool(bool),
+    /// An integer that fits in 64 bits.
+    Int(i64),
+    /// A larger integer, as little-endian two's-complement bytes.
+    BigInt(Vec<u8>),
+    /// A float.
+    Float(f64),
+    /// A text string.
+    Str(String),
+    /// A byte string (`bytes` or `bytearray`).
+    Bytes(Vec<u8>),
+    /// A tuple.
+    Tuple(Vec<ObjId>),
+    /// A list.
+    List(Vec<ObjId>),
+    /// A dict, in insertion order.
+    Dict(Vec<(ObjId, ObjId)>),
+    /// A set or frozenset, in stream order.
+    Set(Vec<ObjId>),
+    /// A named global (class or function), never resolved.
+    Global {
+        /// The module, e.g. `torch._utils`.
+        module: String,
+        /// The name inside the module, e.g. `_rebuild_tensor_v2`.
+        name: String,
+    },
+    /// A symbolic call.
+    Instance(Instance),
+    /// A persistent id (`torch.save` uses them for tensor storages).
+    PersistentId(ObjId),
+}
+
+/// The objects of one pickle stream.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    values: Vec<Value>,
+}
+
+impl Graph {
+    /// The value of object `id` (`None` for an id outside the graph).
+    pub fn get(&self, id: ObjId) -> Option<&Value> {
+        self.values.get(id)
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether the graph is empty.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn push(&mut self, v: Value) -> ObjId {
+        self.values.push(v);
+        self.values.len() - 1
+    }
+
+    /// The string of object `id`, if it is one.
+    pub fn str(&self, id: ObjId) -> Option<&str> {
+        match self.get(id)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer of object `id` (booleans count as 0/1).
+    pub fn int(&self, id: ObjId) -> Option<i64> {
+        match self.get(id)? {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    /// The boolean of object `id` (integers count as truthy when non-zero).
+    pub fn bool(&self, id: ObjId) -> Option<bool> {
+        match self.get(id)? {
+            Value::Bool(b) => Some(*b),
+            Value::Int(i) => Some(*i != 0),
+            _ => None,
+        }
+    }
+
+    /// The elements of a tuple or list.
+    pub fn seq(&self, id: ObjId) -> Option<&[ObjId]> {
+        match self.get(id)? {
+            Value::Tuple(v) | Value::List(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The entries of a dict, or of an instance of a dict subclass (`OrderedDict`).
+    pub fn dict(&self, id: ObjId) -> Option<&[(ObjId, ObjId)]> {
+        match self.get(id)? {
+            Value::Dict(v) => Some(v),
+            Value::Instance(i) => Some(&i.dict_items),
+            _ => None,
+        }
+    }
+
+    /// The value under string key `key` of a dict (or dict subclass).
+    pub fn dict_get(&self, id: ObjId, key: &str) -> Option<ObjId> {
+        self.dict(id)?
+            .iter()
+            .find(|(k, _)| self.str(*k) == Some(key))
+            .map(|(_, v)| *v)
+    }
+
+    /// The instance at `id`, if it is one.
+    pub fn instance(&self, id: ObjId) -> Option<&Instance> {
+        match self.get(id)? {
+            Value::Instance(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// `(module, name)` of a global.
+    pub fn global(&self, id: ObjId) -> Option<(&str, &str)> {
+        match self.get(id)? {
+            Value::Global { module, name } => Some((module, name)),
+            _ => None,
+        }
+    }
+
+    /// `(module, name)` of the callable that built instance `id`.
+    ///
+    /// The pre-1.6 `torch.save` writes the first use of each `nn.Module` class as a
+    /// persistent id `('module', cls, source_file, source)`; the class is taken from it.
+    pub fn class_of(&self, id: ObjId) -> Option<(&str, &str)> {
+        let callable = self.instance(id)?.callable;
+        match self.get(callable)? {
+            Value::PersistentId(pid) => {
+                let parts = self.seq(*pid)?;
+                if parts.len() >= 2 && self.str(parts[0]) == Some("module") {
+                    self.global(parts[1])
+                } else {
+                    None
+                }
+            }
+            _ => self.global(callable),
+        }
+    }
+
+    /// Attribute `name` of an instance: looked up in its `BUILD` state (a dict, or the
+    /// first or second element of a `(dict, slots)` pair).
+    pub fn attr(&self, id: ObjId, name: &str) -> Option<ObjId> {
+        let state = self.instance(id)?.state?;
+        if let Some(v) = self.dict_get(state, name) {
+            return Some(v);
+        }
+        match self.get(state)? {
+            Value::Tuple(parts) => parts.iter().find_map(|p| self.dict_get(*p, name)),
+            _ => None,
+        }
+    }
+}
+
+/// Largest object count accepted (guards against pathological streams).
+const MAX_OBJECTS: usize = 1 << 26;
+
+enum Item {
+    Obj(ObjId),
+    Mark,
+}
+
+struct Machine<'a> {
+    data: &'a [u8],
+    pos: usize,
+    op_start: usize,
+    graph: Graph,
+    stack: Vec<Item>,
+    memo: HashMap<u64, ObjId>,
+}
+
+/// Reads one pickle stream from the start of `data`.
+///
+/// Returns the object graph, the id of the top-level object and the number of bytes the
+/// stream occupied (`torch.save`'s pre-1.6 format concatenates several streams).
+pub fn parse(data: &[u8]) -> Result<(Graph, ObjId, usize), PickleError> {
+    let mut m = Machine {
+        data,
+        pos: 0,
+        op_start: 0,
+        graph: Graph::default(),
+        stack: Vec::new(),
+        memo: HashMap::new(),
+    };
+    let root = m.run()?;
+    Ok((m.graph, root, m.pos))
+}
+
+impl<'a> Machine<'a> {
+    fn err<T>(&self, reason: impl Into<String>) -> Result<T, PickleError> {
+        Err(PickleError {
+            offset: self.op_start,
+            reason: reason.into(),
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len());
+        match end {
+            Some(end) => {
+                let s = &self.data[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => self.err(format!(
+                "truncated: needs {n} more bytes, {} left",
+                self.data.len() - self.pos
+            )),
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, PickleError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn le_uint(&mut self, n: usize) -> Result<u64, PickleError> {
+        let b = self.take(n)?;
+        Ok(b.iter()
+            .rev()
+            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+    }
+
+    fn len_of(&mut self, n: usize) -> Result<usize, PickleError> {
+        let v = self.le_uint(n)?;
+        usize::try_from(v).or_else(|_| self.err("length does not fit in memory"))
+    }
+
+    fn line(&mut self) -> Result<&'a [u8], PickleError> {
+        let rest = &self.data[self.pos..];
+        match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                let s = &rest[..i];
+                self.pos += i + 1;
+                Ok(s.strip_suffix(b"\r").unwrap_or(s))
+            }
+            None => self.err("truncated: missing end of line"),
+        }
+    }
+
+    fn text_line(&mut self) -> Result<String, PickleError> {
+        let l = self.line()?;
+        match std::str::from_utf8(l) {
+            Ok(s) => Ok(s.to_string()),
+            Err(_) => self.err("text argument is not UTF-8"),
+        }
+    }
+
+    fn new_obj(&mut self, v: Value) -> Result<ObjId, PickleError> {
+        if self.graph.len() >= MAX_OBJECTS {
+            return self.err("too many objects");
+        }
+        Ok(self.graph.push(v))
+    }
+
+    fn push(&mut self, v: Value) -> Result<(), PickleError> {
+        let id = self.new_obj(v)?;
+        self.stack.push(Item::Obj(id));
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<ObjId, PickleError> {
+        match self.stack.pop() {
+            Some(Item::Obj(id)) => Ok(id),
+            Some(Item::Mark) => self.err("unexpected mark on the stack"),
+            None => self.err("stack underflow"),
+        }
+    }
+
+    fn top(&self) -> Result<ObjId, PickleError> {
+        match self.stack.last() {
+            Some(Item::Obj(id)) => Ok(*id),
+            Some(Item::Mark) => self.err("unexpected mark on the stack"),
+            None => self.err("stack underflow"),
+        }
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<ObjId>, PickleError> {
+        let mut items = Vec::new();
+        loop {
+            match self.stack.pop() {
+                Some(Item::Obj(id)) => items.push(id),
+                Some(Item::Mark) => {
+                    items.reverse();
+                    return Ok(items);
+                }
+                None => return self.err("mark not found"),
+            }
+        }
+    }
+
+    fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
+        let id = self.top()?;
+        self.memo.insert(key, id);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
+        match self.memo.get(&key) {
+            Some(id) => {
+                self.stack.push(Item::Obj(*id));
+                Ok(())
+            }
+            None => self.err(format!("memo entry {key} is missing")),
+        }
+    }
+
+    fn value_mut(&mut self, id: ObjId) -> Result<&mut Value, PickleError> {
+        match self.graph.values.get_mut(id) {
+            Some(v) => Ok(v),
+            None => Err(PickleError {
+                offset: self.op_start,
+                reason: "dangling object".into(),
+            }),
+        }
+    }
+
+    fn set_items(&mut self, target: ObjId, pairs: Vec<(ObjId, ObjId)>) -> Result<(), PickleError> {
+        match self.value_mut(target)? {
+            Value::Dict(items) => items.extend(pairs),
+            Value::Instance(inst) => inst.dict_items.extend(pairs),
+            _ => return self.err("SETITEM(S) on an object that is not a dict"),
+        }
+        Ok(())
+    }
+
+    fn append_items(&mut self, target: ObjId, items: Vec<ObjId>) -> Result<(), PickleError> {
+        match self.value_mut(target)? {
+            Value::List(v) => v.extend(items),
+            Value::Instance(inst) => inst.list_items.extend(items),
+            _ => return self.err("APPEND(S) on an object that is not a list"),
+        }
+        Ok(())
+    }
+
+    fn global_name(&self, id: ObjId) -> Option<(String, String)> {
+        self.graph
+            .global(id)
+            .map(|(m, n)| (m.to_string(), n.to_string()))
+    }
+
+    /// A call `callable(*args)`: pure data constructors are interpreted, everything else
+    /// is recorded.
+    fn call(&mut self, callable: ObjId, args: ObjId) -> Result<Value, PickleError> {
+        let arg_list: Vec<ObjId> = self.graph.seq(args).map(|s| s.to_vec()).unwrap_or_default();
+        if let Some((module, name)) = self.global_name(callable) {
+            let module = module.as_str();
+            let builtin = module == "builtins" || module == "__builtin__";
+            match (module, name.as_str()) {
+                (_, "set" | "frozenset") if builtin => {
+                    let items = match arg_list.first() {
+                        Some(a) => self.graph.seq(*a).map(|s| s.to_vec()).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    return Ok(Value::Set(items));
+                }
+                (_, "bytearray") if builtin => {
+                    let bytes = match arg_list.first().and_then(|a| self.graph.get(*a)) {
+                        Some(Value::Bytes(b)) => b.clone(),
+                        _ => Vec::new(),
+                    };
+                    return Ok(Value::Bytes(bytes));
+                }
+                ("_codecs", "encode") => {
+                    // Protocol 2 writes bytes as _codecs.encode(text, 'latin1').
+                    if let Some(text) = arg_list.first().and_then(|a| self.graph.str(*a)) {
+                        let bytes: Option<Vec<u8>> = text
+                            .chars()
+                            .map(|c| u8::try_from(u32::from(c)).ok())
+                            .collect();
+                        if let Some(b) = bytes {
+                            return Ok(Value::Bytes(b));
+                        }
+                    }
+                }
+                ("copyreg" | "copy_reg", "_reconstructor") => {
+                    if let Some(cls) = arg_list.first() {
+                        let empty = self.new_obj(Value::Tuple(Vec::new()))?;
+                        return Ok(Value::Instance(Instance {
+                            callable: *cls,
+                            args: empty,
+                            construct: Construct::NewObj,
+                            state: None,
+                            list_items: Vec::new(),
+                            dict_items: Vec::new(),
+                        }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Value::Instance(Instance {
+            callable,
+            args,
+            construct: Construct::Reduce,
+            state: None,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        }))
+    }
+
+    fn run(&mut self) -> Result<ObjId, PickleError> {
+        loop {
+            self.op_start = self.pos;
+            let op = self.u8()?;
+            match op {
+                // --- framing and control
+                0x80 => {
+                    let proto = self.u8()?;
+                    if proto > 5 {
+                        return self.err(format!("unsupported pickle protocol {proto}"));
+                    }
+                }
+                0x95 => {
+                    self.take(8)?; // FRAME: a length hint only
+                }
+                b'.' => return self.pop(), // STOP
+                b'(' => self.stack.push(Item::Mark),
+                b'0' => {
+                    // POP (a mark or an object)
+                    if self.stack.pop().is_none() {
+                        return self.err("stack underflow");
+                    }
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let id = self.top()?;
+                    self.stack.push(Item::Obj(id));
+                }
+                // --- constants and numbers
+                b'N' => self.push(Value::None)?,
+                0x88 => self.push(Value::Bool(true))?,
+                0x89 => self.push(Value::Bool(false))?,
+                b'J' => {
+                    let v = self.le_uint(4)? as u32 as i32;
+                    self.push(Value::Int(i64::from(v)))?
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push(Value::Int(i64::from(v)))?
+                }
+                b'M' => {
+                    let v = self.le_uint(2)?;
+                    self.push(Value::Int(v as i64))?
+                }
+                0x8a | 0x8b => {
+                    let n = if op == 0x8a {
+                        usize::from(self.u8()?)
+                    } else {
+                        self.len_of(4)?
+                    };
+                    let bytes = self.take(n)?.to_vec();
+                    self.push(long_value(bytes))?
+                }
+                b'I' => {
+                    let line = self.text_line()?;
+                    let v = match line.as_str() {
+                        "00" => Value::Bool(false),
+                        "01" => Value::Bool(true),
+                        s => match s.parse::<i64>() {
+                            Ok(i) => Value::Int(i),
+                            Err(_) => return self.err(format!("bad INT `{s}`")),
+                        },
+                    };
+                    self.push(v)?
+                }
+                b'L' => {
+                    let line = self.text_line()?;
+                    let s = line.trim_end_matches('L');
+                    match s.parse::<i64>() {
+                        Ok(i) => self.push(Value::Int(i))?,
+                        Err(_) => return self.err(format!("unsupported LONG `{line}`")),
+                    }
+                }
+                b'G' => {
+                    let b = self.take(8)?;
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    self.push(Value::Float(f64::from_be_bytes(a)))?
+                }
+                b'F' => {
+                    let line = self.text_line()?;
+                    match line.parse::<f64>() {
+                        Ok(f) => self.push(Value::Float(f))?,
+                        Err(_) => return self.err(format!("bad FLOAT `{line}`")),
+                    }
+                }
+                // --- strings and bytes
+                b'X' | 0x8c | 0x8d => {
+                    let n = match op {
+                        b'X' => self.len_of(4)?,
+                        0x8c => usize::from(self.u8()?),
+                        _ => self.len_of(8)?,
+                    };
+                    let b = self.take(n)?;
+                    match std::str::from_utf8(b) {
+                        Ok(s) => self.push(Value::Str(s.to_string()))?,
+                        Err(_) => return self.err("string is not UTF-8"),
+                    }
+                }
+                b'V' => {
+                    // raw-unicode-escape text; plain ASCII in practice
+                    let s = self.text_line()?;
+                    self.push(Value::Str(s))?
+                }
+                b'T' | b'U' => {
+                    // BINSTRING / SHORT_BINSTRING (Python 2 str): keep the bytes as text
+                    // when they are UTF-8, else as bytes.
+                    let n = if op == b'T' {
+                        self.len_of(4)?
+                    } else {
+                        usize::from(self.u8()?)
+                    };
+                    let b = self.take(n)?;
+                    let v = match std::str::from_utf8(b) {
+                        Ok(s) => Value::Str(s.to_string()),
+                        Err(_) => Value::Bytes(b.to_vec()),
+                    };
+                    self.push(v)?
+                }
+                b'S' => {
+                    let l = self.text_line()?;
+                    let s = l.trim_matches(|c| c == '\'' || c == '"').to_string();
+                    self.push(Value::Str(s))?
+                }
+                b'B' | b'C' | 0x8e | 0x96 => {
+                    let n = match op {
+                        b'B' => self.len_of(4)?,
+                        b'C' => usize::from(self.u8()?),
+                        _ => self.len_of(8)?,
+                    };
+                    let b = self.take(n)?.to_vec();
+                    self.push(Value::Bytes(b))?
+                }
+                0x97 => return self.err("out-of-band buffers (NEXT_BUFFER) are not supported"),
+                0x98 => {} // READONLY_BUFFER: no-op on an in-band value
+                // --- containers
+                b')' => self.push(Value::Tuple(Vec::new()))?,
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::Tuple(items))?
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(op - 0x84);
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    self.push(Value::Tuple(items))?
+                }
+                b']' => self.push(Value::List(Vec::new()))?,
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::List(items))?
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    let target = self.top()?;
+                    self.append_items(target, vec![item])?
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    let target = self.top()?;
+                    self.append_items(target, items)?
+                }
+                b'}' => self.push(Value::Dict(Vec::new()))?,
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    match pairs_of(items) {
+                        Some(p) => self.push(Value::Dict(p))?,
+                        None => return self.err("DICT with an odd number of items"),
+                    }
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    let target = self.top()?;
+                    self.set_items(target, vec![(k, v)])?
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let target = self.top()?;
+                    match pairs_of(items) {
+                        Some(p) => self.set_items(target, p)?,
+                        None => return self.err("SETITEMS with an odd number of items"),
+                    }
+                }
+                0x8f => self.push(Value::Set(Vec::new()))?,
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    let target = self.top()?;
+                    match self.value_mut(target)? {
+                        Value::Set(v) => v.extend(items),
+                        _ => return self.err("ADDITEMS on an object that is not a set"),
+                    }
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::Set(items))?
+                }
+                // --- globals and objects
+                b'c' => {
+                    let module = self.text_line()?;
+                    let name = self.text_line()?;
+                    self.push(Value::Global { module, name })?
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (self.graph.str(module), self.graph.str(name)) {
+                        (Some(m), Some(n)) => {
+                            let v = Value::Global {
+                                module: m.to_string(),
+                                name: n.to_string(),
+                            };
+                            self.push(v)?
+                        }
+                        _ => return self.err("STACK_GLOBAL needs two strings"),
+                    }
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    let v = self.call(callable, args)?;
+                    self.push(v)?
+                }
+                0x81 | 0x92 => {
+                    if op == 0x92 {
+                        self.pop()?; // kwargs of NEWOBJ_EX
+                    }
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    self.push(Value::Instance(Instance {
+                        callable: cls,
+                        args,
+                        construct: Construct::NewObj,
+                        state: None,
+                        list_items: Vec::new(),
+                        dict_items: Vec::new(),
+                    }))?
+                }
+                b'i' => {
+                    let module = self.text_line()?;
+                    let name = self.text_line()?;
+                    let items = self.pop_mark()?;
+                    let callable = self.new_obj(Value::Global { module, name })?;
+                    let args = self.new_obj(Value::Tuple(items))?;
+                    let v = self.call(callable, args)?;
+                    self.push(v)?
+                }
+                b'o' => {
+                    let mut items = self.pop_mark()?;
+                    if items.is_empty() {
+                        return self.err("OBJ without a class");
+                    }
+                    let callable = items.remove(0);
+                    let args = self.new_obj(Value::Tuple(items))?;
+                    let v = self.call(callable, args)?;
+                    self.push(v)?
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.top()?;
+                    let ok = match self.value_mut(target)? {
+                        Value::Instance(inst) => {
+                            inst.state = Some(state);
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        return self.err("BUILD on an object that is not an instance");
+                    }
+                }
+                b'P' => {
+                    let s = self.text_line()?;
+                    let id = self.new_obj(Value::Str(s))?;
+                    self.push(Value::PersistentId(id))?
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    self.push(Value::PersistentId(pid))?
+                }
+                0x82..=0x84 => {
+                    return self.err("the extension registry (EXT1/2/4) is not supported")
+                }
+                // --- memo
+                b'p' => {
+                    let l = self.text_line()?;
+                    match l.parse::<u64>() {
+                        Ok(k) => self.memo_put(k)?,
+                        Err(_) => return self.err(format!("bad PUT `{l}`")),
+                    }
+                }
+                b'q' => {
+                    let k = u64::from(self.u8()?);
+                    self.memo_put(k)?
+                }
+                b'r' => {
+                    let k = self.le_uint(4)?;
+                    self.memo_put(k)?
+                }
+                0x94 => {
+                    let k = self.memo.len() as u64;
+                    self.memo_put(k)?
+                }
+                b'g' => {
+                    let l = self.text_line()?;
+                    match l.parse::<u64>() {
+                        Ok(k) => self.memo_get(k)?,
+                        Err(_) => return self.err(format!("bad GET `{l}`")),
+                    }
+                }
+                b'h' => {
+                    let k = u64::from(self.u8()?);
+                    self.memo_get(k)?
+                }
+                b'j' => {
+                    let k = self.le_uint(4)?;
+                    self.memo_get(k)?
+                }
+                other => return self.err(format!("unknown opcode 0x{other:02x}")),
+            }
+        }
+    }
+}
+
+fn pairs_of(items: Vec<ObjId>) -> Option<Vec<(ObjId, ObjId)>> {
+    if items.len() % 2 != 0 {
+        return None;
+    }
+    Some(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+}
+
+/// A `LONG1`/`LONG4` value: little-endian two's complement.
+fn long_value(bytes: Vec<u8>) -> Value {
+    if bytes.is_empty() {
+        return Value::Int(0);
+    }
+    if bytes.len() <= 8 {
+        let negative = bytes[bytes.len() - 1] & 0x80 != 0;
+        let mut buf = if negative { [0xffu8; 8] } else { [0u8; 8] };
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        return Value::Int(i64::from_le_bytes(buf));
+    }
+    Value::BigInt(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pickle.dumps({'a': [1, 2.5, None], 'b': (True, 'x')}, protocol=2)`
+    const DICT_P2: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00NeX\x01\x00\x00\x00bq\x03\x88X\x01\x00\x00\x00xq\x04\x86q\x05u.";
+
+    #[test]
+    fn reads_protocol_2_containers() {
+        let (g, root, used) = parse(DICT_P2).unwrap();
+        assert_eq!(used, DICT_P2.len());
+        let a = g.dict_get(root, "a").unwrap();
+        let items = g.seq(a).unwrap();
+        assert_eq!(g.int(items[0]), Some(1));
+        assert_eq!(g.get(items[1]), Some(&Value::Float(2.5)));
+        assert_eq!(g.get(items[2]), Some(&Value::None));
+        let b = g.seq(g.dict_get(root, "b").unwrap()).unwrap();
+        assert_eq!(g.bool(b[0]), Some(true));
+        assert_eq!(g.str(b[1]), Some("x"));
+    }
+
+    #[test]
+    fn globals_are_symbolic_and_memo_keeps_identity() {
+        // `pickle.dumps({o: 2, 'k': o}, protocol=4)` with `o = mod.Cls()`, `o._index = 7`.
+        let s: &[u8] = b"\x80\x04\x95-\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x03mod\x94\x8c\x03Cls\x94\x93\x94)\x81\x94}\x94\x8c\x06_index\x94K\x07sbK\x02\x8c\x01k\x94h\x04u.";
+        let (g, root, _) = parse(s).unwrap();
+        let entries = g.dict(root).unwrap();
+        assert_eq!(entries.len(), 2);
+        let key = entries[0].0;
+        assert_eq!(g.class_of(key), Some(("mod", "Cls")));
+        assert_eq!(g.attr(key, "_index").and_then(|v| g.int(v)), Some(7));
+        assert_eq!(g.int(entries[0].1), Some(2));
+        // The same object, not a copy.
+        assert_eq!(g.dict_get(root, "k"), Some(key));
+    }
+
+    #[test]
+    fn truncated_and_unknown_streams_fail_cleanly() {
+        assert!(parse(b"").is_err());
+        assert!(parse(b"\x80\x02X\xff\xff\x00\x00ab").is_err());
+        let e = parse(b"\x80\x02\xff").unwrap_err();
+        assert!(e.reason.contains("unknown opcode"), "{e}");
+        assert!(parse(b"\x80\x02\x82\x01.").is_err());
+        assert!(parse(b"\x80\x02h\x05.").is_err());
+        assert!(parse(b"\x80\x02u.").is_err());
+    }
+
+    #[test]
+    fn longs_are_twos_complement() {
+        assert_eq!(long_value(vec![0xff]), Value::Int(-1));
+        assert_eq!(long_value(vec![0x00, 0x01]), Value::Int(256));
+        assert!(matches!(long_value(vec![1; 10]), Value::BigInt(_)));
+    }
+
+    #[test]
+    fn autotraits() {
+        fn check<T: Send + Sync>() {}
+        check::<Graph>();
+        check::<PickleError>();
+    }
+}
