@@ -54,6 +54,9 @@ pub struct Report {
     pub accuracies: Vec<AccuracyRow>,
     /// Pruning statistics, in display order.
     pub pruning: Vec<(String, String)>,
+    /// Explanation quality metrics (label, value), in display order; the section is left
+    /// out when empty.
+    pub explanation_metrics: Vec<(String, String)>,
     /// The tree diagram (an SVG document).
     pub tree_svg: String,
     /// The prototype gallery.
@@ -115,6 +118,10 @@ impl fmt::Display for Report {
             s.push_str("<h2>Pruning</h2>\n");
             table(&mut s, &self.pruning);
         }
+        if !self.explanation_metrics.is_empty() {
+            s.push_str("<h2>Explanation quality</h2>\n<p>Measured against the data set's part annotations (see docs/explanation-metrics.md): where prototypes sit, whether they activate on the same part across images and under noise, and whether decisions depend on the patches shown.</p>\n");
+            table(&mut s, &self.explanation_metrics);
+        }
         s.push_str("<h2>The tree</h2>\n<p>Each decision asks whether the image contains a patch like the prototype shown; the right branch is \"present\" (similarity &gt; 0.5), the left \"absent\". Leaves show their top classes.</p>\n<div class=\"tree\">\n");
         // The SVG document is inlined without its XML prolog, if any.
         let svg = self.tree_svg.trim_start();
@@ -174,6 +181,7 @@ mod tests {
                 },
             }],
             pruning: vec![("removed".into(), "3".into())],
+            explanation_metrics: vec![("prototypes on a part".into(), "50.0%".into())],
             tree_svg: "<?xml version=\"1.0\"?><svg></svg>".into(),
             gallery: vec![GalleryEntry {
                 node: "0".into(),
@@ -195,5 +203,13 @@ mod tests {
         assert!(html.contains("a &amp; b"));
         assert!(html.contains("href=\"explanations/x/index.html\""));
         assert!(!html.contains("src=\"http"));
+        assert!(html.contains("<h2>Explanation quality</h2>"));
+        assert!(html.contains("<th>prototypes on a part</th><td>50.0%</td>"));
+        // No metrics, no section.
+        let plain = Report {
+            explanation_metrics: Vec::new(),
+            ..report
+        };
+        assert!(!plain.to_string().contains("Explanation quality"));
     }
 }

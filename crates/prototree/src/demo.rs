@@ -14,6 +14,9 @@ use prototree_tree::{
 use serde::{Deserialize, Serialize};
 
 use crate::explain::explain_images;
+use crate::explanation_metrics::{
+    explanation_metrics, write_explanation_metrics, EXPLANATION_METRICS_FILE,
+};
 use crate::interpret::{eval_loader, evaluate_on, project_on_loader, write_pruning, PruneOutcome};
 use crate::observer::{PipelineObserver, Stage};
 use crate::report::{spread_samples, write_report, ReportContent};
@@ -120,6 +123,21 @@ pub struct DemoSummary {
     pub mean_path_length_pruned: f64,
     /// Mean distance from a learnt prototype to its nearest training patch.
     pub mean_projection_distance: f64,
+    /// Share of projected prototypes whose source patch sits on an annotated part
+    /// (all explanation metrics: `explanation_metrics.json`, docs/explanation-metrics.md).
+    #[serde(default)]
+    pub explanation_on_part: f64,
+    /// Share of prototypes activating on the same part in ≥ 80% of the test images of the
+    /// classes below their "present" branch (Huang et al. 2023).
+    #[serde(default)]
+    pub explanation_consistency: f64,
+    /// Mean share of test images whose activated parts survive input noise (Huang et al.).
+    #[serde(default)]
+    pub explanation_stability: f64,
+    /// Share of decision nodes whose prototype sits on a part separating the classes of
+    /// their two subtrees (from the generator's variant table).
+    #[serde(default)]
+    pub explanation_discriminative_share: f64,
     /// Where the trained model was saved.
     pub model_dir: PathBuf,
     /// Where the pruned and projected model was saved.
@@ -212,6 +230,8 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
             obs,
         )?
     };
+    let quality = explanation_metrics(&saved, &data_dir, &cfg.device, obs)?;
+    write_explanation_metrics(&cfg.out.join(EXPLANATION_METRICS_FILE), &quality)?;
     let report_path = cfg.out.join("report.html");
     let row = |label: &str, eval: &EvalReport| AccuracyRow {
         label: label.to_string(),
@@ -228,6 +248,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
             ],
             pruning: Some(pruning.clone()),
             explanations,
+            explanation_metrics: quality.report_rows(),
         },
         &report_path,
     )?;
@@ -265,6 +286,10 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         fidelity_max_leaf_pruned: projected.fidelity_max_leaf,
         mean_path_length_pruned: projected.mean_path_length,
         mean_projection_distance,
+        explanation_on_part: quality.explanation_on_part,
+        explanation_consistency: quality.explanation_consistency,
+        explanation_stability: quality.explanation_stability,
+        explanation_discriminative_share: quality.explanation_discriminative_share,
         model_dir,
         pruned_model_dir,
         data_dir,

@@ -29,6 +29,9 @@ pub struct ReportContent {
     pub pruning: Option<PruneReport>,
     /// Local explanations to link to.
     pub explanations: Vec<ExplainedImage>,
+    /// Explanation quality rows (label, value), e.g. from
+    /// [`ExplanationMetrics::report_rows`](crate::explanation_metrics::ExplanationMetrics::report_rows).
+    pub explanation_metrics: Vec<(String, String)>,
 }
 
 /// `target` relative to directory `base` when it lies below it, else as given.
@@ -172,6 +175,7 @@ pub fn build_report(
         facts,
         accuracies: content.accuracies.clone(),
         pruning,
+        explanation_metrics: content.explanation_metrics.clone(),
         tree_svg,
         gallery,
         explanations,
