@@ -226,7 +226,7 @@ impl TorchFile {
             let len = usize::try_from(count)
                 .ok()
                 .and_then(|c| c.checked_mul(kind.element_size))
-                .filter(|n| pos + n <= bytes.len())
+                .filter(|n| pos.checked_add(*n).is_some_and(|end| end <= bytes.len()))
                 .ok_or_else(|| bad(path, format!("storage `{key}` is truncated")))?;
             storages.insert(key, bytes[pos..pos + len].to_vec());
             pos += len;
@@ -276,9 +276,12 @@ impl TorchFile {
                 let bytes = match view {
                     None => bytes.clone(),
                     Some((offset, len)) => {
-                        let (s, n) = (offset * kind.element_size, len * kind.element_size);
-                        bytes
-                            .get(s..s + n)
+                        let range = offset
+                            .checked_mul(kind.element_size)
+                            .zip(len.checked_mul(kind.element_size))
+                            .and_then(|(s, n)| Some(s..s.checked_add(n)?));
+                        range
+                            .and_then(|r| bytes.get(r))
                             .ok_or_else(|| {
                                 bad(&self.path, format!("storage view of `{key}` out of range"))
                             })?
@@ -388,24 +391,31 @@ impl TorchFile {
             return Ok(None);
         };
         let es = storage.kind.element_size;
-        let numel: usize = size.iter().product();
         let n_storage = storage.bytes.len() / es;
+        let past_storage = || {
+            bad(
+                &self.path,
+                format!("tensor of size {size:?} (stride {stride:?}, offset {offset}) does not fit its storage of {n_storage} elements"),
+            )
+        };
+        let numel = size
+            .iter()
+            .try_fold(1usize, |acc, n| acc.checked_mul(*n))
+            .ok_or_else(past_storage)?;
         let bytes = if numel == 0 {
             Vec::new()
         } else {
+            // Largest element index; a view never has more elements than its storage
+            // (PyTorch writes expanded, zero-stride tensors contiguously).
             let last = size
                 .iter()
                 .zip(&stride)
-                .map(|(n, s)| (n - 1) * s)
-                .sum::<usize>()
-                + offset;
-            if last >= n_storage {
-                return Err(bad(
-                    &self.path,
-                    format!(
-                        "tensor of size {size:?} runs past its storage of {n_storage} elements"
-                    ),
-                ));
+                .try_fold(offset, |acc, (n, s)| {
+                    acc.checked_add((n - 1).checked_mul(*s)?)
+                })
+                .ok_or_else(past_storage)?;
+            if last >= n_storage || numel > n_storage {
+                return Err(past_storage());
             }
             gather(&storage.bytes, es, offset, &size, &stride)
         };
