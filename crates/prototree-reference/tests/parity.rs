@@ -443,3 +443,29 @@ fn unsupported_and_broken_inputs_give_errors() -> Result<()> {
     assert!(matches!(err, Error::NotAProtoTree { .. }), "{err}");
     Ok(())
 }
+
+/// The ResNet-18 checkpoint reads and maps without our backbone: backbone recognised from
+/// the keys, pruned tree and `_out_map` recovered.
+#[test]
+fn resnet18_checkpoint_reads() -> Result<()> {
+    let (expected, dir, _tmp) = open_fixture("resnet18_d3_pruned")?;
+    let ckpt = ReferenceCheckpoint::read(&dir)?;
+    let mut keys: Vec<String> = ckpt.tensors.keys().cloned().collect();
+    keys.sort();
+    let kind = prototree_reference::detect_backbone(&keys, ckpt.tree.backbone_class.as_deref())?;
+    assert_eq!(kind, prototree_backbone::BackboneKind::Resnet18);
+    assert_eq!(
+        ckpt.tree.backbone_class.as_deref(),
+        Some("features.resnet_features.ResNet_features")
+    );
+    assert_eq!(ckpt.tree.out_map.len(), 7);
+    assert_eq!(ckpt.tree.branches().count(), expected.num_branches);
+    let mut leaves: Vec<String> = ckpt.tree.leaves().map(|n| n.leaf_key()).collect();
+    leaves.sort();
+    assert_eq!(leaves, expected.leaf_keys);
+    assert_eq!(
+        ckpt.tensors["_net.layer4.1.conv2.weight"].dims(),
+        &[512, 512, 3, 3]
+    );
+    Ok(())
+}
