@@ -4,11 +4,12 @@
 //!
 //! Metrics and their sources (definitions in `docs/explanation-metrics.md`):
 //! - part localization of projected prototypes and part purity where they fire;
-//! - consistency and stability (Huang et al., CVPR 2023, "Evaluation and improvement of
+//! - consistency and stability (Huang et al., ICCV 2023, "Evaluation and improvement of
 //!   interpretability for self-explainable part-prototype networks");
 //! - purity of the top-10 activations (PIP-Net, Nauta et al., CVPR 2023);
-//! - relevance: similarity energy inside the object / part mask and the pointing game,
-//!   perturbation analysis (CaBRNet, Xu-Darme et al. 2024);
+//! - relevance: similarity energy inside the object / part mask and the pointing game
+//!   (CaBRNet, Xu-Darme et al. 2024, after Xu-Darme et al. 2023), and local perturbation
+//!   analysis of the matched region vs the rest (CaBRNet, after Nauta et al. 2020);
 //! - decision faithfulness: deleting the matched patch of a "present" decision, greedy
 //!   fidelity, explanation size;
 //! - on the synthetic birds, whether each decision looks at a part that separates the

@@ -28,7 +28,8 @@ pub struct MetricsConfig {
     /// Top activating test images per prototype for purity, relevance and perturbation
     /// analysis (PIP-Net: 10).
     pub top_k: usize,
-    /// Share of pixels in the pointing game.
+    /// Share of the most relevant pixels in the pointing game ("mask relevance"; CaBRNet's
+    /// example uses 10%).
     pub pointing_share: f64,
     /// Seed of all noise.
     pub seed: u64,
@@ -46,7 +47,7 @@ impl Default for MetricsConfig {
             noise_sigma: 0.2,
             noise_clip: 0.25,
             top_k: 10,
-            pointing_share: 0.05,
+            pointing_share: 0.1,
             seed: 0,
             batch_size: 64,
             max_images: None,
