@@ -102,6 +102,19 @@ pub fn explanation_metrics_dir(
     explanation_metrics(&saved, data_dir, device, obs)
 }
 
+/// [`explanation_metrics_dir`] with explicit settings (e.g. `max_images` to bound the time
+/// on a large data set).
+pub fn explanation_metrics_dir_with(
+    model_dir: &Path,
+    data_dir: &Path,
+    cfg: &MetricsConfig,
+    device: &Device,
+    obs: &mut dyn PipelineObserver,
+) -> Result<ExplanationMetrics> {
+    let saved = load_model(model_dir, device)?;
+    explanation_metrics_with(&saved, data_dir, cfg, device, obs)
+}
+
 /// Writes `metrics` as pretty JSON to `path` (atomically).
 pub fn write_explanation_metrics(path: &Path, metrics: &ExplanationMetrics) -> Result<()> {
     let json = serde_json::to_vec_pretty(metrics).map_err(|e| Error::Invalid(e.to_string()))?;
