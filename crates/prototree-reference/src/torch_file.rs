@@ -307,7 +307,7 @@ impl TorchFile {
                     })
                     .ok_or_else(|| bad(&self.path, "_load_from_bytes without bytes"))?;
                 let inner = TorchFile::from_bytes(&self.path, blob)?;
-                if inner.format != FileFormat::Legacy {
+                if inner.format == FileFormat::Pickle {
                     return Err(bad(&self.path, "inline storage is not a torch.save stream"));
                 }
                 inner.storage(inner.root)
