@@ -534,10 +534,14 @@ pub fn explanation_metrics_with(
         let src = sources.get(&row).cloned();
         let src_part = src.as_ref().and_then(|s| s.region.label.part());
         let (mut obj_e, mut part_e, mut point) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut obj_area, mut part_area) = (Vec::new(), Vec::new());
+        let area =
+            |mask: &[bool]| mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;
         for t in &top[ri] {
             let attribution = attribution_map(&t.map, fh, fw, size, size);
             let ann = &anns[t.image];
             if let Some(mask) = ann.object_mask() {
+                obj_area.push(area(&mask));
                 if let Some(e) = energy_share(&attribution, &mask) {
                     obj_e.push(e);
                 }
@@ -546,6 +550,7 @@ pub fn explanation_metrics_with(
                 }
             }
             if let Some(mask) = src_part.and_then(|p| ann.part_mask(p)) {
+                part_area.push(area(&mask));
                 if let Some(e) = energy_share(&attribution, &mask) {
                     part_e.push(e);
                 }
@@ -600,6 +605,8 @@ pub fn explanation_metrics_with(
             object_energy: mean(obj_e.into_iter()),
             part_energy: mean(part_e.into_iter()),
             pointing_game: mean(point.into_iter()),
+            object_area_share: mean(obj_area.into_iter()),
+            part_area_share: mean(part_area.into_iter()),
             separating_parts: separating,
             perturbation,
         });
@@ -664,6 +671,8 @@ pub fn explanation_metrics_with(
         explanation_top_k_purity: avg(&|p| p.top_k_purity.map(|s| s.share)),
         explanation_object_energy: avg(&|p| p.object_energy),
         explanation_part_energy: avg(&|p| p.part_energy),
+        object_area_share: avg(&|p| p.object_area_share),
+        part_area_share: avg(&|p| p.part_area_share),
         explanation_pointing_game: avg(&|p| p.pointing_game),
         explanation_perturbation_locality: share(locality.0, locality.1),
         explanation_deletion_prediction_change: deletion.prediction_change_rate,

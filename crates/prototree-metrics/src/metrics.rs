@@ -168,6 +168,12 @@ pub struct PrototypeMetrics {
     pub object_energy: Option<f64>,
     /// Mean share of the attribution energy inside the mask of the source part.
     pub part_energy: Option<f64>,
+    /// Mean share of the image the object covers (top-k images): the energy and pointing
+    /// game of an uninformative (uniform) map.
+    pub object_area_share: Option<f64>,
+    /// Mean share of the image the source part covers (top-k images): the part energy of
+    /// a uniform map.
+    pub part_area_share: Option<f64>,
     /// Mean pointing game inside the object mask (top-k images).
     pub pointing_game: Option<f64>,
     /// Parts separating the node's subtrees (with a variant table).
@@ -203,6 +209,12 @@ pub struct ExplanationMetrics {
     pub explanation_object_energy: f64,
     /// Mean share of attribution energy inside the source part's mask.
     pub explanation_part_energy: f64,
+    /// Mean object area share of the images behind `explanation_object_energy` (the
+    /// value a uniform map would get; not a quality score).
+    pub object_area_share: f64,
+    /// Mean part area share of the images behind `explanation_part_energy` (the value a
+    /// uniform map would get).
+    pub part_area_share: f64,
     /// Mean pointing game inside the object mask.
     pub explanation_pointing_game: f64,
     /// Share of (prototype, image, perturbation) where perturbing the matched region
@@ -342,11 +354,19 @@ impl ExplanationMetrics {
             ),
             (
                 "similarity energy inside the object (CaBRNet)".to_string(),
-                pct(self.explanation_object_energy),
+                format!(
+                    "{} (object area {})",
+                    pct(self.explanation_object_energy),
+                    pct(self.object_area_share)
+                ),
             ),
             (
                 "similarity energy inside the prototype's part".to_string(),
-                pct(self.explanation_part_energy),
+                format!(
+                    "{} (part area {})",
+                    pct(self.explanation_part_energy),
+                    pct(self.part_area_share)
+                ),
             ),
             (
                 format!(

@@ -105,13 +105,21 @@ fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn check_ranges(m: &ExplanationMetrics) {
+    assert!((0.0..=1.0).contains(&m.object_area_share));
     for (key, v) in m.headline() {
         assert!((0.0..=1.0).contains(&v), "{key} = {v} is not a fraction");
     }
     for p in &m.prototypes {
-        for v in [p.stability, p.object_energy, p.part_energy, p.pointing_game]
-            .into_iter()
-            .flatten()
+        for v in [
+            p.stability,
+            p.object_energy,
+            p.part_energy,
+            p.pointing_game,
+            p.object_area_share,
+            p.part_area_share,
+        ]
+        .into_iter()
+        .flatten()
         {
             assert!((0.0..=1.0).contains(&v), "node {}: {v}", p.node);
         }
