@@ -1,0 +1,94 @@
+//! Property-based fuzzing of the model files: random and mutated `tree.bin`,
+//! `config.json` and `train_state.bin` never panic the loader (bounded case counts).
+
+use std::path::Path;
+
+use candle_core::Device;
+use proptest::prelude::*;
+use prototree_backbone::BackboneKind;
+use prototree_tree::io::{save_model, Preprocessing, CONFIG_FILE, TREE_FILE};
+use prototree_tree::{load_model, ModelMeta, ProtoTree, TreeConfig};
+
+fn saved_model(dir: &Path) -> ModelMeta {
+    let cfg = TreeConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 2,
+        proto_dim: 4,
+        num_classes: 3,
+    };
+    let model = ProtoTree::new(&cfg.check().unwrap(), &Device::Cpu, 1).unwrap();
+    let meta = ModelMeta {
+        format_version: 1,
+        tree: cfg,
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+        preprocessing: Preprocessing {
+            image_size: 16,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        },
+        train: None,
+        stage: "trained".into(),
+    };
+    save_model(dir, &model, &meta, &[]).unwrap();
+    meta
+}
+
+/// Applies `edits` (position, new byte) and a truncation to `bytes`.
+fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], keep: usize) -> Vec<u8> {
+    for (pos, b) in edits {
+        if !bytes.is_empty() {
+            let i = pos % bytes.len();
+            bytes[i] = *b;
+        }
+    }
+    bytes.truncate(keep.max(1).min(bytes.len()));
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_tree_bin_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), keep in 0usize..64) {
+        let dir = tempfile::tempdir().unwrap();
+        saved_model(dir.path());
+        let original = std::fs::read(dir.path().join(TREE_FILE)).unwrap();
+        std::fs::write(dir.path().join(TREE_FILE), mutate(original, &edits, keep)).unwrap();
+        // Any outcome but a panic is fine; errors must name the file.
+        if let Err(e) = load_model(dir.path(), &Device::Cpu) {
+            prop_assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{}", e);
+        }
+    }
+
+    #[test]
+    fn random_tree_bin_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let dir = tempfile::tempdir().unwrap();
+        saved_model(dir.path());
+        std::fs::write(dir.path().join(TREE_FILE), &bytes).unwrap();
+        let _ = load_model(dir.path(), &Device::Cpu);
+    }
+
+    #[test]
+    fn mutated_config_json_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6), keep in 1usize..4096) {
+        let dir = tempfile::tempdir().unwrap();
+        saved_model(dir.path());
+        let original = std::fs::read(dir.path().join(CONFIG_FILE)).unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), mutate(original, &edits, keep)).unwrap();
+        if let Err(e) = load_model(dir.path(), &Device::Cpu) {
+            prop_assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{}", e);
+        }
+    }
+
+    #[test]
+    fn config_values_out_of_range_are_errors(depth in 0usize..40, dim in 0usize..5000, classes in 0usize..5, size in 0u32..100_000) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = saved_model(dir.path());
+        let mut v = serde_json::to_value(&meta).unwrap();
+        v["tree"]["depth"] = depth.into();
+        v["tree"]["proto_dim"] = dim.into();
+        v["tree"]["num_classes"] = classes.into();
+        v["preprocessing"]["image_size"] = size.into();
+        std::fs::write(dir.path().join(CONFIG_FILE), serde_json::to_vec(&v).unwrap()).unwrap();
+        let _ = load_model(dir.path(), &Device::Cpu);
+    }
+}
