@@ -36,9 +36,25 @@ fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     for (round, extra_ms) in [0u64, 37, 81, 133].into_iter().enumerate() {
         let mut cmd = if round == 0 {
             train_cmd(&[
-                "train", "--data", &data, "--out", &out_s, "--image-size", "32", "--depth", "2",
-                "--proto-dim", "8", "--epochs", "100000", "--batch-size", "8", "--augment",
-                "none", "--freeze-epochs", "0",
+                "train",
+                "--data",
+                &data,
+                "--out",
+                &out_s,
+                "--image-size",
+                "32",
+                "--depth",
+                "2",
+                "--proto-dim",
+                "8",
+                "--epochs",
+                "100000",
+                "--batch-size",
+                "8",
+                "--augment",
+                "none",
+                "--freeze-epochs",
+                "0",
             ])
         } else {
             train_cmd(&["train", "--resume", &out_s])
