@@ -81,7 +81,7 @@ impl MetricsConfig {
     }
 }
 
-/// The steps of [`explanation_metrics`], for progress reports.
+/// The steps of [`explanation_metrics`](crate::explanation_metrics), for progress reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Decoding test images and their annotations (unit: image).
