@@ -263,7 +263,6 @@ fn smallcnn_depth2_kontschieder_pre_zip_files() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs ResNet-18 in prototree-backbone (being added)"]
 fn resnet18_depth3_pruned() -> Result<()> {
     parity("resnet18_d3_pruned")
 }
