@@ -2,12 +2,17 @@
 
 use candle_nn::VarBuilder;
 
-use crate::{Backbone, BackboneKind, Result, SmallCnn};
+use crate::{Backbone, BackboneKind, ResNet, Result, SmallCnn};
 
 /// Builds the backbone `kind` with its parameters under `vb`.
 pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
     match kind {
         BackboneKind::SmallCnn => Ok(Box::new(SmallCnn::new(vb)?)),
+        BackboneKind::Resnet18
+        | BackboneKind::Resnet34
+        | BackboneKind::Resnet50
+        | BackboneKind::Resnet101
+        | BackboneKind::Resnet152 => Ok(Box::new(ResNet::new(kind, vb)?)),
         other => Err(crate::Error::UnknownBackbone(format!(
             "{other} (not built into this version yet)"
         ))),

@@ -10,10 +10,14 @@ pub mod build;
 pub mod error;
 pub mod kind;
 pub mod nhwc_conv;
+pub mod resnet;
 pub mod small_cnn;
+pub mod weights;
 
 pub use backbone::Backbone;
 pub use build::build_backbone;
 pub use error::{Error, Result};
 pub use kind::BackboneKind;
+pub use resnet::{BlockKind, ResNet};
 pub use small_cnn::SmallCnn;
+pub use weights::{load_weights, read_state_dict, WeightsReport};

@@ -83,6 +83,39 @@ pub fn conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -
     Ok(cols.matmul(&wmat.t()?)?.reshape((b, ho, wo, o))?)
 }
 
+/// `k × k` max-pooling with `stride` and zero `padding` of a channels-last input.
+///
+/// Zero padding equals PyTorch's `−∞` padding when the input is non-negative (as after a
+/// ReLU, where ResNet pools).
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)` → `(b, h_out, w_out, c)`
+pub fn max_pool_nhwc(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, h, w, _) = x.dims4()?;
+    let (ho, wo) = (
+        conv_out_size(h, k, stride, padding),
+        conv_out_size(w, k, stride, padding),
+    );
+    let x = if padding > 0 {
+        x.pad_with_zeros(1, padding, padding)?
+            .pad_with_zeros(2, padding, padding)?
+    } else {
+        x.clone()
+    };
+    let mut out: Option<Tensor> = None;
+    for ky in 0..k {
+        let rows = strided(&x, 1, ky, ho, stride)?;
+        for kx in 0..k {
+            let tap = strided(&rows, 2, kx, wo, stride)?;
+            out = Some(match out {
+                Some(m) => m.maximum(&tap)?,
+                None => tap,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::Msg("max pool with an empty kernel".into()).into())
+}
+
 /// 2×2 max-pooling with stride 2 of a channels-last input (odd sizes are floored).
 ///
 /// # Shapes

@@ -1,0 +1,171 @@
+//! ResNet parity with torchvision (fixtures from fixtures/backbones/make_fixtures.py):
+//! feature maps of small ResNets built from torchvision's own blocks, in eval and train
+//! mode, and torchvision's full state-dict names and shapes for ResNet-18 … 152.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use prototree_backbone::{load_weights, Backbone, BackboneKind, BlockKind, Error, ResNet};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/backbones")
+        .join(name)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+fn check_small(file: &str, block: BlockKind, counts: [usize; 4]) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let all = candle_core::safetensors::load(fixture(file), &dev)?;
+    // The state dict as its own file, as a user would have it.
+    let dir = tempfile::tempdir()?;
+    let weights: HashMap<String, Tensor> = all
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("weights.")
+                .map(|n| (n.to_string(), v.clone()))
+        })
+        .collect();
+    let weights_path = dir.path().join("w.safetensors");
+    candle_core::safetensors::save(&weights, &weights_path)?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let net = ResNet::with_blocks(BackboneKind::Resnet18, block, counts, 8, vb.pp("_net"))?;
+    let report = load_weights(&varmap, "_net", &weights_path, "small resnet")?;
+    assert_eq!(report.loaded, weights.len());
+    let x = &all["input"];
+    let eval = net.features(x, false)?;
+    let d = max_abs_diff(&eval, &all["features_eval"])?;
+    println!("{file}: eval max abs diff {d:e}");
+    assert!(d <= 1e-4, "{file}: eval max abs diff {d}");
+    let train = net.features(x, true)?;
+    let d = max_abs_diff(&train, &all["features_train"])?;
+    println!("{file}: train max abs diff {d:e}");
+    assert!(d <= 1e-4, "{file}: train max abs diff {d}");
+    Ok(())
+}
+
+#[test]
+fn basic_block_resnet_matches_torchvision() -> anyhow::Result<()> {
+    check_small("resnet_basic.safetensors", BlockKind::Basic, [2, 1, 1, 1])
+}
+
+#[test]
+fn bottleneck_resnet_matches_torchvision() -> anyhow::Result<()> {
+    check_small(
+        "resnet_bottleneck.safetensors",
+        BlockKind::Bottleneck,
+        [1, 2, 1, 1],
+    )
+}
+
+#[test]
+fn full_resnets_have_torchvision_names_and_shapes() -> anyhow::Result<()> {
+    for (kind, file, channels, last) in [
+        (
+            BackboneKind::Resnet18,
+            "resnet18_keys.json",
+            512,
+            "layer4.1",
+        ),
+        (
+            BackboneKind::Resnet34,
+            "resnet34_keys.json",
+            512,
+            "layer4.2",
+        ),
+        (
+            BackboneKind::Resnet50,
+            "resnet50_keys.json",
+            2048,
+            "layer4.2",
+        ),
+        (
+            BackboneKind::Resnet101,
+            "resnet101_keys.json",
+            2048,
+            "layer4.2",
+        ),
+        (
+            BackboneKind::Resnet152,
+            "resnet152_keys.json",
+            2048,
+            "layer4.2",
+        ),
+    ] {
+        let want: BTreeMap<String, Vec<usize>> =
+            serde_json::from_str(&std::fs::read_to_string(fixture(file))?)?;
+        let want: BTreeMap<String, Vec<usize>> = want
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"))
+            .collect();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let net = ResNet::new(kind, vb)?;
+        let got: BTreeMap<String, Vec<usize>> = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect();
+        assert_eq!(got, want, "{kind}");
+        assert_eq!(net.out_channels(), channels);
+        assert_eq!(net.last_block_prefixes(), vec![last.to_string()]);
+    }
+    Ok(())
+}
+
+#[test]
+fn mismatched_weights_are_listed() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bad.safetensors");
+    let mut t = HashMap::new();
+    t.insert(
+        "conv1.weight".to_string(),
+        Tensor::zeros((8, 3, 5, 5), DType::F32, &dev)?,
+    );
+    t.insert(
+        "layer9.weight".to_string(),
+        Tensor::zeros(3, DType::F32, &dev)?,
+    );
+    t.insert(
+        "fc.weight".to_string(),
+        Tensor::zeros((2, 2), DType::F32, &dev)?,
+    );
+    candle_core::safetensors::save(&t, &path)?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    ResNet::with_blocks(
+        BackboneKind::Resnet18,
+        BlockKind::Basic,
+        [1, 1, 1, 1],
+        8,
+        vb,
+    )?;
+    let err = load_weights(&varmap, "", &path, "resnet18").unwrap_err();
+    assert!(matches!(err, Error::WeightMismatch { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("bad.safetensors"), "{msg}");
+    assert!(
+        msg.contains("missing") && msg.contains("bn1.weight"),
+        "{msg}"
+    );
+    assert!(msg.contains("unexpected 1 keys: layer9.weight"), "{msg}");
+    assert!(msg.contains("mis-shaped 1 keys: conv1.weight"), "{msg}");
+    assert!(
+        !msg.contains("fc.weight"),
+        "the classifier is an expected extra: {msg}"
+    );
+    // Not a weight file at all.
+    std::fs::write(dir.path().join("junk.pth"), b"junk")?;
+    let err = load_weights(&varmap, "", &dir.path().join("junk.pth"), "resnet18").unwrap_err();
+    assert!(err.to_string().contains("junk.pth"), "{err}");
+    Ok(())
+}
