@@ -2,6 +2,7 @@
 
 mod ensemble_cmd;
 mod explain_cmds;
+mod model_cmds;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,10 @@ enum Command {
     Prune(PruneArgs),
     /// Replace each prototype by its nearest training patch.
     Project(ProjectArgs),
+    /// Predict image files (class, probabilities, decision path).
+    Predict(model_cmds::PredictArgs),
+    /// Import a checkpoint of the PyTorch reference implementation.
+    Import(model_cmds::ImportArgs),
     /// Explain predictions: the path, prototypes, patches and heatmaps per image.
     Explain(explain_cmds::ExplainArgs),
     /// Export the decision tree as DOT, SVG or JSON.
@@ -251,6 +256,10 @@ struct EvalArgs {
     /// Write the confusion matrix as CSV to this file.
     #[arg(long)]
     confusion: Option<PathBuf>,
+    /// Also measure explanation quality (needs part annotations: CUB part_locs.txt or the
+    /// synthetic birds' masks).
+    #[arg(long)]
+    explanations: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -520,8 +529,25 @@ fn run_eval_cmd(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
         prototree::tree::io::write_atomic(path, d.confusion_csv().as_bytes())
             .with_context(|| format!("writing the confusion matrix to {}", path.display()))?;
     }
+    let metrics = if a.explanations {
+        Some(
+            prototree::explanation_metrics::explanation_metrics_dir(
+                &a.model, &a.data, &device, obs,
+            )
+            .with_context(|| format!("measuring the explanations of {}", a.model.display()))?,
+        )
+    } else {
+        None
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
+        let mut v = serde_json::to_value(&d)?;
+        if let (Some(m), Some(obj)) = (&metrics, v.as_object_mut()) {
+            obj.insert("explanations".into(), serde_json::to_value(m)?);
+            for (k, x) in m.headline() {
+                obj.insert(k.into(), x.into());
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let report = &d.report;
@@ -551,6 +577,12 @@ fn run_eval_cmd(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
     }
     if let Some(path) = &a.confusion {
         println!("confusion matrix: {}", path.display());
+    }
+    if let Some(m) = &metrics {
+        println!("explanation quality:");
+        for (k, v) in m.report_rows() {
+            println!("  {k}: {v}");
+        }
     }
     Ok(())
 }
@@ -670,6 +702,8 @@ fn main() {
         Command::Eval(a) => run_eval_cmd(a, &mut obs),
         Command::Prune(a) => run_prune_cmd(a, &mut obs),
         Command::Project(a) => run_project_cmd(a, &mut obs),
+        Command::Predict(a) => model_cmds::run_predict(a, &mut obs),
+        Command::Import(a) => model_cmds::run_import(a),
         Command::Explain(a) => explain_cmds::run_explain(a, &mut obs),
         Command::Export(a) => explain_cmds::run_export(a),
         Command::Report(a) => explain_cmds::run_report(a, &mut obs),

@@ -4,10 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use candle_core::Tensor;
 use image::RgbImage;
-use prototree_data::transform::{resize_square, to_chw};
-use prototree_data::{load_rgb, Normalization};
+use prototree_data::load_rgb;
+use prototree_data::transform::resize_square;
 use prototree_prune::explain::prototype_images;
 use prototree_prune::visualize::png_bytes;
 use prototree_prune::{explain_latent, ExplanationPage, LocalExplanation};
@@ -16,6 +15,7 @@ use prototree_tree::{NodeId, SavedModel};
 use serde::Serialize;
 
 use crate::observer::{PipelineObserver, Stage};
+use crate::predict::model_input;
 use crate::{Error, Result};
 
 /// Pictures of one projected prototype.
@@ -134,12 +134,7 @@ pub fn explain_images(
         source,
     })?;
     let model = &saved.model;
-    let p = saved.meta.preprocessing;
-    let size = p.image_size;
-    let norm = Normalization {
-        mean: p.mean,
-        std: p.std,
-    };
+    let size = saved.meta.preprocessing.image_size;
     let (pictures, _) = prototype_pictures(saved);
     let patches: HashMap<NodeId, Vec<u8>> = pictures
         .iter()
@@ -150,19 +145,7 @@ pub fn explain_images(
     obs.stage_started(Stage::Report, images.len());
     const CHUNK: usize = 16;
     for (c, chunk) in images.chunks(CHUNK).enumerate() {
-        let mut shown = Vec::with_capacity(chunk.len());
-        let plane = 3 * (size * size) as usize;
-        let mut pixels = vec![0f32; chunk.len() * plane];
-        for (i, path) in chunk.iter().enumerate() {
-            let img = resize_square(&load_rgb(path)?, size);
-            to_chw(&img, &norm, &mut pixels[i * plane..(i + 1) * plane]);
-            shown.push(img);
-        }
-        let batch = Tensor::from_vec(
-            pixels,
-            (chunk.len(), 3, size as usize, size as usize),
-            model.device(),
-        )?;
+        let (batch, shown) = model_input(&saved.meta, chunk, model.device())?;
         let latent = model.latent(&batch, false)?;
         let explanations = explain_latent(model, &latent, size, size)?;
         for (i, (path, explanation)) in chunk.iter().zip(explanations).enumerate() {

@@ -25,6 +25,7 @@ pub mod export;
 pub mod interpret;
 pub mod observer;
 pub mod plot;
+pub mod predict;
 pub mod report;
 pub mod run_config;
 pub mod source;
@@ -33,6 +34,7 @@ pub mod train;
 pub use prototree_backbone as backbone;
 pub use prototree_data as data;
 pub use prototree_prune as prune;
+pub use prototree_reference as reference;
 pub use prototree_tree as tree;
 
 pub use candle_core;

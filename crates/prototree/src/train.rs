@@ -222,13 +222,16 @@ pub fn load_data_with(
     })
 }
 
-/// Loads pretrained backbone weights into `model`.
+/// Loads pretrained backbone weights into `model` (PyTorch state-dict names).
 fn load_backbone_weights(model: &ProtoTree, weights: &Path) -> Result<()> {
-    Err(Error::Invalid(format!(
-        "{}: loading pretrained {} weights is not available in this build",
-        weights.display(),
-        model.config().backbone()
-    )))
+    let kind = model.config().backbone();
+    prototree_backbone::load_weights(
+        model.varmap(),
+        prototree_tree::init::BACKBONE_PREFIX,
+        weights,
+        kind.name(),
+    )?;
+    Ok(())
 }
 
 fn append_metrics(path: &Path, stats: &EpochStats) -> Result<()> {

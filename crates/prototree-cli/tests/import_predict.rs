@@ -1,0 +1,101 @@
+//! `prototree import` of the reference's own checkpoints, then `prototree predict --json`
+//! on the reference's test images reproduces its probabilities (≤ 1e-4) and predictions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn reference_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
+}
+
+fn run(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_prototree"))
+        .arg("--quiet")
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "prototree {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn imported_reference_models_predict_as_the_reference() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for name in [
+        "smallcnn_d3",
+        "smallcnn_d4_pruned_log",
+        "smallcnn_d2_kontschieder_legacy",
+    ] {
+        let dir = reference_dir().join(name);
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
+        let size = expected["image_size"].as_u64().unwrap_or(0).to_string();
+        let out = tmp.path().join(name);
+        let (dir_s, out_s) = (dir.display().to_string(), out.display().to_string());
+        run(&[
+            "import",
+            "--reference",
+            &dir_s,
+            "--out",
+            &out_s,
+            "--image-size",
+            &size,
+        ])?;
+        let images: Vec<String> = expected["images"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .map(|p| dir.join(p).display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(!images.is_empty());
+        for (routing, key) in [
+            ("soft", "soft"),
+            ("greedy", "greedy"),
+            ("max-leaf", "max_leaf"),
+        ] {
+            let mut args = vec![
+                "predict",
+                "--model",
+                out_s.as_str(),
+                "--json",
+                "--routing",
+                routing,
+            ];
+            args.extend(images.iter().map(String::as_str));
+            let stdout = run(&args)?;
+            let lines: Vec<serde_json::Value> = stdout
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            assert_eq!(lines.len(), images.len());
+            for (i, line) in lines.iter().enumerate() {
+                let want = &expected[key]["probabilities"][i];
+                let got = &line["probabilities"];
+                let n = want.as_array().map(Vec::len).unwrap_or(0);
+                assert!(n > 0 && got.as_array().map(Vec::len) == Some(n));
+                for k in 0..n {
+                    let (a, b) = (
+                        got[k].as_f64().unwrap_or(f64::NAN),
+                        want[k].as_f64().unwrap_or(0.0),
+                    );
+                    assert!(
+                        (a - b).abs() <= 1e-4,
+                        "{name} {routing} image {i} class {k}: {a} vs {b}"
+                    );
+                }
+                assert_eq!(
+                    line["class_index"], expected[key]["predictions"][i],
+                    "{name} {routing} image {i}"
+                );
+                assert!(line["path"].as_array().is_some_and(|p| !p.is_empty()));
+            }
+        }
+    }
+    Ok(())
+}
