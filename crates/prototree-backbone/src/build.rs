@@ -2,7 +2,7 @@
 
 use candle_nn::VarBuilder;
 
-use crate::{Backbone, BackboneKind, ResNet, Result, SmallCnn};
+use crate::{Backbone, BackboneKind, EfficientNetLite, ResNet, Result, SmallCnn};
 
 /// Builds the backbone `kind` with its parameters under `vb`.
 pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
@@ -13,8 +13,10 @@ pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Back
         | BackboneKind::Resnet50
         | BackboneKind::Resnet101
         | BackboneKind::Resnet152 => Ok(Box::new(ResNet::new(kind, vb)?)),
-        other => Err(crate::Error::UnknownBackbone(format!(
-            "{other} (not built into this version yet)"
-        ))),
+        BackboneKind::EfficientnetLite0
+        | BackboneKind::EfficientnetLite1
+        | BackboneKind::EfficientnetLite2
+        | BackboneKind::EfficientnetLite3
+        | BackboneKind::EfficientnetLite4 => Ok(Box::new(EfficientNetLite::new(kind, vb)?)),
     }
 }

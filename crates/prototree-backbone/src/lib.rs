@@ -7,6 +7,7 @@
 
 pub mod backbone;
 pub mod build;
+pub mod efficientnet_lite;
 pub mod error;
 pub mod kind;
 pub mod nhwc_conv;
@@ -16,6 +17,7 @@ pub mod weights;
 
 pub use backbone::Backbone;
 pub use build::build_backbone;
+pub use efficientnet_lite::EfficientNetLite;
 pub use error::{Error, Result};
 pub use kind::BackboneKind;
 pub use resnet::{BlockKind, ResNet};

