@@ -103,6 +103,18 @@ pub fn load_weights(
     arch: &str,
 ) -> Result<WeightsReport> {
     let file = read_state_dict(path)?;
+    load_weights_from(varmap, prefix, &file, path, arch)
+}
+
+/// [`load_weights`] from tensors already read (e.g. by another reader); `path` names the
+/// source in errors.
+pub fn load_weights_from(
+    varmap: &VarMap,
+    prefix: &str,
+    file: &HashMap<String, Tensor>,
+    path: &Path,
+    arch: &str,
+) -> Result<WeightsReport> {
     let data = varmap.data().lock().map_err(|_| Error::WeightFile {
         path: path.to_path_buf(),
         reason: "parameter map lock poisoned".into(),

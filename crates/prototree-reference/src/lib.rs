@@ -44,5 +44,5 @@ pub use import::{
     convert, import_reference, load_reference, CheckpointFiles, ImportOptions, ImportReport,
     Imported, LeafMode, ReferenceCheckpoint,
 };
-pub use torch_file::{FileFormat, TorchFile};
+pub use torch_file::{read_state_dict, FileFormat, TorchFile};
 pub use tree::{ReferenceNode, ReferenceTree};

@@ -222,12 +222,19 @@ pub fn load_data_with(
     })
 }
 
-/// Loads pretrained backbone weights into `model` (PyTorch state-dict names).
+/// Loads pretrained backbone weights into `model` (PyTorch state-dict names): safetensors
+/// and zip-format `.pth` through candle, legacy `.pth` through the reference importer's
+/// reader.
 fn load_backbone_weights(model: &ProtoTree, weights: &Path) -> Result<()> {
     let kind = model.config().backbone();
-    prototree_backbone::load_weights(
+    let tensors = match prototree_backbone::read_state_dict(weights) {
+        Ok(t) => t,
+        Err(first) => prototree_reference::read_state_dict(weights).map_err(|_| first)?,
+    };
+    prototree_backbone::load_weights_from(
         model.varmap(),
         prototree_tree::init::BACKBONE_PREFIX,
+        &tensors,
         weights,
         kind.name(),
     )?;
