@@ -588,6 +588,31 @@ fn gather(bytes: &[u8], es: usize, offset: usize, size: &[usize], stride: &[usiz
     out
 }
 
+/// Reads every tensor of a PyTorch state-dict file saved with `torch.save`, in the zip
+/// format or the legacy (pre-1.6) format, without executing anything. A state dict
+/// nested under `state_dict` or `model` is found; a `module.` prefix is stripped.
+pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let file = TorchFile::open(path)?;
+    let root = file.root();
+    let g = file.graph();
+    let id = ["state_dict", "model", "model_state_dict"]
+        .iter()
+        .find_map(|key| {
+            g.dict(root)?
+                .iter()
+                .find(|(k, _)| g.str(*k) == Some(*key))
+                .map(|(_, v)| *v)
+                .filter(|v| g.dict(*v).is_some())
+        })
+        .unwrap_or(root);
+    let entries = file.state_dict_entries(id)?;
+    let (map, _) = file.tensors(&entries)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,29 +646,4 @@ mod tests {
         assert!(StorageType::from_name("CharStorage").is_some_and(|s| s.dtype.is_none()));
         assert!(StorageType::from_name("Nope").is_none());
     }
-}
-
-/// Reads every tensor of a PyTorch state-dict file saved with `torch.save`, in the zip
-/// format or the legacy (pre-1.6) format, without executing anything. A state dict
-/// nested under `state_dict` or `model` is found; a `module.` prefix is stripped.
-pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = TorchFile::open(path)?;
-    let root = file.root();
-    let g = file.graph();
-    let id = ["state_dict", "model", "model_state_dict"]
-        .iter()
-        .find_map(|key| {
-            g.dict(root)?
-                .iter()
-                .find(|(k, _)| g.str(*k) == Some(*key))
-                .map(|(_, v)| *v)
-                .filter(|v| g.dict(*v).is_some())
-        })
-        .unwrap_or(root);
-    let entries = file.state_dict_entries(id)?;
-    let (map, _) = file.tensors(&entries)?;
-    Ok(map
-        .into_iter()
-        .map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t))
-        .collect())
 }
