@@ -94,3 +94,28 @@ impl Dataset {
         self.cub.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_detected_and_others_refused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let cub = Dataset::open(&root.join("cub-tiny")).unwrap();
+        assert_eq!(cub.layout(), Layout::Cub);
+        assert!(cub.cub().is_some());
+        let folder = Dataset::open(&root.join("imagefolder-tiny")).unwrap();
+        assert_eq!(folder.layout(), Layout::ImageFolder);
+        assert_eq!(folder.num_classes(), cub.num_classes());
+        assert_eq!(
+            folder.samples(Split::Test).len(),
+            cub.samples(Split::Test).len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let err = Dataset::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a data set") && err.contains(dir.path().to_str().unwrap()));
+        let err = Dataset::open(&dir.path().join("nope")).unwrap_err().to_string();
+        assert!(err.contains("no such directory"), "{err}");
+    }
+}
