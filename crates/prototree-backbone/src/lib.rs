@@ -9,6 +9,7 @@ pub mod backbone;
 pub mod build;
 pub mod efficientnet_lite;
 pub mod error;
+pub mod im2col_op;
 pub mod kind;
 pub mod nhwc_conv;
 pub mod resnet;

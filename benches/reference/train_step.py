@@ -1,0 +1,85 @@
+"""Reference-style PyTorch baseline of one full ProtoTree training step (backbone + add-on
++ tree head, forward, NLL, backward, Adam step, derivative-free leaf update), for
+side-by-side timing with `cargo run --release -p prototree --example train_step_bench`.
+
+The backbone is torchvision's ResNet cut after layer4, the add-on a 1x1 conv + sigmoid,
+the head the reference-style one of tree_head.py (nodes routing in Python).
+Prints one JSON line: {"step_ms": median, "peak_rss_mb": ..., ...}.
+
+usage: python train_step.py --backbone resnet18 --size 224 --batch 16 --depth 9 --features 256 --classes 200 --iters 5 --threads 2
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tree_head import Head  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--backbone", default="resnet18")
+ap.add_argument("--size", type=int, default=224)
+ap.add_argument("--batch", type=int, default=16)
+ap.add_argument("--depth", type=int, default=9)
+ap.add_argument("--features", type=int, default=256)
+ap.add_argument("--classes", type=int, default=200)
+ap.add_argument("--iters", type=int, default=5)
+ap.add_argument("--threads", type=int, default=0)
+a = ap.parse_args()
+if a.threads > 0:
+    torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+resnet = getattr(torchvision.models, a.backbone)()
+features = nn.Sequential(*list(resnet.children())[:-2])
+c = 512 if a.backbone in ("resnet18", "resnet34") else 2048
+add_on = nn.Sequential(nn.Conv2d(c, a.features, 1, bias=False), nn.Sigmoid())
+head = Head(a.depth, a.features, a.classes)
+leaves = list(head.root.leaves())
+for leaf in leaves:
+    leaf._dist_params.data = torch.relu(torch.randn(a.classes) * 2)
+x = torch.rand(a.batch, 3, a.size, a.size)
+y = torch.arange(a.batch) % a.classes
+params = [
+    {"params": features.parameters(), "lr": 1e-5},
+    {"params": add_on.parameters(), "lr": 1e-3},
+    {"params": [head.prototype_vectors], "lr": 1e-3},
+]
+opt = torch.optim.AdamW(params, lr=1e-3, eps=1e-7, weight_decay=0.0)
+old = {leaf: leaf._dist_params.detach().clone() for leaf in leaves}
+features.train()
+
+
+def step():
+    opt.zero_grad()
+    out, attr = head(add_on(features(x)))
+    F.nll_loss(torch.log(out), y).backward()
+    opt.step()
+    with torch.no_grad():
+        target = F.one_hot(y, num_classes=a.classes)
+        for leaf in leaves:
+            update = torch.sum((attr[leaf, "pa"].view(-1, 1) * leaf.distribution() * target) / out, dim=0)
+            leaf._dist_params -= old[leaf] / 100
+            F.relu_(leaf._dist_params)
+            leaf._dist_params += update
+
+
+step()
+ts = []
+for _ in range(a.iters):
+    t = time.perf_counter()
+    step()
+    ts.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({
+    "step_ms": statistics.median(ts),
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "backbone": a.backbone, "size": a.size, "batch": a.batch, "depth": a.depth,
+    "threads": torch.get_num_threads(), "torch": torch.__version__,
+}))

@@ -1,0 +1,143 @@
+//! One full training step (backbone + add-on + tree: forward, NLL, backward, Adam step,
+//! derivative-free leaf update) timed over a few iterations; prints one JSON line, for
+//! scripts and benches/compare_train_step.sh.
+//!
+//! ```text
+//! cargo run --release -p prototree --example train_step_bench -- \
+//!     --backbone resnet18 --size 224 --batch 16 --depth 9 --features 256 --classes 200 --iters 5 --threads 2
+//! ```
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use prototree::candle_core::{Device, Tensor};
+use prototree::prelude::*;
+use prototree::tree::{Batch, BatchSource, EpochStats, Trainer};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The same batch, `n` times.
+struct Repeat {
+    images: Tensor,
+    labels: Tensor,
+    n: usize,
+}
+impl BatchSource for Repeat {
+    fn num_batches(&self) -> usize {
+        self.n
+    }
+    fn batches(
+        &mut self,
+        _epoch: usize,
+    ) -> Box<dyn Iterator<Item = prototree::tree::Result<Batch>> + '_> {
+        let (images, labels) = (self.images.clone(), self.labels.clone());
+        Box::new((0..self.n).map(move |_| {
+            Ok(Batch {
+                images: images.clone(),
+                labels: labels.clone(),
+            })
+        }))
+    }
+}
+
+/// Records the time at which each batch finishes.
+struct Clock(Vec<Instant>);
+impl TrainObserver for Clock {
+    fn batch_finished(&mut self, _stats: &prototree::tree::BatchStats) {
+        self.0.push(Instant::now());
+    }
+    fn epoch_finished(&mut self, _stats: &EpochStats) {}
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn main() -> Result<()> {
+    let mut backbone = BackboneKind::Resnet18;
+    let (mut size, mut batch, mut depth, mut features, mut classes, mut iters) =
+        (224usize, 16usize, 9usize, 256usize, 200usize, 5usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v = args.next().unwrap_or_default();
+        match a.as_str() {
+            "--backbone" => backbone = v.parse()?,
+            "--size" => size = v.parse()?,
+            "--batch" => batch = v.parse()?,
+            "--depth" => depth = v.parse()?,
+            "--features" => features = v.parse()?,
+            "--classes" => classes = v.parse()?,
+            "--iters" => iters = v.parse()?,
+            "--threads" => std::env::set_var("RAYON_NUM_THREADS", &v),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let dev = Device::Cpu;
+    let cfg = TreeConfig {
+        backbone,
+        depth,
+        proto_dim: features,
+        num_classes: classes,
+    }
+    .check()?;
+    let mut model = ProtoTree::new(&cfg, &dev, 0)?;
+    let train = TrainConfig {
+        epochs: 1,
+        batch_size: batch,
+        freeze_epochs: 0,
+        ..TrainConfig::default()
+    }
+    .check()?;
+    let mut trainer = Trainer::new(&train, &model)?;
+    let images = Tensor::rand(0f32, 1.0, (batch, 3, size, size), &dev)?;
+    let labels = Tensor::from_vec(
+        (0..batch as u32)
+            .map(|i| i % classes as u32)
+            .collect::<Vec<_>>(),
+        batch,
+        &dev,
+    )?;
+    let mut source = Repeat {
+        images,
+        labels,
+        n: iters + 1,
+    };
+    let start = Instant::now();
+    let mut clock = Clock(Vec::new());
+    trainer.train_epoch(&mut model, &mut source, None, &mut clock)?;
+    // Step times after the first (warm-up) step.
+    let mut times: Vec<f64> = clock
+        .0
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let median = times
+        .get(times.len() / 2)
+        .copied()
+        .unwrap_or(start.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "{}",
+        serde_json::json!({
+            "step_ms": median,
+            "peak_rss_mb": peak_rss_mb(),
+            "backbone": backbone.name(),
+            "size": size,
+            "batch": batch,
+            "depth": depth,
+            "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
+        })
+    );
+    Ok(())
+}
