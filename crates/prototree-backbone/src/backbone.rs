@@ -2,7 +2,19 @@
 
 use candle_core::Tensor;
 
-use crate::{BackboneKind, Result};
+use crate::{BackboneKind, Error, Result};
+
+/// Checks that `x` is an image batch `(b, 3, h, w)` with sides of at least `min_size`.
+pub fn check_input(x: &Tensor, min_size: usize) -> Result<()> {
+    let dims = x.dims();
+    if dims.len() != 4 || dims[1] != 3 || dims[2] < min_size || dims[3] < min_size {
+        return Err(Error::BadInput {
+            min_size,
+            got: dims.to_vec(),
+        });
+    }
+    Ok(())
+}
 
 /// A CNN feature extractor cut before global pooling.
 ///

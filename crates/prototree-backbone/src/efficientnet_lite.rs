@@ -305,15 +305,9 @@ impl Backbone for EfficientNetLite {
     }
 
     fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let dims = x.dims();
-        if dims.len() != 4 || dims[1] != 3 || dims[2] < Self::MIN_SIZE || dims[3] < Self::MIN_SIZE {
-            return Err(Error::BadInput {
-                min_size: Self::MIN_SIZE,
-                got: dims.to_vec(),
-            });
-        }
+        crate::backbone::check_input(x, Self::MIN_SIZE)?;
+        let (h, w) = (x.dim(2)?, x.dim(3)?);
         let x = x.permute((0, 2, 3, 1))?.contiguous()?;
-        let (h, w) = (dims[2], dims[3]);
         let x = pad_nhwc(&x, same_padding(h, 3, 2), same_padding(w, 3, 2))?;
         let mut x = relu6(&bn_forward(
             &self.stem_bn,

@@ -177,13 +177,7 @@ impl Backbone for ResNet {
     }
 
     fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let dims = x.dims();
-        if dims.len() != 4 || dims[1] != 3 || dims[2] < Self::MIN_SIZE || dims[3] < Self::MIN_SIZE {
-            return Err(Error::BadInput {
-                min_size: Self::MIN_SIZE,
-                got: dims.to_vec(),
-            });
-        }
+        crate::backbone::check_input(x, Self::MIN_SIZE)?;
         let x = x.permute((0, 2, 3, 1))?.contiguous()?;
         let x = self.stem.forward(&x, train)?.relu()?;
         let mut x = max_pool_nhwc(&x, 3, 2, 1)?;

@@ -8,7 +8,7 @@ use candle_core::{ModuleT, Tensor};
 use candle_nn::{batch_norm, BatchNorm, VarBuilder};
 
 use crate::nhwc_conv::{conv2d_nhwc, max_pool2x2_nhwc};
-use crate::{Backbone, BackboneKind, Error, Result};
+use crate::{Backbone, BackboneKind, Result};
 
 /// Channel widths of the four stages.
 pub const SMALL_CNN_CHANNELS: [usize; 4] = [16, 32, 64, 128];
@@ -71,13 +71,7 @@ impl Backbone for SmallCnn {
     }
 
     fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let dims = x.dims();
-        if dims.len() != 4 || dims[1] != 3 || dims[2] < Self::MIN_SIZE || dims[3] < Self::MIN_SIZE {
-            return Err(Error::BadInput {
-                min_size: Self::MIN_SIZE,
-                got: dims.to_vec(),
-            });
-        }
+        crate::backbone::check_input(x, Self::MIN_SIZE)?;
         let mut x = x.permute((0, 2, 3, 1))?;
         for stage in &self.stages {
             x = stage.forward(&x, train)?;

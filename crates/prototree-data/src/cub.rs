@@ -60,6 +60,17 @@ pub enum Split {
     All,
 }
 
+impl Split {
+    /// Whether `sample` belongs to this split.
+    pub fn includes(self, sample: &Sample) -> bool {
+        match self {
+            Split::Train => sample.is_train,
+            Split::Test => !sample.is_train,
+            Split::All => true,
+        }
+    }
+}
+
 /// One image of a data set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -336,11 +347,7 @@ impl CubDataset {
     pub fn samples(&self, split: Split) -> Vec<Sample> {
         self.samples
             .iter()
-            .filter(|s| match split {
-                Split::Train => s.is_train,
-                Split::Test => !s.is_train,
-                Split::All => true,
-            })
+            .filter(|s| split.includes(s))
             .cloned()
             .collect()
     }

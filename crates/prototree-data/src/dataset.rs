@@ -81,11 +81,7 @@ impl Dataset {
     pub fn samples(&self, split: Split) -> Vec<Sample> {
         self.samples
             .iter()
-            .filter(|s| match split {
-                Split::Train => s.is_train,
-                Split::Test => !s.is_train,
-                Split::All => true,
-            })
+            .filter(|s| split.includes(s))
             .cloned()
             .collect()
     }
@@ -115,7 +111,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a data set") && err.contains(dir.path().to_str().unwrap()));
-        let err = Dataset::open(&dir.path().join("nope")).unwrap_err().to_string();
+        let err = Dataset::open(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no such directory"), "{err}");
     }
 }

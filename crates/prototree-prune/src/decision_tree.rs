@@ -3,6 +3,7 @@
 //! "present" (right), leaves hold the class distribution. Pass-through branches left by
 //! pruning are skipped, so the graph is exactly the pruned tree.
 
+use prototree_tree::inference::argmax;
 use std::collections::VecDeque;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -68,16 +69,6 @@ pub struct DecisionTree {
     graph: DiGraph<TreeNode, Edge>,
     root: NodeIndex,
     class_names: Vec<String>,
-}
-
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 impl DecisionTree {

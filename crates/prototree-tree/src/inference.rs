@@ -65,7 +65,8 @@ pub struct Decisions {
     pub greedy_path_len: Vec<usize>,
 }
 
-fn argmax(row: &[f32]) -> usize {
+/// Index of the largest value (the first on ties; 0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, v) in row.iter().enumerate() {
         if *v > row[best] {

@@ -3,6 +3,7 @@
 //! Greedy routing computes only the prototypes on each image's path (`depth` distance
 //! computations instead of `2^depth − 1`); soft and max-leaf routing need every prototype.
 
+use crate::inference::argmax;
 use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -24,16 +25,6 @@ pub struct Prediction {
     pub leaf: usize,
     /// Decisions from the root to the leaf (pass-throughs of pruned nodes omitted).
     pub path: Vec<PathStep>,
-}
-
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 impl ProtoTree {
