@@ -89,5 +89,55 @@ fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     let ck = load_checkpoint(&last, &Device::Cpu)?;
     assert_eq!(ck.state.epochs_done, done_before + 1);
     assert!(out.join("model.safetensors").is_file());
+
+    // The same schedule run without interruption ends with the same model and metrics.
+    let straight = dir.path().join("straight");
+    let straight_s = straight.display().to_string();
+    let status = train_cmd(&[
+        "train",
+        "--data",
+        &data,
+        "--out",
+        &straight_s,
+        "--image-size",
+        "32",
+        "--depth",
+        "2",
+        "--proto-dim",
+        "8",
+        "--epochs",
+        &target,
+        "--batch-size",
+        "8",
+        "--augment",
+        "none",
+        "--freeze-epochs",
+        "0",
+    ])
+    .status()?;
+    assert!(status.success());
+    let tensors = |d: &Path| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+        let mut v: Vec<(String, Vec<f32>)> =
+            prototree::candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu)?
+                .into_iter()
+                .map(|(k, t)| Ok((k, t.flatten_all()?.to_vec1::<f32>()?)))
+                .collect::<anyhow::Result<_>>()?;
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(v)
+    };
+    assert!(
+        tensors(&out)? == tensors(&straight)?,
+        "killed + resumed run differs from the straight run"
+    );
+    let losses = |d: &Path| -> anyhow::Result<Vec<f64>> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))?
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)?;
+                Ok(v["train_loss"].as_f64().unwrap_or(f64::NAN))
+            })
+            .collect()
+    };
+    assert_eq!(losses(&out)?, losses(&straight)?);
     Ok(())
 }
