@@ -34,6 +34,18 @@ pub enum Error {
         /// The shape that was passed.
         got: Vec<usize>,
     },
+    /// A classifier's weight `(k, c)` and bias `(k,)` do not fit the backbone's channels.
+    #[error(
+        "classifier weight {weight:?} and bias {bias:?} do not fit {channels} backbone channels"
+    )]
+    ClassifierShape {
+        /// Shape of the weight.
+        weight: Vec<usize>,
+        /// Shape of the bias.
+        bias: Vec<usize>,
+        /// Channels of the backbone's features.
+        channels: usize,
+    },
     /// An unknown backbone name was given.
     #[error("unknown backbone `{0}` (expected one of: {known})", known = crate::BackboneKind::NAMES.join(", "))]
     UnknownBackbone(String),

@@ -7,6 +7,7 @@
 
 pub mod backbone;
 pub mod build;
+pub mod classifier;
 pub mod efficientnet_lite;
 pub mod error;
 pub mod im2col_op;
@@ -18,6 +19,7 @@ pub mod weights;
 
 pub use backbone::Backbone;
 pub use build::build_backbone;
+pub use classifier::{EvalTransform, ImageNetClassifier};
 pub use efficientnet_lite::EfficientNetLite;
 pub use error::{Error, Result};
 pub use kind::BackboneKind;

@@ -1,59 +1,62 @@
 //! EfficientNet-Lite parity with the PyPI package `efficientnet-lite-pytorch` (fixtures
 //! from fixtures/backbones/make_fixtures.py): a narrow random-weight model's features in
-//! eval and train mode, and the package's state-dict names and shapes for Lite0 … Lite4.
+//! eval and train mode (also at a size with asymmetric "SAME" padding), BatchNorm running
+//! statistics after a train-mode pass, classifier logits, and the package's state-dict
+//! names and shapes for Lite0 … Lite4.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use prototree_backbone::{load_weights, Backbone, BackboneKind, EfficientNetLite};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/backbones")
-        .join(name)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
-    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-}
+use common::{fixture, max_abs_diff, Fixture};
+use prototree_backbone::{
+    load_weights, Backbone, BackboneKind, EfficientNetLite, ImageNetClassifier,
+};
 
 #[test]
 fn narrow_lite_matches_the_pytorch_package() -> anyhow::Result<()> {
-    let dev = Device::Cpu;
-    let all =
-        candle_core::safetensors::load(fixture("efficientnet_lite_narrow.safetensors"), &dev)?;
-    let dir = tempfile::tempdir()?;
-    let weights: HashMap<String, Tensor> = all
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("weights.")
-                .map(|n| (n.to_string(), v.clone()))
-        })
-        .collect();
-    let path = dir.path().join("w.safetensors");
-    candle_core::safetensors::save(&weights, &path)?;
+    let fx = Fixture::load("efficientnet_lite_narrow.safetensors")?;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let net = EfficientNetLite::with_multipliers(BackboneKind::EfficientnetLite0, 0.25, 0.5, vb)?;
-    let report = load_weights(&varmap, "", &path, "narrow efficientnet-lite")?;
-    assert!(report.ignored.iter().any(|k| k.starts_with("_fc.")));
-    for (train, key) in [(false, "features_eval"), (true, "features_train")] {
-        let got = net.features(&all["input"], train)?;
-        let d = max_abs_diff(&got, &all[key])?;
-        let scale = all[key]
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?
-            .max(1.0);
-        println!("efficientnet-lite narrow {key}: max abs diff {d:e} (values up to {scale})");
-        // Train mode normalises with batch statistics of 8 values per channel in the
-        // deepest layers, which amplifies float32 rounding: the bound is relative there.
-        let bound = if train { 1e-4 * scale } else { 1e-4 };
-        assert!(d <= bound, "{key}: max abs diff {d}");
-    }
+    let report = load_weights(&varmap, "", &fx.weights_path, "narrow efficientnet-lite")?;
+    assert_eq!(report.ignored, vec!["_fc.bias", "_fc.weight"]);
+    assert_eq!(report.loaded, fx.weights.len() - 2);
+    let x = fx.get("input")?;
+
+    let eval = net.features(x, false)?;
+    let d = max_abs_diff(&eval, fx.get("features_eval")?)?;
+    let d64 = max_abs_diff(&eval, fx.get("features_eval_f64")?)?;
+    println!("efficientnet-lite narrow: eval max abs diff {d:.1e} (vs float64: {d64:.1e})");
+    assert!(d <= 1e-4 && d64 <= 1e-4, "eval max abs diff {d}");
+
+    // 72 px: odd inputs to stride-2 layers, so "SAME" pads one more row/column after.
+    let odd = net.features(fx.get("input_odd")?, false)?;
+    let d = max_abs_diff(&odd, fx.get("features_eval_odd")?)?;
+    println!("efficientnet-lite narrow: eval (72 px) max abs diff {d:.1e}");
+    assert!(d <= 1e-4, "eval (72 px) max abs diff {d}");
+
+    let clf = ImageNetClassifier::new(
+        Box::new(net.clone()),
+        fx.get("weights._fc.weight")?.clone(),
+        fx.get("weights._fc.bias")?.clone(),
+    )?;
+    let d = max_abs_diff(&clf.forward(x)?, fx.get("logits_eval")?)?;
+    println!("efficientnet-lite narrow: logits max abs diff {d:.1e}");
+    assert!(d <= 1e-4, "logits max abs diff {d}");
+
+    let train = net.features(x, true)?;
+    let d = max_abs_diff(&train, fx.get("features_train")?)?;
+    let d64 = max_abs_diff(&train, fx.get("features_train_f64")?)?;
+    println!("efficientnet-lite narrow: train max abs diff {d:.1e} (vs float64: {d64:.1e})");
+    assert!(d <= 1e-4 && d64 <= 1e-4, "train max abs diff {d}");
+    let d = fx.running_stats_diff(&varmap, "")?;
+    println!(
+        "efficientnet-lite narrow: running statistics after the train pass: max abs diff {d:.1e}"
+    );
+    assert!(d <= 1e-5, "running stats max abs diff {d}");
     Ok(())
 }
 

@@ -1,52 +1,55 @@
 //! ResNet parity with torchvision (fixtures from fixtures/backbones/make_fixtures.py):
 //! feature maps of small ResNets built from torchvision's own blocks, in eval and train
-//! mode, and torchvision's full state-dict names and shapes for ResNet-18 … 152.
+//! mode, BatchNorm running statistics after a train-mode pass, classifier logits, and
+//! torchvision's full state-dict names and shapes for ResNet-18 … 152.
+
+mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use prototree_backbone::{load_weights, Backbone, BackboneKind, BlockKind, Error, ResNet};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/backbones")
-        .join(name)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
-    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-}
+use common::{fixture, max_abs_diff, Fixture};
+use prototree_backbone::{
+    load_weights, Backbone, BackboneKind, BlockKind, Error, ImageNetClassifier, ResNet,
+};
 
 fn check_small(file: &str, block: BlockKind, counts: [usize; 4]) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
-    let all = candle_core::safetensors::load(fixture(file), &dev)?;
-    // The state dict as its own file, as a user would have it.
-    let dir = tempfile::tempdir()?;
-    let weights: HashMap<String, Tensor> = all
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("weights.")
-                .map(|n| (n.to_string(), v.clone()))
-        })
-        .collect();
-    let weights_path = dir.path().join("w.safetensors");
-    candle_core::safetensors::save(&weights, &weights_path)?;
+    let fx = Fixture::load(file)?;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let net = ResNet::with_blocks(BackboneKind::Resnet18, block, counts, 8, vb.pp("_net"))?;
-    let report = load_weights(&varmap, "_net", &weights_path, "small resnet")?;
-    assert_eq!(report.loaded, weights.len());
-    let x = &all["input"];
+    let report = load_weights(&varmap, "_net", &fx.weights_path, "small resnet")?;
+    // Everything but the classifier (fc.weight, fc.bias) went into the backbone.
+    assert_eq!(report.loaded, fx.weights.len() - 2);
+    assert_eq!(report.ignored, vec!["fc.bias", "fc.weight"]);
+    let x = fx.get("input")?;
+
     let eval = net.features(x, false)?;
-    let d = max_abs_diff(&eval, &all["features_eval"])?;
-    println!("{file}: eval max abs diff {d:e}");
-    assert!(d <= 1e-4, "{file}: eval max abs diff {d}");
+    let d = max_abs_diff(&eval, fx.get("features_eval")?)?;
+    let d64 = max_abs_diff(&eval, fx.get("features_eval_f64")?)?;
+    println!("{file}: eval max abs diff {d:.1e} (vs float64: {d64:.1e})");
+    assert!(d <= 1e-4 && d64 <= 1e-4, "{file}: eval max abs diff {d}");
+
+    // The classifier on the same (shared) variables, before the train pass moves the
+    // running statistics.
+    let clf = ImageNetClassifier::new(
+        Box::new(net.clone()),
+        fx.get("weights.fc.weight")?.clone(),
+        fx.get("weights.fc.bias")?.clone(),
+    )?;
+    let d = max_abs_diff(&clf.forward(x)?, fx.get("logits_eval")?)?;
+    println!("{file}: logits max abs diff {d:.1e}");
+    assert!(d <= 1e-4, "{file}: logits max abs diff {d}");
+
     let train = net.features(x, true)?;
-    let d = max_abs_diff(&train, &all["features_train"])?;
-    println!("{file}: train max abs diff {d:e}");
-    assert!(d <= 1e-4, "{file}: train max abs diff {d}");
+    let d = max_abs_diff(&train, fx.get("features_train")?)?;
+    let d64 = max_abs_diff(&train, fx.get("features_train_f64")?)?;
+    println!("{file}: train max abs diff {d:.1e} (vs float64: {d64:.1e})");
+    assert!(d <= 1e-4 && d64 <= 1e-4, "{file}: train max abs diff {d}");
+    let d = fx.running_stats_diff(&varmap, "_net")?;
+    println!("{file}: running statistics after the train pass: max abs diff {d:.1e}");
+    assert!(d <= 1e-5, "{file}: running stats max abs diff {d}");
     Ok(())
 }
 

@@ -1,0 +1,88 @@
+//! Fixture helpers shared by the parity tests (fixtures from
+//! fixtures/backbones/make_fixtures.py).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+
+/// Path of a file in fixtures/backbones.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/backbones")
+        .join(name)
+}
+
+/// Largest absolute element-wise difference.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
+    anyhow::ensure!(
+        a.dims() == b.dims(),
+        "shapes {:?} vs {:?}",
+        a.dims(),
+        b.dims()
+    );
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+/// A parity fixture: every tensor, and its state dict (`weights.*`) written as its own
+/// safetensors file, as a user would have it.
+pub struct Fixture {
+    pub all: HashMap<String, Tensor>,
+    pub weights: HashMap<String, Tensor>,
+    pub weights_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn load(name: &str) -> anyhow::Result<Self> {
+        let all = candle_core::safetensors::load(fixture(name), &Device::Cpu)?;
+        let weights: HashMap<String, Tensor> = all
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("weights.")
+                    .map(|n| (n.to_string(), v.clone()))
+            })
+            .collect();
+        let dir = tempfile::tempdir()?;
+        let weights_path = dir.path().join("weights.safetensors");
+        candle_core::safetensors::save(&weights, &weights_path)?;
+        Ok(Self {
+            all,
+            weights,
+            weights_path,
+            _dir: dir,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> anyhow::Result<&Tensor> {
+        self.all
+            .get(key)
+            .ok_or_else(|| anyhow::anyhow!("fixture has no tensor `{key}`"))
+    }
+
+    /// Largest difference between the BatchNorm running statistics in `varmap` (under
+    /// `prefix`) and PyTorch's after its train-mode pass.
+    pub fn running_stats_diff(&self, varmap: &VarMap, prefix: &str) -> anyhow::Result<f32> {
+        let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let mut worst = 0f32;
+        let mut n = 0;
+        for (k, want) in &self.all {
+            let Some(name) = k.strip_prefix("running_after_train.") else {
+                continue;
+            };
+            let full = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            let got = data
+                .get(&full)
+                .ok_or_else(|| anyhow::anyhow!("no variable {full}"))?;
+            worst = worst.max(max_abs_diff(got.as_tensor(), want)?);
+            n += 1;
+        }
+        anyhow::ensure!(n > 0, "no running statistics in the fixture");
+        Ok(worst)
+    }
+}
