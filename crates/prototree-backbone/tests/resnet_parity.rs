@@ -172,3 +172,42 @@ fn mismatched_weights_are_listed() -> anyhow::Result<()> {
     assert!(err.to_string().contains("junk.pth"), "{err}");
     Ok(())
 }
+
+#[test]
+fn torch_checkpoints_load() -> anyhow::Result<()> {
+    // resnet_basic's weights as `{"epoch": 3, "state_dict": {"module.<name>": …}}`.
+    let fx = Fixture::load("resnet_basic.safetensors")?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let net = ResNet::with_blocks(
+        BackboneKind::Resnet18,
+        BlockKind::Basic,
+        [2, 1, 1, 1],
+        8,
+        vb.pp("_net"),
+    )?;
+    let path = fixture("resnet_basic_checkpoint.pth");
+    let report = load_weights(&varmap, "_net", &path, "small resnet")?;
+    assert_eq!(report.loaded, fx.weights.len() - 2);
+    assert!(report
+        .ignored
+        .iter()
+        .any(|k| k.ends_with("num_batches_tracked")));
+    let d = max_abs_diff(
+        &net.features(fx.get("input")?, false)?,
+        fx.get("features_eval")?,
+    )?;
+    assert!(d <= 1e-4, "max abs diff {d}");
+
+    // A legacy-format file is named as such.
+    let err = load_weights(
+        &varmap,
+        "_net",
+        &fixture("legacy_format.pth"),
+        "small resnet",
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::WeightFile { .. }));
+    assert!(err.to_string().contains("legacy"), "{err}");
+    Ok(())
+}
