@@ -38,7 +38,9 @@ pub trait Backbone: Send + Sync {
 
     /// Name prefixes (relative to the backbone's `VarBuilder`) of the parameters trained
     /// with the add-on's learning rate from the first epoch (the reference's `layer4.2` of
-    /// ResNet-50); every other backbone parameter is frozen for the first epochs.
+    /// ResNet-50); every other backbone parameter is frozen for the first epochs. A prefix
+    /// covers the names equal to it or continuing with `.` (`_bn1` covers `_bn1.weight`,
+    /// not `_blocks.3._bn1.weight`).
     fn last_block_prefixes(&self) -> Vec<String> {
         Vec::new()
     }
