@@ -2,7 +2,7 @@
 //! activate on the same part across images and under noise, and do the decisions depend
 //! on the patches the explanation shows?
 //!
-//! Metrics and their sources (definitions in `docs/explanation-metrics.md`):
+//! Metrics and their sources (definitions in `docs/explanations.md`):
 //! - part localization of projected prototypes and part purity where they fire;
 //! - consistency and stability (Huang et al., ICCV 2023, "Evaluation and improvement of
 //!   interpretability for self-explainable part-prototype networks");

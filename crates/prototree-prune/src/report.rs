@@ -119,7 +119,7 @@ impl fmt::Display for Report {
             table(&mut s, &self.pruning);
         }
         if !self.explanation_metrics.is_empty() {
-            s.push_str("<h2>Explanation quality</h2>\n<p>Measured against the data set's part annotations (see docs/explanation-metrics.md): where prototypes sit, whether they activate on the same part across images and under noise, and whether decisions depend on the patches shown.</p>\n");
+            s.push_str("<h2>Explanation quality</h2>\n<p>Measured against the data set's part annotations (see docs/explanations.md): where prototypes sit, whether they activate on the same part across images and under noise, and whether decisions depend on the patches shown.</p>\n");
             table(&mut s, &self.explanation_metrics);
         }
         s.push_str("<h2>The tree</h2>\n<p>Each decision asks whether the image contains a patch like the prototype shown; the right branch is \"present\" (similarity &gt; 0.5), the left \"absent\". Leaves show their top classes.</p>\n<div class=\"tree\">\n");

@@ -124,7 +124,7 @@ pub struct DemoSummary {
     /// Mean distance from a learnt prototype to its nearest training patch.
     pub mean_projection_distance: f64,
     /// Share of projected prototypes whose source patch sits on an annotated part
-    /// (all explanation metrics: `explanation_metrics.json`, docs/explanation-metrics.md).
+    /// (all explanation metrics: `explanation_metrics.json`, docs/explanations.md).
     #[serde(default)]
     pub explanation_on_part: f64,
     /// Share of prototypes activating on the same part in ≥ 80% of the test images of the

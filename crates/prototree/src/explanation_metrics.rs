@@ -2,7 +2,7 @@
 //! object parts, activate on the same part across images and under noise, and do the
 //! decisions depend on the patches the explanations show? A facade over
 //! [`prototree_metrics`] reporting progress to a [`PipelineObserver`]; the metrics and
-//! their sources are described in `docs/explanation-metrics.md`.
+//! their sources are described in `docs/explanations.md`.
 
 use std::path::Path;
 
