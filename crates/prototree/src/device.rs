@@ -32,6 +32,15 @@ pub fn candle_device(spec: &str) -> Result<Device> {
     Ok(Device::new_cuda(ordinal)?)
 }
 
+/// The `--device` spelling of a device: `cpu`, `cuda:N` or `metal:N`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +50,6 @@ mod tests {
         assert!(matches!(candle_device("cpu"), Ok(Device::Cpu)));
         assert!(candle_device("gpu").is_err());
         assert!(candle_device("cuda:x").is_err());
+        assert_eq!(device_name(&Device::Cpu), "cpu");
     }
 }

@@ -34,6 +34,18 @@ pub enum Error {
     /// An invalid setting.
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// The device ran out of memory during training.
+    #[error("{device} ran out of memory with batch size {batch_size} ({message}); train again with a smaller batch, e.g. --batch-size {suggested_batch_size} (a different batch size cannot continue this run), or free memory on the device and continue with `prototree train --resume RUN`: the last completed epoch is saved")]
+    OutOfMemory {
+        /// The device, e.g. `cuda:0`.
+        device: String,
+        /// The batch size in use.
+        batch_size: usize,
+        /// Half of it (at least 1).
+        suggested_batch_size: usize,
+        /// The underlying error.
+        message: String,
+    },
 }
 
 /// Result type of the facade.

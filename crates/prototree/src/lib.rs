@@ -24,6 +24,7 @@ pub mod explanation_metrics;
 pub mod export;
 pub mod interpret;
 pub mod observer;
+pub mod out_of_memory;
 pub mod plot;
 pub mod predict;
 pub mod report;

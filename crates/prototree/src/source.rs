@@ -44,3 +44,32 @@ impl BatchSource for LoaderSource<'_> {
         }))
     }
 }
+
+/// A [`BatchSource`] that yields one fixed batch `n` times per pass: for benchmarks and
+/// smoke tests of the training step, where data loading must not be measured.
+#[derive(Debug, Clone)]
+pub struct RepeatedBatch {
+    batch: Batch,
+    n: usize,
+}
+
+impl RepeatedBatch {
+    /// `batch`, `n` times per pass.
+    pub fn new(batch: Batch, n: usize) -> Self {
+        Self { batch, n }
+    }
+}
+
+impl BatchSource for RepeatedBatch {
+    fn num_batches(&self) -> usize {
+        self.n
+    }
+
+    fn batches(
+        &mut self,
+        _epoch: usize,
+    ) -> Box<dyn Iterator<Item = prototree_tree::Result<Batch>> + '_> {
+        let batch = &self.batch;
+        Box::new((0..self.n).map(move |_| Ok(batch.clone())))
+    }
+}

@@ -15,7 +15,9 @@ use prototree_tree::{
     ProtoTree, TrainConfig, TrainState, Trainer, TreeConfig,
 };
 
+use crate::device::device_name;
 use crate::observer::{PipelineObserver, Stage};
+use crate::out_of_memory::advise_on_out_of_memory;
 use crate::run_config::{RunConfig, RUN_CONFIG_FILE};
 use crate::source::LoaderSource;
 use crate::{Error, Result};
@@ -459,7 +461,15 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
             job.eval_every > 0 && epoch % job.eval_every == 0 && epoch < job.train.epochs;
         let eval: Option<&mut dyn prototree_tree::BatchSource> =
             if eval_now { Some(&mut test_src) } else { None };
-        let stats = trainer.train_epoch(&mut model, &mut train_src, eval, obs)?;
+        let stats = trainer
+            .train_epoch(&mut model, &mut train_src, eval, obs)
+            .map_err(|e| {
+                advise_on_out_of_memory(
+                    Error::from(e),
+                    job.train.batch_size,
+                    &device_name(&job.device),
+                )
+            })?;
         append_metrics(&metrics, &stats)?;
         let score = stats
             .eval
