@@ -40,7 +40,7 @@ pub fn distances_from_squared(dist_sq: &Tensor) -> Result<Tensor> {
 /// sparse backward); elsewhere the generic tensor-op path.
 ///
 /// # Shapes
-/// - `patches`: `(b, n, d)`, `prototypes`: `(p, d)`
+/// - `patches`: `(b, n, d)`, `prototypes`: `(p, d)` or `(p, d, 1, 1)`
 /// - returns `(b, p)`
 pub fn min_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
     if patches.device().is_cpu()
@@ -49,7 +49,9 @@ pub fn min_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
     {
         return Ok(crate::min_distance_op::min_distances_fused(patches, prototypes)?.0);
     }
-    min_distances_generic(patches, prototypes)
+    let p = prototypes.dim(0)?;
+    let d = prototypes.elem_count() / p.max(1);
+    min_distances_generic(patches, &prototypes.reshape((p, d))?)
 }
 
 /// [`min_distances`] with plain tensor ops (any device and dtype; dense backward).

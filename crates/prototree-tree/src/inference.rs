@@ -2,8 +2,11 @@
 //! probability), max-leaf (the leaf with the highest path probability), and fidelity.
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::distance::DISTANCE_EPS;
+use crate::min_distance_op::{dot, with_cpu_slice};
 use crate::model::TreeOutput;
 use crate::topology::{BranchState, Direction, NodeId, Topology};
 use crate::Result;
@@ -94,6 +97,88 @@ pub fn greedy_path(topology: &Topology, routing_row: &[f32]) -> (usize, Vec<Path
         h = if right { 2 * h + 2 } else { 2 * h + 1 };
     }
     (h - topology.num_branches(), steps)
+}
+
+/// Greedy paths of a batch, computing only the prototypes met on each image's path.
+///
+/// Image by image (in parallel): the squared norms of the image's patches once, then per
+/// level one sweep of dot products against the single prototype of the reached node, so
+/// `depth` prototype distances per image instead of `2^depth − 1`. Same distances as the
+/// soft forward up to float rounding; pass-throughs of a pruned tree cost nothing.
+/// Returns the reached leaf (left-to-right index) and the decisions on the way.
+///
+/// # Shapes
+/// - `patches`: `(b, n, d)` f32, `prototypes`: `(P, d)` f32 (rows in heap order)
+pub fn greedy_paths_path_only(
+    topology: &Topology,
+    patches: &Tensor,
+    prototypes: &Tensor,
+) -> Result<Vec<(usize, Vec<PathStep>)>> {
+    let (b, n, d) = patches.dims3()?;
+    let (p, d2) = prototypes.dims2()?;
+    if d != d2 || p < topology.num_branches() {
+        return Err(crate::Error::ShapeMismatch {
+            tensor: "prototypes".into(),
+            expected: vec![topology.num_branches(), d],
+            got: vec![p, d2],
+        });
+    }
+    let patches = patches.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    let prototypes = prototypes.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    let paths = with_cpu_slice(&patches, |z| {
+        with_cpu_slice(&prototypes, |protos| {
+            (0..b)
+                .into_par_iter()
+                .map_init(Vec::new, |patch_sq: &mut Vec<f32>, bi| {
+                    let image = &z[bi * n * d..(bi + 1) * n * d];
+                    patch_sq.clear();
+                    patch_sq.extend(image.chunks_exact(d.max(1)).take(n).map(|r| dot(r, r)));
+                    greedy_one_image(topology, image, patch_sq, protos, d)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    match paths {
+        Ok(Ok(paths)) => Ok(paths),
+        Ok(Err(e)) | Err(e) => Err(e.into()),
+    }
+}
+
+/// The greedy path of one image: `image` `(n, d)` row-major with squared norms `patch_sq`.
+fn greedy_one_image(
+    topology: &Topology,
+    image: &[f32],
+    patch_sq: &[f32],
+    protos: &[f32],
+    d: usize,
+) -> (usize, Vec<PathStep>) {
+    let mut h = 0usize;
+    let mut path = Vec::with_capacity(topology.depth());
+    for _ in 0..topology.depth() {
+        let right = match topology.branch_state(h) {
+            BranchState::Decision => {
+                let proto = &protos[h * d..(h + 1) * d];
+                let p_sq = dot(proto, proto);
+                let mut min_sq = f32::INFINITY;
+                for (z, &zz) in image.chunks_exact(d.max(1)).zip(patch_sq) {
+                    min_sq = min_sq.min((zz - 2.0 * dot(z, proto) + p_sq).abs());
+                }
+                let s = (-(f64::from(min_sq) + DISTANCE_EPS).sqrt()).exp() as f32;
+                let present = s > 0.5;
+                path.push(PathStep {
+                    node: topology.node_id(h),
+                    heap: h,
+                    similarity: s,
+                    present,
+                });
+                present
+            }
+            BranchState::PassRight => true,
+            BranchState::PassLeft | BranchState::Removed => false,
+        };
+        h = if right { 2 * h + 2 } else { 2 * h + 1 };
+    }
+    (h - topology.num_branches(), path)
 }
 
 /// Classes of all three routing modes from one forward pass.

@@ -7,15 +7,28 @@
 //! cost `O(b·P·d)` instead of the dense `O(b·n·P·d)` product and `(b, n, P)` masks of the
 //! generic autograd path. Values equal the generic path ([`crate::distance`]) up to float
 //! rounding; the tests compare both.
+//!
+//! The forward pass runs in blocks of a few images, in parallel: each block's
+//! `(rows, P)` product (computed by `gemm` straight from the input slices) stays in the
+//! core's cache while the min pass reads it, so no `(b·n, P)` buffer is ever allocated.
 
-use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::distance::DISTANCE_EPS;
 
-/// The op: `(patches (b, n, d), prototypes (P, d))` → `(b, P, 2)` holding the minimum
-/// distance and, as f32, the index of the nearest patch.
-struct MinDistance;
+/// The op: `(patches (b, n, d), prototypes (P, d, ..))` → minimum distances `(b, P)`; the
+/// index of each nearest patch is kept in the op for the backward pass.
+#[derive(Default)]
+struct MinDistance {
+    winners: Arc<OnceLock<Vec<u32>>>,
+}
+
+/// Rows (patches) of one block of the forward pass: the block's `(rows, P)` product stays
+/// in the core's L2 cache while the min pass reads it.
+const BLOCK_ROWS: usize = 192;
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
@@ -23,6 +36,236 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("min-distance op needs contiguous inputs"),
     }
+}
+
+/// Runs `f` on the f32 values of a contiguous CPU tensor, without copying them.
+pub(crate) fn with_cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => Ok(f(contiguous(cpu, layout)?)),
+        _ => candle_core::bail!("min-distance op: tensor is not on the CPU"),
+    }
+}
+
+/// Lanes of the partial sums in [`dot`]: two AVX registers or four SSE registers, so the
+/// adds of one lane do not wait on each other.
+const DOT_LANES: usize = 16;
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; DOT_LANES];
+    let (a16, b16) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
+    let tail: f32 = a16
+        .remainder()
+        .iter()
+        .zip(b16.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a16.zip(b16) {
+        for k in 0..DOT_LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut width = DOT_LANES / 2;
+    while width > 0 {
+        for k in 0..width {
+            acc[k] += acc[k + width];
+        }
+        width /= 2;
+    }
+    acc[0] + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+/// `Σ a_i b_i` over the common length, with [`DOT_LANES`] independent partial sums
+/// (vectorised; the same summation order, hence the same value, with or without AVX2).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_lanes(a, b)
+}
+
+/// A read-only row-major or transposed view of a matrix in a slice: element `(r, c)` is
+/// `data[r·rs + c·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatView<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl MatView<'_> {
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (m, n) = lhs (m, k) · rhs (k, n)`, `dst` row-major, with the `gemm` kernel.
+/// `parallel`: let `gemm` split the product over the rayon pool (for one large product);
+/// otherwise single-threaded (for callers that parallelise over blocks).
+pub(crate) fn gemm_into(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: MatView<'_>,
+    rhs: MatView<'_>,
+    parallel: bool,
+) -> candle_core::Result<()> {
+    if dst.len() < m * n || !lhs.fits(m, k) || !rhs.fits(k, n) {
+        candle_core::bail!("matrix product: buffers too small for ({m}, {k}) x ({k}, {n})");
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        dst[..m * n].fill(0.0);
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if parallel && threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the bounds checks above keep every element the strides address inside the
+    // three slices, and `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// `dst (m, p) = lhs (m, d) · rhsᵀ` for row-major `lhs` and `rhs (p, d)`, single-threaded
+/// (the callers parallelise over blocks).
+fn matmul_nt(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    p: usize,
+    d: usize,
+) -> candle_core::Result<()> {
+    let lhs = MatView {
+        data: lhs,
+        rs: d,
+        cs: 1,
+    };
+    let rhs_t = MatView {
+        data: rhs,
+        rs: 1,
+        cs: d,
+    };
+    gemm_into(dst, m, p, d, lhs, rhs_t, false)
+}
+
+/// Forward pass on slices: for each image, the minimum distance to each prototype and the
+/// index of the nearest patch, written as `out[(bi·P + j)·2 + {0, 1}]`.
+fn min_distance_forward(
+    z: &[f32],
+    protos: &[f32],
+    b: usize,
+    n: usize,
+    d: usize,
+    p: usize,
+) -> candle_core::Result<(Vec<f32>, Vec<u32>)> {
+    let pp: Vec<f32> = protos
+        .chunks_exact(d.max(1))
+        .map(|r| dot(r, r))
+        .take(p)
+        .collect();
+    let mut dist = vec![0f32; b * p];
+    let mut winners = vec![0u32; b * p];
+    if b == 0 || p == 0 {
+        return Ok((dist, winners));
+    }
+    if n == 0 {
+        // No patches: a min over an empty set.
+        dist.fill(f32::INFINITY);
+        return Ok((dist, winners));
+    }
+    let images_per_block = (BLOCK_ROWS / n).max(1);
+    dist.par_chunks_mut(images_per_block * p)
+        .zip(winners.par_chunks_mut(images_per_block * p))
+        .zip(z.par_chunks(images_per_block * n * d))
+        .try_for_each_init(
+            || (Vec::new(), vec![f32::INFINITY; p]),
+            |(cross, best), ((dist_block, arg_block), z_block)| {
+                let rows = dist_block.len() / p * n;
+                cross.resize(rows * p, 0.0);
+                matmul_nt(cross, z_block, protos, rows, p, d)?;
+                for ((dist_row, arg), (z_img, cross_img)) in dist_block
+                    .chunks_exact_mut(p)
+                    .zip(arg_block.chunks_exact_mut(p))
+                    .zip(z_block.chunks_exact(n * d).zip(cross.chunks_exact(n * p)))
+                {
+                    best.fill(f32::INFINITY);
+                    arg.fill(0);
+                    for (ni, (zr, c)) in z_img
+                        .chunks_exact(d.max(1))
+                        .zip(cross_img.chunks_exact(p))
+                        .enumerate()
+                    {
+                        let zz = dot(zr, zr);
+                        let ni = ni as u32;
+                        for (((bj, aj), &cj), &pj) in
+                            best.iter_mut().zip(arg.iter_mut()).zip(c).zip(&pp)
+                        {
+                            let v = (zz - 2.0 * cj + pj).abs();
+                            let better = v < *bj;
+                            *bj = if better { v } else { *bj };
+                            *aj = if better { ni } else { *aj };
+                        }
+                    }
+                    for (o, &bj) in dist_row.iter_mut().zip(best.iter()) {
+                        *o = (f64::from(bj) + DISTANCE_EPS).sqrt() as f32;
+                    }
+                }
+                Ok::<(), candle_core::Error>(())
+            },
+        )?;
+    Ok((dist, winners))
+}
+
+/// `(P, d)` of a prototype tensor `(P, d, ..)` (trailing 1×1 axes allowed).
+fn proto_dims(shape: &Shape) -> candle_core::Result<(usize, usize)> {
+    let dims = shape.dims();
+    if dims.len() < 2 {
+        candle_core::bail!("prototypes must be (P, d) or (P, d, 1, 1), got {dims:?}");
+    }
+    Ok((dims[0], dims[1..].iter().product()))
 }
 
 impl CustomOp2 for MinDistance {
@@ -38,41 +281,17 @@ impl CustomOp2 for MinDistance {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, n, d) = l1.shape().dims3()?;
-        let (p, d2) = l2.shape().dims2()?;
+        let (p, d2) = proto_dims(l2.shape())?;
         if d != d2 {
             candle_core::bail!("patch length {d} != prototype length {d2}");
         }
         let z = contiguous(s1, l1)?;
         let protos = contiguous(s2, l2)?;
-        let zt = Tensor::from_slice(z, (b * n, d), &Device::Cpu)?;
-        let pt = Tensor::from_slice(protos, (p, d), &Device::Cpu)?;
-        let cross = zt.matmul(&pt.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-        let zz: Vec<f32> = z.chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect();
-        let pp: Vec<f32> = protos
-            .chunks(d)
-            .map(|r| r.iter().map(|v| v * v).sum())
-            .collect();
-        let mut out = vec![0f32; b * p * 2];
-        out.par_chunks_mut(p * 2).enumerate().for_each(|(bi, row)| {
-            let mut best = vec![f32::INFINITY; p];
-            let mut arg = vec![0u32; p];
-            for ni in 0..n {
-                let r = bi * n + ni;
-                let c = &cross[r * p..(r + 1) * p];
-                for j in 0..p {
-                    let v = (zz[r] - 2.0 * c[j] + pp[j]).abs();
-                    if v < best[j] {
-                        best[j] = v;
-                        arg[j] = ni as u32;
-                    }
-                }
-            }
-            for j in 0..p {
-                row[2 * j] = (f64::from(best[j]) + DISTANCE_EPS).sqrt() as f32;
-                row[2 * j + 1] = arg[j] as f32;
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((b, p, 2))))
+        let (dist, winners) = min_distance_forward(z, protos, b, n, d, p)?;
+        if self.winners.set(winners).is_err() {
+            candle_core::bail!("min-distance op instance reused");
+        }
+        Ok((CpuStorage::F32(dist), Shape::from((b, p))))
     }
 
     fn bwd(
@@ -83,74 +302,88 @@ impl CustomOp2 for MinDistance {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, n, d) = patches.dims3()?;
-        let p = prototypes.dim(0)?;
-        let z = patches.flatten_all()?.to_vec1::<f32>()?;
-        let protos = prototypes.flatten_all()?.to_vec1::<f32>()?;
-        let res = res.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad_res.flatten_all()?.to_vec1::<f32>()?;
+        let (p, _) = proto_dims(prototypes.shape())?;
+        let Some(winners) = self.winners.get() else {
+            candle_core::bail!("min-distance backward before forward");
+        };
+        let (patches, prototypes) = (patches.contiguous()?, prototypes.contiguous()?);
+        let (res, grad_res) = (res.contiguous()?, grad_res.contiguous()?);
         // coef_bj = g_bj / d_bj (the factor 2 of ∂d²/∂· cancels the 1/2 of ∂√·).
-        let coef: Vec<f32> = (0..b * p).map(|i| g[2 * i] / res[2 * i]).collect();
-        let winner = |bi: usize, j: usize| res[2 * (bi * p + j) + 1] as usize;
-        let mut gp = vec![0f32; p * d];
-        gp.par_chunks_mut(d).enumerate().for_each(|(j, gj)| {
-            let pj = &protos[j * d..(j + 1) * d];
-            for bi in 0..b {
-                let c = coef[bi * p + j];
-                if c == 0.0 {
-                    continue;
-                }
-                let zs = &z[(bi * n + winner(bi, j)) * d..][..d];
-                for k in 0..d {
-                    gj[k] += c * (pj[k] - zs[k]);
-                }
-            }
-        });
-        let mut gz = vec![0f32; b * n * d];
-        gz.par_chunks_mut(n * d).enumerate().for_each(|(bi, gb)| {
-            for j in 0..p {
-                let c = coef[bi * p + j];
-                if c == 0.0 {
-                    continue;
-                }
-                let w = winner(bi, j);
-                let pj = &protos[j * d..(j + 1) * d];
-                let zs = &z[(bi * n + w) * d..][..d];
-                let gw = &mut gb[w * d..(w + 1) * d];
-                for k in 0..d {
-                    gw[k] += c * (zs[k] - pj[k]);
-                }
-            }
-        });
+        let coef = with_cpu_slice(&res, |res| {
+            with_cpu_slice(&grad_res, |g| {
+                g.iter().zip(res).map(|(g, r)| g / r).collect::<Vec<f32>>()
+            })
+        })??;
+        let (gz, gp) = with_cpu_slice(&patches, |z| {
+            with_cpu_slice(&prototypes, |protos| {
+                let mut gp = vec![0f32; p * d];
+                gp.par_chunks_mut(d.max(1)).enumerate().for_each(|(j, gj)| {
+                    let pj = &protos[j * d..(j + 1) * d];
+                    for bi in 0..b {
+                        let c = coef[bi * p + j];
+                        if c == 0.0 {
+                            continue;
+                        }
+                        let w = winners[bi * p + j] as usize;
+                        let zs = &z[(bi * n + w) * d..][..d];
+                        for ((g, &pk), &zk) in gj.iter_mut().zip(pj).zip(zs) {
+                            *g += c * (pk - zk);
+                        }
+                    }
+                });
+                let mut gz = vec![0f32; b * n * d];
+                gz.par_chunks_mut((n * d).max(1))
+                    .enumerate()
+                    .for_each(|(bi, gb)| {
+                        for j in 0..p {
+                            let c = coef[bi * p + j];
+                            if c == 0.0 {
+                                continue;
+                            }
+                            let w = winners[bi * p + j] as usize;
+                            let pj = &protos[j * d..(j + 1) * d];
+                            let zs = &z[(bi * n + w) * d..][..d];
+                            let gw = &mut gb[w * d..(w + 1) * d];
+                            for ((g, &zk), &pk) in gw.iter_mut().zip(zs).zip(pj) {
+                                *g += c * (zk - pk);
+                            }
+                        }
+                    });
+                (gz, gp)
+            })
+        })??;
         let dev = patches.device();
         Ok((
             Some(Tensor::from_vec(gz, (b, n, d), dev)?),
-            Some(Tensor::from_vec(gp, (p, d), dev)?),
+            Some(Tensor::from_vec(gp, prototypes.shape(), dev)?),
         ))
     }
 }
 
 /// Minimum distance `(b, P)` and nearest-patch index `(b, P)` (u32) with the fused CPU
-/// kernel. Inputs must be f32 on the CPU.
+/// kernel. Inputs must be f32 on the CPU; `prototypes` is `(P, d)` or `(P, d, 1, 1)` (the
+/// stored parameter itself, so its gradient needs no reshape).
 pub fn min_distances_fused(
     patches: &Tensor,
     prototypes: &Tensor,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    let out = patches
+    let op = MinDistance::default();
+    let winners = op.winners.clone();
+    let dist = patches
         .contiguous()?
-        .apply_op2(&prototypes.contiguous()?, MinDistance)?;
-    let dist = out.narrow(2, 0, 1)?.squeeze(2)?;
-    let arg = out
-        .narrow(2, 1, 1)?
-        .squeeze(2)?
-        .detach()
-        .to_dtype(candle_core::DType::U32)?;
+        .apply_op2(&prototypes.contiguous()?, op)?;
+    let Some(winners) = winners.get() else {
+        candle_core::bail!("min-distance op did not run");
+    };
+    let (b, p) = dist.dims2()?;
+    let arg = Tensor::from_slice(winners, (b, p), dist.device())?;
     Ok((dist, arg))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
 
     #[test]
     fn matches_the_generic_path_in_values_and_gradients() -> anyhow::Result<()> {
@@ -173,5 +406,41 @@ mod tests {
             assert!(diff < 1e-4, "gradients differ by {diff}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn many_blocks_odd_sizes_and_stored_prototype_shape() -> anyhow::Result<()> {
+        // 9 images of 49 patches span several blocks; d = 37 leaves a dot-product tail.
+        let dev = Device::Cpu;
+        let z = Var::from_tensor(&Tensor::rand(0f32, 1.0, (9, 49, 37), &dev)?)?;
+        let p = Var::from_tensor(&Tensor::rand(0f32, 1.0, (13, 37, 1, 1), &dev)?)?;
+        let w = Tensor::rand(0f32, 1.0, (9, 13), &dev)?;
+        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
+        let flat = p.as_tensor().reshape((13, 37))?;
+        let generic = crate::distance::min_distances_generic(z.as_tensor(), &flat)?;
+        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "values differ by {diff}");
+        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), &flat)?;
+        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
+        let g1 = (fused * &w)?.sum_all()?.backward()?;
+        let g2 = (generic * &w)?.sum_all()?.backward()?;
+        for v in [&z, &p] {
+            let a = g1.get(v.as_tensor()).unwrap();
+            let b = g2.get(v.as_tensor()).unwrap();
+            assert_eq!(a.dims(), v.dims());
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "gradients differ by {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn dot_matches_a_plain_sum() {
+        for len in [0usize, 1, 15, 16, 17, 256, 259] {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
+            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4, "len {len}");
+        }
     }
 }

@@ -215,11 +215,12 @@ impl ProtoTree {
 
     /// The soft tree on latent patches.
     pub fn forward_latent(&self, latent: &Latent) -> Result<TreeOutput> {
-        let min_distances = distance::min_distances(&latent.patches, &self.prototypes()?)?;
+        // The stored (P, d, 1, 1) parameter goes in as it is: no reshape in the graph.
+        let min_distances = distance::min_distances(&latent.patches, self.prototypes.as_tensor())?;
         let similarities = distance::similarity(&min_distances)?;
         let routing = self.masks.apply(&similarities)?;
         let leaf_path_probs = leaf_path_probabilities(&routing, self.config.depth())?;
-        let probabilities = leaf_path_probs.matmul(&self.leaves.distributions()?)?;
+        let probabilities = self.leaves.mixture(&leaf_path_probs)?;
         Ok(TreeOutput {
             probabilities,
             leaf_path_probs,

@@ -5,10 +5,8 @@
 
 use crate::inference::argmax;
 use candle_core::Tensor;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::distance::DISTANCE_EPS;
 use crate::inference::{greedy_path, PathStep, Routing};
 use crate::model::{Latent, ProtoTree};
 use crate::topology::BranchState;
@@ -36,22 +34,22 @@ impl ProtoTree {
 
     /// [`ProtoTree::predict`] on latent patches.
     pub fn predict_latent(&self, latent: &Latent, routing: Routing) -> Result<Vec<Prediction>> {
-        let leaf_dists = self.leaves().distributions()?.to_vec2::<f32>()?;
         if routing == Routing::Greedy {
-            return self
-                .greedy_paths(latent)?
+            let paths = self.greedy_paths(latent)?;
+            let reached: Vec<usize> = paths.iter().map(|(leaf, _)| *leaf).collect();
+            let leaf_dists = self.leaves().distributions_of(&reached)?.to_vec2::<f32>()?;
+            return Ok(paths
                 .into_iter()
-                .map(|(leaf, path)| {
-                    let probabilities = leaf_dists[leaf].clone();
-                    Ok(Prediction {
-                        class_index: argmax(&probabilities),
-                        probabilities,
-                        leaf,
-                        path,
-                    })
+                .zip(leaf_dists)
+                .map(|((leaf, path), probabilities)| Prediction {
+                    class_index: argmax(&probabilities),
+                    probabilities,
+                    leaf,
+                    path,
                 })
-                .collect();
+                .collect());
         }
+        let leaf_dists = self.leaves().distributions()?.to_vec2::<f32>()?;
         let out = self.forward_latent(latent)?;
         let probs = out.probabilities.to_vec2::<f32>()?;
         let pis = out.leaf_path_probs.to_vec2::<f32>()?;
@@ -108,49 +106,14 @@ impl ProtoTree {
             .collect()
     }
 
-    /// Greedy paths computing only the prototypes met on each path (parallel over images).
+    /// Greedy paths computing only the prototypes met on each path (parallel over images;
+    /// see [`crate::inference::greedy_paths_path_only`]).
     pub fn greedy_paths(&self, latent: &Latent) -> Result<Vec<(usize, Vec<PathStep>)>> {
-        let (b, n, d) = latent.patches.dims3()?;
-        let patches = latent.patches.flatten_all()?.to_vec1::<f32>()?;
-        let protos = self.prototypes()?.flatten_all()?.to_vec1::<f32>()?;
-        let topo = self.topology();
-        let dot = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
-        let out = (0..b)
-            .into_par_iter()
-            .map(|bi| {
-                let image = &patches[bi * n * d..(bi + 1) * n * d];
-                let patch_sq: Vec<f32> = image.chunks_exact(d).map(|z| dot(z, z)).collect();
-                let mut h = 0usize;
-                let mut path = Vec::with_capacity(topo.depth());
-                for _ in 0..topo.depth() {
-                    let right = match topo.branch_state(h) {
-                        BranchState::Decision => {
-                            let p = &protos[h * d..(h + 1) * d];
-                            let p_sq = dot(p, p);
-                            let min_sq = image
-                                .chunks_exact(d)
-                                .zip(&patch_sq)
-                                .map(|(z, zz)| (zz - 2.0 * dot(z, p) + p_sq).abs())
-                                .fold(f32::INFINITY, f32::min);
-                            let s = (-(f64::from(min_sq) + DISTANCE_EPS).sqrt()).exp() as f32;
-                            let present = s > 0.5;
-                            path.push(PathStep {
-                                node: topo.node_id(h),
-                                heap: h,
-                                similarity: s,
-                                present,
-                            });
-                            present
-                        }
-                        BranchState::PassRight => true,
-                        BranchState::PassLeft | BranchState::Removed => false,
-                    };
-                    h = if right { 2 * h + 2 } else { 2 * h + 1 };
-                }
-                (h - topo.num_branches(), path)
-            })
-            .collect();
-        Ok(out)
+        crate::inference::greedy_paths_path_only(
+            self.topology(),
+            &latent.patches,
+            &self.prototypes()?,
+        )
     }
 }
 
