@@ -5,19 +5,23 @@
 //! state_dict names, so torchvision-style weight files load without renaming.
 #![warn(missing_docs)]
 
+mod add_relu_op;
 pub mod backbone;
+pub mod batch_norm;
 pub mod build;
 pub mod classifier;
+mod conv_op;
 pub mod efficientnet_lite;
 pub mod error;
-pub mod im2col_op;
 pub mod kind;
+mod max_pool_op;
 pub mod nhwc_conv;
 pub mod resnet;
 pub mod small_cnn;
 pub mod weights;
 
 pub use backbone::Backbone;
+pub use batch_norm::BatchNormNhwc;
 pub use build::build_backbone;
 pub use classifier::{EvalTransform, ImageNetClassifier};
 pub use efficientnet_lite::EfficientNetLite;

@@ -1,5 +1,6 @@
-//! Channels-last convolution as im2col + one matrix product, built from tensor ops whose
-//! gradients are cheap in candle (padding, slicing, stacking, matmul).
+//! Channels-last convolution as im2col + matrix product: on the CPU one fused custom op
+//! (`conv_op`), elsewhere built from tensor ops whose gradients are cheap in candle
+//! (padding, slicing, stacking, matmul).
 //!
 //! candle's CPU `conv2d` backward runs a direct `conv_transpose2d` and a convolution
 //! with the whole feature map as kernel, which makes training ~10× slower than inference.
@@ -60,14 +61,15 @@ pub fn conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -
         conv_out_size(h, kh, stride, padding),
         conv_out_size(w, kw, stride, padding),
     );
-    // On the CPU (f32) the column matrix comes from one fused, parallel op.
-    if x.device().is_cpu()
-        && x.dtype() == candle_core::DType::F32
-        && !(kh == 1 && kw == 1 && padding == 0 && stride == 1)
-    {
-        let cols = crate::im2col_op::im2col_nhwc(x, kh, kw, stride, padding, ho, wo)?;
-        let wmat = weight.reshape((o, c * kh * kw))?;
-        return Ok(cols.matmul(&wmat.t()?)?.reshape((b, ho, wo, o))?);
+    // On the CPU (f32): one fused op, im2col in blocks feeding the matrix product.
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        return Ok(crate::conv_op::conv2d_nhwc_fused(
+            x,
+            weight,
+            stride,
+            (padding, padding),
+            (ho, wo),
+        )?);
     }
     let x = if padding > 0 {
         x.pad_with_zeros(1, padding, padding)?
@@ -92,10 +94,11 @@ pub fn conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -
     Ok(cols.matmul(&wmat.t()?)?.reshape((b, ho, wo, o))?)
 }
 
-/// `k × k` max-pooling with `stride` and zero `padding` of a channels-last input.
+/// `k × k` max-pooling with `stride` and `padding` of a channels-last input.
 ///
-/// Zero padding equals PyTorch's `−∞` padding when the input is non-negative (as after a
-/// ReLU, where ResNet pools).
+/// Padded cells never win (PyTorch's `−∞` padding); off the CPU the padding is zeros, which
+/// is the same when the input is non-negative (as after a ReLU, where ResNet pools). The
+/// gradient goes to the first maximum of each window.
 ///
 /// # Shapes
 /// - `x`: `(b, h, w, c)` → `(b, h_out, w_out, c)`
@@ -105,6 +108,15 @@ pub fn max_pool_nhwc(x: &Tensor, k: usize, stride: usize, padding: usize) -> Res
         conv_out_size(h, k, stride, padding),
         conv_out_size(w, k, stride, padding),
     );
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        return Ok(crate::max_pool_op::max_pool_nhwc_fused(
+            x,
+            k,
+            stride,
+            padding,
+            (ho, wo),
+        )?);
+    }
     let x = if padding > 0 {
         x.pad_with_zeros(1, padding, padding)?
             .pad_with_zeros(2, padding, padding)?
@@ -123,6 +135,15 @@ pub fn max_pool_nhwc(x: &Tensor, k: usize, stride: usize, padding: usize) -> Res
         }
     }
     out.ok_or_else(|| candle_core::Error::Msg("max pool with an empty kernel".into()).into())
+}
+
+/// `relu(a + b)` of two same-shaped tensors (the residual join), fused into one pass on
+/// the CPU (f32), whose backward keeps only the output.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().is_cpu() && a.dtype() == candle_core::DType::F32 {
+        return Ok(crate::add_relu_op::add_relu_fused(a, b)?);
+    }
+    Ok((a + b)?.relu()?)
 }
 
 /// TensorFlow "SAME" padding `(before, after)` of one side for `kernel` and `stride`.
@@ -242,8 +263,17 @@ mod tests {
         let dev = Device::Cpu;
         // (stride, padding, kernel, side): the fused im2col op and its col2im backward on
         // the strided, padded and odd-sized cases ResNet and EfficientNet use.
-        for (s, p, k, n) in [(1, 1, 3, 6), (2, 3, 7, 9), (2, 1, 3, 7), (2, 0, 1, 8)] {
-            let x = Var::randn(0f32, 1.0, (2, 3, n, n), &dev)?;
+        for (s, p, k, n) in [
+            (1, 1, 3, 6),
+            (2, 3, 7, 9),
+            (2, 1, 3, 7),
+            (2, 0, 1, 8),
+            (1, 0, 1, 5),
+            // 3·144 rows: blocks of 256 rows that straddle images.
+            (1, 1, 3, 12),
+        ] {
+            // Three images: the backward splits whole images between threads.
+            let x = Var::randn(0f32, 1.0, (3, 3, n, n), &dev)?;
             let wt = Var::randn(0f32, 1.0, (4, 3, k, k), &dev)?;
             let ours = conv2d_nhwc(&x.as_tensor().permute((0, 2, 3, 1))?, wt.as_tensor(), s, p)?
                 .sqr()?

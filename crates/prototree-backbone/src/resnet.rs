@@ -6,17 +6,18 @@
 //! Computation runs channels-last with [`conv2d_nhwc`], whose backward pass is cheap on
 //! the CPU; the weights keep PyTorch's layout, so torchvision files load unchanged.
 
-use candle_core::{ModuleT, Tensor};
-use candle_nn::{batch_norm, BatchNorm, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
-use crate::nhwc_conv::{conv2d_nhwc, max_pool_nhwc};
+use crate::batch_norm::BatchNormNhwc;
+use crate::nhwc_conv::{add_relu, conv2d_nhwc, max_pool_nhwc};
 use crate::{Backbone, BackboneKind, Error, Result};
 
 /// A convolution without bias followed by BatchNorm (PyTorch eps 1e-5).
 #[derive(Debug, Clone)]
 struct ConvBn {
     weight: Tensor,
-    bn: BatchNorm,
+    bn: BatchNormNhwc,
     stride: usize,
     padding: usize,
 }
@@ -33,20 +34,16 @@ impl ConvBn {
     ) -> Result<Self> {
         Ok(Self {
             weight: conv.get((c_out, c_in, k, k), "weight")?,
-            bn: batch_norm(c_out, 1e-5, bn)?,
+            bn: BatchNormNhwc::new(c_out, 1e-5, 0.1, bn)?,
             stride,
             padding: k / 2,
         })
     }
 
-    /// `(b, h, w, c_in)` → `(b, h', w', c_out)`, normalised (no activation).
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// `(b, h, w, c_in)` → `(b, h', w', c_out)`, normalised, then the ReLU if `relu`.
+    fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let y = conv2d_nhwc(x, &self.weight, self.stride, self.padding)?;
-        let (b, h, w, c) = y.dims4()?;
-        Ok(self
-            .bn
-            .forward_t(&y.reshape((b * h * w, c))?, train)?
-            .reshape((b, h, w, c))?)
+        self.bn.forward(&y, train, relu)
     }
 }
 
@@ -62,16 +59,13 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, c) in self.convs.iter().enumerate() {
-            y = c.forward(&y, train)?;
-            if i < last {
-                y = y.relu()?;
-            }
+            y = c.forward(&y, train, i < last)?;
         }
         let shortcut = match &self.downsample {
-            Some(d) => d.forward(x, train)?,
+            Some(d) => d.forward(x, train, false)?,
             None => x.clone(),
         };
-        Ok((y + shortcut)?.relu()?)
+        add_relu(&y, &shortcut)
     }
 }
 
@@ -194,7 +188,7 @@ impl Backbone for ResNet {
     fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         crate::backbone::check_input(x, Self::MIN_SIZE)?;
         let x = x.permute((0, 2, 3, 1))?.contiguous()?;
-        let x = self.stem.forward(&x, train)?.relu()?;
+        let x = self.stem.forward(&x, train, true)?;
         let mut x = max_pool_nhwc(&x, 3, 2, 1)?;
         for layer in &self.layers {
             for block in layer {

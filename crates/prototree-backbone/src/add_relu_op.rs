@@ -1,0 +1,127 @@
+//! `relu(a + b)` for the CPU in one pass, as a candle custom op: the residual join of a
+//! ResNet block. The backward masks the gradient with the saved output, so neither the
+//! sum nor its ReLU input is kept.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 16;
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("add_relu needs contiguous inputs"),
+    }
+}
+
+/// `(a, b)` → `max(a + b, 0)`.
+struct AddRelu;
+
+/// `(y, dy)` → `dy · [y > 0]`.
+struct ReluMask;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "prototree-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
+        if a.len() != b.len() {
+            candle_core::bail!("add_relu: {:?} and {:?} differ", l1.shape(), l2.shape());
+        }
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(yc, (ac, bc))| {
+                for ((o, p), q) in yc.iter_mut().zip(ac).zip(bc) {
+                    *o = (p + q).max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = res.apply_op2_no_bwd(&dy.contiguous()?, &ReluMask)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "prototree-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, dy) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
+        let mut g = vec![0f32; y.len()];
+        g.par_chunks_mut(CHUNK)
+            .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+            .for_each(|(gc, (yc, dc))| {
+                for ((o, v), d) in gc.iter_mut().zip(yc).zip(dc) {
+                    *o = if *v > 0.0 { *d } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(g), l1.shape().clone()))
+    }
+}
+
+/// `relu(a + b)` of two same-shaped f32 CPU tensors, differentiable.
+pub(crate) fn add_relu_fused(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if a.shape() != b.shape() {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: a.shape().clone(),
+            rhs: b.shape().clone(),
+            op: "add_relu",
+        });
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_add_then_relu() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let a = Var::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
+        let b = Var::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
+        let up = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
+        let ours = add_relu_fused(a.as_tensor(), b.as_tensor())?;
+        let theirs = (a.as_tensor() + b.as_tensor())?.relu()?;
+        let d = (&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(d, 0.0);
+        let g1 = (&ours * &up)?.sum_all()?.backward()?;
+        let g2 = (&theirs * &up)?.sum_all()?.backward()?;
+        for v in [&a, &b] {
+            let (x, y) = (
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
+            assert_eq!((x - y)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        }
+        Ok(())
+    }
+}

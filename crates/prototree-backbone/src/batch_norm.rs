@@ -1,0 +1,439 @@
+//! BatchNorm (+ optional ReLU) of channels-last tensors, fused on the CPU.
+//!
+//! candle's `BatchNorm` runs a chain of broadcasting ops, each with its own full-size
+//! temporary kept for the backward pass. Here, on the CPU in f32, one pass computes the
+//! batch statistics, one applies the normalisation (and the ReLU), and the backward is a
+//! single custom op of two passes that keeps nothing but the input and the output.
+//! The running statistics update exactly as candle's and PyTorch's: momentum-weighted,
+//! the variance unbiased (`n / (n − 1)`). Elsewhere (GPU, other dtypes) it falls back to
+//! candle's `BatchNorm` on the same variables.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, Var};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, ModuleT, VarBuilder};
+use rayon::prelude::*;
+
+use crate::Result;
+
+/// Rows per parallel task of the statistics and normalisation passes.
+const CHUNK_ROWS: usize = 512;
+
+/// A BatchNorm over the last (channel) dimension, with optional fused ReLU.
+///
+/// Parameters and running statistics are created through the `VarBuilder` under
+/// PyTorch's names (`weight`, `bias`, `running_mean`, `running_var`).
+#[derive(Debug, Clone)]
+pub struct BatchNormNhwc {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+    generic: BatchNorm,
+}
+
+impl BatchNormNhwc {
+    /// A BatchNorm of `c` channels with `eps` and `momentum` (PyTorch's meaning).
+    pub fn new(c: usize, eps: f64, momentum: f64, vb: VarBuilder) -> Result<Self> {
+        let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.))?;
+        let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
+        let weight = vb.get_with_hints(c, "weight", Init::Const(1.))?;
+        let bias = vb.get_with_hints(c, "bias", Init::Const(0.))?;
+        let generic = candle_nn::batch_norm(
+            c,
+            BatchNormConfig {
+                eps,
+                remove_mean: true,
+                affine: true,
+                momentum,
+            },
+            vb,
+        )?;
+        Ok(Self {
+            weight,
+            bias,
+            // A variable's tensor gives a Var sharing its storage: updates reach the VarMap.
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            eps,
+            momentum,
+            generic,
+        })
+    }
+
+    /// Normalises `x` over all but its last dimension, then applies the ReLU if `relu`.
+    ///
+    /// `train`: batch statistics, and the running statistics updated; otherwise the
+    /// running statistics.
+    ///
+    /// # Shapes
+    /// - `x`: `(…, c)` → same shape
+    pub fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        let c = self.weight.dim(0)?;
+        let shape = x.shape().clone();
+        if x.dims().last() != Some(&c) {
+            return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                lhs: shape,
+                rhs: self.weight.shape().clone(),
+                op: "batch_norm_nhwc",
+            }
+            .into());
+        }
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            let y = self
+                .generic
+                .forward_t(&x.reshape(((), c))?, train)?
+                .reshape(&shape)?;
+            return Ok(if relu { y.relu()? } else { y });
+        }
+        let x = x.reshape(((), c))?.contiguous()?;
+        let rows = x.dim(0)?;
+        let (mean, invstd) = if train {
+            let stats = x.apply_op1_no_bwd(&BnStats)?;
+            let (mean, var) = (stats.get(0)?, stats.get(1)?);
+            let m = self.momentum;
+            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (&mean * m)?)?;
+            self.running_mean.set(&rm)?;
+            let unbias = if rows > 1 {
+                rows as f64 / (rows as f64 - 1.0)
+            } else {
+                1.0
+            };
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (&var * (m * unbias))?)?;
+            self.running_var.set(&rv)?;
+            (mean, var)
+        } else {
+            (
+                self.running_mean.as_detached_tensor(),
+                self.running_var.as_detached_tensor(),
+            )
+        };
+        let invstd = (invstd + self.eps)?.sqrt()?.recip()?;
+        let op = BnApply {
+            mean: mean.to_vec1::<f32>()?,
+            invstd: invstd.to_vec1::<f32>()?,
+            relu,
+            batch_stats: train,
+        };
+        Ok(x.apply_op3(&self.weight, &self.bias, op)?.reshape(shape)?)
+    }
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("batch_norm_nhwc needs contiguous inputs"),
+    }
+}
+
+/// Per-channel sums of `f(row)` over `x` (`rows × c`), f32 within a chunk, f64 across.
+fn channel_sums<F>(x: &[f32], c: usize, f: F) -> Vec<f64>
+where
+    F: Fn(&[f32], &mut [f32]) + Sync,
+{
+    x.par_chunks((CHUNK_ROWS * c).max(1))
+        .map(|chunk| {
+            let mut acc = vec![0f32; c];
+            for row in chunk.chunks_exact(c) {
+                f(row, &mut acc);
+            }
+            acc.into_iter().map(f64::from).collect::<Vec<f64>>()
+        })
+        .reduce(
+            || vec![0f64; c],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// `(rows, c)` → `(2, c)`: per-channel mean and biased variance (two passes).
+struct BnStats;
+
+impl CustomOp1 for BnStats {
+    fn name(&self) -> &'static str {
+        "prototree-batch-norm-stats"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, c) = l.shape().dims2()?;
+        let x = contiguous(s, l)?;
+        let n = rows.max(1) as f64;
+        let mean: Vec<f32> = channel_sums(x, c, |row, acc| {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += *v;
+            }
+        })
+        .into_iter()
+        .map(|s| (s / n) as f32)
+        .collect();
+        let var: Vec<f32> = channel_sums(x, c, |row, acc| {
+            for ((a, v), m) in acc.iter_mut().zip(row).zip(&mean) {
+                let d = *v - *m;
+                *a += d * d;
+            }
+        })
+        .into_iter()
+        .map(|s| (s / n) as f32)
+        .collect();
+        let mut out = mean;
+        out.extend(var);
+        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+    }
+}
+
+/// `(x (rows, c), gamma (c), beta (c))` → `gamma·(x − mean)·invstd + beta` (then ReLU).
+struct BnApply {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    relu: bool,
+    /// Whether `mean`/`invstd` are the batch's own (train mode), which the backward
+    /// differentiates through.
+    batch_stats: bool,
+}
+
+impl CustomOp3 for BnApply {
+    fn name(&self) -> &'static str {
+        "prototree-batch-norm-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, c) = l1.shape().dims2()?;
+        let x = contiguous(s1, l1)?;
+        let (gamma, beta) = (contiguous(s2, l2)?, contiguous(s3, l3)?);
+        let scale: Vec<f32> = gamma.iter().zip(&self.invstd).map(|(g, i)| g * i).collect();
+        let shift: Vec<f32> = beta
+            .iter()
+            .zip(&scale)
+            .zip(&self.mean)
+            .map(|((b, s), m)| b - m * s)
+            .collect();
+        let mut y = vec![0f32; rows * c];
+        let relu = self.relu;
+        y.par_chunks_mut((CHUNK_ROWS * c).max(1))
+            .zip(x.par_chunks((CHUNK_ROWS * c).max(1)))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
+                    for (((o, v), s), t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
+                        let r = v * s + t;
+                        *o = if relu { r.max(0.0) } else { r };
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((rows, c))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, c) = x.dims2()?;
+        let packed = x.apply_op3_no_bwd(
+            res,
+            &dy.contiguous()?,
+            &BnBackward {
+                mean: self.mean.clone(),
+                invstd: self.invstd.clone(),
+                gamma: gamma.to_vec1::<f32>()?,
+                relu: self.relu,
+                batch_stats: self.batch_stats,
+            },
+        )?;
+        let n = rows * c;
+        let dx = packed.narrow(0, 0, n)?.reshape((rows, c))?;
+        let dgamma = packed.narrow(0, n, c)?;
+        let dbeta = packed.narrow(0, n + c, c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// `(x, y, dy)` → `[dx (rows·c) | dgamma (c) | dbeta (c)]`.
+struct BnBackward {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    gamma: Vec<f32>,
+    relu: bool,
+    batch_stats: bool,
+}
+
+impl CustomOp3 for BnBackward {
+    fn name(&self) -> &'static str {
+        "prototree-batch-norm-nhwc-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, c) = l1.shape().dims2()?;
+        let x = contiguous(s1, l1)?;
+        let y = contiguous(s2, l2)?;
+        let dy = contiguous(s3, l3)?;
+        let relu = self.relu;
+        let (mean, invstd) = (&self.mean, &self.invstd);
+        let chunk = (CHUNK_ROWS * c).max(1);
+        // Pass 1: Σ g and Σ g·x̂ per channel, g the gradient after the ReLU's mask.
+        let sums = x
+            .par_chunks(chunk)
+            .zip(y.par_chunks(chunk))
+            .zip(dy.par_chunks(chunk))
+            .map(|((xc, yc), gc)| {
+                let mut acc = vec![0f32; 2 * c];
+                let (sg, sgx) = acc.split_at_mut(c);
+                for ((xr, yr), gr) in xc
+                    .chunks_exact(c)
+                    .zip(yc.chunks_exact(c))
+                    .zip(gc.chunks_exact(c))
+                {
+                    for i in 0..c {
+                        let g = if relu && yr[i] <= 0.0 { 0.0 } else { gr[i] };
+                        sg[i] += g;
+                        sgx[i] += g * (xr[i] - mean[i]) * invstd[i];
+                    }
+                }
+                acc.into_iter().map(f64::from).collect::<Vec<f64>>()
+            })
+            .reduce(
+                || vec![0f64; 2 * c],
+                |mut a, b| {
+                    for (p, q) in a.iter_mut().zip(b) {
+                        *p += q;
+                    }
+                    a
+                },
+            );
+        let n = rows.max(1) as f64;
+        let (sum_g, sum_gx) = sums.split_at(c);
+        let scale: Vec<f32> = self.gamma.iter().zip(invstd).map(|(g, i)| g * i).collect();
+        let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / n) as f32).collect();
+        let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / n) as f32).collect();
+        let mut out = vec![0f32; rows * c + 2 * c];
+        let (dx, tail) = out.split_at_mut(rows * c);
+        let batch_stats = self.batch_stats;
+        // Pass 2: dx = γ·invstd·(g − mean(g) − x̂·mean(g·x̂)) (train), γ·invstd·g (eval).
+        dx.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .zip(y.par_chunks(chunk))
+            .zip(dy.par_chunks(chunk))
+            .for_each(|(((dc, xc), yc), gc)| {
+                for (((dr, xr), yr), gr) in dc
+                    .chunks_exact_mut(c)
+                    .zip(xc.chunks_exact(c))
+                    .zip(yc.chunks_exact(c))
+                    .zip(gc.chunks_exact(c))
+                {
+                    for i in 0..c {
+                        let g = if relu && yr[i] <= 0.0 { 0.0 } else { gr[i] };
+                        dr[i] = if batch_stats {
+                            let xh = (xr[i] - mean[i]) * invstd[i];
+                            scale[i] * (g - mean_g[i] - xh * mean_gx[i])
+                        } else {
+                            scale[i] * g
+                        };
+                    }
+                }
+            });
+        for i in 0..c {
+            tail[i] = sum_gx[i] as f32;
+            tail[c + i] = sum_g[i] as f32;
+        }
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::VarMap;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
+        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    }
+
+    /// The fused op against candle's `BatchNorm` (+ `relu`) on the same variables: output,
+    /// running statistics and the gradients of input, weight and bias.
+    #[test]
+    fn fused_matches_candle_batch_norm() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        for (train, relu) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (mut fused_map, mut plain_map) = (VarMap::new(), VarMap::new());
+            let vb_f = VarBuilder::from_varmap(&fused_map, DType::F32, &dev);
+            let vb_p = VarBuilder::from_varmap(&plain_map, DType::F32, &dev);
+            let ours = BatchNormNhwc::new(5, 1e-5, 0.1, vb_f)?;
+            let cfg = BatchNormConfig {
+                eps: 1e-5,
+                remove_mean: true,
+                affine: true,
+                momentum: 0.1,
+            };
+            let theirs = candle_nn::batch_norm(5, cfg, vb_p)?;
+            // Same non-trivial parameters and running statistics in both maps.
+            for (name, lo) in [
+                ("weight", 0.5f32),
+                ("bias", -0.5),
+                ("running_mean", -1.0),
+                ("running_var", 0.5),
+            ] {
+                let v = Tensor::rand(lo, lo + 1.0, 5, &dev)?;
+                fused_map.set_one(name, &v)?;
+                plain_map.set_one(name, &v)?;
+            }
+            let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev)? * 2.0)?)?;
+            let up = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
+            let y1 = ours.forward(x.as_tensor(), train, relu)?;
+            let mut y2 = theirs
+                .forward_t(&x.as_tensor().reshape((24, 5))?, train)?
+                .reshape((2, 3, 4, 5))?;
+            if relu {
+                y2 = y2.relu()?;
+            }
+            assert!(max_diff(&y1, &y2)? < 1e-5, "train {train} relu {relu}");
+            let (g1, g2) = (
+                (&y1 * &up)?.sum_all()?.backward()?,
+                (&y2 * &up)?.sum_all()?.backward()?,
+            );
+            let (d1, d2) = (
+                fused_map.data().lock().unwrap(),
+                plain_map.data().lock().unwrap(),
+            );
+            for name in ["running_mean", "running_var"] {
+                let d = max_diff(d1[name].as_tensor(), d2[name].as_tensor())?;
+                assert!(d < 1e-6, "{name}: {d}");
+            }
+            let pairs = [
+                (x.as_tensor(), x.as_tensor(), "x"),
+                (d1["weight"].as_tensor(), d2["weight"].as_tensor(), "weight"),
+                (d1["bias"].as_tensor(), d2["bias"].as_tensor(), "bias"),
+            ];
+            for (a, b, name) in pairs {
+                let (ga, gb) = (g1.get(a).unwrap(), g2.get(b).unwrap());
+                let d = max_diff(ga, gb)?;
+                assert!(d < 1e-4, "train {train} relu {relu}: grad {name} diff {d}");
+            }
+        }
+        Ok(())
+    }
+}

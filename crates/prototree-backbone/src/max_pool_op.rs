@@ -1,0 +1,242 @@
+//! Channels-last max-pooling for the CPU, as a candle custom op whose backward routes
+//! each output's gradient to the first maximal input of its window (PyTorch's choice),
+//! without keeping indices: it rescans the window against the saved output.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Window geometry: kernel, stride, padding (implicitly `−∞`) and sizes.
+#[derive(Debug, Clone, Copy)]
+struct Pool {
+    k: usize,
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Pool {
+    /// Input rows (or columns) `lo..hi` covered by output row (column) `o` along a side.
+    #[inline]
+    fn span(&self, o: usize, side: usize) -> (usize, usize) {
+        let start = o * self.stride;
+        let lo = start.saturating_sub(self.pad);
+        let hi = (start + self.k).saturating_sub(self.pad).min(side);
+        (lo, hi)
+    }
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("max_pool_nhwc needs contiguous inputs"),
+    }
+}
+
+/// `(b, h, w, c)` → `(b, ho, wo, c)`.
+struct MaxPool(Pool);
+
+/// `(x, y, dy)` → `dx`.
+struct MaxPoolBackward(Pool);
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "prototree-max-pool-nhwc"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = self.0;
+        let b = l.shape().dims4()?.0;
+        let x = contiguous(s, l)?;
+        let c = p.c;
+        let mut y = vec![f32::NEG_INFINITY; b * p.ho * p.wo * c];
+        y.par_chunks_mut((p.ho * p.wo * c).max(1))
+            .zip(x.par_chunks((p.h * p.w * c).max(1)))
+            .for_each(|(yi, xi)| {
+                for oy in 0..p.ho {
+                    let (y0, y1) = p.span(oy, p.h);
+                    for ox in 0..p.wo {
+                        let (x0, x1) = p.span(ox, p.w);
+                        let dst = &mut yi[(oy * p.wo + ox) * c..][..c];
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                let src = &xi[(iy * p.w + ix) * c..][..c];
+                                for (d, v) in dst.iter_mut().zip(src) {
+                                    // `>` keeps the first maximum; NaN propagates as in PyTorch.
+                                    if *v > *d || v.is_nan() {
+                                        *d = *v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((b, p.ho, p.wo, c))))
+    }
+
+    fn bwd(&self, x: &Tensor, res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op3_no_bwd(
+            res,
+            &dy.contiguous()?,
+            &MaxPoolBackward(self.0),
+        )?))
+    }
+}
+
+impl CustomOp3 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "prototree-max-pool-nhwc-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = self.0;
+        let b = l1.shape().dims4()?.0;
+        let (x, y, dy) = (
+            contiguous(s1, l1)?,
+            contiguous(s2, l2)?,
+            contiguous(s3, l3)?,
+        );
+        let c = p.c;
+        let (img_in, img_out) = ((p.h * p.w * c).max(1), (p.ho * p.wo * c).max(1));
+        let mut dx = vec![0f32; b * p.h * p.w * c];
+        dx.par_chunks_mut(img_in)
+            .zip(x.par_chunks(img_in))
+            .zip(y.par_chunks(img_out).zip(dy.par_chunks(img_out)))
+            .for_each(|((dxi, xi), (yi, gi))| {
+                let mut done = vec![false; c];
+                for oy in 0..p.ho {
+                    let (y0, y1) = p.span(oy, p.h);
+                    for ox in 0..p.wo {
+                        let (x0, x1) = p.span(ox, p.w);
+                        let o = (oy * p.wo + ox) * c;
+                        let (ym, gm) = (&yi[o..][..c], &gi[o..][..c]);
+                        done.fill(false);
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                let at = (iy * p.w + ix) * c;
+                                let src = &xi[at..][..c];
+                                let dst = &mut dxi[at..][..c];
+                                for ci in 0..c {
+                                    let hit =
+                                        src[ci] == ym[ci] || (src[ci].is_nan() && ym[ci].is_nan());
+                                    if !done[ci] && hit {
+                                        dst[ci] += gm[ci];
+                                        done[ci] = true;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), Shape::from((b, p.h, p.w, c))))
+    }
+}
+
+/// `k × k` max-pooling with `stride` and `padding` (padded cells never win) of a
+/// contiguous f32 CPU input, differentiable.
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)` → `(b, ho, wo, c)`
+pub(crate) fn max_pool_nhwc_fused(
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    out: (usize, usize),
+) -> candle_core::Result<Tensor> {
+    let (_, h, w, c) = x.dims4()?;
+    let p = Pool {
+        k,
+        stride: stride.max(1),
+        pad: padding,
+        h,
+        w,
+        c,
+        ho: out.0,
+        wo: out.1,
+    };
+    x.contiguous()?.apply_op1(MaxPool(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// Against the generic tensor-op path (zero padding: positive inputs, no ties), and
+    /// PyTorch's first-maximum rule on ties.
+    #[test]
+    fn matches_generic_path_and_routes_ties_to_first() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        for (k, s, p, n) in [(3, 2, 1, 9), (3, 2, 1, 8), (2, 2, 0, 7), (3, 1, 1, 5)] {
+            let x = Var::rand(0.1f32, 1.0, (2, n, n, 3), &dev)?;
+            let (ho, wo) = (
+                crate::nhwc_conv::conv_out_size(n, k, s, p),
+                crate::nhwc_conv::conv_out_size(n, k, s, p),
+            );
+            let ours = max_pool_nhwc_fused(x.as_tensor(), k, s, p, (ho, wo))?;
+            // The generic path: zero-padded shifted copies and `maximum`.
+            let xp = x
+                .as_tensor()
+                .pad_with_zeros(1, p, p)?
+                .pad_with_zeros(2, p, p)?;
+            let mut theirs: Option<Tensor> = None;
+            for ky in 0..k {
+                for kx in 0..k {
+                    let mut taps = Vec::new();
+                    for oy in 0..ho {
+                        let row = xp.narrow(1, oy * s + ky, 1)?;
+                        let cols: Vec<Tensor> = (0..wo)
+                            .map(|ox| row.narrow(2, ox * s + kx, 1))
+                            .collect::<candle_core::Result<_>>()?;
+                        taps.push(Tensor::cat(&cols, 2)?);
+                    }
+                    let tap = Tensor::cat(&taps, 1)?;
+                    theirs = Some(match theirs {
+                        Some(m) => m.maximum(&tap)?,
+                        None => tap,
+                    });
+                }
+            }
+            let theirs = theirs.unwrap();
+            let up = Tensor::randn(0f32, 1.0, ours.shape(), &dev)?;
+            assert_eq!(
+                (&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?,
+                0.0
+            );
+            let g1 = (&ours * &up)?.sum_all()?.backward()?;
+            let g2 = (&theirs * &up)?.sum_all()?.backward()?;
+            let (a, b) = (
+                g1.get(x.as_tensor()).unwrap(),
+                g2.get(x.as_tensor()).unwrap(),
+            );
+            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-6, "k {k} s {s} p {p} n {n}: {d}");
+        }
+        // All-equal window: the whole gradient goes to the first cell.
+        let x = Var::from_tensor(&Tensor::ones((1, 2, 2, 1), DType::F32, &dev)?)?;
+        let y = max_pool_nhwc_fused(x.as_tensor(), 2, 2, 0, (1, 1))?;
+        let g = y.sum_all()?.backward()?;
+        let gx = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(gx, vec![1.0, 0.0, 0.0, 0.0]);
+        Ok(())
+    }
+}
