@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the tree head at the reference's CUB size: depth 9 (511
 //! prototypes), D = 256, 7×7 feature maps, batch 64, 200 classes; soft forward,
-//! forward + backward, and greedy path-only inference.
+//! forward + backward, forward + backward + derivative-free leaf update, and greedy
+//! path-only inference.
 //!
 //! `cargo bench -p prototree-tree --bench tree_head` (set `RAYON_NUM_THREADS` to pin threads).
 
@@ -9,6 +10,7 @@
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use prototree_backbone::BackboneKind;
+use prototree_tree::trainer::one_hot;
 use prototree_tree::{loss, Latent, Leaves, ProtoTree, Routing, TreeConfig};
 
 #[global_allocator]
@@ -48,7 +50,7 @@ fn tree_head(c: &mut Criterion) {
     let mut group = c.benchmark_group("tree_head_cpu");
     group.sample_size(20);
     for depth in [5usize, 9] {
-        let (tree, patches, labels) = setup(depth, 256, 7, 64, 200);
+        let (mut tree, patches, labels) = setup(depth, 256, 7, 64, 200);
         let latent = Latent {
             patches: patches.as_tensor().clone(),
             height: 7,
@@ -71,6 +73,31 @@ fn tree_head(c: &mut Criterion) {
                         .expect("loss")
                         .backward()
                         .expect("bwd")
+                })
+            },
+        );
+        let targets = one_hot(&labels, 200).expect("one-hot");
+        let epoch_start = tree.leaves().params().clone();
+        group.bench_with_input(
+            BenchmarkId::new("forward_backward_leaf_update", depth),
+            &depth,
+            |b, _| {
+                b.iter(|| {
+                    let out = tree.forward_latent(&latent).expect("fwd");
+                    let grads = loss::nll_loss(&out.probabilities, &labels)
+                        .expect("loss")
+                        .backward()
+                        .expect("bwd");
+                    tree.leaves_mut()
+                        .derivative_free_update(
+                            &out.leaf_path_probs,
+                            &out.probabilities,
+                            &targets,
+                            &epoch_start,
+                            100,
+                        )
+                        .expect("leaf update");
+                    grads
                 })
             },
         );

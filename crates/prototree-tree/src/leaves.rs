@@ -10,9 +10,13 @@ use crate::Result;
 ///
 /// Distributions are `softmax(params)` per row. The parameters are not trained by the
 /// optimiser: [`Leaves::derivative_free_update`] accumulates class evidence instead.
+///
+/// The distributions are computed once per change of the parameters and kept, so a forward
+/// pass costs no softmax.
 #[derive(Debug, Clone)]
 pub struct Leaves {
     params: Tensor,
+    dist: Tensor,
 }
 
 impl Leaves {
@@ -25,17 +29,22 @@ impl Leaves {
         num_classes: usize,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        Ok(Self {
-            params: Tensor::zeros((num_leaves, num_classes), DType::F32, device)?,
-        })
+        Self::with_params(Tensor::zeros(
+            (num_leaves, num_classes),
+            DType::F32,
+            device,
+        )?)
+    }
+
+    fn with_params(params: Tensor) -> Result<Self> {
+        let dist = candle_nn::ops::softmax_last_dim(&params)?;
+        Ok(Self { params, dist })
     }
 
     /// Leaves from explicit parameters `(num_leaves, num_classes)`.
     pub fn from_params(params: Tensor) -> Result<Self> {
         params.dims2()?;
-        Ok(Self {
-            params: params.detach(),
-        })
+        Self::with_params(params.detach())
     }
 
     /// The raw parameters `(num_leaves, num_classes)`.
@@ -45,7 +54,7 @@ impl Leaves {
 
     /// Class distributions `softmax(params − max)` per leaf, `(num_leaves, num_classes)`.
     pub fn distributions(&self) -> Result<Tensor> {
-        Ok(candle_nn::ops::softmax_last_dim(&self.params)?)
+        Ok(self.dist.clone())
     }
 
     /// The distributions of the listed leaves only, one row per entry of `leaves`
@@ -65,8 +74,7 @@ impl Leaves {
             }
         }
         let index = Tensor::from_vec(index, leaves.len(), self.params.device())?;
-        let rows = self.params.index_select(&index, 0)?;
-        Ok(candle_nn::ops::softmax_last_dim(&rows)?)
+        Ok(self.dist.index_select(&index, 0)?)
     }
 
     /// The soft output `ŷ = π · C`: the path-probability-weighted mixture of the leaf
@@ -122,7 +130,7 @@ impl Leaves {
             .iter()
             .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
         if all_cpu_f32 && epoch_start.dims() == self.params.dims() {
-            self.params = fused_update(
+            let params = fused_update(
                 &self.params,
                 &dist,
                 &path_probs.detach().contiguous()?,
@@ -130,12 +138,13 @@ impl Leaves {
                 &epoch_start.contiguous()?,
                 num_batches,
             )?;
+            *self = Self::with_params(params)?;
             return Ok(());
         }
         let evidence = path_probs.detach().t()?.matmul(&ratio)?; // (L, k)
         let update = (dist * evidence)?;
         let decayed = (&self.params - (epoch_start / num_batches.max(1) as f64)?)?.relu()?;
-        self.params = (decayed + update)?.detach();
+        *self = Self::with_params((decayed + update)?.detach())?;
         Ok(())
     }
 }

@@ -112,6 +112,30 @@ impl MatView<'_> {
     }
 }
 
+#[inline(always)]
+fn axpy_diff_lanes(g: &mut [f32], c: f32, a: &[f32], b: &[f32]) {
+    for ((g, &x), &y) in g.iter_mut().zip(a).zip(b) {
+        *g += c * (x - y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_diff_avx2(g: &mut [f32], c: f32, a: &[f32], b: &[f32]) {
+    axpy_diff_lanes(g, c, a, b)
+}
+
+/// `g += c · (a − b)` elementwise (the sparse backward's only arithmetic), with AVX2
+/// where the CPU has it (same arithmetic either way).
+fn axpy_diff(g: &mut [f32], c: f32, a: &[f32], b: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { axpy_diff_avx2(g, c, a, b) };
+    }
+    axpy_diff_lanes(g, c, a, b)
+}
+
 /// `dst (m, n) = lhs (m, k) · rhs (k, n)`, `dst` row-major, with the `gemm` kernel.
 /// `parallel`: let `gemm` split the product over the rayon pool (for one large product);
 /// otherwise single-threaded (for callers that parallelise over blocks).
@@ -216,6 +240,11 @@ fn min_distance_forward(
         dist.fill(f32::INFINITY);
         return Ok((dist, winners));
     }
+    if d == 0 {
+        // Zero-length vectors: every squared distance is 0.
+        dist.fill(DISTANCE_EPS.sqrt() as f32);
+        return Ok((dist, winners));
+    }
     let images_per_block = (BLOCK_ROWS / n).max(1);
     dist.par_chunks_mut(images_per_block * p)
         .zip(winners.par_chunks_mut(images_per_block * p))
@@ -231,24 +260,7 @@ fn min_distance_forward(
                     .zip(arg_block.chunks_exact_mut(p))
                     .zip(z_block.chunks_exact(n * d).zip(cross.chunks_exact(n * p)))
                 {
-                    best.fill(f32::INFINITY);
-                    arg.fill(0);
-                    for (ni, (zr, c)) in z_img
-                        .chunks_exact(d.max(1))
-                        .zip(cross_img.chunks_exact(p))
-                        .enumerate()
-                    {
-                        let zz = dot(zr, zr);
-                        let ni = ni as u32;
-                        for (((bj, aj), &cj), &pj) in
-                            best.iter_mut().zip(arg.iter_mut()).zip(c).zip(&pp)
-                        {
-                            let v = (zz - 2.0 * cj + pj).abs();
-                            let better = v < *bj;
-                            *bj = if better { v } else { *bj };
-                            *aj = if better { ni } else { *aj };
-                        }
-                    }
+                    min_pass(z_img, cross_img, &pp, best, arg, d);
                     for (o, &bj) in dist_row.iter_mut().zip(best.iter()) {
                         *o = (f64::from(bj) + DISTANCE_EPS).sqrt() as f32;
                     }
@@ -257,6 +269,66 @@ fn min_distance_forward(
             },
         )?;
     Ok((dist, winners))
+}
+
+/// The min pass of one image: `best[j] = min_i |‖z_i‖² − 2 cross[i, j] + pp[j]|` over the
+/// image's patches `i`, and `arg[j]` the first patch reaching it.
+#[inline(always)]
+fn min_pass_lanes(
+    z_img: &[f32],
+    cross_img: &[f32],
+    pp: &[f32],
+    best: &mut [f32],
+    arg: &mut [u32],
+    d: usize,
+) {
+    let p = pp.len();
+    best.fill(f32::INFINITY);
+    arg.fill(0);
+    for (ni, (zr, c)) in z_img
+        .chunks_exact(d.max(1))
+        .zip(cross_img.chunks_exact(p.max(1)))
+        .enumerate()
+    {
+        let zz = dot_lanes(zr, zr);
+        let ni = ni as u32;
+        for (((bj, aj), &cj), &pj) in best.iter_mut().zip(arg.iter_mut()).zip(c).zip(pp) {
+            let v = (zz - 2.0 * cj + pj).abs();
+            let better = v < *bj;
+            *bj = if better { v } else { *bj };
+            *aj = if better { ni } else { *aj };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn min_pass_avx2(
+    z_img: &[f32],
+    cross_img: &[f32],
+    pp: &[f32],
+    best: &mut [f32],
+    arg: &mut [u32],
+    d: usize,
+) {
+    min_pass_lanes(z_img, cross_img, pp, best, arg, d)
+}
+
+/// [`min_pass_lanes`], with AVX2 where the CPU has it (same arithmetic either way).
+fn min_pass(
+    z_img: &[f32],
+    cross_img: &[f32],
+    pp: &[f32],
+    best: &mut [f32],
+    arg: &mut [u32],
+    d: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { min_pass_avx2(z_img, cross_img, pp, best, arg, d) };
+    }
+    min_pass_lanes(z_img, cross_img, pp, best, arg, d)
 }
 
 /// `(P, d)` of a prototype tensor `(P, d, ..)` (trailing 1×1 axes allowed).
@@ -326,9 +398,7 @@ impl CustomOp2 for MinDistance {
                         }
                         let w = winners[bi * p + j] as usize;
                         let zs = &z[(bi * n + w) * d..][..d];
-                        for ((g, &pk), &zk) in gj.iter_mut().zip(pj).zip(zs) {
-                            *g += c * (pk - zk);
-                        }
+                        axpy_diff(gj, c, pj, zs);
                     }
                 });
                 let mut gz = vec![0f32; b * n * d];
@@ -344,9 +414,7 @@ impl CustomOp2 for MinDistance {
                             let pj = &protos[j * d..(j + 1) * d];
                             let zs = &z[(bi * n + w) * d..][..d];
                             let gw = &mut gb[w * d..(w + 1) * d];
-                            for ((g, &zk), &pk) in gw.iter_mut().zip(zs).zip(pj) {
-                                *g += c * (zk - pk);
-                            }
+                            axpy_diff(gw, c, zs, pj);
                         }
                     });
                 (gz, gp)
