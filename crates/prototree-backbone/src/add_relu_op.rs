@@ -5,6 +5,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::conv_op::{assume_init, uninit_vec};
+
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
 
@@ -38,14 +40,16 @@ impl CustomOp2 for AddRelu {
         if a.len() != b.len() {
             candle_core::bail!("add_relu: {:?} and {:?} differ", l1.shape(), l2.shape());
         }
-        let mut y = vec![0f32; a.len()];
+        let mut y = uninit_vec(a.len());
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(yc, (ac, bc))| {
                 for ((o, p), q) in yc.iter_mut().zip(ac).zip(bc) {
-                    *o = (p + q).max(0.0);
+                    o.write((p + q).max(0.0));
                 }
             });
+        // SAFETY: the chunks cover y and every element was written.
+        let y = unsafe { assume_init(y) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -74,14 +78,16 @@ impl CustomOp2 for ReluMask {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (y, dy) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
-        let mut g = vec![0f32; y.len()];
+        let mut g = uninit_vec(y.len());
         g.par_chunks_mut(CHUNK)
             .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(gc, (yc, dc))| {
                 for ((o, v), d) in gc.iter_mut().zip(yc).zip(dc) {
-                    *o = if *v > 0.0 { *d } else { 0.0 };
+                    o.write(if *v > 0.0 { *d } else { 0.0 });
                 }
             });
+        // SAFETY: the chunks cover g and every element was written.
+        let g = unsafe { assume_init(g) };
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
 }

@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor
 use candle_nn::{BatchNorm, BatchNormConfig, Init, ModuleT, VarBuilder};
 use rayon::prelude::*;
 
+use crate::conv_op::{assume_init, uninit_vec};
 use crate::Result;
 
 /// Rows per parallel task of the statistics and normalisation passes.
@@ -220,7 +221,7 @@ impl CustomOp3 for BnApply {
             .zip(&self.mean)
             .map(|((b, s), m)| b - m * s)
             .collect();
-        let mut y = vec![0f32; rows * c];
+        let mut y = uninit_vec(rows * c);
         let relu = self.relu;
         y.par_chunks_mut((CHUNK_ROWS * c).max(1))
             .zip(x.par_chunks((CHUNK_ROWS * c).max(1)))
@@ -228,10 +229,12 @@ impl CustomOp3 for BnApply {
                 for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
                     for (((o, v), s), t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
                         let r = v * s + t;
-                        *o = if relu { r.max(0.0) } else { r };
+                        o.write(if relu { r.max(0.0) } else { r });
                     }
                 }
             });
+        // SAFETY: the chunks cover y and every element was written.
+        let y = unsafe { assume_init(y) };
         Ok((CpuStorage::F32(y), Shape::from((rows, c))))
     }
 
@@ -328,7 +331,7 @@ impl CustomOp3 for BnBackward {
         let scale: Vec<f32> = self.gamma.iter().zip(invstd).map(|(g, i)| g * i).collect();
         let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / n) as f32).collect();
         let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / n) as f32).collect();
-        let mut out = vec![0f32; rows * c + 2 * c];
+        let mut out = uninit_vec(rows * c + 2 * c);
         let (dx, tail) = out.split_at_mut(rows * c);
         let batch_stats = self.batch_stats;
         // Pass 2: dx = γ·invstd·(g − mean(g) − x̂·mean(g·x̂)) (train), γ·invstd·g (eval).
@@ -345,19 +348,21 @@ impl CustomOp3 for BnBackward {
                 {
                     for i in 0..c {
                         let g = if relu && yr[i] <= 0.0 { 0.0 } else { gr[i] };
-                        dr[i] = if batch_stats {
+                        dr[i].write(if batch_stats {
                             let xh = (xr[i] - mean[i]) * invstd[i];
                             scale[i] * (g - mean_g[i] - xh * mean_gx[i])
                         } else {
                             scale[i] * g
-                        };
+                        });
                     }
                 }
             });
         for i in 0..c {
-            tail[i] = sum_gx[i] as f32;
-            tail[c + i] = sum_g[i] as f32;
+            tail[i].write(sum_gx[i] as f32);
+            tail[c + i].write(sum_g[i] as f32);
         }
+        // SAFETY: dx was written chunk by chunk in full, the tail element by element.
+        let out = unsafe { assume_init(out) };
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }

@@ -14,9 +14,43 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Output rows per block: enough to amortise the packing of the weight matrix inside the
-/// matrix product, few enough to keep the block's columns near the core.
-const BLOCK_ROWS: usize = 256;
+/// Fewest output rows per block: enough to amortise the packing of the weight matrix
+/// inside the matrix product, few enough to keep the block's columns near the core.
+const MIN_BLOCK_ROWS: usize = 256;
+
+/// Most output rows per block.
+const MAX_BLOCK_ROWS: usize = 2048;
+
+/// Rows per block for `k × o` weights: large weights (deep layers) get longer blocks, so
+/// that packing the weights and reading and writing the weight-gradient accumulator stay
+/// small next to the block's arithmetic; at most `limit` (≥ 1).
+fn block_rows(k: usize, o: usize, limit: usize) -> usize {
+    ((k * o) / 1024)
+        .clamp(MIN_BLOCK_ROWS, MAX_BLOCK_ROWS)
+        .min(limit)
+        .max(1)
+}
+
+/// A vector of `n` elements left uninitialised, to be written in full before
+/// [`assume_init`].
+pub(crate) fn uninit_vec(n: usize) -> Vec<std::mem::MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit needs no initialisation; the capacity is n.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// The vector of [`uninit_vec`], every element of which has been written.
+///
+/// # Safety
+/// Every element of `v` must have been initialised.
+pub(crate) unsafe fn assume_init(v: Vec<std::mem::MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
+    // SAFETY: same allocation, layout and length; MaybeUninit<f32> has f32's layout and the
+    // caller guarantees every element is initialised.
+    unsafe { Vec::from_raw_parts(ptr.cast::<f32>(), len, cap) }
+}
 
 /// Geometry of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -112,10 +146,12 @@ impl Geometry {
     fn weight_matrix(&self, w: &[f32]) -> Vec<f32> {
         let (o, c, kk) = (self.o, self.c, self.kh * self.kw);
         let mut m = vec![0f32; kk * c * o];
-        for oc in 0..o {
-            for ci in 0..c {
-                for tap in 0..kk {
-                    m[(tap * c + ci) * o + oc] = w[(oc * c + ci) * kk + tap];
+        // Output rows `(tap, ci)` are written in order; each (oc, ci) reads kk neighbours.
+        for ci in 0..c {
+            for oc in 0..o {
+                let src = &w[(oc * c + ci) * kk..][..kk];
+                for (tap, v) in src.iter().enumerate() {
+                    m[(tap * c + ci) * o + oc] = *v;
                 }
             }
         }
@@ -125,10 +161,10 @@ impl Geometry {
     /// The `(k, o)` tap-major weight gradient → PyTorch's `(o, c, kh, kw)`, into `out`.
     fn weight_grad_to_torch(&self, m: &[f32], out: &mut [f32]) {
         let (o, c, kk) = (self.o, self.c, self.kh * self.kw);
-        for oc in 0..o {
+        for (oc, dst) in out.chunks_exact_mut(c * kk).enumerate().take(o) {
             for ci in 0..c {
                 for tap in 0..kk {
-                    out[(oc * c + ci) * kk + tap] = m[(tap * c + ci) * o + oc];
+                    dst[ci * kk + tap] = m[(tap * c + ci) * o + oc];
                 }
             }
         }
@@ -213,41 +249,48 @@ impl CustomOp2 for ConvNhwc {
         let x = contiguous(s1, l1, "input")?;
         let wm = g.weight_matrix(contiguous(s2, l2, "weight")?);
         let (k, o, rows) = (g.k(), g.o, g.rows());
-        let mut y = vec![0f32; rows * o];
+        let mut y = uninit_vec(rows * o);
         let pointwise = g.pointwise();
-        y.par_chunks_mut((BLOCK_ROWS * o).max(1))
-            .enumerate()
-            .for_each_init(
-                || {
-                    if pointwise {
-                        Vec::new()
-                    } else {
-                        vec![0f32; BLOCK_ROWS * k]
-                    }
-                },
-                |buf, (blk, yb)| {
-                    let r0 = blk * BLOCK_ROWS;
-                    let n = yb.len() / o;
-                    let lhs = if pointwise {
-                        x[r0 * k..].as_ptr()
-                    } else {
-                        g.gather(x, r0, n, buf);
-                        buf.as_ptr()
-                    };
-                    // SAFETY: yb is n × o; lhs holds n × k (a block of x or of buf); wm is k × o.
-                    unsafe {
-                        matmul(
-                            n,
-                            o,
-                            k,
-                            yb.as_mut_ptr(),
-                            false,
-                            (lhs, k as isize, 1),
-                            (wm.as_ptr(), o as isize, 1),
-                        )
-                    };
-                },
-            );
+        let threads = rayon::current_num_threads().max(1);
+        let br = block_rows(k, o, rows.div_ceil(threads));
+        y.par_chunks_mut((br * o).max(1)).enumerate().for_each_init(
+            || {
+                if pointwise {
+                    Vec::new()
+                } else {
+                    vec![0f32; br * k]
+                }
+            },
+            |buf, (blk, yb)| {
+                let r0 = blk * br;
+                let n = yb.len() / o;
+                let lhs = if pointwise {
+                    x[r0 * k..].as_ptr()
+                } else {
+                    g.gather(x, r0, n, buf);
+                    buf.as_ptr()
+                };
+                // Zero the block while it is in cache: the product then only writes it.
+                for v in yb.iter_mut() {
+                    v.write(0.0);
+                }
+                // SAFETY: yb is n × o (initialised just above); lhs holds n × k (a block
+                // of x or of buf); wm is k × o.
+                unsafe {
+                    matmul(
+                        n,
+                        o,
+                        k,
+                        yb.as_mut_ptr().cast::<f32>(),
+                        false,
+                        (lhs, k as isize, 1),
+                        (wm.as_ptr(), o as isize, 1),
+                    )
+                };
+            },
+        );
+        // SAFETY: the blocks cover y and each was written in full.
+        let y = unsafe { assume_init(y) };
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.ho, g.wo, o))))
     }
 
@@ -331,6 +374,7 @@ impl CustomOp3 for ConvNhwcBackward {
             }
         }
         let pointwise = g.pointwise();
+        let br = block_rows(k, o, per * img_out);
         let (want_dx, want_dw) = (self.dx, self.dw);
         let accs: Vec<Vec<f32>> = parts
             .into_par_iter()
@@ -345,16 +389,16 @@ impl CustomOp3 for ConvNhwcBackward {
                 let mut cols = if pointwise || !want_dw {
                     Vec::new()
                 } else {
-                    vec![0f32; BLOCK_ROWS * k]
+                    vec![0f32; br * k]
                 };
                 let mut gcols = if pointwise || !want_dx {
                     Vec::new()
                 } else {
-                    vec![0f32; BLOCK_ROWS * k]
+                    vec![0f32; br * k]
                 };
                 let mut r0 = r_start;
                 while r0 < r_end {
-                    let n = BLOCK_ROWS.min(r_end - r0);
+                    let n = br.min(r_end - r0);
                     let dyb = dy[r0 * o..].as_ptr();
                     if want_dw {
                         let lhs = if pointwise {

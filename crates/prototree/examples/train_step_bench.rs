@@ -64,7 +64,30 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// mimalloc returns freed memory to the OS after 10 ms by default, so every large tensor
+/// of the next step is mapped (and zeroed by the kernel) afresh. Keep freed memory for
+/// reuse: re-run this process once with `MIMALLOC_PURGE_DELAY=-1` (mimalloc reads its
+/// options from the environment at start-up), unless the caller set it.
+#[cfg(unix)]
+fn keep_freed_memory() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return Ok(());
+    }
+    let err = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env("MIMALLOC_PURGE_DELAY", "-1")
+        .exec();
+    Err(err.into())
+}
+
+#[cfg(not(unix))]
+fn keep_freed_memory() -> Result<()> {
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    keep_freed_memory()?;
     let mut backbone = BackboneKind::Resnet18;
     let (mut size, mut batch, mut depth, mut features, mut classes, mut iters) =
         (224usize, 16usize, 9usize, 256usize, 200usize, 5usize);
@@ -137,6 +160,7 @@ fn main() -> Result<()> {
             "batch": batch,
             "depth": depth,
             "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
+            "mimalloc_purge_delay": std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_default(),
         })
     );
     Ok(())
