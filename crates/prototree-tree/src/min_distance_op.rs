@@ -30,6 +30,10 @@ struct MinDistance {
 /// in the core's L2 cache while the min pass reads it.
 const BLOCK_ROWS: usize = 192;
 
+/// Prototypes per block of the backward pass (their gradient rows stay in cache while
+/// every image adds to them).
+const PROTO_BLOCK: usize = 32;
+
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
@@ -389,18 +393,27 @@ impl CustomOp2 for MinDistance {
         let (gz, gp) = with_cpu_slice(&patches, |z| {
             with_cpu_slice(&prototypes, |protos| {
                 let mut gp = vec![0f32; p * d];
-                gp.par_chunks_mut(d.max(1)).enumerate().for_each(|(j, gj)| {
-                    let pj = &protos[j * d..(j + 1) * d];
-                    for bi in 0..b {
-                        let c = coef[bi * p + j];
-                        if c == 0.0 {
-                            continue;
+                // Blocks of prototypes, images in the outer loop: the block's gradient
+                // rows and the current image's patches stay in cache (the sum over images
+                // keeps its order).
+                gp.par_chunks_mut(PROTO_BLOCK * d.max(1))
+                    .enumerate()
+                    .for_each(|(blk, g_block)| {
+                        let j0 = blk * PROTO_BLOCK;
+                        for bi in 0..b {
+                            let z_img = &z[bi * n * d..(bi + 1) * n * d];
+                            for (jj, gj) in g_block.chunks_exact_mut(d.max(1)).enumerate() {
+                                let j = j0 + jj;
+                                let c = coef[bi * p + j];
+                                if c == 0.0 {
+                                    continue;
+                                }
+                                let w = winners[bi * p + j] as usize;
+                                let pj = &protos[j * d..(j + 1) * d];
+                                axpy_diff(gj, c, pj, &z_img[w * d..(w + 1) * d]);
+                            }
                         }
-                        let w = winners[bi * p + j] as usize;
-                        let zs = &z[(bi * n + w) * d..][..d];
-                        axpy_diff(gj, c, pj, zs);
-                    }
-                });
+                    });
                 let mut gz = vec![0f32; b * n * d];
                 gz.par_chunks_mut((n * d).max(1))
                     .enumerate()
