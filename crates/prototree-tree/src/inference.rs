@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::distance::DISTANCE_EPS;
-use crate::min_distance_op::{dot, with_cpu_slice};
+use crate::min_distance_op::{dot, dots_against, with_cpu_slice};
 use crate::model::TreeOutput;
 use crate::topology::{BranchState, Direction, NodeId, Topology};
 use crate::Result;
@@ -129,12 +129,15 @@ pub fn greedy_paths_path_only(
         with_cpu_slice(&prototypes, |protos| {
             (0..b)
                 .into_par_iter()
-                .map_init(Vec::new, |patch_sq: &mut Vec<f32>, bi| {
-                    let image = &z[bi * n * d..(bi + 1) * n * d];
-                    patch_sq.clear();
-                    patch_sq.extend(image.chunks_exact(d.max(1)).take(n).map(|r| dot(r, r)));
-                    greedy_one_image(topology, image, patch_sq, protos, d)
-                })
+                .map_init(
+                    || (Vec::new(), Vec::new()),
+                    |(patch_sq, cross): &mut (Vec<f32>, Vec<f32>), bi| {
+                        let image = &z[bi * n * d..(bi + 1) * n * d];
+                        patch_sq.clear();
+                        patch_sq.extend(image.chunks_exact(d.max(1)).take(n).map(|r| dot(r, r)));
+                        greedy_one_image(topology, image, patch_sq, protos, d, cross)
+                    },
+                )
                 .collect::<Vec<_>>()
         })
     });
@@ -151,6 +154,7 @@ fn greedy_one_image(
     patch_sq: &[f32],
     protos: &[f32],
     d: usize,
+    cross: &mut Vec<f32>,
 ) -> (usize, Vec<PathStep>) {
     let mut h = 0usize;
     let mut path = Vec::with_capacity(topology.depth());
@@ -159,9 +163,11 @@ fn greedy_one_image(
             BranchState::Decision => {
                 let proto = &protos[h * d..(h + 1) * d];
                 let p_sq = dot(proto, proto);
+                cross.resize(patch_sq.len(), 0.0);
+                dots_against(image, d, proto, cross);
                 let mut min_sq = f32::INFINITY;
-                for (z, &zz) in image.chunks_exact(d.max(1)).zip(patch_sq) {
-                    min_sq = min_sq.min((zz - 2.0 * dot(z, proto) + p_sq).abs());
+                for (&c, &zz) in cross.iter().zip(patch_sq) {
+                    min_sq = min_sq.min((zz - 2.0 * c + p_sq).abs());
                 }
                 let s = (-(f64::from(min_sq) + DISTANCE_EPS).sqrt()).exp() as f32;
                 let present = s > 0.5;

@@ -70,6 +70,11 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
             acc[k] += x[k] * y[k];
         }
     }
+    reduce_lanes(acc) + tail
+}
+
+#[inline(always)]
+fn reduce_lanes(mut acc: [f32; DOT_LANES]) -> f32 {
     let mut width = DOT_LANES / 2;
     while width > 0 {
         for k in 0..width {
@@ -77,7 +82,68 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
         }
         width /= 2;
     }
-    acc[0] + tail
+    acc[0]
+}
+
+#[inline(always)]
+fn dots_lanes(rows: &[f32], d: usize, p: &[f32], out: &mut [f32]) {
+    const R: usize = 4;
+    let p = &p[..d];
+    let full = d / DOT_LANES * DOT_LANES;
+    let mut groups = rows.chunks_exact(R * d.max(1));
+    let mut outs = out.chunks_exact_mut(R);
+    for (group, o) in (&mut groups).zip(&mut outs) {
+        // Four rows at once: the prototype chunk is loaded once, eight independent sums.
+        let (r0, rest) = group.split_at(d);
+        let (r1, rest) = rest.split_at(d);
+        let (r2, r3) = rest.split_at(d);
+        let mut acc = [[0f32; DOT_LANES]; R];
+        let chunks = p
+            .chunks_exact(DOT_LANES)
+            .zip(r0.chunks_exact(DOT_LANES))
+            .zip(r1.chunks_exact(DOT_LANES))
+            .zip(r2.chunks_exact(DOT_LANES))
+            .zip(r3.chunks_exact(DOT_LANES));
+        for ((((pc, z0), z1), z2), z3) in chunks {
+            for l in 0..DOT_LANES {
+                acc[0][l] += z0[l] * pc[l];
+                acc[1][l] += z1[l] * pc[l];
+                acc[2][l] += z2[l] * pc[l];
+                acc[3][l] += z3[l] * pc[l];
+            }
+        }
+        for (k, r) in [r0, r1, r2, r3].into_iter().enumerate() {
+            let tail: f32 = r[full..].iter().zip(&p[full..]).map(|(x, y)| x * y).sum();
+            o[k] = reduce_lanes(acc[k]) + tail;
+        }
+    }
+    let rest = groups.remainder();
+    for (row, o) in rest.chunks_exact(d.max(1)).zip(outs.into_remainder()) {
+        *o = dot_lanes(row, p);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dots_avx2(rows: &[f32], d: usize, p: &[f32], out: &mut [f32]) {
+    dots_lanes(rows, d, p, out)
+}
+
+/// `out[i] = dot(row_i, p)` for the `out.len()` rows of length `d` in `rows` (four rows
+/// at a time; each value is exactly [`dot`]'s).
+pub(crate) fn dots_against(rows: &[f32], d: usize, p: &[f32], out: &mut [f32]) {
+    if d == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let n = out.len().min(rows.len() / d);
+    let (rows, out) = (&rows[..n * d], &mut out[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dots_avx2(rows, d, p, out) };
+    }
+    dots_lanes(rows, d, p, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -513,6 +579,24 @@ mod tests {
             assert!(diff < 1e-4, "gradients differ by {diff}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn dots_against_equals_dot_row_by_row() {
+        for (n, d) in [(0usize, 8usize), (3, 16), (7, 37), (49, 256), (5, 0)] {
+            let rows: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.13).sin()).collect();
+            let p: Vec<f32> = (0..d).map(|i| (i as f32 * 0.29).cos()).collect();
+            let mut out = vec![f32::NAN; n];
+            dots_against(&rows, d, &p, &mut out);
+            for (i, o) in out.iter().enumerate() {
+                let want = if d == 0 {
+                    0.0
+                } else {
+                    dot(&rows[i * d..(i + 1) * d], &p)
+                };
+                assert_eq!(o.to_bits(), want.to_bits(), "n {n} d {d} row {i}");
+            }
+        }
     }
 
     #[test]
