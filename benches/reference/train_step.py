@@ -4,7 +4,7 @@ side-by-side timing with `cargo run --release -p prototree --example train_step_
 
 The backbone is torchvision's ResNet cut after layer4, the add-on a 1x1 conv + sigmoid,
 the head the reference-style one of tree_head.py (nodes routing in Python).
-Prints one JSON line: {"step_ms": median, "peak_rss_mb": ..., ...}.
+Prints one JSON line: {"step_ms": median, "step_cpu_ms": median CPU time, "peak_rss_mb": ..., ...}.
 
 usage: python train_step.py --backbone resnet18 --size 224 --batch 16 --depth 9 --features 256 --classes 200 --iters 5 --threads 2
 """
@@ -72,13 +72,15 @@ def step():
 
 
 step()
-ts = []
+ts, cpu = [], []
 for _ in range(a.iters):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     step()
     ts.append((time.perf_counter() - t) * 1e3)
+    cpu.append((time.process_time() - c) * 1e3)
 print(json.dumps({
     "step_ms": statistics.median(ts),
+    "step_cpu_ms": statistics.median(cpu),  # user + system CPU time of the process
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "backbone": a.backbone, "size": a.size, "batch": a.batch, "depth": a.depth,
     "threads": torch.get_num_threads(), "torch": torch.__version__,
