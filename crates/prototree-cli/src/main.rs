@@ -493,7 +493,7 @@ fn run_train_cmd(a: TrainArgs, obs: &mut CliProgress) -> Result<()> {
         Ok(o) => o,
         Err(prototree::Error::Tree(prototree::tree::Error::Interrupted)) => {
             bail!(
-                "interrupted; the last completed epoch is saved: continue with `prototree train --resume {}`",
+                "interrupted; the training so far is saved (up to the last finished batch): continue with `prototree train --resume {}`",
                 out.display()
             )
         }
@@ -687,6 +687,21 @@ fn candle_core_device_cpu() -> prototree::candle_core::Device {
     prototree::candle_core::Device::Cpu
 }
 
+/// Ctrl-C (or SIGTERM) during training: the first one lets the current step finish and
+/// the run save itself (training polls `flag` between batches); a second one quits at once.
+fn stop_training_on_interrupt(flag: Arc<AtomicBool>) {
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting now (the last saved checkpoint is intact)");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step and saving (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will stop training at once, without saving: {e}");
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
@@ -694,6 +709,12 @@ fn main() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     let interrupted = Arc::new(AtomicBool::new(false));
+    if matches!(
+        cli.command,
+        Command::Train(_) | Command::Ensemble(_) | Command::Demo(_)
+    ) {
+        stop_training_on_interrupt(interrupted.clone());
+    }
     let mut obs = CliProgress::new(cli.quiet, interrupted.clone());
     let result = match cli.command {
         Command::Demo(a) => run_demo_cmd(a, &mut obs),

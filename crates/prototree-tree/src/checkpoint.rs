@@ -8,6 +8,10 @@
 //! [`load_checkpoint`] falls back to `NAME.old`. Shuffling and augmentation are drawn from
 //! `(seed, epoch)`, so no random-generator state needs saving: a resumed run draws exactly
 //! what the uninterrupted run would have.
+//!
+//! A checkpoint written after an interruption also holds the interrupted epoch's progress
+//! ([`PartialEpochState`], and the epoch-start leaves in `optimizer.safetensors`), so a
+//! resumed run continues that epoch at the next batch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,11 +20,11 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::io::{load_model, save_model, write_atomic, ModelMeta, SavedModel};
-use crate::trainer::{EpochStats, Trainer};
+use crate::trainer::{EpochStats, PartialEpoch, Trainer};
 use crate::{Error, ProtoTree, Result};
 
-/// Version of the checkpoint state written by this build.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Version of the checkpoint state written by this build (2: interrupted-epoch progress).
+pub const CHECKPOINT_VERSION: u32 = 2;
 /// File name of the training state.
 pub const TRAIN_STATE_FILE: &str = "train_state.bin";
 /// File name of the optimiser moments.
@@ -29,6 +33,23 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE_LIMIT: usize = 64 << 20;
 /// Names of the optimiser groups in `optimizer.safetensors`.
 const GROUP_PREFIXES: [&str; 3] = ["backbone", "block", "prototypes"];
+/// Name of an interrupted epoch's epoch-start leaf parameters in `optimizer.safetensors`.
+const PARTIAL_LEAVES: &str = "partial_epoch.epoch_start_leaves";
+
+/// The progress of an interrupted epoch, as saved ([`PartialEpoch`] without its tensor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpochState {
+    /// 1-based epoch that was interrupted.
+    pub epoch: usize,
+    /// Batches of that epoch already trained.
+    pub batches_done: usize,
+    /// Sum of their losses.
+    pub loss_sum: f64,
+    /// Sum of their accuracies.
+    pub accuracy_sum: f64,
+    /// Seconds spent on them.
+    pub seconds: f64,
+}
 
 /// Everything besides the model that a resumed run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +70,37 @@ pub struct TrainState {
     pub fingerprint: String,
     /// Seconds spent training so far.
     pub train_seconds: f64,
+    /// The interrupted epoch to continue, when the checkpoint was written on interruption.
+    pub partial_epoch: Option<PartialEpochState>,
+}
+
+/// The training state of checkpoint format 1 (no interrupted-epoch progress).
+#[derive(Debug, Clone, Deserialize)]
+struct TrainStateV1 {
+    format_version: u32,
+    epochs_done: usize,
+    optimizer_steps: [u64; 3],
+    history: Vec<EpochStats>,
+    best_epoch: Option<usize>,
+    best_score: f64,
+    fingerprint: String,
+    train_seconds: f64,
+}
+
+impl From<TrainStateV1> for TrainState {
+    fn from(v: TrainStateV1) -> Self {
+        Self {
+            format_version: v.format_version,
+            epochs_done: v.epochs_done,
+            optimizer_steps: v.optimizer_steps,
+            history: v.history,
+            best_epoch: v.best_epoch,
+            best_score: v.best_score,
+            fingerprint: v.fingerprint,
+            train_seconds: v.train_seconds,
+            partial_epoch: None,
+        }
+    }
 }
 
 /// A loaded checkpoint.
@@ -64,8 +116,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Restores the optimiser moments, step counts and epoch counter into `trainer`.
-    pub fn restore_trainer(&self, trainer: &mut Trainer) {
+    /// Restores the optimiser moments, step counts, epoch counter and the progress of an
+    /// interrupted epoch into `trainer`.
+    pub fn restore_trainer(&self, trainer: &mut Trainer) -> Result<()> {
         for (g, opt) in trainer.optimizers_mut().iter_mut().enumerate() {
             opt.restore(
                 GROUP_PREFIXES[g],
@@ -74,6 +127,31 @@ impl Checkpoint {
             );
         }
         trainer.set_epochs_done(self.state.epochs_done);
+        let partial = match &self.state.partial_epoch {
+            None => None,
+            Some(p) => {
+                let leaves =
+                    self.optimizer
+                        .get(PARTIAL_LEAVES)
+                        .ok_or_else(|| Error::BadModelFile {
+                            path: self.dir.join(OPTIMIZER_FILE),
+                            reason: format!(
+                                "the interrupted epoch {} has no `{PARTIAL_LEAVES}` tensor",
+                                p.epoch
+                            ),
+                        })?;
+                Some(PartialEpoch {
+                    epoch: p.epoch,
+                    batches_done: p.batches_done,
+                    loss_sum: p.loss_sum,
+                    accuracy_sum: p.accuracy_sum,
+                    seconds: p.seconds,
+                    epoch_start_leaves: leaves.clone(),
+                })
+            }
+        };
+        trainer.set_partial_epoch(partial);
+        Ok(())
     }
 
     /// The model and the training state.
@@ -120,6 +198,16 @@ pub fn save_checkpoint(
         state.optimizer_steps[g] = step;
         tensors.extend(named);
     }
+    state.partial_epoch = trainer.partial_epoch().map(|p| {
+        tensors.insert(PARTIAL_LEAVES.to_string(), p.epoch_start_leaves.clone());
+        PartialEpochState {
+            epoch: p.epoch,
+            batches_done: p.batches_done,
+            loss_sum: p.loss_sum,
+            accuracy_sum: p.accuracy_sum,
+            seconds: p.seconds,
+        }
+    });
     state.format_version = CHECKPOINT_VERSION;
     let opt_path = tmp.join(OPTIMIZER_FILE);
     candle_core::safetensors::save(&tensors, &opt_path)?;
@@ -153,14 +241,21 @@ fn load_from(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let saved = load_model(dir, device)?;
     let state_path = dir.join(TRAIN_STATE_FILE);
     let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
-    let (state, _): (TrainState, usize) = bincode::serde::decode_from_slice(
-        &bytes,
-        bincode::config::standard().with_limit::<STATE_FILE_LIMIT>(),
-    )
-    .map_err(|e| Error::BadModelFile {
-        path: state_path.clone(),
-        reason: format!("corrupt or truncated: {e}"),
-    })?;
+    let config = bincode::config::standard().with_limit::<STATE_FILE_LIMIT>();
+    let state: TrainState = match bincode::serde::decode_from_slice::<TrainState, _>(&bytes, config)
+    {
+        Ok((state, _)) => state,
+        // A format-1 state lacks the interrupted-epoch field at its end.
+        Err(e) => match bincode::serde::decode_from_slice::<TrainStateV1, _>(&bytes, config) {
+            Ok((v1, used)) if v1.format_version == 1 && used == bytes.len() => v1.into(),
+            _ => {
+                return Err(Error::BadModelFile {
+                    path: state_path.clone(),
+                    reason: format!("corrupt or truncated: {e}"),
+                })
+            }
+        },
+    };
     if state.format_version > CHECKPOINT_VERSION {
         return Err(Error::UnsupportedVersion {
             path: state_path,

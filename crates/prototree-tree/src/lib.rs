@@ -54,5 +54,6 @@ pub use predict::Prediction;
 pub use topology::{BranchState, Direction, NodeId, Topology};
 pub use train_config::{TrainConfig, ValidTrainConfig};
 pub use trainer::{
-    evaluate, Batch, BatchSource, BatchStats, EpochStats, NoObserver, TrainObserver, Trainer,
+    evaluate, Batch, BatchSource, BatchStats, EpochStats, NoObserver, PartialEpoch, TrainObserver,
+    Trainer,
 };

@@ -114,6 +114,25 @@ fn group_of(name: &str, last_block: &[String]) -> Option<usize> {
 /// Names of the parameter groups, in optimiser order.
 pub const GROUP_NAMES: [&str; 3] = ["backbone", "block", "prototypes"];
 
+/// Where an interrupted epoch stopped: everything needed to continue it exactly as an
+/// uninterrupted run would have (the model and optimisers hold the rest).
+#[derive(Debug, Clone)]
+pub struct PartialEpoch {
+    /// 1-based epoch that was interrupted.
+    pub epoch: usize,
+    /// Batches of that epoch already trained.
+    pub batches_done: usize,
+    /// Sum of their losses.
+    pub loss_sum: f64,
+    /// Sum of their accuracies.
+    pub accuracy_sum: f64,
+    /// Seconds spent on them.
+    pub seconds: f64,
+    /// The leaf parameters at the start of the epoch (the derivative-free update
+    /// subtracts a share of them at every batch).
+    pub epoch_start_leaves: Tensor,
+}
+
 /// Trains a [`ProtoTree`] with the reference's schedule.
 #[derive(Debug)]
 pub struct Trainer {
@@ -121,6 +140,8 @@ pub struct Trainer {
     /// Optimisers of the groups backbone, block (add-on + last backbone block), prototypes.
     groups: [Adam; 3],
     epochs_done: usize,
+    /// Set when an epoch was interrupted; the next [`Trainer::train_epoch`] continues it.
+    partial: Option<PartialEpoch>,
 }
 
 impl Trainer {
@@ -148,6 +169,7 @@ impl Trainer {
             config: config.clone(),
             groups: [Adam::new(a, adam), Adam::new(b, adam), Adam::new(c, adam)],
             epochs_done: 0,
+            partial: None,
         })
     }
 
@@ -176,6 +198,16 @@ impl Trainer {
         self.epochs_done = epochs;
     }
 
+    /// The interrupted epoch that the next [`Trainer::train_epoch`] will continue, if any.
+    pub fn partial_epoch(&self) -> Option<&PartialEpoch> {
+        self.partial.as_ref()
+    }
+
+    /// Sets (resuming) or clears the interrupted epoch to continue.
+    pub fn set_partial_epoch(&mut self, partial: Option<PartialEpoch>) {
+        self.partial = partial;
+    }
+
     /// Learning rates `(backbone, block, prototypes)` during 1-based `epoch`.
     pub fn learning_rates(&self, epoch: usize) -> [f64; 3] {
         let c = self.config.config();
@@ -184,6 +216,12 @@ impl Trainer {
     }
 
     /// Trains one epoch (the next one) on `source`, then evaluates on `eval` if given.
+    ///
+    /// When the observer asks to stop, the batches trained so far are kept as a
+    /// [`PartialEpoch`] ([`Trainer::partial_epoch`], saved with checkpoints) and
+    /// [`Error::Interrupted`] is returned; the next call continues the epoch at the next
+    /// batch, with the same result as an uninterrupted epoch (batches are drawn from
+    /// `(seed, epoch)`, so the skipped ones are the ones already trained).
     pub fn train_epoch(
         &mut self,
         model: &mut ProtoTree,
@@ -204,11 +242,34 @@ impl Trainer {
         // backward pass is skipped entirely.
         let detach_backbone = frozen && model.backbone().last_block_prefixes().is_empty();
         observer.epoch_started(epoch, num_epochs, num_batches);
-        let epoch_start_leaves = model.leaves().params().clone();
+        let resumed = self
+            .partial
+            .take()
+            .filter(|p| p.epoch == epoch && p.batches_done < num_batches);
+        let (epoch_start_leaves, mut loss_sum, mut acc_sum, skip, seconds_before) = match resumed {
+            Some(p) => (
+                p.epoch_start_leaves,
+                p.loss_sum,
+                p.accuracy_sum,
+                p.batches_done,
+                p.seconds,
+            ),
+            None => (model.leaves().params().clone(), 0f64, 0f64, 0usize, 0f64),
+        };
         let k = model.num_classes();
-        let (mut loss_sum, mut acc_sum, mut seen) = (0f64, 0f64, 0usize);
-        for (index, batch) in source.batches(epoch).enumerate() {
+        let mut seen = skip;
+        for (index, batch) in source.batches(epoch).enumerate().skip(skip) {
             if observer.should_stop() {
+                if index > 0 {
+                    self.partial = Some(PartialEpoch {
+                        epoch,
+                        batches_done: index,
+                        loss_sum,
+                        accuracy_sum: acc_sum,
+                        seconds: seconds_before + start.elapsed().as_secs_f64(),
+                        epoch_start_leaves,
+                    });
+                }
                 return Err(Error::Interrupted);
             }
             let batch = batch?;
@@ -278,7 +339,7 @@ impl Trainer {
             eval,
             learning_rates: lrs,
             backbone_frozen: frozen,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
         };
         observer.epoch_finished(&stats);
         Ok(stats)

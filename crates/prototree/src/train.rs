@@ -414,7 +414,7 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
             )));
         }
         let mut trainer = Trainer::new(&train_cfg, &ck.saved.model)?;
-        ck.restore_trainer(&mut trainer);
+        ck.restore_trainer(&mut trainer)?;
         let (saved, state) = ck.into_parts();
         (saved.model, trainer, state)
     } else {
@@ -440,6 +440,7 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
             best_score: f64::NEG_INFINITY,
             fingerprint,
             train_seconds: 0.0,
+            partial_epoch: None,
         };
         (model, trainer, state)
     };
@@ -461,15 +462,24 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
             job.eval_every > 0 && epoch % job.eval_every == 0 && epoch < job.train.epochs;
         let eval: Option<&mut dyn prototree_tree::BatchSource> =
             if eval_now { Some(&mut test_src) } else { None };
-        let stats = trainer
-            .train_epoch(&mut model, &mut train_src, eval, obs)
-            .map_err(|e| {
-                advise_on_out_of_memory(
+        let stats = match trainer.train_epoch(&mut model, &mut train_src, eval, obs) {
+            Ok(stats) => stats,
+            Err(prototree_tree::Error::Interrupted) => {
+                // Keep the batches of the interrupted epoch: `--resume` continues it.
+                if trainer.partial_epoch().is_some() {
+                    state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
+                    save_checkpoint(&last, &model, &meta, &trainer, &state)?;
+                }
+                return Err(prototree_tree::Error::Interrupted.into());
+            }
+            Err(e) => {
+                return Err(advise_on_out_of_memory(
                     Error::from(e),
                     job.train.batch_size,
                     &device_name(&job.device),
-                )
-            })?;
+                ))
+            }
+        };
         append_metrics(&metrics, &stats)?;
         let score = stats
             .eval

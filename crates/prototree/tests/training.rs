@@ -90,17 +90,38 @@ fn cub_and_imagefolder_fixtures_train_end_to_end() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops training after `epochs` epochs (at the first batch of the next one).
+/// Asks training to stop once `limit` epochs (`per_batch` false: at the first batch of
+/// the next one) or `limit` batches (`per_batch` true) are done.
 struct StopAfter {
-    epochs: usize,
+    limit: usize,
+    per_batch: bool,
     seen: usize,
 }
+impl StopAfter {
+    fn epochs(limit: usize) -> Self {
+        Self {
+            limit,
+            per_batch: false,
+            seen: 0,
+        }
+    }
+    fn batches(limit: usize) -> Self {
+        Self {
+            limit,
+            per_batch: true,
+            seen: 0,
+        }
+    }
+}
 impl TrainObserver for StopAfter {
+    fn batch_finished(&mut self, _stats: &prototree::tree::BatchStats) {
+        self.seen += usize::from(self.per_batch);
+    }
     fn epoch_finished(&mut self, _stats: &EpochStats) {
-        self.seen += 1;
+        self.seen += usize::from(!self.per_batch);
     }
     fn should_stop(&self) -> bool {
-        self.seen >= self.epochs
+        self.seen >= self.limit
     }
 }
 impl PipelineObserver for StopAfter {}
@@ -114,7 +135,7 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
     let broken = dir.path().join("broken");
     let err = train(
         &job(&data, &broken, 3),
-        &mut StopAfter { epochs: 2, seen: 0 },
+        &mut StopAfter::epochs(2),
     )
     .unwrap_err();
     assert!(err.to_string().contains("interrupt"), "{err}");
@@ -145,6 +166,54 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
     none.resume = true;
     let err = train(&none, &mut Silent).unwrap_err().to_string();
     assert!(err.contains("no checkpoint"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let small_batches = |out: &Path| {
+        let mut j = job(&data, out, 3);
+        j.train.batch_size = 4;
+        j
+    };
+    let straight = dir.path().join("straight");
+    let a = train(&small_batches(&straight), &mut Silent)?;
+    let ck = load_checkpoint(&last_checkpoint_dir(&straight), &Device::Cpu)?;
+    assert!(ck.state.partial_epoch.is_none());
+
+    // Stop in the middle of the second epoch.
+    let broken = dir.path().join("broken");
+    let batches_per_epoch = {
+        let mut probe = StopAfter::batches(usize::MAX);
+        let probe_dir = dir.path().join("probe");
+        let mut j = small_batches(&probe_dir);
+        j.train.epochs = 1;
+        train(&j, &mut probe)?;
+        probe.seen
+    };
+    assert!(batches_per_epoch >= 2, "{batches_per_epoch} batches per epoch");
+    let stop_at = batches_per_epoch + batches_per_epoch / 2;
+    let err = train(
+        &small_batches(&broken),
+        &mut StopAfter::batches(stop_at),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("interrupt"), "{err}");
+    let ck = load_checkpoint(&last_checkpoint_dir(&broken), &Device::Cpu)?;
+    assert_eq!(ck.state.epochs_done, 1);
+    let partial = ck.state.partial_epoch.clone().expect("interrupted epoch saved");
+    assert_eq!(partial.epoch, 2);
+    assert_eq!(partial.batches_done, batches_per_epoch / 2);
+
+    let mut resume = small_batches(&broken);
+    resume.resume = true;
+    let b = train(&resume, &mut Silent)?;
+    assert_eq!(tensors(&straight)?, tensors(&broken)?);
+    let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&a.history), losses(&b.history));
+    assert_eq!(a.test.accuracy_soft, b.test.accuracy_soft);
     Ok(())
 }
 

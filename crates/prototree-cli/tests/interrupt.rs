@@ -1,0 +1,65 @@
+//! Ctrl-C (SIGINT) during `prototree train`: the run finishes its step, saves what it has
+//! trained, exits with a message naming `--resume`, and resuming finishes the run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prototree::candle_core::Device;
+use prototree::train::last_checkpoint_dir;
+use prototree::tree::load_checkpoint;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny")
+}
+
+#[test]
+fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let out_s = out.display().to_string();
+    let data = fixture().display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prototree"))
+        .args(["--quiet", "--threads", "1", "train", "--data", &data, "--out", &out_s])
+        .args(["--image-size", "32", "--depth", "2", "--proto-dim", "8"])
+        .args(["--epochs", "100000", "--batch-size", "4", "--augment", "none"])
+        .args(["--freeze-epochs", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let last = last_checkpoint_dir(&out);
+    let start = Instant::now();
+    while load_checkpoint(&last, &Device::Cpu).is_err() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            anyhow::bail!("no checkpoint within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(status.success(), "kill -INT failed");
+    let output = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "an interrupted run must not report success");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(stderr.contains("finishing the current step"), "{stderr}");
+
+    let ck = load_checkpoint(&last, &Device::Cpu)?;
+    let done = ck.state.epochs_done;
+    assert!(done >= 1);
+    let target = (done + 1).to_string();
+    let status = Command::new(env!("CARGO_BIN_EXE_prototree"))
+        .args(["--quiet", "--threads", "1", "train", "--resume", &out_s])
+        .args(["--epochs", &target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    assert!(status.success());
+    let ck = load_checkpoint(&last, &Device::Cpu)?;
+    assert_eq!(ck.state.epochs_done, done + 1);
+    assert!(ck.state.partial_epoch.is_none());
+    Ok(())
+}
