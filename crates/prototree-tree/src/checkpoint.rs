@@ -237,32 +237,39 @@ pub fn checkpoint_exists(dir: &Path) -> bool {
     dir.join(TRAIN_STATE_FILE).is_file() || sibling(dir, ".old").join(TRAIN_STATE_FILE).is_file()
 }
 
+/// Decodes `train_state.bin` of any supported format version (1 or 2); `path` names the
+/// file in errors.
+fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainState> {
+    let config = bincode::config::standard().with_limit::<STATE_FILE_LIMIT>();
+    let corrupt = |e: bincode::error::DecodeError| Error::BadModelFile {
+        path: path.to_path_buf(),
+        reason: format!("corrupt or truncated: {e}"),
+    };
+    // The version is the first field of every format.
+    let (version, _): (u32, usize) =
+        bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
+    if version > CHECKPOINT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: CHECKPOINT_VERSION,
+        });
+    }
+    if version == 1 {
+        let (v1, _): (TrainStateV1, usize) =
+            bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
+        return Ok(v1.into());
+    }
+    let (state, _): (TrainState, usize) =
+        bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
+    Ok(state)
+}
+
 fn load_from(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let saved = load_model(dir, device)?;
     let state_path = dir.join(TRAIN_STATE_FILE);
     let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
-    let config = bincode::config::standard().with_limit::<STATE_FILE_LIMIT>();
-    let state: TrainState = match bincode::serde::decode_from_slice::<TrainState, _>(&bytes, config)
-    {
-        Ok((state, _)) => state,
-        // A format-1 state lacks the interrupted-epoch field at its end.
-        Err(e) => match bincode::serde::decode_from_slice::<TrainStateV1, _>(&bytes, config) {
-            Ok((v1, used)) if v1.format_version == 1 && used == bytes.len() => v1.into(),
-            _ => {
-                return Err(Error::BadModelFile {
-                    path: state_path.clone(),
-                    reason: format!("corrupt or truncated: {e}"),
-                })
-            }
-        },
-    };
-    if state.format_version > CHECKPOINT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            path: state_path,
-            found: state.format_version,
-            supported: CHECKPOINT_VERSION,
-        });
-    }
+    let state = decode_train_state(&bytes, &state_path)?;
     let opt_path = dir.join(OPTIMIZER_FILE);
     let optimizer =
         candle_core::safetensors::load(&opt_path, device).map_err(|e| Error::BadModelFile {
@@ -290,5 +297,77 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout of format 1, as older builds wrote it.
+    #[derive(Serialize)]
+    struct WrittenV1 {
+        format_version: u32,
+        epochs_done: usize,
+        optimizer_steps: [u64; 3],
+        history: Vec<EpochStats>,
+        best_epoch: Option<usize>,
+        best_score: f64,
+        fingerprint: String,
+        train_seconds: f64,
+    }
+
+    fn state(version: u32, partial: Option<PartialEpochState>) -> TrainState {
+        TrainState {
+            format_version: version,
+            epochs_done: 3,
+            optimizer_steps: [1, 2, 3],
+            history: Vec::new(),
+            best_epoch: Some(2),
+            best_score: 0.75,
+            fingerprint: "run".into(),
+            train_seconds: 12.5,
+            partial_epoch: partial,
+        }
+    }
+
+    #[test]
+    fn train_state_formats_1_and_2_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
+        let cfg = bincode::config::standard();
+        let path = Path::new("train_state.bin");
+        let v1 = WrittenV1 {
+            format_version: 1,
+            epochs_done: 3,
+            optimizer_steps: [1, 2, 3],
+            history: Vec::new(),
+            best_epoch: Some(2),
+            best_score: 0.75,
+            fingerprint: "run".into(),
+            train_seconds: 12.5,
+        };
+        let bytes = bincode::serde::encode_to_vec(&v1, cfg)?;
+        assert_eq!(decode_train_state(&bytes, path)?, state(1, None));
+
+        let partial = PartialEpochState {
+            epoch: 4,
+            batches_done: 7,
+            loss_sum: 3.5,
+            accuracy_sum: 2.0,
+            seconds: 1.25,
+        };
+        let v2 = state(2, Some(partial));
+        let bytes = bincode::serde::encode_to_vec(&v2, cfg)?;
+        assert_eq!(decode_train_state(&bytes, path)?, v2);
+        // Truncated: a clear error, never a panic.
+        let err = decode_train_state(&bytes[..bytes.len() - 3], path).unwrap_err();
+        assert!(err.to_string().contains("corrupt or truncated"), "{err}");
+
+        let v9 = state(9, None);
+        let bytes = bincode::serde::encode_to_vec(&v9, cfg)?;
+        assert!(matches!(
+            decode_train_state(&bytes, path),
+            Err(Error::UnsupportedVersion { found: 9, .. })
+        ));
+        Ok(())
     }
 }
