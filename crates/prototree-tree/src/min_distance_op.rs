@@ -27,8 +27,10 @@ struct MinDistance {
 }
 
 /// Rows (patches) of one block of the forward pass: the block's `(rows, P)` product stays
-/// in the core's L2 cache while the min pass reads it.
-const BLOCK_ROWS: usize = 192;
+/// in the core's L2 cache while the min pass reads it (392 × 511 floats = 0.8 MB at the
+/// default sizes), and is large enough that `gemm` packing the prototypes once per block
+/// costs little (measured: 392 rows beat 192 in the forward / matmul ratio, 1.24 vs 1.33).
+const BLOCK_ROWS: usize = 392;
 
 /// Prototypes per block of the backward pass (their gradient rows stay in cache while
 /// every image adds to them).
