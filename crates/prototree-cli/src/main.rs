@@ -124,7 +124,7 @@ struct DemoArgs {
     /// Images per class.
     #[arg(long, default_value_t = 80)]
     per_class: usize,
-    /// Training epochs.
+    /// Training epochs (default 40; the learning-rate milestones move in proportion).
     #[arg(long)]
     epochs: Option<usize>,
     /// Tree depth.
@@ -309,8 +309,7 @@ fn run_demo_cmd(a: DemoArgs, obs: &mut CliProgress) -> Result<()> {
     cfg.depth = a.depth;
     cfg.train.seed = a.seed;
     if let Some(e) = a.epochs {
-        cfg.train.epochs = e;
-        cfg.train.milestones.retain(|m| *m < e);
+        cfg.set_epochs(e);
     }
     cfg.device = candle_device(&a.device)?;
     let s = run_demo(&cfg, obs).context("demo failed")?;

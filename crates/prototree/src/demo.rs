@@ -55,13 +55,13 @@ impl DemoConfig {
             depth: 5,
             proto_dim: 64,
             train: TrainConfig {
-                epochs: 24,
+                epochs: 40,
                 batch_size: 32,
                 lr: 2e-3,
                 lr_block: 2e-3,
                 lr_net: 2e-3,
                 freeze_epochs: 0,
-                milestones: vec![16, 20],
+                milestones: vec![28, 34],
                 gamma: 0.5,
                 ..TrainConfig::default()
             },
@@ -69,6 +69,22 @@ impl DemoConfig {
             explain_images: 8,
             device: Device::Cpu,
         }
+    }
+
+    /// Trains for `epochs` epochs, moving the learning-rate milestones in proportion
+    /// (the default 40 epochs decay after epochs 28 and 34).
+    pub fn set_epochs(&mut self, epochs: usize) {
+        let old = self.train.epochs.max(1);
+        let mut milestones: Vec<usize> = self
+            .train
+            .milestones
+            .iter()
+            .map(|m| (m * epochs + old / 2) / old)
+            .filter(|m| *m >= 1 && *m < epochs)
+            .collect();
+        milestones.dedup();
+        self.train.milestones = milestones;
+        self.train.epochs = epochs;
     }
 }
 
@@ -298,4 +314,23 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
     write_atomic(&cfg.out.join("summary.json"), &json)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fewer_or_more_epochs_move_the_milestones_in_proportion() {
+        let mut cfg = DemoConfig::new("/tmp/x".into());
+        cfg.set_epochs(20);
+        assert_eq!((cfg.train.epochs, cfg.train.milestones.clone()), (20, vec![14, 17]));
+        cfg.set_epochs(80);
+        assert_eq!(cfg.train.milestones, vec![56, 68]);
+        cfg.set_epochs(2);
+        assert_eq!(cfg.train.milestones, vec![1]);
+        cfg.set_epochs(1);
+        assert!(cfg.train.milestones.is_empty());
+        assert!(cfg.train.check().is_ok());
+    }
 }
