@@ -20,9 +20,25 @@ fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
     let out_s = out.display().to_string();
     let data = fixture().display().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_prototree"))
-        .args(["--quiet", "--threads", "1", "train", "--data", &data, "--out", &out_s])
+        .args([
+            "--quiet",
+            "--threads",
+            "1",
+            "train",
+            "--data",
+            &data,
+            "--out",
+            &out_s,
+        ])
         .args(["--image-size", "32", "--depth", "2", "--proto-dim", "8"])
-        .args(["--epochs", "100000", "--batch-size", "4", "--augment", "none"])
+        .args([
+            "--epochs",
+            "100000",
+            "--batch-size",
+            "4",
+            "--augment",
+            "none",
+        ])
         .args(["--freeze-epochs", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -43,7 +59,10 @@ fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
     assert!(status.success(), "kill -INT failed");
     let output = child.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "an interrupted run must not report success");
+    assert!(
+        !output.status.success(),
+        "an interrupted run must not report success"
+    );
     assert!(stderr.contains("--resume"), "{stderr}");
     assert!(stderr.contains("finishing the current step"), "{stderr}");
 

@@ -86,7 +86,10 @@ fn pipeline(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 epoch += 1;
-                loader.epoch(epoch).map(|batch| batch.batch_size).sum::<usize>()
+                loader
+                    .epoch(epoch)
+                    .map(|batch| batch.batch_size)
+                    .sum::<usize>()
             })
         });
     }

@@ -67,7 +67,9 @@ fn main() -> Result<()> {
     result.insert("batch".into(), batch.into());
     result.insert(
         "threads".into(),
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_default().into(),
+        std::env::var("RAYON_NUM_THREADS")
+            .unwrap_or_default()
+            .into(),
     );
     println!("{}", serde_json::Value::Object(result));
     Ok(())

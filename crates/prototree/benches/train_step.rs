@@ -48,7 +48,11 @@ fn setup(backbone: BackboneKind) -> anyhow::Result<(ProtoTree, Trainer, Repeated
     let images = Tensor::rand(0f32, 1.0, (BATCH, 3, SIZE, SIZE), &dev)?;
     let labels: Vec<u32> = (0..BATCH as u32).map(|i| i % CLASSES as u32).collect();
     let labels = Tensor::from_vec(labels, BATCH, &dev)?;
-    Ok((model, trainer, RepeatedBatch::new(Batch { images, labels }, 1)))
+    Ok((
+        model,
+        trainer,
+        RepeatedBatch::new(Batch { images, labels }, 1),
+    ))
 }
 
 fn train_step(c: &mut Criterion) {

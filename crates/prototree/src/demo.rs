@@ -324,7 +324,10 @@ mod tests {
     fn fewer_or_more_epochs_move_the_milestones_in_proportion() {
         let mut cfg = DemoConfig::new("/tmp/x".into());
         cfg.set_epochs(20);
-        assert_eq!((cfg.train.epochs, cfg.train.milestones.clone()), (20, vec![14, 17]));
+        assert_eq!(
+            (cfg.train.epochs, cfg.train.milestones.clone()),
+            (20, vec![14, 17])
+        );
         cfg.set_epochs(80);
         assert_eq!(cfg.train.milestones, vec![56, 68]);
         cfg.set_epochs(2);

@@ -133,11 +133,7 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
     let straight = dir.path().join("straight");
     let a = train(&job(&data, &straight, 3), &mut Silent)?;
     let broken = dir.path().join("broken");
-    let err = train(
-        &job(&data, &broken, 3),
-        &mut StopAfter::epochs(2),
-    )
-    .unwrap_err();
+    let err = train(&job(&data, &broken, 3), &mut StopAfter::epochs(2)).unwrap_err();
     assert!(err.to_string().contains("interrupt"), "{err}");
     assert_eq!(
         load_checkpoint(&last_checkpoint_dir(&broken), &Device::Cpu)?
@@ -193,17 +189,20 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
         train(&j, &mut probe)?;
         probe.seen
     };
-    assert!(batches_per_epoch >= 2, "{batches_per_epoch} batches per epoch");
+    assert!(
+        batches_per_epoch >= 2,
+        "{batches_per_epoch} batches per epoch"
+    );
     let stop_at = batches_per_epoch + batches_per_epoch / 2;
-    let err = train(
-        &small_batches(&broken),
-        &mut StopAfter::batches(stop_at),
-    )
-    .unwrap_err();
+    let err = train(&small_batches(&broken), &mut StopAfter::batches(stop_at)).unwrap_err();
     assert!(err.to_string().contains("interrupt"), "{err}");
     let ck = load_checkpoint(&last_checkpoint_dir(&broken), &Device::Cpu)?;
     assert_eq!(ck.state.epochs_done, 1);
-    let partial = ck.state.partial_epoch.clone().expect("interrupted epoch saved");
+    let partial = ck
+        .state
+        .partial_epoch
+        .clone()
+        .expect("interrupted epoch saved");
     assert_eq!(partial.epoch, 2);
     assert_eq!(partial.batches_done, batches_per_epoch / 2);
 
