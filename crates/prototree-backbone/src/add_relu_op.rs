@@ -11,11 +11,7 @@ use crate::conv_op::{assume_init, uninit_vec};
 const CHUNK: usize = 1 << 16;
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("add_relu needs contiguous inputs"),
-    }
+    crate::cpu_slice::contiguous_f32(s, l, "add_relu")
 }
 
 /// `(a, b)` → `max(a + b, 0)`.

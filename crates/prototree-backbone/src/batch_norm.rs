@@ -121,11 +121,7 @@ impl BatchNormNhwc {
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("batch_norm_nhwc needs contiguous inputs"),
-    }
+    crate::cpu_slice::contiguous_f32(s, l, "batch_norm_nhwc")
 }
 
 /// Per-channel sums of `f(row)` over `x` (`rows × c`), f32 within a chunk, f64 across.

@@ -216,11 +216,7 @@ unsafe fn matmul(
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d_nhwc: {what} must be contiguous"),
-    }
+    crate::cpu_slice::contiguous_f32(s, l, &format!("conv2d_nhwc ({what})"))
 }
 
 /// Forward: `(x (b, h, w, c), weight (o, c, kh, kw))` → `(b, ho, wo, o)`.

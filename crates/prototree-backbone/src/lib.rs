@@ -11,6 +11,7 @@ pub mod batch_norm;
 pub mod build;
 pub mod classifier;
 mod conv_op;
+mod cpu_slice;
 pub mod efficientnet_lite;
 pub mod error;
 pub mod kind;

@@ -30,11 +30,7 @@ impl Pool {
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("max_pool_nhwc needs contiguous inputs"),
-    }
+    crate::cpu_slice::contiguous_f32(s, l, "max_pool_nhwc")
 }
 
 /// `(b, h, w, c)` → `(b, ho, wo, c)`.
