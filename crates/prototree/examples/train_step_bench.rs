@@ -12,34 +12,11 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use prototree::candle_core::{Device, Tensor};
 use prototree::prelude::*;
-use prototree::tree::{Batch, BatchSource, EpochStats, Trainer};
+use prototree::source::RepeatedBatch;
+use prototree::tree::{Batch, EpochStats, Trainer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The same batch, `n` times.
-struct Repeat {
-    images: Tensor,
-    labels: Tensor,
-    n: usize,
-}
-impl BatchSource for Repeat {
-    fn num_batches(&self) -> usize {
-        self.n
-    }
-    fn batches(
-        &mut self,
-        _epoch: usize,
-    ) -> Box<dyn Iterator<Item = prototree::tree::Result<Batch>> + '_> {
-        let (images, labels) = (self.images.clone(), self.labels.clone());
-        Box::new((0..self.n).map(move |_| {
-            Ok(Batch {
-                images: images.clone(),
-                labels: labels.clone(),
-            })
-        }))
-    }
-}
 
 /// Records the wall time and the process's CPU time at which each batch finishes.
 struct Clock(Vec<(Instant, f64)>);
@@ -150,11 +127,7 @@ fn main() -> Result<()> {
         batch,
         &dev,
     )?;
-    let mut source = Repeat {
-        images,
-        labels,
-        n: iters + 1,
-    };
+    let mut source = RepeatedBatch::new(Batch { images, labels }, iters + 1);
     let start = Instant::now();
     let mut clock = Clock(Vec::new());
     trainer.train_epoch(&mut model, &mut source, None, &mut clock)?;
