@@ -1,4 +1,4 @@
-//! BatchNorm (+ optional ReLU) of channels-last tensors, fused on the CPU.
+//! BatchNorm (+ optional ReLU or ReLU6) of channels-last tensors, fused on the CPU.
 //!
 //! candle's `BatchNorm` runs a chain of broadcasting ops, each with its own full-size
 //! temporary kept for the backward pass. Here, on the CPU in f32, one pass computes the
@@ -18,7 +18,50 @@ use crate::Result;
 /// Rows per parallel task of the statistics and normalisation passes.
 const CHUNK_ROWS: usize = 512;
 
-/// A BatchNorm over the last (channel) dimension, with optional fused ReLU.
+/// The activation applied right after a [`BatchNormNhwc`], inside the same fused pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// None: the normalised values as they are.
+    Identity,
+    /// `max(x, 0)` (ResNet, the small CNN).
+    Relu,
+    /// `min(max(x, 0), 6)` (EfficientNet-Lite).
+    Relu6,
+}
+
+impl Activation {
+    /// The activation of `v`.
+    #[inline]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => v.max(0.0),
+            Activation::Relu6 => v.clamp(0.0, 6.0),
+        }
+    }
+
+    /// Whether the gradient passes through at output `y` (zero where the activation is
+    /// flat).
+    #[inline]
+    fn passes(self, y: f32) -> bool {
+        match self {
+            Activation::Identity => true,
+            Activation::Relu => y > 0.0,
+            Activation::Relu6 => y > 0.0 && y < 6.0,
+        }
+    }
+
+    /// The same activation as candle tensor ops (the non-fused path).
+    fn apply_tensor(self, y: Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(y),
+            Activation::Relu => y.relu(),
+            Activation::Relu6 => y.clamp(0f32, 6f32),
+        }
+    }
+}
+
+/// A BatchNorm over the last (channel) dimension, with an optional fused activation.
 ///
 /// Parameters and running statistics are created through the `VarBuilder` under
 /// PyTorch's names (`weight`, `bias`, `running_mean`, `running_var`).
@@ -62,14 +105,14 @@ impl BatchNormNhwc {
         })
     }
 
-    /// Normalises `x` over all but its last dimension, then applies the ReLU if `relu`.
+    /// Normalises `x` over all but its last dimension, then applies `activation`.
     ///
     /// `train`: batch statistics, and the running statistics updated; otherwise the
     /// running statistics.
     ///
     /// # Shapes
     /// - `x`: `(…, c)` → same shape
-    pub fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, train: bool, activation: Activation) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         let shape = x.shape().clone();
         if x.dims().last() != Some(&c) {
@@ -85,7 +128,7 @@ impl BatchNormNhwc {
                 .generic
                 .forward_t(&x.reshape(((), c))?, train)?
                 .reshape(&shape)?;
-            return Ok(if relu { y.relu()? } else { y });
+            return Ok(activation.apply_tensor(y)?);
         }
         let x = x.reshape(((), c))?.contiguous()?;
         let rows = x.dim(0)?;
@@ -113,7 +156,7 @@ impl BatchNormNhwc {
         let op = BnApply {
             mean: mean.to_vec1::<f32>()?,
             invstd: invstd.to_vec1::<f32>()?,
-            relu,
+            activation,
             batch_stats: train,
         };
         Ok(x.apply_op3(&self.weight, &self.bias, op)?.reshape(shape)?)
@@ -183,11 +226,11 @@ impl CustomOp1 for BnStats {
     }
 }
 
-/// `(x (rows, c), gamma (c), beta (c))` → `gamma·(x − mean)·invstd + beta` (then ReLU).
+/// `(x (rows, c), gamma (c), beta (c))` → `gamma·(x − mean)·invstd + beta`, activated.
 struct BnApply {
     mean: Vec<f32>,
     invstd: Vec<f32>,
-    relu: bool,
+    activation: Activation,
     /// Whether `mean`/`invstd` are the batch's own (train mode), which the backward
     /// differentiates through.
     batch_stats: bool,
@@ -218,14 +261,14 @@ impl CustomOp3 for BnApply {
             .map(|((b, s), m)| b - m * s)
             .collect();
         let mut y = uninit_vec(rows * c);
-        let relu = self.relu;
+        let activation = self.activation;
         y.par_chunks_mut((CHUNK_ROWS * c).max(1))
             .zip(x.par_chunks((CHUNK_ROWS * c).max(1)))
             .for_each(|(yc, xc)| {
                 for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
                     for (((o, v), s), t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
                         let r = v * s + t;
-                        o.write(if relu { r.max(0.0) } else { r });
+                        o.write(activation.apply(r));
                     }
                 }
             });
@@ -250,7 +293,7 @@ impl CustomOp3 for BnApply {
                 mean: self.mean.clone(),
                 invstd: self.invstd.clone(),
                 gamma: gamma.to_vec1::<f32>()?,
-                relu: self.relu,
+                activation: self.activation,
                 batch_stats: self.batch_stats,
             },
         )?;
@@ -267,7 +310,7 @@ struct BnBackward {
     mean: Vec<f32>,
     invstd: Vec<f32>,
     gamma: Vec<f32>,
-    relu: bool,
+    activation: Activation,
     batch_stats: bool,
 }
 
@@ -289,10 +332,10 @@ impl CustomOp3 for BnBackward {
         let x = contiguous(s1, l1)?;
         let y = contiguous(s2, l2)?;
         let dy = contiguous(s3, l3)?;
-        let relu = self.relu;
+        let activation = self.activation;
         let (mean, invstd) = (&self.mean, &self.invstd);
         let chunk = (CHUNK_ROWS * c).max(1);
-        // Pass 1: Σ g and Σ g·x̂ per channel, g the gradient after the ReLU's mask.
+        // Pass 1: Σ g and Σ g·x̂ per channel, g the gradient after the activation's mask.
         let sums = x
             .par_chunks(chunk)
             .zip(y.par_chunks(chunk))
@@ -306,7 +349,7 @@ impl CustomOp3 for BnBackward {
                     .zip(gc.chunks_exact(c))
                 {
                     for i in 0..c {
-                        let g = if relu && yr[i] <= 0.0 { 0.0 } else { gr[i] };
+                        let g = if activation.passes(yr[i]) { gr[i] } else { 0.0 };
                         sg[i] += g;
                         sgx[i] += g * (xr[i] - mean[i]) * invstd[i];
                     }
@@ -343,7 +386,7 @@ impl CustomOp3 for BnBackward {
                     .zip(gc.chunks_exact(c))
                 {
                     for i in 0..c {
-                        let g = if relu && yr[i] <= 0.0 { 0.0 } else { gr[i] };
+                        let g = if activation.passes(yr[i]) { gr[i] } else { 0.0 };
                         dr[i].write(if batch_stats {
                             let xh = (xr[i] - mean[i]) * invstd[i];
                             scale[i] * (g - mean_g[i] - xh * mean_gx[i])
@@ -374,12 +417,17 @@ mod tests {
         Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
     }
 
-    /// The fused op against candle's `BatchNorm` (+ `relu`) on the same variables: output,
+    /// The fused op against candle's `BatchNorm` (+ `relu` / `clamp(0, 6)`) on the same
+    /// variables: output,
     /// running statistics and the gradients of input, weight and bias.
     #[test]
     fn fused_matches_candle_batch_norm() -> anyhow::Result<()> {
         let dev = Device::Cpu;
-        for (train, relu) in [(true, true), (true, false), (false, true), (false, false)] {
+        let activations = [Activation::Identity, Activation::Relu, Activation::Relu6];
+        for (train, act) in [true, false]
+            .into_iter()
+            .flat_map(|t| activations.map(|a| (t, a)))
+        {
             let (mut fused_map, mut plain_map) = (VarMap::new(), VarMap::new());
             let vb_f = VarBuilder::from_varmap(&fused_map, DType::F32, &dev);
             let vb_p = VarBuilder::from_varmap(&plain_map, DType::F32, &dev);
@@ -391,10 +439,11 @@ mod tests {
                 momentum: 0.1,
             };
             let theirs = candle_nn::batch_norm(5, cfg, vb_p)?;
-            // Same non-trivial parameters and running statistics in both maps.
+            // Same non-trivial parameters and running statistics in both maps; a scale of
+            // 2.5–3.5 sends a good share of the outputs past both ends of ReLU6.
             for (name, lo) in [
-                ("weight", 0.5f32),
-                ("bias", -0.5),
+                ("weight", 2.5f32),
+                ("bias", 1.0),
                 ("running_mean", -1.0),
                 ("running_var", 0.5),
             ] {
@@ -404,14 +453,16 @@ mod tests {
             }
             let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev)? * 2.0)?)?;
             let up = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
-            let y1 = ours.forward(x.as_tensor(), train, relu)?;
+            let y1 = ours.forward(x.as_tensor(), train, act)?;
             let mut y2 = theirs
                 .forward_t(&x.as_tensor().reshape((24, 5))?, train)?
                 .reshape((2, 3, 4, 5))?;
-            if relu {
-                y2 = y2.relu()?;
-            }
-            assert!(max_diff(&y1, &y2)? < 1e-5, "train {train} relu {relu}");
+            y2 = match act {
+                Activation::Identity => y2,
+                Activation::Relu => y2.relu()?,
+                Activation::Relu6 => y2.clamp(0f32, 6f32)?,
+            };
+            assert!(max_diff(&y1, &y2)? < 1e-5, "train {train} {act:?}");
             let (g1, g2) = (
                 (&y1 * &up)?.sum_all()?.backward()?,
                 (&y2 * &up)?.sum_all()?.backward()?,
@@ -432,7 +483,7 @@ mod tests {
             for (a, b, name) in pairs {
                 let (ga, gb) = (g1.get(a).unwrap(), g2.get(b).unwrap());
                 let d = max_diff(ga, gb)?;
-                assert!(d < 1e-4, "train {train} relu {relu}: grad {name} diff {d}");
+                assert!(d < 1e-4, "train {train} {act:?}: grad {name} diff {d}");
             }
         }
         Ok(())

@@ -14,10 +14,11 @@
 //! Features: the head's output (1×1 conv → BN → ReLU6, 1280 channels, stride 32), the last
 //! map before pooling and the classifier `_fc`.
 
-use candle_core::{ModuleT, Tensor};
-use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
-use crate::nhwc_conv::{conv2d_nhwc, depthwise_conv2d_nhwc, pad_nhwc, same_padding};
+use crate::batch_norm::{Activation, BatchNormNhwc};
+use crate::nhwc_conv::{conv2d_nhwc, conv2d_nhwc_padded, depthwise_conv2d_nhwc, same_padding};
 use crate::{Backbone, BackboneKind, Error, Result};
 
 /// One stage of MBConv blocks: repeats, kernel, stride, expansion, input and output filters.
@@ -119,32 +120,17 @@ pub fn round_filters(filters: usize, width: f64) -> usize {
     new
 }
 
-fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    let config = BatchNormConfig {
-        eps: 1e-3,
-        remove_mean: true,
-        affine: true,
-        momentum: 0.01,
-    };
-    Ok(batch_norm(c, config, vb)?)
-}
-
-fn bn_forward(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    Ok(bn
-        .forward_t(&x.reshape((b * h * w, c))?, train)?
-        .reshape((b, h, w, c))?)
-}
-
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.clamp(0f32, 6f32)?)
+/// BatchNorm with the package's eps 1e-3 and momentum 0.01, fused with its activation on
+/// the CPU.
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNormNhwc> {
+    BatchNormNhwc::new(c, 1e-3, 0.01, vb)
 }
 
 /// A 1×1 convolution + BatchNorm.
 #[derive(Debug, Clone)]
 struct Pointwise {
     weight: Tensor,
-    bn: BatchNorm,
+    bn: BatchNormNhwc,
 }
 
 impl Pointwise {
@@ -154,8 +140,9 @@ impl Pointwise {
             bn: bn(c_out, norm)?,
         })
     }
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        bn_forward(&self.bn, &conv2d_nhwc(x, &self.weight, 1, 0)?, train)
+    fn forward(&self, x: &Tensor, train: bool, activation: Activation) -> Result<Tensor> {
+        self.bn
+            .forward(&conv2d_nhwc(x, &self.weight, 1, 0)?, train, activation)
     }
 }
 
@@ -164,7 +151,7 @@ impl Pointwise {
 struct MbConv {
     expand: Option<Pointwise>,
     depthwise: Tensor,
-    bn1: BatchNorm,
+    bn1: BatchNormNhwc,
     project: Pointwise,
     kernel: usize,
     stride: usize,
@@ -205,19 +192,21 @@ impl MbConv {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = match &self.expand {
-            Some(e) => relu6(&e.forward(x, train)?)?,
+        let y = match &self.expand {
+            Some(e) => e.forward(x, train, Activation::Relu6)?,
             None => x.clone(),
         };
         let (_, h, w, _) = y.dims4()?;
-        y = pad_nhwc(
+        let y = depthwise_conv2d_nhwc(
             &y,
+            &self.depthwise,
+            self.stride,
             same_padding(h, self.kernel, self.stride),
             same_padding(w, self.kernel, self.stride),
         )?;
-        y = depthwise_conv2d_nhwc(&y, &self.depthwise, self.stride)?;
-        y = relu6(&bn_forward(&self.bn1, &y, train)?)?;
-        y = self.project.forward(&y, train)?;
+        let y = self.bn1.forward(&y, train, Activation::Relu6)?;
+        // The projection is linear (no activation): the block's bottleneck.
+        let y = self.project.forward(&y, train, Activation::Identity)?;
         Ok(if self.skip { (y + x)? } else { y })
     }
 }
@@ -242,7 +231,7 @@ impl MbConv {
 pub struct EfficientNetLite {
     kind: BackboneKind,
     stem: Tensor,
-    stem_bn: BatchNorm,
+    stem_bn: BatchNormNhwc,
     blocks: Vec<MbConv>,
     head: Pointwise,
 }
@@ -328,16 +317,18 @@ impl Backbone for EfficientNetLite {
         crate::backbone::check_input(x, Self::MIN_SIZE)?;
         let (h, w) = (x.dim(2)?, x.dim(3)?);
         let x = x.permute((0, 2, 3, 1))?.contiguous()?;
-        let x = pad_nhwc(&x, same_padding(h, 3, 2), same_padding(w, 3, 2))?;
-        let mut x = relu6(&bn_forward(
-            &self.stem_bn,
-            &conv2d_nhwc(&x, &self.stem, 2, 0)?,
-            train,
-        )?)?;
+        let x = conv2d_nhwc_padded(
+            &x,
+            &self.stem,
+            2,
+            same_padding(h, 3, 2),
+            same_padding(w, 3, 2),
+        )?;
+        let mut x = self.stem_bn.forward(&x, train, Activation::Relu6)?;
         for block in &self.blocks {
             x = block.forward(&x, train)?;
         }
-        let x = relu6(&self.head.forward(&x, train)?)?;
+        let x = self.head.forward(&x, train, Activation::Relu6)?;
         Ok(x.permute((0, 3, 1, 2))?.contiguous()?)
     }
 

@@ -12,6 +12,7 @@ pub mod build;
 pub mod classifier;
 mod conv_op;
 mod cpu_slice;
+mod depthwise_op;
 pub mod efficientnet_lite;
 pub mod error;
 pub mod kind;
@@ -22,7 +23,7 @@ pub mod small_cnn;
 pub mod weights;
 
 pub use backbone::Backbone;
-pub use batch_norm::BatchNormNhwc;
+pub use batch_norm::{Activation, BatchNormNhwc};
 pub use build::build_backbone;
 pub use classifier::{EvalTransform, ImageNetClassifier};
 pub use efficientnet_lite::EfficientNetLite;

@@ -166,13 +166,23 @@ pub fn pad_nhwc(x: &Tensor, rows: (usize, usize), cols: (usize, usize)) -> Resul
     Ok(x)
 }
 
-/// Depthwise 2-D convolution (one `k × k` filter per channel, no bias, no padding) of a
-/// channels-last input, as a sum of `k²` shifted, channel-scaled copies.
+/// Depthwise 2-D convolution (one `kh × kw` filter per channel, no bias) of a
+/// channels-last input with zero padding of `rows = (top, bottom)` and
+/// `cols = (left, right)` (asymmetric, as TensorFlow's "SAME", allowed).
+///
+/// On the CPU (f32) one fused op that reads the padding as skipped taps; elsewhere a sum
+/// of `kh·kw` shifted, channel-scaled copies of the padded input.
 ///
 /// # Shapes
-/// - `x`: `(b, h, w, c)` (already padded), `weight`: `(c, 1, k, k)` (PyTorch layout)
+/// - `x`: `(b, h, w, c)`, `weight`: `(c, 1, kh, kw)` (PyTorch layout)
 /// - returns `(b, h_out, w_out, c)`
-pub fn depthwise_conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
+pub fn depthwise_conv2d_nhwc(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+) -> Result<Tensor> {
     let (_, h, w, c) = x.dims4()?;
     let (wc, one, kh, kw) = weight.dims4()?;
     if wc != c || one != 1 {
@@ -184,16 +194,26 @@ pub fn depthwise_conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize) -> Resu
         .into());
     }
     let (ho, wo) = (
-        conv_out_size(h, kh, stride, 0),
-        conv_out_size(w, kw, stride, 0),
+        padded_out_size(h, kh, stride, rows),
+        padded_out_size(w, kw, stride, cols),
     );
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        return Ok(crate::depthwise_op::depthwise_conv2d_nhwc_fused(
+            x,
+            weight,
+            stride,
+            (rows.0, cols.0),
+            (ho, wo),
+        )?);
+    }
+    let x = pad_nhwc(x, rows, cols)?;
     // (c, kh·kw) → per tap a (c,) row broadcast over (b, ho, wo, c).
     let taps_w = weight.reshape((c, kh * kw))?.t()?.contiguous()?;
     let mut out: Option<Tensor> = None;
     for ky in 0..kh {
-        let rows = strided(x, 1, ky, ho, stride)?;
+        let tap_rows = strided(&x, 1, ky, ho, stride)?;
         for kx in 0..kw {
-            let tap = strided(&rows, 2, kx, wo, stride)?;
+            let tap = strided(&tap_rows, 2, kx, wo, stride)?;
             let term = tap.broadcast_mul(&taps_w.get(ky * kw + kx)?)?;
             out = Some(match out {
                 Some(o) => (o + term)?,
@@ -204,6 +224,45 @@ pub fn depthwise_conv2d_nhwc(x: &Tensor, weight: &Tensor, stride: usize) -> Resu
     out.ok_or_else(|| {
         candle_core::Error::Msg("depthwise convolution with an empty kernel".into()).into()
     })
+}
+
+/// Output side of a convolution with `(before, after)` padding.
+fn padded_out_size(input: usize, kernel: usize, stride: usize, pad: (usize, usize)) -> usize {
+    (input + pad.0 + pad.1).saturating_sub(kernel) / stride.max(1) + 1
+}
+
+/// 2-D convolution (no bias) of a channels-last input with zero padding of
+/// `rows = (top, bottom)` and `cols = (left, right)`, which may be asymmetric (TensorFlow's
+/// "SAME"). On the CPU (f32) the padding is never materialised.
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)`, `weight`: `(o, c, kh, kw)` → `(b, h_out, w_out, o)`
+pub fn conv2d_nhwc_padded(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+) -> Result<Tensor> {
+    if rows.0 == rows.1 && cols.0 == cols.1 && rows.0 == cols.0 {
+        return conv2d_nhwc(x, weight, stride, rows.0);
+    }
+    let (_, h, w, c) = x.dims4()?;
+    let (_, wc, kh, kw) = weight.dims4()?;
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && wc == c {
+        let out = (
+            padded_out_size(h, kh, stride, rows),
+            padded_out_size(w, kw, stride, cols),
+        );
+        return Ok(crate::conv_op::conv2d_nhwc_fused(
+            x,
+            weight,
+            stride,
+            (rows.0, cols.0),
+            out,
+        )?);
+    }
+    conv2d_nhwc(&pad_nhwc(x, rows, cols)?, weight, stride, 0)
 }
 
 /// 2×2 max-pooling with stride 2 of a channels-last input (odd sizes are floored).
@@ -290,6 +349,81 @@ mod tests {
                 let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
                 let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 assert!(diff < 1e-4 * scale, "s {s} p {p} k {k}: diff {diff}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The depthwise convolution (fused on the CPU) against candle's grouped `conv2d` of
+    /// the explicitly padded input: outputs and the gradients of input and weights, for
+    /// the kernels, strides and asymmetric "SAME" paddings EfficientNet-Lite uses.
+    #[test]
+    fn depthwise_matches_candle_grouped_conv() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        // (kernel, stride, side): even and odd sides at stride 2 give asymmetric padding.
+        for (k, s, n) in [
+            (3, 1, 7),
+            (3, 2, 8),
+            (3, 2, 9),
+            (5, 1, 6),
+            (5, 2, 10),
+            (5, 2, 7),
+        ] {
+            let c = 6;
+            let (rows, cols) = (same_padding(n, k, s), same_padding(n + 1, k, s));
+            let x = Var::randn(0f32, 1.0, (3, n, n + 1, c), &dev)?;
+            let wt = Var::randn(0f32, 1.0, (c, 1, k, k), &dev)?;
+            let up_dims = (3, n.div_ceil(s), (n + 1).div_ceil(s), c);
+            let up = Tensor::randn(0f32, 1.0, up_dims, &dev)?;
+            let ours = depthwise_conv2d_nhwc(x.as_tensor(), wt.as_tensor(), s, rows, cols)?;
+            let theirs = pad_nhwc(x.as_tensor(), rows, cols)?
+                .permute((0, 3, 1, 2))?
+                .conv2d(wt.as_tensor(), 0, s, 1, c)?
+                .permute((0, 2, 3, 1))?;
+            assert_eq!(ours.dims(), theirs.dims(), "k {k} s {s} n {n}");
+            let diff = (&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "k {k} s {s} n {n}: output diff {diff}");
+            let g1 = (ours * &up)?.sum_all()?.backward()?;
+            let g2 = (theirs * &up)?.sum_all()?.backward()?;
+            for (v, name) in [(&x, "input"), (&wt, "weight")] {
+                let a = g1.get(v.as_tensor()).unwrap();
+                let b = g2.get(v.as_tensor()).unwrap();
+                let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+                let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(
+                    diff < 1e-5 * scale,
+                    "k {k} s {s} n {n}: {name} grad diff {diff}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The asymmetrically padded convolution (the stem) against candle's `conv2d` of the
+    /// explicitly padded input, forward and backward.
+    #[test]
+    fn asymmetric_padding_matches_padded_candle_conv() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        for n in [8, 9] {
+            let (rows, cols) = (same_padding(n, 3, 2), same_padding(n + 1, 3, 2));
+            let x = Var::randn(0f32, 1.0, (2, n, n + 1, 3), &dev)?;
+            let wt = Var::randn(0f32, 1.0, (4, 3, 3, 3), &dev)?;
+            let ours = conv2d_nhwc_padded(x.as_tensor(), wt.as_tensor(), 2, rows, cols)?;
+            let theirs = pad_nhwc(x.as_tensor(), rows, cols)?
+                .permute((0, 3, 1, 2))?
+                .conv2d(wt.as_tensor(), 0, 2, 1, 1)?
+                .permute((0, 2, 3, 1))?;
+            assert_eq!(ours.dims(), theirs.dims());
+            let diff = (&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "n {n}: output diff {diff}");
+            let g1 = ours.sqr()?.sum_all()?.backward()?;
+            let g2 = theirs.sqr()?.sum_all()?.backward()?;
+            for v in [&x, &wt] {
+                let a = g1.get(v.as_tensor()).unwrap();
+                let b = g2.get(v.as_tensor()).unwrap();
+                let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+                let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff < 1e-4 * scale, "n {n}: grad diff {diff}");
             }
         }
         Ok(())

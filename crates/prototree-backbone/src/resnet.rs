@@ -9,7 +9,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::batch_norm::BatchNormNhwc;
+use crate::batch_norm::{Activation, BatchNormNhwc};
 use crate::nhwc_conv::{add_relu, conv2d_nhwc, max_pool_nhwc};
 use crate::{Backbone, BackboneKind, Error, Result};
 
@@ -43,7 +43,12 @@ impl ConvBn {
     /// `(b, h, w, c_in)` → `(b, h', w', c_out)`, normalised, then the ReLU if `relu`.
     fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let y = conv2d_nhwc(x, &self.weight, self.stride, self.padding)?;
-        self.bn.forward(&y, train, relu)
+        let activation = if relu {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        };
+        self.bn.forward(&y, train, activation)
     }
 }
 

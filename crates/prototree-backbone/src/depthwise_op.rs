@@ -1,0 +1,298 @@
+//! Fused channels-last depthwise convolution for the CPU, as a candle custom op with its
+//! own backward.
+//!
+//! A depthwise convolution has one `kh × kw` filter per channel, so there is no matrix
+//! product to speak of: each output pixel is `kh·kw` channel-wise multiply-adds of input
+//! pixels. Channels-last makes every one of those a contiguous run of `c` floats, which
+//! the compiler vectorises. Zero padding (TensorFlow's asymmetric "SAME" included) is
+//! applied by skipping taps that fall outside the input, so no padded copy is made. The
+//! backward scatters the output gradient back through the same taps (whole images per
+//! task, so tasks never write the same input pixel) and accumulates the weight gradient
+//! per task. Only the input and the weights are kept for the backward pass.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Geometry of one depthwise convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    b: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad_top: usize,
+    pad_left: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    /// Input row read by output row `oy` at tap row `ky`, if inside.
+    #[inline]
+    fn source_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        let iy = (oy * self.stride + ky).checked_sub(self.pad_top)?;
+        (iy < self.h).then_some(iy)
+    }
+
+    /// Output columns `ox` whose tap column `kx` reads inside the input, as a range, and
+    /// the input column of the first of them.
+    #[inline]
+    fn valid_columns(&self, kx: usize) -> (std::ops::Range<usize>, usize) {
+        let s = self.stride;
+        // ix = ox·s + kx − pad_left must satisfy 0 ≤ ix < w.
+        let first = self.pad_left.saturating_sub(kx).div_ceil(s);
+        let end = (self.w + self.pad_left)
+            .saturating_sub(kx)
+            .div_ceil(s)
+            .min(self.wo);
+        let first = first.min(end);
+        (first..end, (first * s + kx).saturating_sub(self.pad_left))
+    }
+
+    /// The weights `(c, 1, kh, kw)` as `kh·kw` rows of `c` (one row per tap).
+    fn taps(&self, w: &[f32]) -> Vec<f32> {
+        let (c, t) = (self.c, self.kh * self.kw);
+        let mut taps = vec![0f32; t * c];
+        for ci in 0..c {
+            for ti in 0..t {
+                taps[ti * c + ci] = w[ci * t + ti];
+            }
+        }
+        taps
+    }
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    crate::cpu_slice::contiguous_f32(s, l, &format!("depthwise_conv2d_nhwc ({what})"))
+}
+
+/// `(x (b, h, w, c), weight (c, 1, kh, kw))` → `(b, ho, wo, c)`.
+struct DepthwiseNhwc(Geometry);
+
+/// `(x, weight, dy)` → `[dx (b·h·w·c, if asked) | dweight (c·kh·kw, if asked)]`.
+struct DepthwiseNhwcBackward {
+    g: Geometry,
+    dx: bool,
+    dw: bool,
+}
+
+impl CustomOp2 for DepthwiseNhwc {
+    fn name(&self) -> &'static str {
+        "prototree-depthwise-conv2d-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let x = contiguous(s1, l1, "input")?;
+        let taps = g.taps(contiguous(s2, l2, "weight")?);
+        let c = g.c;
+        let row_out = g.wo * c;
+        let mut y = vec![0f32; g.b * g.ho * row_out];
+        y.par_chunks_mut(row_out.max(1))
+            .enumerate()
+            .for_each(|(r, yr)| {
+                let (bi, oy) = (r / g.ho, r % g.ho);
+                for ky in 0..g.kh {
+                    let Some(iy) = g.source_row(oy, ky) else {
+                        continue;
+                    };
+                    let xrow = &x[(bi * g.h + iy) * g.w * c..][..g.w * c];
+                    for kx in 0..g.kw {
+                        let wt = &taps[(ky * g.kw + kx) * c..][..c];
+                        let (cols, ix0) = g.valid_columns(kx);
+                        for (j, ox) in cols.enumerate() {
+                            let ix = ix0 + j * g.stride;
+                            let src = &xrow[ix * c..][..c];
+                            let dst = &mut yr[ox * c..][..c];
+                            for ((d, s), t) in dst.iter_mut().zip(src).zip(wt) {
+                                *d += s * t;
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.ho, g.wo, c))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (need_dx, need_dw) = (x.track_op(), weight.track_op());
+        if !need_dx && !need_dw {
+            return Ok((None, None));
+        }
+        let packed = x.apply_op3_no_bwd(
+            weight,
+            &dy.contiguous()?,
+            &DepthwiseNhwcBackward {
+                g: self.0,
+                dx: need_dx,
+                dw: need_dw,
+            },
+        )?;
+        let nx = if need_dx { x.elem_count() } else { 0 };
+        let dx = if need_dx {
+            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
+        } else {
+            None
+        };
+        let dw = if need_dw {
+            Some(
+                packed
+                    .narrow(0, nx, weight.elem_count())?
+                    .reshape(weight.shape())?,
+            )
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for DepthwiseNhwcBackward {
+    fn name(&self) -> &'static str {
+        "prototree-depthwise-conv2d-nhwc-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.g;
+        let x = contiguous(s1, l1, "input")?;
+        let w = contiguous(s2, l2, "weight")?;
+        let dy = contiguous(s3, l3, "output gradient")?;
+        let taps = g.taps(w);
+        let c = g.c;
+        let t = g.kh * g.kw;
+        let (img_in, img_out) = (g.h * g.w * c, g.ho * g.wo * c);
+        let nx = if self.dx { g.b * img_in } else { 0 };
+        let nw = if self.dw { w.len() } else { 0 };
+        let mut out = vec![0f32; nx + nw];
+        let (dx_all, dw_out) = out.split_at_mut(nx);
+        let (want_dx, want_dw) = (self.dx, self.dw);
+
+        // One image per task: a task scatters only into its own image's input gradient
+        // and accumulates its own (tap-major) weight gradient.
+        let mut parts: Vec<(usize, Option<&mut [f32]>)> = Vec::with_capacity(g.b);
+        if want_dx {
+            for (bi, chunk) in dx_all.chunks_mut(img_in.max(1)).enumerate() {
+                parts.push((bi, Some(chunk)));
+            }
+        } else {
+            parts.extend((0..g.b).map(|bi| (bi, None)));
+        }
+        let dw_tap_major = parts
+            .into_par_iter()
+            .fold(
+                || vec![0f32; if want_dw { t * c } else { 0 }],
+                |mut acc, (bi, mut dx)| {
+                    let ximg = &x[bi * img_in..][..img_in];
+                    let dyimg = &dy[bi * img_out..][..img_out];
+                    for oy in 0..g.ho {
+                        let dyrow = &dyimg[oy * g.wo * c..][..g.wo * c];
+                        for ky in 0..g.kh {
+                            let Some(iy) = g.source_row(oy, ky) else {
+                                continue;
+                            };
+                            let base = iy * g.w * c;
+                            for kx in 0..g.kw {
+                                let ti = ky * g.kw + kx;
+                                let (cols, ix0) = g.valid_columns(kx);
+                                if want_dw {
+                                    let a = &mut acc[ti * c..][..c];
+                                    for (j, ox) in cols.clone().enumerate() {
+                                        let src = &ximg[base + (ix0 + j * g.stride) * c..][..c];
+                                        let gy = &dyrow[ox * c..][..c];
+                                        for ((a, s), d) in a.iter_mut().zip(src).zip(gy) {
+                                            *a += s * d;
+                                        }
+                                    }
+                                }
+                                if let Some(dx) = dx.as_deref_mut() {
+                                    let wt = &taps[ti * c..][..c];
+                                    for (j, ox) in cols.enumerate() {
+                                        let dst = &mut dx[base + (ix0 + j * g.stride) * c..][..c];
+                                        let gy = &dyrow[ox * c..][..c];
+                                        for ((d, gv), wv) in dst.iter_mut().zip(gy).zip(wt) {
+                                            *d += gv * wv;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0f32; if want_dw { t * c } else { 0 }],
+                |mut a, b| {
+                    for (p, q) in a.iter_mut().zip(b) {
+                        *p += q;
+                    }
+                    a
+                },
+            );
+        if want_dw {
+            // Tap-major (t, c) back to PyTorch's (c, 1, kh, kw).
+            for ci in 0..c {
+                for ti in 0..t {
+                    dw_out[ci * t + ti] = dw_tap_major[ti * c + ci];
+                }
+            }
+        }
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+/// Channels-last depthwise 2-D convolution (no bias) of an f32 CPU input, fused and
+/// differentiable. `padding` is `(top, left)` zeros; the bottom/right padding follows from
+/// the output size `out = (ho, wo)`.
+///
+/// # Shapes
+/// - `x`: `(b, h, w, c)`, `weight`: `(c, 1, kh, kw)` → `(b, ho, wo, c)`
+pub(crate) fn depthwise_conv2d_nhwc_fused(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: (usize, usize),
+    out: (usize, usize),
+) -> candle_core::Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let (_, _, kh, kw) = weight.dims4()?;
+    let g = Geometry {
+        b,
+        h,
+        w,
+        c,
+        kh,
+        kw,
+        stride: stride.max(1),
+        pad_top: padding.0,
+        pad_left: padding.1,
+        ho: out.0,
+        wo: out.1,
+    };
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, DepthwiseNhwc(g))
+}
