@@ -2,7 +2,9 @@
 + tree head, forward, NLL, backward, Adam step, derivative-free leaf update), for
 side-by-side timing with `cargo run --release -p prototree --example train_step_bench`.
 
-The backbone is torchvision's ResNet cut after layer4, the add-on a 1x1 conv + sigmoid,
+The backbone is torchvision's ResNet cut after layer4, or (`--backbone efficientnet-lite0`)
+the `efficientnet-lite-pytorch` package's EfficientNet-Lite0 cut after its head
+(`extract_features`), the add-on a 1x1 conv + sigmoid,
 the head the reference-style one of tree_head.py (nodes routing in Python).
 Prints one JSON line: {"step_ms": median, "step_cpu_ms": median CPU time, "peak_rss_mb": ..., ...}.
 
@@ -37,9 +39,23 @@ a = ap.parse_args()
 if a.threads > 0:
     torch.set_num_threads(a.threads)
 torch.manual_seed(0)
-resnet = getattr(torchvision.models, a.backbone)()
-features = nn.Sequential(*list(resnet.children())[:-2])
-c = 512 if a.backbone in ("resnet18", "resnet34") else 2048
+if a.backbone.startswith("efficientnet-lite"):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    class LiteFeatures(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.net = EfficientNet.from_name(name)
+
+        def forward(self, x):
+            return self.net.extract_features(x)
+
+    features = LiteFeatures(a.backbone)
+    c = 1280
+else:
+    resnet = getattr(torchvision.models, a.backbone)()
+    features = nn.Sequential(*list(resnet.children())[:-2])
+    c = 512 if a.backbone in ("resnet18", "resnet34") else 2048
 add_on = nn.Sequential(nn.Conv2d(c, a.features, 1, bias=False), nn.Sigmoid())
 head = Head(a.depth, a.features, a.classes)
 leaves = list(head.root.leaves())

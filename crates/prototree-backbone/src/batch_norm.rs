@@ -40,17 +40,6 @@ impl Activation {
         }
     }
 
-    /// Whether the gradient passes through at output `y` (zero where the activation is
-    /// flat).
-    #[inline]
-    fn passes(self, y: f32) -> bool {
-        match self {
-            Activation::Identity => true,
-            Activation::Relu => y > 0.0,
-            Activation::Relu6 => y > 0.0 && y < 6.0,
-        }
-    }
-
     /// The same activation as candle tensor ops (the non-fused path).
     fn apply_tensor(self, y: Tensor) -> candle_core::Result<Tensor> {
         match self {
@@ -305,6 +294,86 @@ impl CustomOp3 for BnApply {
     }
 }
 
+/// Runs `$body` with `$pass` bound to the activation's gradient mask (`y ↦ passes`), a
+/// distinct closure type per activation, so that the row kernels are compiled, and
+/// vectorised, once per activation rather than testing the activation per element.
+macro_rules! with_mask {
+    ($activation:expr, |$pass:ident| $body:expr) => {
+        match $activation {
+            Activation::Identity => {
+                let $pass = |_: f32| true;
+                $body
+            }
+            Activation::Relu => {
+                let $pass = |y: f32| y > 0.0;
+                $body
+            }
+            Activation::Relu6 => {
+                let $pass = |y: f32| y > 0.0 && y < 6.0;
+                $body
+            }
+        }
+    };
+}
+
+/// Adds one row's `g` and `g·x̂` into the per-channel sums (`g` masked by `pass(y)`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn sum_row(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    sg: &mut [f32],
+    sgx: &mut [f32],
+    pass: impl Fn(f32) -> bool,
+) {
+    let it = x.iter().zip(y).zip(dy).zip(mean).zip(invstd);
+    for ((((((&x, &y), &d), &m), &is), a), b) in it.zip(sg.iter_mut()).zip(sgx.iter_mut()) {
+        let g = if pass(y) { d } else { 0.0 };
+        *a += g;
+        *b += g * (x - m) * is;
+    }
+}
+
+/// Per-channel factors of the BatchNorm input gradient.
+struct RowStats<'a> {
+    mean: &'a [f32],
+    invstd: &'a [f32],
+    /// `γ·invstd`.
+    scale: &'a [f32],
+    /// Mean of the masked gradient.
+    mean_g: &'a [f32],
+    /// Mean of the masked gradient times `x̂`.
+    mean_gx: &'a [f32],
+}
+
+/// One row of the input gradient (`g` masked by `pass(y)`).
+#[inline(always)]
+fn grad_row(
+    dx: &mut [std::mem::MaybeUninit<f32>],
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    s: &RowStats,
+    batch_stats: bool,
+    pass: impl Fn(f32) -> bool,
+) {
+    let it = dx.iter_mut().zip(x).zip(y).zip(dy).zip(s.scale);
+    if batch_stats {
+        let stats = s.mean.iter().zip(s.invstd).zip(s.mean_g).zip(s.mean_gx);
+        for (((((o, &x), &y), &d), &sc), (((&m, &is), &mg), &mgx)) in it.zip(stats) {
+            let g = if pass(y) { d } else { 0.0 };
+            o.write(sc * (g - mg - (x - m) * is * mgx));
+        }
+    } else {
+        for ((((o, _), &y), &d), &sc) in it {
+            o.write(if pass(y) { sc * d } else { 0.0 });
+        }
+    }
+}
+
 /// `(x, y, dy)` → `[dx (rows·c) | dgamma (c) | dbeta (c)]`.
 struct BnBackward {
     mean: Vec<f32>,
@@ -341,20 +410,21 @@ impl CustomOp3 for BnBackward {
             .zip(y.par_chunks(chunk))
             .zip(dy.par_chunks(chunk))
             .map(|((xc, yc), gc)| {
-                let mut acc = vec![0f32; 2 * c];
-                let (sg, sgx) = acc.split_at_mut(c);
+                let mut sg = vec![0f32; c];
+                let mut sgx = vec![0f32; c];
                 for ((xr, yr), gr) in xc
                     .chunks_exact(c)
                     .zip(yc.chunks_exact(c))
                     .zip(gc.chunks_exact(c))
                 {
-                    for i in 0..c {
-                        let g = if activation.passes(yr[i]) { gr[i] } else { 0.0 };
-                        sg[i] += g;
-                        sgx[i] += g * (xr[i] - mean[i]) * invstd[i];
-                    }
+                    with_mask!(activation, |pass| sum_row(
+                        xr, yr, gr, mean, invstd, &mut sg, &mut sgx, pass
+                    ));
                 }
-                acc.into_iter().map(f64::from).collect::<Vec<f64>>()
+                sg.into_iter()
+                    .chain(sgx)
+                    .map(f64::from)
+                    .collect::<Vec<f64>>()
             })
             .reduce(
                 || vec![0f64; 2 * c],
@@ -373,6 +443,13 @@ impl CustomOp3 for BnBackward {
         let mut out = uninit_vec(rows * c + 2 * c);
         let (dx, tail) = out.split_at_mut(rows * c);
         let batch_stats = self.batch_stats;
+        let stats = RowStats {
+            mean,
+            invstd,
+            scale: &scale,
+            mean_g: &mean_g,
+            mean_gx: &mean_gx,
+        };
         // Pass 2: dx = γ·invstd·(g − mean(g) − x̂·mean(g·x̂)) (train), γ·invstd·g (eval).
         dx.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
@@ -385,15 +462,15 @@ impl CustomOp3 for BnBackward {
                     .zip(yc.chunks_exact(c))
                     .zip(gc.chunks_exact(c))
                 {
-                    for i in 0..c {
-                        let g = if activation.passes(yr[i]) { gr[i] } else { 0.0 };
-                        dr[i].write(if batch_stats {
-                            let xh = (xr[i] - mean[i]) * invstd[i];
-                            scale[i] * (g - mean_g[i] - xh * mean_gx[i])
-                        } else {
-                            scale[i] * g
-                        });
-                    }
+                    with_mask!(activation, |pass| grad_row(
+                        dr,
+                        xr,
+                        yr,
+                        gr,
+                        &stats,
+                        batch_stats,
+                        pass
+                    ));
                 }
             });
         for i in 0..c {
