@@ -130,35 +130,11 @@ impl CustomOp2 for DepthwiseNhwc {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (need_dx, need_dw) = (x.track_op(), weight.track_op());
-        if !need_dx && !need_dw {
-            return Ok((None, None));
-        }
-        let packed = x.apply_op3_no_bwd(
-            weight,
-            &dy.contiguous()?,
-            &DepthwiseNhwcBackward {
-                g: self.0,
-                dx: need_dx,
-                dw: need_dw,
-            },
-        )?;
-        let nx = if need_dx { x.elem_count() } else { 0 };
-        let dx = if need_dx {
-            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
-        } else {
-            None
-        };
-        let dw = if need_dw {
-            Some(
-                packed
-                    .narrow(0, nx, weight.elem_count())?
-                    .reshape(weight.shape())?,
-            )
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| DepthwiseNhwcBackward {
+            g: self.0,
+            dx,
+            dw,
+        })
     }
 }
 

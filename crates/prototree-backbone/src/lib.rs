@@ -18,6 +18,7 @@ pub mod error;
 pub mod kind;
 mod max_pool_op;
 pub mod nhwc_conv;
+mod packed_grads;
 pub mod resnet;
 pub mod small_cnn;
 pub mod weights;
