@@ -255,7 +255,13 @@ pub(crate) fn depthwise_conv2d_nhwc_fused(
     out: (usize, usize),
 ) -> candle_core::Result<Tensor> {
     let (b, h, w, c) = x.dims4()?;
-    let (_, _, kh, kw) = weight.dims4()?;
+    let (wc, one, kh, kw) = weight.dims4()?;
+    if wc != c || one != 1 {
+        candle_core::bail!(
+            "depthwise_conv2d_nhwc: weight {:?} does not fit an input of {c} channels",
+            weight.dims()
+        );
+    }
     let g = Geometry {
         b,
         h,
