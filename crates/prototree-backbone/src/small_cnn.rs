@@ -1,13 +1,15 @@
 //! A small CNN for small images, trained from scratch: four 3×3 conv + BatchNorm + ReLU
 //! stages, the first three followed by 2×2 max-pooling (stride 8 in all).
 //!
-//! It runs channels-last with [`conv2d_nhwc`], whose backward pass is as cheap as its
-//! forward pass on the CPU; parameters keep PyTorch's layout and names.
+//! It runs channels-last with [`conv2d_nhwc`], the fused BatchNorm + ReLU of
+//! [`BatchNormNhwc`] and [`max_pool_nhwc`], whose backward passes are as cheap as their
+//! forward passes on the CPU; parameters keep PyTorch's layout and names.
 
-use candle_core::{ModuleT, Tensor};
-use candle_nn::{batch_norm, BatchNorm, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
-use crate::nhwc_conv::{conv2d_nhwc, max_pool2x2_nhwc};
+use crate::batch_norm::{Activation, BatchNormNhwc};
+use crate::nhwc_conv::{conv2d_nhwc, max_pool_nhwc};
 use crate::{Backbone, BackboneKind, Result};
 
 /// Channel widths of the four stages.
@@ -17,28 +19,29 @@ pub const SMALL_CNN_CHANNELS: [usize; 4] = [16, 32, 64, 128];
 #[derive(Debug, Clone)]
 struct Stage {
     conv: Tensor,
-    bn: BatchNorm,
+    bn: BatchNormNhwc,
     pool: bool,
 }
 
 impl Stage {
     fn new(c_in: usize, c_out: usize, pool: bool, vb: VarBuilder) -> Result<Self> {
         let conv = vb.pp("conv").get((c_out, c_in, 3, 3), "weight")?;
-        let bn = batch_norm(c_out, 1e-5, vb.pp("bn"))?;
+        // PyTorch's defaults: eps 1e-5, momentum 0.1.
+        let bn = BatchNormNhwc::new(c_out, 1e-5, 0.1, vb.pp("bn"))?;
         Ok(Self { conv, bn, pool })
     }
 
     /// `x`: `(b, h, w, c_in)` → `(b, h', w', c_out)`.
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = conv2d_nhwc(x, &self.conv, 1, 1)?;
-        let (b, h, w, c) = y.dims4()?;
-        // BatchNorm over the channel axis of the (b·h·w, c) matrix.
-        let y = self
-            .bn
-            .forward_t(&y.reshape((b * h * w, c))?, train)?
-            .relu()?
-            .reshape((b, h, w, c))?;
-        Ok(if self.pool { max_pool2x2_nhwc(&y)? } else { y })
+        // BatchNorm over the channel axis, fused with the ReLU.
+        let y = self.bn.forward(&y, train, Activation::Relu)?;
+        // 2×2, stride 2 (odd sizes floored).
+        Ok(if self.pool {
+            max_pool_nhwc(&y, 2, 2, 0)?
+        } else {
+            y
+        })
     }
 }
 
