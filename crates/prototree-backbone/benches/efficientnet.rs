@@ -17,8 +17,8 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use prototree_backbone::nhwc_conv::{depthwise_conv2d_nhwc, same_padding};
 use prototree_backbone::{Backbone, BackboneKind, EfficientNetLite};
+use prototree_ops::{depthwise_conv2d_nhwc, same_padding};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,54 +1,13 @@
-//! BatchNorm (+ optional ReLU or ReLU6) of channels-last tensors, fused on the CPU.
-//!
-//! candle's `BatchNorm` runs a chain of broadcasting ops, each with its own full-size
-//! temporary kept for the backward pass. Here, on the CPU in f32, one pass computes the
-//! batch statistics, one applies the normalisation (and the ReLU), and the backward is a
-//! single custom op of two passes that keeps nothing but the input and the output.
-//! The running statistics update exactly as candle's and PyTorch's: momentum-weighted,
-//! the variance unbiased (`n / (n − 1)`). Elsewhere (GPU, other dtypes) it falls back to
-//! candle's `BatchNorm` on the same variables.
+//! The channels-last BatchNorm module (+ optional ReLU or ReLU6) of the backbones: its
+//! parameters and running statistics under PyTorch's names, and the running-statistics
+//! update exactly as candle's and PyTorch's (momentum-weighted, the variance unbiased,
+//! `n / (n − 1)`). The arithmetic is `prototree_ops`' (fused on the CPU, generic elsewhere).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, Var};
-use candle_nn::{BatchNorm, BatchNormConfig, Init, ModuleT, VarBuilder};
-use rayon::prelude::*;
+use candle_core::{Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+pub use prototree_ops::Activation;
 
-use crate::conv_op::{assume_init, uninit_vec};
 use crate::Result;
-
-/// Rows per parallel task of the statistics and normalisation passes.
-const CHUNK_ROWS: usize = 512;
-
-/// The activation applied right after a [`BatchNormNhwc`], inside the same fused pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// None: the normalised values as they are.
-    Identity,
-    /// `max(x, 0)` (ResNet, the small CNN).
-    Relu,
-    /// `min(max(x, 0), 6)` (EfficientNet-Lite).
-    Relu6,
-}
-
-impl Activation {
-    /// The activation of `v`.
-    #[inline]
-    fn apply(self, v: f32) -> f32 {
-        match self {
-            Activation::Identity => v,
-            Activation::Relu => v.max(0.0),
-            Activation::Relu6 => v.clamp(0.0, 6.0),
-        }
-    }
-
-    /// The same activation as candle tensor ops (the non-fused path).
-    fn apply_tensor(self, y: Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Activation::Identity => Ok(y),
-            Activation::Relu => y.relu(),
-            Activation::Relu6 => y.clamp(0f32, 6f32),
-        }
-    }
-}
 
 /// A BatchNorm over the last (channel) dimension, with an optional fused activation.
 ///
@@ -62,7 +21,6 @@ pub struct BatchNormNhwc {
     running_var: Var,
     eps: f64,
     momentum: f64,
-    generic: BatchNorm,
 }
 
 impl BatchNormNhwc {
@@ -72,16 +30,6 @@ impl BatchNormNhwc {
         let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
         let weight = vb.get_with_hints(c, "weight", Init::Const(1.))?;
         let bias = vb.get_with_hints(c, "bias", Init::Const(0.))?;
-        let generic = candle_nn::batch_norm(
-            c,
-            BatchNormConfig {
-                eps,
-                remove_mean: true,
-                affine: true,
-                momentum,
-            },
-            vb,
-        )?;
         Ok(Self {
             weight,
             bias,
@@ -90,7 +38,6 @@ impl BatchNormNhwc {
             running_var: Var::from_tensor(&running_var)?,
             eps,
             momentum,
-            generic,
         })
     }
 
@@ -112,27 +59,20 @@ impl BatchNormNhwc {
             }
             .into());
         }
-        if !x.device().is_cpu() || x.dtype() != DType::F32 {
-            let y = self
-                .generic
-                .forward_t(&x.reshape(((), c))?, train)?
-                .reshape(&shape)?;
-            return Ok(activation.apply_tensor(y)?);
-        }
-        let x = x.reshape(((), c))?.contiguous()?;
+        let x = x.reshape(((), c))?;
         let rows = x.dim(0)?;
         let (mean, invstd) = if train {
-            let stats = x.apply_op1_no_bwd(&BnStats)?;
-            let (mean, var) = (stats.get(0)?, stats.get(1)?);
+            let (mean, var) = prototree_ops::batch_norm_stats(&x)?;
             let m = self.momentum;
-            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (&mean * m)?)?;
+            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
             self.running_mean.set(&rm)?;
             let unbias = if rows > 1 {
                 rows as f64 / (rows as f64 - 1.0)
             } else {
                 1.0
             };
-            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (&var * (m * unbias))?)?;
+            let rv =
+                ((self.running_var.as_tensor() * (1.0 - m))? + (var.detach() * (m * unbias))?)?;
             self.running_var.set(&rv)?;
             (mean, var)
         } else {
@@ -142,353 +82,22 @@ impl BatchNormNhwc {
             )
         };
         let invstd = (invstd + self.eps)?.sqrt()?.recip()?;
-        let op = BnApply {
-            mean: mean.to_vec1::<f32>()?,
-            invstd: invstd.to_vec1::<f32>()?,
+        let y = prototree_ops::batch_norm_apply(
+            &x,
+            (&self.weight, &self.bias),
+            (&mean, &invstd),
             activation,
-            batch_stats: train,
-        };
-        Ok(x.apply_op3(&self.weight, &self.bias, op)?.reshape(shape)?)
-    }
-}
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    crate::cpu_slice::contiguous_f32(s, l, "batch_norm_nhwc")
-}
-
-/// Per-channel sums of `f(row)` over `x` (`rows × c`), f32 within a chunk, f64 across.
-fn channel_sums<F>(x: &[f32], c: usize, f: F) -> Vec<f64>
-where
-    F: Fn(&[f32], &mut [f32]) + Sync,
-{
-    x.par_chunks((CHUNK_ROWS * c).max(1))
-        .map(|chunk| {
-            let mut acc = vec![0f32; c];
-            for row in chunk.chunks_exact(c) {
-                f(row, &mut acc);
-            }
-            acc.into_iter().map(f64::from).collect::<Vec<f64>>()
-        })
-        .reduce(
-            || vec![0f64; c],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        )
-}
-
-/// `(rows, c)` → `(2, c)`: per-channel mean and biased variance (two passes).
-struct BnStats;
-
-impl CustomOp1 for BnStats {
-    fn name(&self) -> &'static str {
-        "prototree-batch-norm-stats"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, c) = l.shape().dims2()?;
-        let x = contiguous(s, l)?;
-        let n = rows.max(1) as f64;
-        let mean: Vec<f32> = channel_sums(x, c, |row, acc| {
-            for (a, v) in acc.iter_mut().zip(row) {
-                *a += *v;
-            }
-        })
-        .into_iter()
-        .map(|s| (s / n) as f32)
-        .collect();
-        let var: Vec<f32> = channel_sums(x, c, |row, acc| {
-            for ((a, v), m) in acc.iter_mut().zip(row).zip(&mean) {
-                let d = *v - *m;
-                *a += d * d;
-            }
-        })
-        .into_iter()
-        .map(|s| (s / n) as f32)
-        .collect();
-        let mut out = mean;
-        out.extend(var);
-        Ok((CpuStorage::F32(out), Shape::from((2, c))))
-    }
-}
-
-/// `(x (rows, c), gamma (c), beta (c))` → `gamma·(x − mean)·invstd + beta`, activated.
-struct BnApply {
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
-    activation: Activation,
-    /// Whether `mean`/`invstd` are the batch's own (train mode), which the backward
-    /// differentiates through.
-    batch_stats: bool,
-}
-
-impl CustomOp3 for BnApply {
-    fn name(&self) -> &'static str {
-        "prototree-batch-norm-nhwc"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, c) = l1.shape().dims2()?;
-        let x = contiguous(s1, l1)?;
-        let (gamma, beta) = (contiguous(s2, l2)?, contiguous(s3, l3)?);
-        let scale: Vec<f32> = gamma.iter().zip(&self.invstd).map(|(g, i)| g * i).collect();
-        let shift: Vec<f32> = beta
-            .iter()
-            .zip(&scale)
-            .zip(&self.mean)
-            .map(|((b, s), m)| b - m * s)
-            .collect();
-        let mut y = uninit_vec(rows * c);
-        let activation = self.activation;
-        y.par_chunks_mut((CHUNK_ROWS * c).max(1))
-            .zip(x.par_chunks((CHUNK_ROWS * c).max(1)))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
-                    for (((o, v), s), t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
-                        let r = v * s + t;
-                        o.write(activation.apply(r));
-                    }
-                }
-            });
-        // SAFETY: the chunks cover y and every element was written.
-        let y = unsafe { assume_init(y) };
-        Ok((CpuStorage::F32(y), Shape::from((rows, c))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (rows, c) = x.dims2()?;
-        let packed = x.apply_op3_no_bwd(
-            res,
-            &dy.contiguous()?,
-            &BnBackward {
-                mean: self.mean.clone(),
-                invstd: self.invstd.clone(),
-                gamma: gamma.to_vec1::<f32>()?,
-                activation: self.activation,
-                batch_stats: self.batch_stats,
-            },
+            train,
         )?;
-        let n = rows * c;
-        let dx = packed.narrow(0, 0, n)?.reshape((rows, c))?;
-        let dgamma = packed.narrow(0, n, c)?;
-        let dbeta = packed.narrow(0, n + c, c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
-    }
-}
-
-/// Runs `$body` with `$pass` bound to the activation's gradient mask (`y ↦ passes`), a
-/// distinct closure type per activation, so that the row kernels are compiled, and
-/// vectorised, once per activation rather than testing the activation per element.
-macro_rules! with_mask {
-    ($activation:expr, |$pass:ident| $body:expr) => {
-        match $activation {
-            Activation::Identity => {
-                let $pass = |_: f32| true;
-                $body
-            }
-            Activation::Relu => {
-                let $pass = |y: f32| y > 0.0;
-                $body
-            }
-            Activation::Relu6 => {
-                let $pass = |y: f32| y > 0.0 && y < 6.0;
-                $body
-            }
-        }
-    };
-}
-
-/// Adds one row's `g` and `g·x̂` into the per-channel sums (`g` masked by `pass(y)`).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn sum_row(
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    mean: &[f32],
-    invstd: &[f32],
-    sg: &mut [f32],
-    sgx: &mut [f32],
-    pass: impl Fn(f32) -> bool,
-) {
-    let it = x.iter().zip(y).zip(dy).zip(mean).zip(invstd);
-    for ((((((&x, &y), &d), &m), &is), a), b) in it.zip(sg.iter_mut()).zip(sgx.iter_mut()) {
-        let g = if pass(y) { d } else { 0.0 };
-        *a += g;
-        *b += g * (x - m) * is;
-    }
-}
-
-/// Per-channel factors of the BatchNorm input gradient.
-struct RowStats<'a> {
-    mean: &'a [f32],
-    invstd: &'a [f32],
-    /// `γ·invstd`.
-    scale: &'a [f32],
-    /// Mean of the masked gradient.
-    mean_g: &'a [f32],
-    /// Mean of the masked gradient times `x̂`.
-    mean_gx: &'a [f32],
-}
-
-/// One row of the input gradient (`g` masked by `pass(y)`).
-#[inline(always)]
-fn grad_row(
-    dx: &mut [std::mem::MaybeUninit<f32>],
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    s: &RowStats,
-    batch_stats: bool,
-    pass: impl Fn(f32) -> bool,
-) {
-    let it = dx.iter_mut().zip(x).zip(y).zip(dy).zip(s.scale);
-    if batch_stats {
-        let stats = s.mean.iter().zip(s.invstd).zip(s.mean_g).zip(s.mean_gx);
-        for (((((o, &x), &y), &d), &sc), (((&m, &is), &mg), &mgx)) in it.zip(stats) {
-            let g = if pass(y) { d } else { 0.0 };
-            o.write(sc * (g - mg - (x - m) * is * mgx));
-        }
-    } else {
-        for ((((o, _), &y), &d), &sc) in it {
-            o.write(if pass(y) { sc * d } else { 0.0 });
-        }
-    }
-}
-
-/// `(x, y, dy)` → `[dx (rows·c) | dgamma (c) | dbeta (c)]`.
-struct BnBackward {
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
-    gamma: Vec<f32>,
-    activation: Activation,
-    batch_stats: bool,
-}
-
-impl CustomOp3 for BnBackward {
-    fn name(&self) -> &'static str {
-        "prototree-batch-norm-nhwc-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, c) = l1.shape().dims2()?;
-        let x = contiguous(s1, l1)?;
-        let y = contiguous(s2, l2)?;
-        let dy = contiguous(s3, l3)?;
-        let activation = self.activation;
-        let (mean, invstd) = (&self.mean, &self.invstd);
-        let chunk = (CHUNK_ROWS * c).max(1);
-        // Pass 1: Σ g and Σ g·x̂ per channel, g the gradient after the activation's mask.
-        let sums = x
-            .par_chunks(chunk)
-            .zip(y.par_chunks(chunk))
-            .zip(dy.par_chunks(chunk))
-            .map(|((xc, yc), gc)| {
-                let mut sg = vec![0f32; c];
-                let mut sgx = vec![0f32; c];
-                for ((xr, yr), gr) in xc
-                    .chunks_exact(c)
-                    .zip(yc.chunks_exact(c))
-                    .zip(gc.chunks_exact(c))
-                {
-                    with_mask!(activation, |pass| sum_row(
-                        xr, yr, gr, mean, invstd, &mut sg, &mut sgx, pass
-                    ));
-                }
-                sg.into_iter()
-                    .chain(sgx)
-                    .map(f64::from)
-                    .collect::<Vec<f64>>()
-            })
-            .reduce(
-                || vec![0f64; 2 * c],
-                |mut a, b| {
-                    for (p, q) in a.iter_mut().zip(b) {
-                        *p += q;
-                    }
-                    a
-                },
-            );
-        let n = rows.max(1) as f64;
-        let (sum_g, sum_gx) = sums.split_at(c);
-        let scale: Vec<f32> = self.gamma.iter().zip(invstd).map(|(g, i)| g * i).collect();
-        let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / n) as f32).collect();
-        let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / n) as f32).collect();
-        let mut out = uninit_vec(rows * c + 2 * c);
-        let (dx, tail) = out.split_at_mut(rows * c);
-        let batch_stats = self.batch_stats;
-        let stats = RowStats {
-            mean,
-            invstd,
-            scale: &scale,
-            mean_g: &mean_g,
-            mean_gx: &mean_gx,
-        };
-        // Pass 2: dx = γ·invstd·(g − mean(g) − x̂·mean(g·x̂)) (train), γ·invstd·g (eval).
-        dx.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .zip(y.par_chunks(chunk))
-            .zip(dy.par_chunks(chunk))
-            .for_each(|(((dc, xc), yc), gc)| {
-                for (((dr, xr), yr), gr) in dc
-                    .chunks_exact_mut(c)
-                    .zip(xc.chunks_exact(c))
-                    .zip(yc.chunks_exact(c))
-                    .zip(gc.chunks_exact(c))
-                {
-                    with_mask!(activation, |pass| grad_row(
-                        dr,
-                        xr,
-                        yr,
-                        gr,
-                        &stats,
-                        batch_stats,
-                        pass
-                    ));
-                }
-            });
-        for i in 0..c {
-            tail[i].write(sum_gx[i] as f32);
-            tail[c + i].write(sum_g[i] as f32);
-        }
-        // SAFETY: dx was written chunk by chunk in full, the tail element by element.
-        let out = unsafe { assume_init(out) };
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
+        Ok(y.reshape(shape)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-    use candle_nn::VarMap;
+    use candle_core::{DType, Device, Var};
+    use candle_nn::{BatchNormConfig, ModuleT, VarMap};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f32> {
         Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
@@ -499,6 +108,10 @@ mod tests {
     /// running statistics and the gradients of input, weight and bias.
     #[test]
     fn fused_matches_candle_batch_norm() -> anyhow::Result<()> {
+        prototree_ops::testing::on_both_paths(|_| matches_candle_batch_norm())
+    }
+
+    fn matches_candle_batch_norm() -> anyhow::Result<()> {
         let dev = Device::Cpu;
         let activations = [Activation::Identity, Activation::Relu, Activation::Relu6];
         for (train, act) in [true, false]

@@ -18,8 +18,8 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::batch_norm::{Activation, BatchNormNhwc};
-use crate::nhwc_conv::{conv2d_nhwc, conv2d_nhwc_padded, depthwise_conv2d_nhwc, same_padding};
 use crate::{Backbone, BackboneKind, Error, Result};
+use prototree_ops::{conv2d_nhwc, conv2d_nhwc_padded, depthwise_conv2d_nhwc, same_padding};
 
 /// One stage of MBConv blocks: repeats, kernel, stride, expansion, input and output filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

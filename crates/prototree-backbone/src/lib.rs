@@ -5,20 +5,13 @@
 //! state_dict names, so torchvision-style weight files load without renaming.
 #![warn(missing_docs)]
 
-mod add_relu_op;
 pub mod backbone;
 pub mod batch_norm;
 pub mod build;
 pub mod classifier;
-mod conv_op;
-mod cpu_slice;
-mod depthwise_op;
 pub mod efficientnet_lite;
 pub mod error;
 pub mod kind;
-mod max_pool_op;
-pub mod nhwc_conv;
-mod packed_grads;
 pub mod resnet;
 pub mod small_cnn;
 pub mod weights;

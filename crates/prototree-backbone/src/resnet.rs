@@ -10,8 +10,8 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::batch_norm::{Activation, BatchNormNhwc};
-use crate::nhwc_conv::{add_relu, conv2d_nhwc, max_pool_nhwc};
 use crate::{Backbone, BackboneKind, Error, Result};
+use prototree_ops::{add_relu, conv2d_nhwc, max_pool_nhwc};
 
 /// A convolution without bias followed by BatchNorm (PyTorch eps 1e-5).
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl Block {
             Some(d) => d.forward(x, train, false)?,
             None => x.clone(),
         };
-        add_relu(&y, &shortcut)
+        Ok(add_relu(&y, &shortcut)?)
     }
 }
 

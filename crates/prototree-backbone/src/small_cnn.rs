@@ -9,8 +9,8 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::batch_norm::{Activation, BatchNormNhwc};
-use crate::nhwc_conv::{conv2d_nhwc, max_pool_nhwc};
 use crate::{Backbone, BackboneKind, Result};
+use prototree_ops::{conv2d_nhwc, max_pool_nhwc};
 
 /// Channel widths of the four stages.
 pub const SMALL_CNN_CHANNELS: [usize; 4] = [16, 32, 64, 128];

@@ -2,14 +2,12 @@
 //! probability), max-leaf (the leaf with the highest path probability), and fidelity.
 
 use candle_core::Tensor;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::distance::DISTANCE_EPS;
-use crate::min_distance_op::{dot, dots_against, with_cpu_slice};
 use crate::model::TreeOutput;
 use crate::topology::{BranchState, Direction, NodeId, Topology};
 use crate::Result;
+use prototree_ops::GreedyBranch;
 
 /// How a prediction routes through the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -99,22 +97,20 @@ pub fn greedy_path(topology: &Topology, routing_row: &[f32]) -> (usize, Vec<Path
     (h - topology.num_branches(), steps)
 }
 
-/// Greedy paths of a batch, computing only the prototypes met on each image's path.
-///
-/// Image by image (in parallel): the squared norms of the image's patches once, then per
-/// level one sweep of dot products against the single prototype of the reached node, so
-/// `depth` prototype distances per image instead of `2^depth − 1`. Same distances as the
-/// soft forward up to float rounding; pass-throughs of a pruned tree cost nothing.
-/// Returns the reached leaf (left-to-right index) and the decisions on the way.
+/// Greedy paths of a batch, computing only the prototypes met on each image's path
+/// (`depth` prototype distances per image instead of `2^depth − 1`; pass-throughs of a
+/// pruned tree cost nothing), on any device: [`prototree_ops::greedy_paths`]. Same
+/// distances as the soft forward up to float rounding. Returns the reached leaf
+/// (left-to-right index) and the decisions on the way.
 ///
 /// # Shapes
-/// - `patches`: `(b, n, d)` f32, `prototypes`: `(P, d)` f32 (rows in heap order)
+/// - `patches`: `(b, n, d)`, `prototypes`: `(P, d)` (rows in heap order)
 pub fn greedy_paths_path_only(
     topology: &Topology,
     patches: &Tensor,
     prototypes: &Tensor,
 ) -> Result<Vec<(usize, Vec<PathStep>)>> {
-    let (b, n, d) = patches.dims3()?;
+    let (_, _, d) = patches.dims3()?;
     let (p, d2) = prototypes.dims2()?;
     if d != d2 || p < topology.num_branches() {
         return Err(crate::Error::ShapeMismatch {
@@ -123,68 +119,32 @@ pub fn greedy_paths_path_only(
             got: vec![p, d2],
         });
     }
-    let patches = patches.to_dtype(candle_core::DType::F32)?.contiguous()?;
-    let prototypes = prototypes.to_dtype(candle_core::DType::F32)?.contiguous()?;
-    let paths = with_cpu_slice(&patches, |z| {
-        with_cpu_slice(&prototypes, |protos| {
-            (0..b)
-                .into_par_iter()
-                .map_init(
-                    || (Vec::new(), Vec::new()),
-                    |(patch_sq, cross): &mut (Vec<f32>, Vec<f32>), bi| {
-                        let image = &z[bi * n * d..(bi + 1) * n * d];
-                        patch_sq.clear();
-                        patch_sq.extend(image.chunks_exact(d.max(1)).take(n).map(|r| dot(r, r)));
-                        greedy_one_image(topology, image, patch_sq, protos, d, cross)
-                    },
-                )
-                .collect::<Vec<_>>()
+    let branches: Vec<GreedyBranch> = topology
+        .branch_states()
+        .iter()
+        .map(|s| match s {
+            BranchState::Decision => GreedyBranch::Decide,
+            BranchState::PassRight => GreedyBranch::Right,
+            BranchState::PassLeft | BranchState::Removed => GreedyBranch::Left,
         })
-    });
-    match paths {
-        Ok(Ok(paths)) => Ok(paths),
-        Ok(Err(e)) | Err(e) => Err(e.into()),
-    }
-}
-
-/// The greedy path of one image: `image` `(n, d)` row-major with squared norms `patch_sq`.
-fn greedy_one_image(
-    topology: &Topology,
-    image: &[f32],
-    patch_sq: &[f32],
-    protos: &[f32],
-    d: usize,
-    cross: &mut Vec<f32>,
-) -> (usize, Vec<PathStep>) {
-    let mut h = 0usize;
-    let mut path = Vec::with_capacity(topology.depth());
-    for _ in 0..topology.depth() {
-        let right = match topology.branch_state(h) {
-            BranchState::Decision => {
-                let proto = &protos[h * d..(h + 1) * d];
-                let p_sq = dot(proto, proto);
-                cross.resize(patch_sq.len(), 0.0);
-                dots_against(image, d, proto, cross);
-                let mut min_sq = f32::INFINITY;
-                for (&c, &zz) in cross.iter().zip(patch_sq) {
-                    min_sq = min_sq.min((zz - 2.0 * c + p_sq).abs());
-                }
-                let s = (-(f64::from(min_sq) + DISTANCE_EPS).sqrt()).exp() as f32;
-                let present = s > 0.5;
-                path.push(PathStep {
-                    node: topology.node_id(h),
-                    heap: h,
-                    similarity: s,
-                    present,
-                });
-                present
-            }
-            BranchState::PassRight => true,
-            BranchState::PassLeft | BranchState::Removed => false,
-        };
-        h = if right { 2 * h + 2 } else { 2 * h + 1 };
-    }
-    (h - topology.num_branches(), path)
+        .collect();
+    let paths = prototree_ops::greedy_paths(patches, prototypes, &branches)?;
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let steps = path
+                .decisions
+                .iter()
+                .map(|d| PathStep {
+                    node: topology.node_id(d.heap),
+                    heap: d.heap,
+                    similarity: d.similarity,
+                    present: d.present(),
+                })
+                .collect();
+            (path.leaf, steps)
+        })
+        .collect())
 }
 
 /// Classes of all three routing modes from one forward pass.

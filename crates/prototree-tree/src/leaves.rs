@@ -1,9 +1,7 @@
 //! Leaf class distributions and their derivative-free update (spec §1.6, §2.5).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{DType, Tensor};
 
-use crate::min_distance_op::{gemm_into, with_cpu_slice, MatView};
 use crate::Result;
 
 /// The leaves' distribution parameters, one row per leaf of the complete tree.
@@ -84,25 +82,10 @@ impl Leaves {
     /// # Shapes
     /// - `path_probs`: `(b, num_leaves)` → `(b, num_classes)`
     pub fn mixture(&self, path_probs: &Tensor) -> Result<Tensor> {
-        let dist = self.distributions()?;
-        if path_probs.device().is_cpu()
-            && path_probs.dtype() == DType::F32
-            && dist.dtype() == DType::F32
-        {
-            let (_, l) = path_probs.dims2()?;
-            let (l2, _) = dist.dims2()?;
-            if l != l2 {
-                return Err(crate::Error::ShapeMismatch {
-                    tensor: "leaf path probabilities".into(),
-                    expected: vec![l2],
-                    got: vec![l],
-                });
-            }
-            return Ok(path_probs.contiguous()?.apply_op1(Mixture {
-                dist: dist.contiguous()?,
-            })?);
-        }
-        Ok(path_probs.matmul(&dist)?)
+        Ok(prototree_ops::leaf_mixture(
+            path_probs,
+            self.distributions()?,
+        )?)
     }
 
     /// One derivative-free step (spec §2.5), for one batch:
@@ -124,162 +107,16 @@ impl Leaves {
         epoch_start: &Tensor,
         num_batches: usize,
     ) -> Result<()> {
-        let dist = self.distributions()?;
-        let ratio = (targets_one_hot.detach() / outputs.detach())?; // (b, k)
-        let all_cpu_f32 = [&self.params, path_probs, &ratio, epoch_start]
-            .iter()
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
-        if all_cpu_f32 && epoch_start.dims() == self.params.dims() {
-            let params = fused_update(
-                &self.params,
-                &dist,
-                &path_probs.detach().contiguous()?,
-                &ratio.contiguous()?,
-                &epoch_start.contiguous()?,
-                num_batches,
-            )?;
-            *self = Self::with_params(params)?;
-            return Ok(());
-        }
-        let evidence = path_probs.detach().t()?.matmul(&ratio)?; // (L, k)
-        let update = (dist * evidence)?;
-        let decayed = (&self.params - (epoch_start / num_batches.max(1) as f64)?)?.relu()?;
-        *self = Self::with_params((decayed + update)?.detach())?;
+        let params = prototree_ops::leaf_update(
+            (&self.params, self.distributions()?),
+            path_probs,
+            outputs,
+            targets_one_hot,
+            epoch_start,
+            num_batches,
+        )?;
+        *self = Self::with_params(params)?;
         Ok(())
-    }
-}
-
-/// The derivative-free step on slices: `evidence = πᵀ · ratio` as one matrix product, then
-/// one pass `relu(params − start / n) + c ⊙ evidence` (the same arithmetic as the tensor
-/// version, without its four `(L, k)` temporaries).
-fn fused_update(
-    params: &Tensor,
-    dist: &Tensor,
-    path_probs: &Tensor,
-    ratio: &Tensor,
-    epoch_start: &Tensor,
-    num_batches: usize,
-) -> Result<Tensor> {
-    let (l, k) = params.dims2()?;
-    let (b, l2) = path_probs.dims2()?;
-    let (b2, k2) = ratio.dims2()?;
-    if l2 != l || b2 != b || k2 != k {
-        return Err(crate::Error::ShapeMismatch {
-            tensor: "leaf update inputs".into(),
-            expected: vec![b, l, k],
-            got: vec![b2, l2, k2],
-        });
-    }
-    let params = params.contiguous()?;
-    let mut evidence = vec![0f32; l * k];
-    with_cpu_slice(path_probs, |pi| {
-        with_cpu_slice(ratio, |r| {
-            // πᵀ (L, b): element (leaf, image) at image·L + leaf.
-            let pi_t = MatView {
-                data: pi,
-                rs: 1,
-                cs: l,
-            };
-            let r = MatView {
-                data: r,
-                rs: k,
-                cs: 1,
-            };
-            gemm_into(&mut evidence, l, k, b, pi_t, r, true)
-        })
-    })???;
-    // `epoch_start / n` as candle computes it: an affine map by the f32 of 1/n.
-    let inv = (1.0 / num_batches.max(1) as f64) as f32;
-    let mut next = vec![0f32; l * k];
-    with_cpu_slice(&params, |p| {
-        with_cpu_slice(dist, |c| {
-            with_cpu_slice(epoch_start, |s0| {
-                next.par_chunks_mut(k.max(1))
-                    .zip(evidence.par_chunks(k.max(1)))
-                    .enumerate()
-                    .for_each(|(leaf, (out, ev))| {
-                        let row = leaf * k..(leaf + 1) * k;
-                        for ((((o, &e), &pv), &cv), &sv) in out
-                            .iter_mut()
-                            .zip(ev)
-                            .zip(&p[row.clone()])
-                            .zip(&c[row.clone()])
-                            .zip(&s0[row])
-                        {
-                            let decayed = (pv - (sv * inv + 0.0)).max(0.0);
-                            *o = decayed + cv * e;
-                        }
-                    });
-            })
-        })
-    })???;
-    Ok(Tensor::from_vec(next, (l, k), params.device())?)
-}
-
-/// The CPU op behind [`Leaves::mixture`]: `π (b, L)` → `π · C (b, k)`, `C` held by the op.
-struct Mixture {
-    dist: Tensor,
-}
-
-impl CustomOp1 for Mixture {
-    fn name(&self) -> &'static str {
-        "prototree-leaf-mixture"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, leaves) = l.shape().dims2()?;
-        let (leaves2, k) = self.dist.dims2()?;
-        if leaves != leaves2 {
-            candle_core::bail!("mixture: {leaves} path probabilities for {leaves2} leaves");
-        }
-        let pi = match l.contiguous_offsets() {
-            Some((a, e)) => &s.as_slice::<f32>()?[a..e],
-            None => candle_core::bail!("mixture op needs a contiguous input"),
-        };
-        let mut out = vec![0f32; b * k];
-        with_cpu_slice(&self.dist, |c| {
-            let pi = MatView {
-                data: pi,
-                rs: leaves,
-                cs: 1,
-            };
-            let c = MatView {
-                data: c,
-                rs: k,
-                cs: 1,
-            };
-            gemm_into(&mut out, b, k, leaves, pi, c, true)
-        })??;
-        Ok((CpuStorage::F32(out), Shape::from((b, k))))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (b, leaves) = arg.dims2()?;
-        let (_, k) = self.dist.dims2()?;
-        let grad = grad_res.contiguous()?;
-        let mut out = vec![0f32; b * leaves];
-        with_cpu_slice(&grad, |g| {
-            with_cpu_slice(&self.dist, |c| {
-                let g = MatView {
-                    data: g,
-                    rs: k,
-                    cs: 1,
-                };
-                // Cᵀ (k, L): element (class, leaf) at leaf·k + class.
-                let c_t = MatView {
-                    data: c,
-                    rs: 1,
-                    cs: k,
-                };
-                gemm_into(&mut out, b, leaves, k, g, c_t, true)
-            })
-        })???;
-        Ok(Some(Tensor::from_vec(out, (b, leaves), arg.device())?))
     }
 }
 

@@ -26,7 +26,6 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
-pub mod distance;
 pub mod ensemble;
 pub mod error;
 pub mod inference;
@@ -34,13 +33,15 @@ pub mod init;
 pub mod io;
 pub mod leaves;
 pub mod loss;
-pub mod min_distance_op;
 pub mod model;
 pub mod predict;
 pub mod routing;
 pub mod topology;
 pub mod train_config;
 pub mod trainer;
+
+/// Prototype distances (the ops crate's; spec §1.4).
+pub use prototree_ops::distance;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{TreeConfig, ValidTreeConfig};

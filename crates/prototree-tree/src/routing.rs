@@ -6,8 +6,7 @@
 //! contiguous slice and one interleave: `depth` small tensor ops for any tree size.
 //! Pruned branches are pass-throughs with a constant `s` of 0 or 1.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{Device, Tensor};
 
 use crate::topology::{BranchState, Topology};
 use crate::Result;
@@ -51,128 +50,7 @@ impl RoutingMasks {
     }
 }
 
-/// Path probability of every leaf (left to right) from effective routing probabilities.
-///
-/// On the CPU in f32 this is one fused op (one pass per image forward, one backward) with
-/// the same arithmetic as the level-by-level tensor version
-/// ([`leaf_path_probabilities_generic`]), which runs elsewhere.
-///
-/// # Shapes
-/// - `routing`: `(b, 2^depth − 1)` in heap order → `(b, 2^depth)`
-pub fn leaf_path_probabilities(routing: &Tensor, depth: usize) -> Result<Tensor> {
-    let (_, p) = routing.dims2()?;
-    if p + 1 != 1usize << depth {
-        return Err(crate::Error::ShapeMismatch {
-            tensor: "routing".into(),
-            expected: vec![(1usize << depth) - 1],
-            got: vec![p],
-        });
-    }
-    if routing.device().is_cpu() && routing.dtype() == DType::F32 {
-        return Ok(routing.contiguous()?.apply_op1(LeafPaths)?);
-    }
-    leaf_path_probabilities_generic(routing, depth)
-}
-
-/// [`leaf_path_probabilities`] with plain tensor ops, level by level (any device, dtype).
-pub fn leaf_path_probabilities_generic(routing: &Tensor, depth: usize) -> Result<Tensor> {
-    let b = routing.dim(0)?;
-    let mut path = Tensor::ones((b, 1), routing.dtype(), routing.device())?;
-    for level in 0..depth {
-        let width = 1usize << level;
-        let s = routing.narrow(1, width - 1, width)?;
-        let right = (&path * &s)?;
-        let left = (&path - &right)?; // path · (1 − s)
-        path = Tensor::stack(&[left, right], 2)?.reshape((b, 2 * width))?;
-    }
-    Ok(path)
-}
-
-/// The fused CPU op behind [`leaf_path_probabilities`]: `(b, P)` → `(b, P + 1)`.
-struct LeafPaths;
-
-/// Path probability of every node of one image, heap order (`2P + 1` values: branches,
-/// then leaves left to right): `pa(2h+2) = pa(h)·s_h`, `pa(2h+1) = pa(h) − pa(2h+2)`.
-fn node_paths(s: &[f32], nodes: &mut [f32]) {
-    nodes[0] = 1.0;
-    for (h, &sh) in s.iter().enumerate() {
-        let right = nodes[h] * sh;
-        nodes[2 * h + 2] = right;
-        nodes[2 * h + 1] = nodes[h] - right;
-    }
-}
-
-fn cpu_rows<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("leaf-path op needs a contiguous input"),
-    }
-}
-
-impl CustomOp1 for LeafPaths {
-    fn name(&self) -> &'static str {
-        "prototree-leaf-paths"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, p) = l.shape().dims2()?;
-        let routing = cpu_rows(s, l)?;
-        let leaves = p + 1;
-        let mut out = vec![0f32; b * leaves];
-        if p > 0 {
-            out.par_chunks_mut(leaves)
-                .zip(routing.par_chunks(p))
-                .for_each_init(
-                    || vec![0f32; 2 * p + 1],
-                    |nodes, (o, r)| {
-                        node_paths(r, nodes);
-                        o.copy_from_slice(&nodes[p..]);
-                    },
-                );
-        } else {
-            out.fill(1.0);
-        }
-        Ok((CpuStorage::F32(out), Shape::from((b, leaves))))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (b, p) = arg.dims2()?;
-        let arg = arg.contiguous()?;
-        let grad = grad_res.contiguous()?;
-        let gs = crate::min_distance_op::with_cpu_slice(&arg, |routing| {
-            crate::min_distance_op::with_cpu_slice(&grad, |g| {
-                let mut gs = vec![0f32; b * p];
-                if p == 0 {
-                    return gs;
-                }
-                gs.par_chunks_mut(p)
-                    .zip(routing.par_chunks(p))
-                    .zip(g.par_chunks(p + 1))
-                    .for_each_init(
-                        || (vec![0f32; 2 * p + 1], vec![0f32; 2 * p + 1]),
-                        |(nodes, gnodes), ((gsr, r), gr)| {
-                            node_paths(r, nodes);
-                            gnodes[p..].copy_from_slice(gr);
-                            // Reverse of `right = pa·s; left = pa − right`.
-                            for h in (0..p).rev() {
-                                let g_right = gnodes[2 * h + 2] - gnodes[2 * h + 1];
-                                gnodes[h] = gnodes[2 * h + 1] + g_right * r[h];
-                                gsr[h] = g_right * nodes[h];
-                            }
-                        },
-                    );
-                gs
-            })
-        })??;
-        Ok(Some(Tensor::from_vec(gs, (b, p), arg.device())?))
-    }
-}
+pub use prototree_ops::{leaf_path_probabilities, leaf_path_probabilities_generic};
 
 #[cfg(test)]
 mod tests {

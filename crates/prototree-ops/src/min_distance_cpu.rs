@@ -14,10 +14,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::{contiguous_f32, with_cpu_slice};
 use crate::distance::DISTANCE_EPS;
+use crate::gemm::{gemm_into, MatView};
+use crate::simd::{avx2_dispatch, axpy_diff, dot, dot_lanes};
 
 /// The op: `(patches (b, n, d), prototypes (P, d, ..))` → minimum distances `(b, P)`; the
 /// index of each nearest patch is kept in the op for the backward pass.
@@ -36,256 +39,8 @@ const BLOCK_ROWS: usize = 392;
 /// every image adds to them).
 const PROTO_BLOCK: usize = 32;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("min-distance op needs contiguous inputs"),
-    }
-}
-
-/// Runs `f` on the f32 values of a contiguous CPU tensor, without copying them.
-pub(crate) fn with_cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => Ok(f(contiguous(cpu, layout)?)),
-        _ => candle_core::bail!("min-distance op: tensor is not on the CPU"),
-    }
-}
-
-/// Lanes of the partial sums in [`dot`]: two AVX registers or four SSE registers, so the
-/// adds of one lane do not wait on each other.
-const DOT_LANES: usize = 16;
-
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; DOT_LANES];
-    let (a16, b16) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
-    let tail: f32 = a16
-        .remainder()
-        .iter()
-        .zip(b16.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a16.zip(b16) {
-        for k in 0..DOT_LANES {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    reduce_lanes(acc) + tail
-}
-
-#[inline(always)]
-fn reduce_lanes(mut acc: [f32; DOT_LANES]) -> f32 {
-    let mut width = DOT_LANES / 2;
-    while width > 0 {
-        for k in 0..width {
-            acc[k] += acc[k + width];
-        }
-        width /= 2;
-    }
-    acc[0]
-}
-
-#[inline(always)]
-fn dots_lanes(rows: &[f32], d: usize, p: &[f32], out: &mut [f32]) {
-    const R: usize = 4;
-    let p = &p[..d];
-    let full = d / DOT_LANES * DOT_LANES;
-    let mut groups = rows.chunks_exact(R * d.max(1));
-    let mut outs = out.chunks_exact_mut(R);
-    for (group, o) in (&mut groups).zip(&mut outs) {
-        // Four rows at once: the prototype chunk is loaded once, eight independent sums.
-        let (r0, rest) = group.split_at(d);
-        let (r1, rest) = rest.split_at(d);
-        let (r2, r3) = rest.split_at(d);
-        let mut acc = [[0f32; DOT_LANES]; R];
-        let chunks = p
-            .chunks_exact(DOT_LANES)
-            .zip(r0.chunks_exact(DOT_LANES))
-            .zip(r1.chunks_exact(DOT_LANES))
-            .zip(r2.chunks_exact(DOT_LANES))
-            .zip(r3.chunks_exact(DOT_LANES));
-        for ((((pc, z0), z1), z2), z3) in chunks {
-            for l in 0..DOT_LANES {
-                acc[0][l] += z0[l] * pc[l];
-                acc[1][l] += z1[l] * pc[l];
-                acc[2][l] += z2[l] * pc[l];
-                acc[3][l] += z3[l] * pc[l];
-            }
-        }
-        for (k, r) in [r0, r1, r2, r3].into_iter().enumerate() {
-            let tail: f32 = r[full..].iter().zip(&p[full..]).map(|(x, y)| x * y).sum();
-            o[k] = reduce_lanes(acc[k]) + tail;
-        }
-    }
-    let rest = groups.remainder();
-    for (row, o) in rest.chunks_exact(d.max(1)).zip(outs.into_remainder()) {
-        *o = dot_lanes(row, p);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dots_avx2(rows: &[f32], d: usize, p: &[f32], out: &mut [f32]) {
-    dots_lanes(rows, d, p, out)
-}
-
-/// `out[i] = dot(row_i, p)` for the `out.len()` rows of length `d` in `rows` (four rows
-/// at a time; each value is exactly [`dot`]'s).
-pub(crate) fn dots_against(rows: &[f32], d: usize, p: &[f32], out: &mut [f32]) {
-    if d == 0 {
-        out.fill(0.0);
-        return;
-    }
-    let n = out.len().min(rows.len() / d);
-    let (rows, out) = (&rows[..n * d], &mut out[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { dots_avx2(rows, d, p, out) };
-    }
-    dots_lanes(rows, d, p, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
-}
-
-/// `Σ a_i b_i` over the common length, with [`DOT_LANES`] independent partial sums
-/// (vectorised; the same summation order, hence the same value, with or without AVX2).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_lanes(a, b)
-}
-
-/// A read-only row-major or transposed view of a matrix in a slice: element `(r, c)` is
-/// `data[r·rs + c·cs]`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct MatView<'a> {
-    /// The values.
-    pub data: &'a [f32],
-    /// Row stride.
-    pub rs: usize,
-    /// Column stride.
-    pub cs: usize,
-}
-
-impl MatView<'_> {
-    fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
-    }
-}
-
-#[inline(always)]
-fn axpy_diff_lanes(g: &mut [f32], c: f32, a: &[f32], b: &[f32]) {
-    for ((g, &x), &y) in g.iter_mut().zip(a).zip(b) {
-        *g += c * (x - y);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn axpy_diff_avx2(g: &mut [f32], c: f32, a: &[f32], b: &[f32]) {
-    axpy_diff_lanes(g, c, a, b)
-}
-
-/// `g += c · (a − b)` elementwise (the sparse backward's only arithmetic), with AVX2
-/// where the CPU has it (same arithmetic either way).
-fn axpy_diff(g: &mut [f32], c: f32, a: &[f32], b: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { axpy_diff_avx2(g, c, a, b) };
-    }
-    axpy_diff_lanes(g, c, a, b)
-}
-
-/// `dst (m, n) = lhs (m, k) · rhs (k, n)`, `dst` row-major, with the `gemm` kernel.
-/// `parallel`: let `gemm` split the product over the rayon pool (for one large product);
-/// otherwise single-threaded (for callers that parallelise over blocks).
-pub(crate) fn gemm_into(
-    dst: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: MatView<'_>,
-    rhs: MatView<'_>,
-    parallel: bool,
-) -> candle_core::Result<()> {
-    if dst.len() < m * n || !lhs.fits(m, k) || !rhs.fits(k, n) {
-        candle_core::bail!("matrix product: buffers too small for ({m}, {k}) x ({k}, {n})");
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        dst[..m * n].fill(0.0);
-        return Ok(());
-    }
-    let threads = rayon::current_num_threads();
-    let parallelism = if parallel && threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the bounds checks above keep every element the strides address inside the
-    // three slices, and `dst` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-    Ok(())
-}
-
-/// `dst (m, p) = lhs (m, d) · rhsᵀ` for row-major `lhs` and `rhs (p, d)`, single-threaded
-/// (the callers parallelise over blocks).
-fn matmul_nt(
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    m: usize,
-    p: usize,
-    d: usize,
-) -> candle_core::Result<()> {
-    let lhs = MatView {
-        data: lhs,
-        rs: d,
-        cs: 1,
-    };
-    let rhs_t = MatView {
-        data: rhs,
-        rs: 1,
-        cs: d,
-    };
-    gemm_into(dst, m, p, d, lhs, rhs_t, false)
-}
+/// The op's name in errors.
+const OP: &str = "min-distance backward";
 
 /// Forward pass on slices: for each image, the minimum distance to each prototype and the
 /// index of the nearest patch, written as `out[(bi·P + j)·2 + {0, 1}]`.
@@ -326,7 +81,14 @@ fn min_distance_forward(
             |(cross, best), ((dist_block, arg_block), z_block)| {
                 let rows = dist_block.len() / p * n;
                 cross.resize(rows * p, 0.0);
-                matmul_nt(cross, z_block, protos, rows, p, d)?;
+                gemm_into(
+                    cross,
+                    (rows, p, d),
+                    MatView::rows(z_block, d),
+                    MatView::transposed(protos, d),
+                    false,
+                    false,
+                )?;
                 for ((dist_row, arg), (z_img, cross_img)) in dist_block
                     .chunks_exact_mut(p)
                     .zip(arg_block.chunks_exact_mut(p))
@@ -373,34 +135,16 @@ fn min_pass_lanes(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn min_pass_avx2(
-    z_img: &[f32],
-    cross_img: &[f32],
-    pp: &[f32],
-    best: &mut [f32],
-    arg: &mut [u32],
-    d: usize,
-) {
-    min_pass_lanes(z_img, cross_img, pp, best, arg, d)
-}
-
-/// [`min_pass_lanes`], with AVX2 where the CPU has it (same arithmetic either way).
-fn min_pass(
-    z_img: &[f32],
-    cross_img: &[f32],
-    pp: &[f32],
-    best: &mut [f32],
-    arg: &mut [u32],
-    d: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { min_pass_avx2(z_img, cross_img, pp, best, arg, d) };
-    }
-    min_pass_lanes(z_img, cross_img, pp, best, arg, d)
+avx2_dispatch! {
+    /// [`min_pass_lanes`], with AVX2 where the CPU has it (same arithmetic either way).
+    fn min_pass = min_pass_lanes(
+        z_img: &[f32],
+        cross_img: &[f32],
+        pp: &[f32],
+        best: &mut [f32],
+        arg: &mut [u32],
+        d: usize,
+    );
 }
 
 /// `(P, d)` of a prototype tensor `(P, d, ..)` (trailing 1×1 axes allowed).
@@ -429,8 +173,8 @@ impl CustomOp2 for MinDistance {
         if d != d2 {
             candle_core::bail!("patch length {d} != prototype length {d2}");
         }
-        let z = contiguous(s1, l1)?;
-        let protos = contiguous(s2, l2)?;
+        let z = contiguous_f32(s1, l1, "min-distance op")?;
+        let protos = contiguous_f32(s2, l2, "min-distance op")?;
         let (dist, winners) = min_distance_forward(z, protos, b, n, d, p)?;
         if self.winners.set(winners).is_err() {
             candle_core::bail!("min-distance op instance reused");
@@ -453,13 +197,13 @@ impl CustomOp2 for MinDistance {
         let (patches, prototypes) = (patches.contiguous()?, prototypes.contiguous()?);
         let (res, grad_res) = (res.contiguous()?, grad_res.contiguous()?);
         // coef_bj = g_bj / d_bj (the factor 2 of ∂d²/∂· cancels the 1/2 of ∂√·).
-        let coef = with_cpu_slice(&res, |res| {
-            with_cpu_slice(&grad_res, |g| {
+        let coef = with_cpu_slice(&res, OP, |res| {
+            with_cpu_slice(&grad_res, OP, |g| {
                 g.iter().zip(res).map(|(g, r)| g / r).collect::<Vec<f32>>()
             })
         })??;
-        let (gz, gp) = with_cpu_slice(&patches, |z| {
-            with_cpu_slice(&prototypes, |protos| {
+        let (gz, gp) = with_cpu_slice(&patches, OP, |z| {
+            with_cpu_slice(&prototypes, OP, |protos| {
                 let mut gp = vec![0f32; p * d];
                 // Blocks of prototypes, images in the outer loop: the block's gradient
                 // rows and the current image's patches stay in cache (the sum over images
@@ -581,33 +325,5 @@ mod tests {
             assert!(diff < 1e-4, "gradients differ by {diff}");
         }
         Ok(())
-    }
-
-    #[test]
-    fn dots_against_equals_dot_row_by_row() {
-        for (n, d) in [(0usize, 8usize), (3, 16), (7, 37), (49, 256), (5, 0)] {
-            let rows: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.13).sin()).collect();
-            let p: Vec<f32> = (0..d).map(|i| (i as f32 * 0.29).cos()).collect();
-            let mut out = vec![f32::NAN; n];
-            dots_against(&rows, d, &p, &mut out);
-            for (i, o) in out.iter().enumerate() {
-                let want = if d == 0 {
-                    0.0
-                } else {
-                    dot(&rows[i * d..(i + 1) * d], &p)
-                };
-                assert_eq!(o.to_bits(), want.to_bits(), "n {n} d {d} row {i}");
-            }
-        }
-    }
-
-    #[test]
-    fn dot_matches_a_plain_sum() {
-        for len in [0usize, 1, 15, 16, 17, 256, 259] {
-            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
-            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
-            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4, "len {len}");
-        }
     }
 }

@@ -13,45 +13,18 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Geometry of one depthwise convolution.
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    b: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    pad_top: usize,
-    pad_left: usize,
-    ho: usize,
-    wo: usize,
+use crate::cpu::contiguous_f32;
+use crate::window::Window;
+
+/// Geometry of one depthwise convolution: its window (the weights' taps per channel).
+type Geometry = Window;
+
+/// The depthwise weights as taps.
+trait Taps {
+    fn taps(&self, w: &[f32]) -> Vec<f32>;
 }
 
-impl Geometry {
-    /// Input row read by output row `oy` at tap row `ky`, if inside.
-    #[inline]
-    fn source_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        let iy = (oy * self.stride + ky).checked_sub(self.pad_top)?;
-        (iy < self.h).then_some(iy)
-    }
-
-    /// Output columns `ox` whose tap column `kx` reads inside the input, as a range, and
-    /// the input column of the first of them.
-    #[inline]
-    fn valid_columns(&self, kx: usize) -> (std::ops::Range<usize>, usize) {
-        let s = self.stride;
-        // ix = ox·s + kx − pad_left must satisfy 0 ≤ ix < w.
-        let first = self.pad_left.saturating_sub(kx).div_ceil(s);
-        let end = (self.w + self.pad_left)
-            .saturating_sub(kx)
-            .div_ceil(s)
-            .min(self.wo);
-        let first = first.min(end);
-        (first..end, (first * s + kx).saturating_sub(self.pad_left))
-    }
-
+impl Taps for Window {
     /// The weights `(c, 1, kh, kw)` as `kh·kw` rows of `c` (one row per tap).
     fn taps(&self, w: &[f32]) -> Vec<f32> {
         let (c, t) = (self.c, self.kh * self.kw);
@@ -66,7 +39,7 @@ impl Geometry {
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    crate::cpu_slice::contiguous_f32(s, l, &format!("depthwise_conv2d_nhwc ({what})"))
+    contiguous_f32(s, l, &format!("depthwise_conv2d_nhwc ({what})"))
 }
 
 /// `(x (b, h, w, c), weight (c, 1, kh, kw))` → `(b, ho, wo, c)`.
@@ -262,19 +235,7 @@ pub(crate) fn depthwise_conv2d_nhwc_fused(
             weight.dims()
         );
     }
-    let g = Geometry {
-        b,
-        h,
-        w,
-        c,
-        kh,
-        kw,
-        stride: stride.max(1),
-        pad_top: padding.0,
-        pad_left: padding.1,
-        ho: out.0,
-        wo: out.1,
-    };
+    let g = Window::new((b, h, w, c), (kh, kw), stride, padding, out);
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, DepthwiseNhwc(g))
 }

@@ -5,13 +5,14 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv_op::{assume_init, uninit_vec};
+use crate::cpu::{assume_init, contiguous_f32, uninit_vec};
+use crate::dispatch::fused_cpu_f32;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    crate::cpu_slice::contiguous_f32(s, l, "add_relu")
+    contiguous_f32(s, l, "add_relu")
 }
 
 /// `(a, b)` → `max(a + b, 0)`.
@@ -88,8 +89,9 @@ impl CustomOp2 for ReluMask {
     }
 }
 
-/// `relu(a + b)` of two same-shaped f32 CPU tensors, differentiable.
-pub(crate) fn add_relu_fused(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+/// `relu(a + b)` of two same-shaped tensors (the residual join), fused into one pass on
+/// the CPU (f32), whose backward keeps only the output; elsewhere `(a + b).relu()`.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if a.shape() != b.shape() {
         return Err(candle_core::Error::ShapeMismatchBinaryOp {
             lhs: a.shape().clone(),
@@ -97,21 +99,29 @@ pub(crate) fn add_relu_fused(a: &Tensor, b: &Tensor) -> candle_core::Result<Tens
             op: "add_relu",
         });
     }
-    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    if fused_cpu_f32(&[a, b]) {
+        return a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu);
+    }
+    (a + b)?.relu()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::on_both_paths;
     use candle_core::{Device, Var};
 
     #[test]
     fn matches_add_then_relu() -> anyhow::Result<()> {
+        on_both_paths(|_| matches_add_then_relu_here())
+    }
+
+    fn matches_add_then_relu_here() -> anyhow::Result<()> {
         let dev = Device::Cpu;
         let a = Var::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
         let b = Var::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
         let up = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev)?;
-        let ours = add_relu_fused(a.as_tensor(), b.as_tensor())?;
+        let ours = add_relu(a.as_tensor(), b.as_tensor())?;
         let theirs = (a.as_tensor() + b.as_tensor())?.relu()?;
         let d = (&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert_eq!(d, 0.0);

@@ -5,32 +5,14 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Window geometry: kernel, stride, padding (implicitly `−∞`) and sizes.
-#[derive(Debug, Clone, Copy)]
-struct Pool {
-    k: usize,
-    stride: usize,
-    pad: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    ho: usize,
-    wo: usize,
-}
+use crate::cpu::contiguous_f32;
+use crate::window::Window;
 
-impl Pool {
-    /// Input rows (or columns) `lo..hi` covered by output row (column) `o` along a side.
-    #[inline]
-    fn span(&self, o: usize, side: usize) -> (usize, usize) {
-        let start = o * self.stride;
-        let lo = start.saturating_sub(self.pad);
-        let hi = (start + self.k).saturating_sub(self.pad).min(side);
-        (lo, hi)
-    }
-}
+/// The pooling window (padding reads as `−∞`).
+type Pool = Window;
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    crate::cpu_slice::contiguous_f32(s, l, "max_pool_nhwc")
+    contiguous_f32(s, l, "max_pool_nhwc")
 }
 
 /// `(b, h, w, c)` → `(b, ho, wo, c)`.
@@ -54,9 +36,9 @@ impl CustomOp1 for MaxPool {
             .zip(x.par_chunks((p.h * p.w * c).max(1)))
             .for_each(|(yi, xi)| {
                 for oy in 0..p.ho {
-                    let (y0, y1) = p.span(oy, p.h);
+                    let (y0, y1) = p.span_rows(oy);
                     for ox in 0..p.wo {
-                        let (x0, x1) = p.span(ox, p.w);
+                        let (x0, x1) = p.span_cols(ox);
                         let dst = &mut yi[(oy * p.wo + ox) * c..][..c];
                         for iy in y0..y1 {
                             for ix in x0..x1 {
@@ -114,9 +96,9 @@ impl CustomOp3 for MaxPoolBackward {
             .for_each(|((dxi, xi), (yi, gi))| {
                 let mut done = vec![false; c];
                 for oy in 0..p.ho {
-                    let (y0, y1) = p.span(oy, p.h);
+                    let (y0, y1) = p.span_rows(oy);
                     for ox in 0..p.wo {
-                        let (x0, x1) = p.span(ox, p.w);
+                        let (x0, x1) = p.span_cols(ox);
                         let o = (oy * p.wo + ox) * c;
                         let (ym, gm) = (&yi[o..][..c], &gi[o..][..c]);
                         done.fill(false);
@@ -154,17 +136,8 @@ pub(crate) fn max_pool_nhwc_fused(
     padding: usize,
     out: (usize, usize),
 ) -> candle_core::Result<Tensor> {
-    let (_, h, w, c) = x.dims4()?;
-    let p = Pool {
-        k,
-        stride: stride.max(1),
-        pad: padding,
-        h,
-        w,
-        c,
-        ho: out.0,
-        wo: out.1,
-    };
+    let (b, h, w, c) = x.dims4()?;
+    let p = Window::new((b, h, w, c), (k, k), stride, (padding, padding), out);
     x.contiguous()?.apply_op1(MaxPool(p))
 }
 
@@ -181,8 +154,8 @@ mod tests {
         for (k, s, p, n) in [(3, 2, 1, 9), (3, 2, 1, 8), (2, 2, 0, 7), (3, 1, 1, 5)] {
             let x = Var::rand(0.1f32, 1.0, (2, n, n, 3), &dev)?;
             let (ho, wo) = (
-                crate::nhwc_conv::conv_out_size(n, k, s, p),
-                crate::nhwc_conv::conv_out_size(n, k, s, p),
+                crate::window::conv_out_size(n, k, s, p),
+                crate::window::conv_out_size(n, k, s, p),
             );
             let ours = max_pool_nhwc_fused(x.as_tensor(), k, s, p, (ho, wo))?;
             // The generic path: zero-padded shifted copies and `maximum`.

@@ -7,7 +7,10 @@
 
 use candle_core::{Tensor, D};
 
-use crate::Result;
+use crate::dispatch::fused_cpu_f32;
+
+/// The ops' result type (candle's errors).
+type Result<T> = candle_core::Result<T>;
 
 /// The reference's epsilon under the square root.
 pub const DISTANCE_EPS: f64 = 1e-14;
@@ -26,28 +29,25 @@ pub fn squared_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor
     let cross = flat.matmul(&prototypes.t()?)?; // (b·n, p)
     let dist_sq = (patch_sq.broadcast_add(&proto_sq)? - (cross * 2.0)?)?;
     let p = prototypes.dim(0)?;
-    Ok(dist_sq.abs()?.reshape((b, n, p))?)
+    dist_sq.abs()?.reshape((b, n, p))
 }
 
 /// Distances `sqrt(|dist²| + eps)` from squared distances.
 pub fn distances_from_squared(dist_sq: &Tensor) -> Result<Tensor> {
-    Ok((dist_sq + DISTANCE_EPS)?.sqrt()?)
+    (dist_sq + DISTANCE_EPS)?.sqrt()
 }
 
 /// The minimum distance of each prototype over all patches of each image (global min-pool).
 ///
-/// On the CPU in f32 this runs the fused kernel of [`crate::min_distance_op`] (same values,
+/// On the CPU in f32 this runs the fused kernel of [`crate::min_distance_cpu`] (same values,
 /// sparse backward); elsewhere the generic tensor-op path.
 ///
 /// # Shapes
 /// - `patches`: `(b, n, d)`, `prototypes`: `(p, d)` or `(p, d, 1, 1)`
 /// - returns `(b, p)`
 pub fn min_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
-    if patches.device().is_cpu()
-        && patches.dtype() == candle_core::DType::F32
-        && prototypes.dtype() == candle_core::DType::F32
-    {
-        return Ok(crate::min_distance_op::min_distances_fused(patches, prototypes)?.0);
+    if fused_cpu_f32(&[patches, prototypes]) {
+        return Ok(crate::min_distance_cpu::min_distances_fused(patches, prototypes)?.0);
     }
     let p = prototypes.dim(0)?;
     let d = prototypes.elem_count() / p.max(1);
@@ -73,12 +73,12 @@ pub fn distance_maps(patches: &Tensor, prototypes: &Tensor) -> Result<(Tensor, T
 
 /// Similarity `exp(−distance)` (spec §1.4).
 pub fn similarity(distances: &Tensor) -> Result<Tensor> {
-    Ok(distances.neg()?.exp()?)
+    distances.neg()?.exp()
 }
 
 /// Sum over the last axis, kept for callers that need `‖z‖²` of patches.
 pub fn squared_norms(x: &Tensor) -> Result<Tensor> {
-    Ok(x.sqr()?.sum_keepdim(D::Minus1)?)
+    x.sqr()?.sum_keepdim(D::Minus1)
 }
 
 #[cfg(test)]

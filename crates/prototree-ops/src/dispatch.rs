@@ -1,0 +1,75 @@
+//! Which path an op takes: its fused CPU kernel, or the generic path of plain candle ops.
+//!
+//! Every public op of this crate asks [`fused_cpu_f32`] once, inside the op: the fused
+//! kernels cover contiguous-or-not f32 tensors on the CPU; everything else (CUDA, Metal,
+//! other dtypes) takes the generic path, which is exactly the code a GPU runs. Setting the
+//! environment variable `PROTOTREE_GENERIC_OPS=1` (or calling [`with_generic_ops`] on a
+//! thread) makes every op take its generic path on the CPU too, so a CPU-only machine can
+//! exercise the GPU's code end to end.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use candle_core::{DType, Tensor};
+
+/// The environment variable that forces the generic path of every op (`1`, `true`, `yes`).
+pub const GENERIC_OPS_ENV: &str = "PROTOTREE_GENERIC_OPS";
+
+thread_local! {
+    static FORCED_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the environment asks for the generic path (read once per process).
+fn forced_by_env() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| {
+        std::env::var(GENERIC_OPS_ENV)
+            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether the ops take their generic path on this thread: forced by
+/// [`GENERIC_OPS_ENV`] or inside [`with_generic_ops`].
+pub fn generic_ops_forced() -> bool {
+    forced_by_env() || FORCED_HERE.with(Cell::get)
+}
+
+/// Runs `f` with every op called from this thread on its generic path (nested calls keep
+/// it forced; the previous setting is restored afterwards, also on a panic).
+pub fn with_generic_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED_HERE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCED_HERE.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether the fused CPU kernel applies: every tensor f32 on the CPU and the generic path
+/// not forced.
+pub fn fused_cpu_f32(tensors: &[&Tensor]) -> bool {
+    !generic_ops_forced()
+        && tensors
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn forcing_is_scoped_to_the_closure() -> candle_core::Result<()> {
+        let t = Tensor::zeros(2, DType::F32, &Device::Cpu)?;
+        let before = fused_cpu_f32(&[&t]);
+        assert!(!with_generic_ops(|| fused_cpu_f32(&[&t])));
+        assert_eq!(fused_cpu_f32(&[&t]), before);
+        let f64_tensor = Tensor::zeros(2, DType::F64, &Device::Cpu)?;
+        assert!(!fused_cpu_f32(&[&t, &f64_tensor]));
+        Ok(())
+    }
+}
