@@ -600,7 +600,7 @@ fn print_eval_line(label: &str, r: &prototree::tree::EvalReport) {
 fn run_prune_cmd(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
     let device = candle_device(&a.device)?;
-    let o = prototree::interpret::prune_model_dir(
+    let o = prototree::workflow::prune_model_dir(
         &a.model,
         a.tau,
         &a.out,
@@ -633,7 +633,7 @@ fn run_prune_cmd(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
 fn run_project_cmd(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
     let device = candle_device(&a.device)?;
-    let o = prototree::interpret::project_model_dir(&a.model, &a.data, &a.out, &device, obs)
+    let o = prototree::workflow::project_model_dir(&a.model, &a.data, &a.out, &device, obs)
         .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&o)?);

@@ -4,7 +4,7 @@
 //! Parts of a region come from the mask when it carries part labels (the synthetic
 //! birds), else from the keypoints inside the box (CUB's `part_locs.txt`).
 
-use prototree_prune::visualize::PixelBox;
+use prototree_tree::geometry::PixelBox;
 
 use crate::parts::{PartSet, Region, RegionLabel, MAX_PARTS};
 use crate::{Error, Result};

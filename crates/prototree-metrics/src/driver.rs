@@ -12,8 +12,8 @@ use candle_core::{Device, Tensor};
 use prototree_data::{
     Augmentation, CubDataset, Loader, LoaderConfig, Normalization, Sample, Split,
 };
-use prototree_prune::visualize::{patch_box, PixelBox};
 use prototree_tree::distance::{squared_distances, DISTANCE_EPS};
+use prototree_tree::geometry::{patch_box, PixelBox};
 use prototree_tree::inference::{greedy_path, leaf_top_classes};
 use prototree_tree::topology::BranchState;
 use prototree_tree::{ProtoTree, SavedModel};

@@ -11,9 +11,6 @@ pub enum Error {
     /// The data crate failed (data set layout, image decoding).
     #[error(transparent)]
     Data(#[from] prototree_data::Error),
-    /// The prune crate failed (decision tree, projection helpers).
-    #[error(transparent)]
-    Prune(#[from] prototree_prune::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

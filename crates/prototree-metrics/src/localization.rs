@@ -1,7 +1,7 @@
 //! Part localization of projected prototypes: which annotated part the source patch of
 //! each prototype covers, and the shares on a part, on the object and on the background.
 
-use prototree_prune::visualize::{patch_box, PixelBox};
+use prototree_tree::geometry::{patch_box, PixelBox};
 use prototree_tree::io::ProjectionRecord;
 
 use crate::annotation::Annotation;

@@ -1,7 +1,7 @@
 //! What [`explanation_metrics`](crate::explanation_metrics) returns: the settings, the
 //! headline fractions, and the details per prototype, all serialisable.
 
-use prototree_prune::visualize::PixelBox;
+use prototree_tree::geometry::PixelBox;
 use prototree_tree::topology::NodeId;
 use serde::{Deserialize, Serialize};
 

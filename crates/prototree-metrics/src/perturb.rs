@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 use prototree_data::Normalization;
-use prototree_prune::visualize::PixelBox;
+use prototree_tree::geometry::PixelBox;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

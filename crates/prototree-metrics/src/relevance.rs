@@ -2,7 +2,7 @@
 //! the upsampled map's energy lies inside the object (or part) mask, and the pointing game
 //! (whether the map's hottest pixels are inside the mask).
 
-use prototree_prune::visualize::upsample;
+use prototree_tree::geometry::upsample;
 
 /// The attribution map of a similarity map `sim` (`fh × fw`): bicubic upsampling to
 /// `width × height` (OpenCV's `INTER_CUBIC`, as the reference's heatmaps) and min-max

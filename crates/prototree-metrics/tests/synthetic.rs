@@ -86,7 +86,8 @@ fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.path.display().to_string())
         .collect();
-    let records = prototree_prune::project(&model, &mut Batches(&loader), &paths, &mut |_, _| {})?;
+    let records =
+        prototree_interpret::project(&model, &mut Batches(&loader), &paths, &mut |_, _| {})?;
     assert_eq!(records.len(), 3);
     let meta = ModelMeta {
         format_version: FORMAT_VERSION,

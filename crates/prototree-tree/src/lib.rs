@@ -28,6 +28,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod ensemble;
 pub mod error;
+pub mod geometry;
 pub mod inference;
 pub mod init;
 pub mod io;

@@ -7,7 +7,8 @@ use std::time::Instant;
 use candle_core::Device;
 use prototree_backbone::BackboneKind;
 use prototree_data::{generate, Augmentation, Split, SynthConfig};
-use prototree_prune::{prune, AccuracyRow};
+use prototree_interpret::prune;
+use prototree_render::AccuracyRow;
 use prototree_tree::{
     io::write_atomic, load_model, save_model, EvalReport, TrainConfig, TreeConfig,
 };
@@ -17,10 +18,10 @@ use crate::explain::explain_images;
 use crate::explanation_metrics::{
     explanation_metrics, write_explanation_metrics, EXPLANATION_METRICS_FILE,
 };
-use crate::interpret::{eval_loader, evaluate_on, project_on_loader, write_pruning, PruneOutcome};
 use crate::observer::{PipelineObserver, Stage};
 use crate::report::{spread_samples, write_report, ReportContent};
 use crate::train::{train, TrainJob};
+use crate::workflow::{eval_loader, evaluate_on, project_on_loader, write_pruning, PruneOutcome};
 use crate::{Error, Result};
 
 /// Settings of the demo run.

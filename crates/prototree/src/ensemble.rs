@@ -8,11 +8,11 @@ use prototree_data::Split;
 use prototree_tree::{load_model, BatchSource, Ensemble, EvalReport};
 use serde::Serialize;
 
-use crate::interpret::{eval_loader, evaluate_on};
 use crate::observer::{PipelineObserver, Stage};
 use crate::run_config::RunConfig;
 use crate::source::LoaderSource;
 use crate::train::{train, TrainJob};
+use crate::workflow::{eval_loader, evaluate_on};
 use crate::{Error, Result};
 
 /// Trains `n` trees with the configuration `cfg` into `out/tree_1` … `out/tree_n`; member

@@ -16,7 +16,7 @@ pub enum Error {
     Backbone(#[from] prototree_backbone::Error),
     /// A pruning / projection / export problem.
     #[error(transparent)]
-    Prune(#[from] prototree_prune::Error),
+    Interpret(#[from] prototree_interpret::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -8,9 +8,9 @@ use prototree_data::Split;
 use prototree_tree::{load_model, BatchSource, EvalReport, Routing};
 use serde::Serialize;
 
-use crate::interpret::{eval_loader, evaluate_on};
 use crate::observer::{PipelineObserver, Stage};
 use crate::source::LoaderSource;
+use crate::workflow::{eval_loader, evaluate_on};
 use crate::{Error, Result};
 
 /// Accuracy of one class.

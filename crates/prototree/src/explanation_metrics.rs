@@ -25,7 +25,7 @@ fn from_metrics(e: prototree_metrics::Error) -> Error {
     match e {
         M::Tree(e) => Error::Tree(e),
         M::Data(e) => Error::Data(e),
-        M::Prune(e) => Error::Prune(e),
+
         M::Candle(e) => Error::Candle(e),
         M::Io { path, source } => Error::Io { path, source },
         M::BadAnnotation { path, reason } => Error::Io {

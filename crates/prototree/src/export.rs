@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use prototree_prune::{DecisionTree, DotExport, SvgExport};
+use prototree_interpret::DecisionTree;
+use prototree_render::{DotExport, SvgExport};
 use prototree_tree::io::write_atomic;
 use prototree_tree::load_model;
 

@@ -22,20 +22,20 @@ pub mod eval;
 pub mod explain;
 pub mod explanation_metrics;
 pub mod export;
-pub mod interpret;
 pub mod observer;
 pub mod out_of_memory;
-pub mod plot;
 pub mod predict;
 pub mod report;
 pub mod run_config;
 pub mod source;
 pub mod train;
+pub mod workflow;
 
 pub use prototree_backbone as backbone;
 pub use prototree_data as data;
-pub use prototree_prune as prune;
+pub use prototree_interpret as interpret;
 pub use prototree_reference as reference;
+pub use prototree_render as render;
 pub use prototree_tree as tree;
 
 pub use candle_core;

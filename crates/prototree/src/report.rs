@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use prototree_data::Split;
-use prototree_prune::{
-    AccuracyRow, DecisionTree, ExplanationLink, GalleryEntry, PruneReport, Report, SvgExport,
-};
+use prototree_interpret::{DecisionTree, PruneReport};
+use prototree_render::{AccuracyRow, ExplanationLink, GalleryEntry, Report, SvgExport};
 use prototree_tree::io::write_atomic;
 use prototree_tree::{load_model, NodeId, SavedModel};
 
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage};
-use crate::interpret::{eval_loader, evaluate_on, PRUNING_FILE};
 use crate::observer::PipelineObserver;
+use crate::workflow::{eval_loader, evaluate_on, PRUNING_FILE};
 use crate::{Error, Result};
 
 /// What goes into a report besides the model itself.

@@ -506,7 +506,7 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
     let test = evaluate(&model, &mut test_src, obs)?;
     obs.stage_finished(Stage::Evaluate);
     save_model(&job.out, &model, &meta, &[])?;
-    if let Err(e) = crate::plot::write_training_curves(&job.out, &state.history) {
+    if let Err(e) = prototree_render::plot::write_training_curves(&job.out, &state.history) {
         obs.message(&format!("could not draw the training curves: {e}"));
     }
     Ok(TrainOutcome {

@@ -4,7 +4,7 @@
 //! (small CNN, 64 px, depth 5, D 64, 12 classes), random images and leaves; CPU.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=2 cargo bench -p prototree-prune --bench projection
+//! RAYON_NUM_THREADS=2 cargo bench -p prototree-interpret --bench projection
 //! ```
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prototree_backbone::BackboneKind;
-use prototree_prune::project;
+use prototree_interpret::project;
 use prototree_tree::{Batch, BatchSource, Leaves, ProtoTree, TreeConfig};
 
 const IMAGES: usize = 1000;

@@ -9,8 +9,6 @@ use image::{Rgb, RgbImage};
 use prototree_tree::io::write_atomic;
 use prototree_tree::EpochStats;
 
-use crate::Result;
-
 /// File name of the curves in a run directory.
 pub const CURVES_FILE: &str = "curves.png";
 
@@ -194,14 +192,13 @@ pub fn training_curves_png(history: &[EpochStats]) -> Vec<u8> {
         });
     }
     panel(&mut img, PANEL_W, "accuracy", &acc, Some((0.0, 1.0)));
-    prototree_prune::visualize::png_bytes(&img)
+    crate::visualize::png_bytes(&img)
 }
 
 /// Writes `curves.png` into `dir` (atomically).
-pub fn write_training_curves(dir: &Path, history: &[EpochStats]) -> Result<()> {
+pub fn write_training_curves(dir: &Path, history: &[EpochStats]) -> prototree_tree::Result<()> {
     if history.is_empty() {
         return Ok(());
     }
-    write_atomic(&dir.join(CURVES_FILE), &training_curves_png(history))?;
-    Ok(())
+    write_atomic(&dir.join(CURVES_FILE), &training_curves_png(history))
 }

@@ -1,16 +1,14 @@
 //! Local explanations (spec §6.2): the greedy path of one image, and at every decision
 //! the image's most similar patch, its box in the image and the similarity map.
 //!
-//! [`explain_latent`] computes the numbers; [`ExplanationImages`] renders them. Writing
-//! files and HTML is left to the caller (the facade's `explain` module).
+//! [`explain_latent`] computes the numbers; `prototree-render` draws them.
 
-use image::RgbImage;
 use prototree_tree::distance::DISTANCE_EPS;
+use prototree_tree::geometry::{patch_box, PixelBox};
 use prototree_tree::topology::NodeId;
 use prototree_tree::{Latent, ProtoTree, Routing};
 use serde::{Deserialize, Serialize};
 
-use crate::visualize::{crop, draw_box, heatmap_overlay, patch_box, upscale, PixelBox};
 use crate::{Error, Result};
 
 /// One decision on an explained path.
@@ -124,60 +122,6 @@ pub fn explain_latent(
     Ok(out)
 }
 
-/// The pictures of one explained decision.
-#[derive(Debug, Clone)]
-pub struct StepImages {
-    /// The image's most similar patch, enlarged.
-    pub patch: RgbImage,
-    /// The image with the patch's box.
-    pub boxed: RgbImage,
-    /// The similarity heatmap over the image.
-    pub heatmap: RgbImage,
-}
-
-/// Renders the pictures of every step of `explanation` over `image` (the image as the
-/// model saw it, after resizing).
-pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> Vec<StepImages> {
-    explanation
-        .steps
-        .iter()
-        .map(|s| {
-            let patch = crop(image, s.image_box);
-            let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
-            StepImages {
-                patch: upscale(&patch, factor),
-                boxed: draw_box(image, s.image_box),
-                heatmap: heatmap_overlay(
-                    image,
-                    &s.similarity_map,
-                    explanation.fmap_height,
-                    explanation.fmap_width,
-                ),
-            }
-        })
-        .collect()
-}
-
-/// The picture of a projected prototype: its source patch and the source image with the
-/// patch's box, from the image as the model saw it during projection.
-pub fn prototype_images(
-    source: &RgbImage,
-    record: &prototree_tree::io::ProjectionRecord,
-) -> (RgbImage, RgbImage) {
-    let (w, h) = source.dimensions();
-    let b = patch_box(
-        record.patch_row,
-        record.patch_col,
-        record.fmap_height,
-        record.fmap_width,
-        w,
-        h,
-    );
-    let patch = crop(source, b);
-    let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
-    (upscale(&patch, factor), draw_box(source, b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,12 +172,6 @@ mod tests {
         assert!(second.present);
         assert_eq!(ex.leaf, 3);
         assert_eq!(ex.class_index, 1);
-        let img = RgbImage::from_pixel(64, 64, image::Rgb([100, 100, 100]));
-        let pics = explanation_images(&img, ex);
-        assert_eq!(pics.len(), 2);
-        assert_eq!(pics[0].boxed.dimensions(), (64, 64));
-        // The box outline is drawn in cyan.
-        assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
         Ok(())
     }
 }

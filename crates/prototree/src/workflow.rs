@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Normalization, Split};
-use prototree_prune::{project, prune, PruneReport};
+use prototree_interpret::{project, prune, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, save_model, EvalReport, ProtoTree};
 

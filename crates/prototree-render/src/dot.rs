@@ -3,7 +3,7 @@
 //! `graphviz-rust` graph and printed by its printer.
 //!
 //! ```
-//! # use prototree_prune::{DecisionTree, DotExport};
+//! # use prototree_render::{DecisionTree, DotExport};
 //! # fn show(tree: &DecisionTree) -> String {
 //! let dot = DotExport::new(tree).rank_dir("TB").to_string();
 //! # dot }
@@ -18,7 +18,7 @@ use graphviz_rust::dot_structures::{
 };
 use graphviz_rust::printer::PrinterContext;
 
-use crate::decision_tree::{DecisionTree, Edge, TreeNode};
+use prototree_interpret::decision_tree::{DecisionTree, Edge, TreeNode};
 
 /// A borrowed DOT view of a decision tree; `Display` prints it.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Errors of the prune crate.
+//! Errors of the interpret crate.
 
 /// Everything that can go wrong while pruning, projecting or exporting.
 #[derive(Debug, thiserror::Error)]

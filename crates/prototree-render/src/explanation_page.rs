@@ -9,7 +9,9 @@ use std::fmt::{self, Write as _};
 use image::RgbImage;
 use prototree_tree::topology::NodeId;
 
-use crate::explain::{explanation_images, LocalExplanation};
+use prototree_interpret::LocalExplanation;
+
+use crate::explanation_images::explanation_images;
 use crate::svg::{escape, png_data_uri};
 use crate::visualize::{png_bytes, upscale};
 

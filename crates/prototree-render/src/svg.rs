@@ -10,7 +10,7 @@ use base64::Engine as _;
 use petgraph::graph::NodeIndex;
 use prototree_tree::topology::NodeId;
 
-use crate::decision_tree::{DecisionTree, TreeNode};
+use prototree_interpret::decision_tree::{DecisionTree, TreeNode};
 
 const LEAF_W: f64 = 132.0;
 const LEAF_H: f64 = 58.0;
@@ -127,7 +127,7 @@ impl fmt::Display for SvgExport<'_> {
                 continue;
             };
             let (y1, y2) = (y_of(da) + PATCH + 16.0, y_of(db));
-            let present = matches!(w, crate::decision_tree::Edge::Present);
+            let present = matches!(w, prototree_interpret::decision_tree::Edge::Present);
             let (colour, label) = if present {
                 ("#2e7d32", "present")
             } else {

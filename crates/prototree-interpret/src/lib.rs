@@ -1,0 +1,17 @@
+//! Interpreting a trained prototype tree (spec §3–§6 of the ProtoTree reference): pruning
+//! near-uniform subtrees, projecting prototypes onto their nearest training patches, the
+//! binarized decision tree (petgraph) and local explanations of single predictions.
+//! Drawing any of it is `prototree-render`'s job.
+#![warn(missing_docs)]
+
+pub mod decision_tree;
+pub mod error;
+pub mod explain;
+pub mod project;
+pub mod prune;
+
+pub use decision_tree::{DecisionTree, Edge, TreeNode};
+pub use error::{Error, Result};
+pub use explain::{explain_latent, ExplainedStep, LocalExplanation};
+pub use project::project;
+pub use prune::{prune, PruneReport};

@@ -1,0 +1,95 @@
+//! The pictures of local explanations and projected prototypes: the matched patch
+//! enlarged, the image with the patch's box, and the similarity heatmap.
+
+use image::RgbImage;
+use prototree_interpret::LocalExplanation;
+use prototree_tree::geometry::patch_box;
+use prototree_tree::io::ProjectionRecord;
+
+use crate::visualize::{crop, draw_box, heatmap_overlay, upscale};
+
+/// The pictures of one explained decision.
+#[derive(Debug, Clone)]
+pub struct StepImages {
+    /// The image's most similar patch, enlarged.
+    pub patch: RgbImage,
+    /// The image with the patch's box.
+    pub boxed: RgbImage,
+    /// The similarity heatmap over the image.
+    pub heatmap: RgbImage,
+}
+
+/// Renders the pictures of every step of `explanation` over `image` (the image as the
+/// model saw it, after resizing).
+pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> Vec<StepImages> {
+    explanation
+        .steps
+        .iter()
+        .map(|s| {
+            let patch = crop(image, s.image_box);
+            let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
+            StepImages {
+                patch: upscale(&patch, factor),
+                boxed: draw_box(image, s.image_box),
+                heatmap: heatmap_overlay(
+                    image,
+                    &s.similarity_map,
+                    explanation.fmap_height,
+                    explanation.fmap_width,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The picture of a projected prototype: its source patch and the source image with the
+/// patch's box, from the image as the model saw it during projection.
+pub fn prototype_images(source: &RgbImage, record: &ProjectionRecord) -> (RgbImage, RgbImage) {
+    let (w, h) = source.dimensions();
+    let b = patch_box(
+        record.patch_row,
+        record.patch_col,
+        record.fmap_height,
+        record.fmap_width,
+        w,
+        h,
+    );
+    let patch = crop(source, b);
+    let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
+    (upscale(&patch, factor), draw_box(source, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prototree_interpret::ExplainedStep;
+    use prototree_tree::topology::NodeId;
+
+    #[test]
+    fn pictures_show_the_box_and_the_map() {
+        let step = ExplainedStep {
+            node: NodeId(0),
+            row: 0,
+            similarity: 0.9,
+            present: true,
+            patch_row: 1,
+            patch_col: 1,
+            image_box: [17, 17, 64, 64],
+            similarity_map: vec![0.1, 0.2, 0.3, 0.9],
+        };
+        let ex = LocalExplanation {
+            class_index: 1,
+            probabilities: vec![0.0, 1.0],
+            leaf: 3,
+            steps: vec![step.clone(), step],
+            fmap_height: 2,
+            fmap_width: 2,
+        };
+        let img = RgbImage::from_pixel(64, 64, image::Rgb([100, 100, 100]));
+        let pics = explanation_images(&img, &ex);
+        assert_eq!(pics.len(), 2);
+        assert_eq!(pics[0].boxed.dimensions(), (64, 64));
+        // The box outline is drawn in cyan.
+        assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
+    }
+}
