@@ -3,7 +3,8 @@
 //! `graphviz-rust` graph and printed by its printer.
 //!
 //! ```
-//! # use prototree_render::{DecisionTree, DotExport};
+//! # use prototree_interpret::DecisionTree;
+//! # use prototree_render::DotExport;
 //! # fn show(tree: &DecisionTree) -> String {
 //! let dot = DotExport::new(tree).rank_dir("TB").to_string();
 //! # dot }

@@ -1,0 +1,206 @@
+//! The device-generic path end to end on the CPU: with `PROTOTREE_GENERIC_OPS=1` every op
+//! takes the code a GPU runs (no fused CPU kernel). Train a few steps, prune, project,
+//! predict with every routing, explain and export through the CLI; the predictions equal
+//! those of the fused CPU path on the same model, and imported reference checkpoints
+//! still answer as the reference does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GENERIC: (&str, &str) = ("PROTOTREE_GENERIC_OPS", "1");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// Runs the CLI (generic ops when `generic`), returning stdout.
+fn run(generic: bool, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prototree"));
+    cmd.args(["--quiet", "--threads", "2"]).args(args);
+    if generic {
+        cmd.env(GENERIC.0, GENERIC.1);
+    } else {
+        cmd.env_remove(GENERIC.0);
+    }
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "prototree {args:?} (generic: {generic}) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// `predict --json` lines as (class, probabilities).
+fn predictions(
+    generic: bool,
+    model: &str,
+    routing: &str,
+    images: &[String],
+) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    let mut args = vec!["predict", "--model", model, "--json", "--routing", routing];
+    args.extend(images.iter().map(String::as_str));
+    run(generic, &args)?
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let probs = v["probabilities"]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                .unwrap_or_default();
+            Ok((v["class_index"].to_string(), probs))
+        })
+        .collect()
+}
+
+fn assert_close(a: &[(String, Vec<f64>)], b: &[(String, Vec<f64>)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (i, ((ca, pa), (cb, pb))) in a.iter().zip(b).enumerate() {
+        assert_eq!(ca, cb, "{what}: image {i}");
+        assert!(!pa.is_empty() && pa.len() == pb.len(), "{what}: image {i}");
+        for (x, y) in pa.iter().zip(pb) {
+            assert!((x - y).abs() <= 1e-4, "{what}: image {i}: {x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data_dir = fixtures().join("cub-tiny");
+    let data = data_dir.display().to_string();
+    let p = |name: &str| tmp.path().join(name).display().to_string();
+    let (model, pruned, projected) = (p("run"), p("pruned"), p("projected"));
+    run(
+        true,
+        &[
+            "train",
+            "--data",
+            &data,
+            "--out",
+            &model,
+            "--image-size",
+            "32",
+            "--depth",
+            "3",
+            "--proto-dim",
+            "8",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--augment",
+            "none",
+            "--freeze-epochs",
+            "1",
+        ],
+    )?;
+    run(
+        true,
+        &[
+            "prune", "--model", &model, "--out", &pruned, "--data", &data,
+        ],
+    )?;
+    run(
+        true,
+        &[
+            "project", "--model", &pruned, "--data", &data, "--out", &projected,
+        ],
+    )?;
+    let images: Vec<String> = std::fs::read_dir(data_dir.join("images"))?
+        .filter_map(Result::ok)
+        .flat_map(|class| std::fs::read_dir(class.path()).into_iter().flatten())
+        .filter_map(Result::ok)
+        .map(|f| f.path().display().to_string())
+        .take(6)
+        .collect();
+    assert!(images.len() >= 2, "fixture images: {images:?}");
+    for routing in ["soft", "greedy", "max-leaf"] {
+        let generic = predictions(true, &projected, routing, &images)?;
+        let fused = predictions(false, &projected, routing, &images)?;
+        assert_close(&generic, &fused, routing);
+    }
+    let explained = p("explained");
+    run(
+        true,
+        &[
+            "explain", "--model", &projected, "--out", &explained, &images[0],
+        ],
+    )?;
+    assert!(
+        std::fs::read_dir(&explained)?.count() > 0,
+        "explain wrote nothing"
+    );
+    for format in ["dot", "svg", "json"] {
+        let out = p(&format!("tree.{format}"));
+        run(
+            true,
+            &[
+                "export", "--model", &projected, "--format", format, "--out", &out,
+            ],
+        )?;
+        assert!(
+            std::fs::metadata(&out)?.len() > 0,
+            "{format} export is empty"
+        );
+    }
+    let eval = run(
+        true,
+        &["eval", "--model", &projected, "--data", &data, "--json"],
+    )?;
+    assert!(eval.contains("accuracy"), "eval --json: {eval}");
+    Ok(())
+}
+
+/// The reference's own checkpoints, imported, answer as the reference does on the generic
+/// path too (soft, greedy path-only and max-leaf routing).
+#[test]
+fn imported_reference_models_match_on_generic_ops() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = fixtures().join("reference/smallcnn_d4_pruned_log");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
+    let size = expected["image_size"].as_u64().unwrap_or(0).to_string();
+    let out = tmp.path().join("imported").display().to_string();
+    let dir_s = dir.display().to_string();
+    run(
+        true,
+        &[
+            "import",
+            "--reference",
+            &dir_s,
+            "--out",
+            &out,
+            "--image-size",
+            &size,
+        ],
+    )?;
+    let images: Vec<String> = expected["images"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .map(|p| dir.join(p).display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!images.is_empty());
+    for (routing, key) in [
+        ("soft", "soft"),
+        ("greedy", "greedy"),
+        ("max-leaf", "max_leaf"),
+    ] {
+        let got = predictions(true, &out, routing, &images)?;
+        for (i, (_, probs)) in got.iter().enumerate() {
+            let want: Vec<f64> = expected[key]["probabilities"][i]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                .unwrap_or_default();
+            assert_eq!(probs.len(), want.len(), "{routing}: image {i}");
+            for (x, y) in probs.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-4, "{routing}: image {i}: {x} vs {y}");
+            }
+        }
+    }
+    Ok(())
+}
