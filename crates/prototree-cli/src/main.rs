@@ -707,6 +707,13 @@ fn main() {
         // Read by candle's and rayon's thread pools when they first start.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    if prototree::ops::generic_ops_forced() {
+        // Said even with --quiet: the environment changed what runs.
+        eprintln!(
+            "note: {} is set: every op takes its generic (device-independent) path",
+            prototree::ops::GENERIC_OPS_ENV
+        );
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     if matches!(
         cli.command,

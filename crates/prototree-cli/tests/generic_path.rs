@@ -15,6 +15,11 @@ fn fixtures() -> PathBuf {
 
 /// Runs the CLI (generic ops when `generic`), returning stdout.
 fn run(generic: bool, args: &[&str]) -> anyhow::Result<String> {
+    Ok(run_with_stderr(generic, args)?.0)
+}
+
+/// Runs the CLI (generic ops when `generic`), returning stdout and stderr.
+fn run_with_stderr(generic: bool, args: &[&str]) -> anyhow::Result<(String, String)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_prototree"));
     cmd.args(["--quiet", "--threads", "2"]).args(args);
     if generic {
@@ -28,7 +33,10 @@ fn run(generic: bool, args: &[&str]) -> anyhow::Result<String> {
         "prototree {args:?} (generic: {generic}) failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(String::from_utf8(out.stdout)?)
+    Ok((
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
 }
 
 /// `predict --json` lines as (class, probabilities).
@@ -71,7 +79,7 @@ fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
     let data = data_dir.display().to_string();
     let p = |name: &str| tmp.path().join(name).display().to_string();
     let (model, pruned, projected) = (p("run"), p("pruned"), p("projected"));
-    run(
+    let (_, stderr) = run_with_stderr(
         true,
         &[
             "train",
@@ -95,6 +103,12 @@ fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
             "1",
         ],
     )?;
+    assert!(
+        stderr.contains("generic"),
+        "the switch was not seen: {stderr}"
+    );
+    let (_, stderr) = run_with_stderr(false, &["inspect", "--model", &model])?;
+    assert!(!stderr.contains("generic"), "fused run: {stderr}");
     run(
         true,
         &[

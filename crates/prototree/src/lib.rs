@@ -34,6 +34,7 @@ pub mod workflow;
 pub use prototree_backbone as backbone;
 pub use prototree_data as data;
 pub use prototree_interpret as interpret;
+pub use prototree_ops as ops;
 pub use prototree_reference as reference;
 pub use prototree_render as render;
 pub use prototree_tree as tree;
