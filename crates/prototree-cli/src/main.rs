@@ -15,7 +15,6 @@ use prototree::backbone::BackboneKind;
 use prototree::candle_device;
 use prototree::data::{Augmentation, SynthConfig};
 use prototree::prelude::*;
-use prototree::tree::io::load_meta;
 
 use crate::progress::CliProgress;
 
@@ -649,21 +648,25 @@ fn run_project_cmd(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
 }
 
 fn run_inspect_cmd(a: InspectArgs) -> Result<()> {
-    let meta = load_meta(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
     let saved = load_model(&a.model, &candle_core_device_cpu())
         .with_context(|| format!("loading {}", a.model.display()))?;
-    let topo = saved.model.topology();
+    let (meta, topo) = (&saved.meta, saved.model.topology());
     if a.json {
+        // `config` as in config.json, stage included.
+        let mut config = serde_json::to_value(meta)?;
+        if let Some(map) = config.as_object_mut() {
+            map.insert("stage".into(), saved.stage().name().into());
+        }
         let v = serde_json::json!({
-            "config": meta,
+            "config": config,
             "num_decisions": topo.num_decisions(),
             "num_live_leaves": topo.num_live_leaves(),
-            "num_projected": saved.projections.len(),
+            "num_projected": saved.projections().len(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("model:       {}", a.model.display());
-        println!("stage:       {}", meta.stage);
+        println!("stage:       {}", saved.stage());
         println!("backbone:    {}", meta.tree.backbone);
         println!(
             "depth:       {} ({} prototypes in use, {} leaves reachable)",
@@ -677,7 +680,7 @@ fn run_inspect_cmd(a: InspectArgs) -> Result<()> {
             "input:       {} px, mean {:?}, std {:?}",
             meta.preprocessing.image_size, meta.preprocessing.mean, meta.preprocessing.std
         );
-        println!("projected:   {} prototypes", saved.projections.len());
+        println!("projected:   {} prototypes", saved.projections().len());
     }
     Ok(())
 }

@@ -69,7 +69,7 @@ fn setup() -> anyhow::Result<(ProtoTree, RandomImages, Vec<String>)> {
 }
 
 fn projection(c: &mut Criterion) {
-    let (model, mut source, paths) = match setup() {
+    let (mut model, mut source, paths) = match setup() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("projection bench setup failed: {e}");
@@ -92,7 +92,7 @@ fn projection(c: &mut Criterion) {
         b.iter(|| {
             // Every sample projects the same, unprojected prototypes.
             let restored = model.set_prototypes(&original);
-            let records = project(&model, &mut source, &paths, &mut |_, _| {});
+            let records = project(&mut model, &mut source, &paths, &mut |_, _| {});
             (restored.is_ok(), records.map(|r| r.len()))
         })
     });

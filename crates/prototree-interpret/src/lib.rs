@@ -4,12 +4,14 @@
 //! Drawing any of it is `prototree-render`'s job.
 #![warn(missing_docs)]
 
+mod bundle_ops;
 pub mod decision_tree;
 pub mod error;
 pub mod explain;
 pub mod project;
 pub mod prune;
 
+pub use bundle_ops::Interpret;
 pub use decision_tree::{DecisionTree, Edge, TreeNode};
 pub use error::{Error, Result};
 pub use explain::{explain_latent, ExplainedStep, LocalExplanation};

@@ -120,7 +120,7 @@ impl NearestPatchSearch {
 /// and returns one record per decision node. `image_paths[i]` names image `i` of
 /// `source` (which must not shuffle). `progress(done, total)` counts batches.
 pub fn project(
-    model: &ProtoTree,
+    model: &mut ProtoTree,
     source: &mut dyn BatchSource,
     image_paths: &[String],
     progress: &mut dyn FnMut(usize, usize),

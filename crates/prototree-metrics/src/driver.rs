@@ -474,7 +474,7 @@ pub fn explanation_metrics_with(
         .collect();
     let by_tail: HashMap<String, &Sample> = all.iter().map(|s| (path_tail(&s.path), s)).collect();
     let mut sources: HashMap<usize, SourceRegion> = HashMap::new();
-    for rec in &saved.projections {
+    for rec in saved.projections() {
         let row = rec.row as usize;
         if !row_index.contains_key(&row) {
             continue;

@@ -87,7 +87,7 @@ fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
         .map(|s| s.path.display().to_string())
         .collect();
     let records =
-        prototree_interpret::project(&model, &mut Batches(&loader), &paths, &mut |_, _| {})?;
+        prototree_interpret::project(&mut model, &mut Batches(&loader), &paths, &mut |_, _| {})?;
     assert_eq!(records.len(), 3);
     let meta = ModelMeta {
         format_version: FORMAT_VERSION,
@@ -99,7 +99,6 @@ fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
             std: norm.std,
         },
         train: None,
-        stage: "projected".into(),
     };
     save_model(model_dir, &model, &meta, &records)?;
     Ok(())

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use prototree_backbone::BackboneKind;
 use prototree_tree::init::{ADD_ON_WEIGHT, PROTOTYPES};
 use prototree_tree::io::{leaf_key, Preprocessing, FORMAT_VERSION};
+use prototree_tree::ModelStage;
 use prototree_tree::{
     BranchState, Leaves, ModelMeta, NodeId, ProtoTree, SavedModel, Topology, TreeConfig,
 };
@@ -620,8 +621,10 @@ pub fn convert(
             std: REFERENCE_STD,
         },
         train: None,
-        stage: stage.clone(),
     };
+    let model_stage: ModelStage = stage
+        .parse()
+        .map_err(|e| Error::Unsupported(format!("--stage: {e}")))?;
     ignored.sort();
     let report = ImportReport {
         files: files.clone(),
@@ -641,11 +644,7 @@ pub fn convert(
         ignored_tensors: ignored,
     };
     Ok(Imported {
-        saved: SavedModel {
-            model,
-            meta,
-            projections: Vec::new(),
-        },
+        saved: SavedModel::from_parts(model, meta, Vec::new(), model_stage)?,
         report,
     })
 }
@@ -674,7 +673,7 @@ pub fn load_reference(dir: &Path, options: &ImportOptions, device: &Device) -> R
 pub fn import_reference(dir: &Path, out: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let imported = load_reference(dir, options, &Device::Cpu)?;
     let saved = &imported.saved;
-    prototree_tree::save_model(out, &saved.model, &saved.meta, &saved.projections)?;
+    saved.save(out)?;
     let mut report = imported.report;
     report.output = Some(out.to_path_buf());
     Ok(report)

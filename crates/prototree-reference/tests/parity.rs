@@ -224,7 +224,7 @@ fn parity(name: &str) -> Result<()> {
     assert_eq!(meta.preprocessing.image_size, expected.image_size);
     assert_eq!(meta.class_names[0], "class_000");
     assert_eq!(
-        meta.stage,
+        imported.saved.stage().name(),
         if expected.pruned { "pruned" } else { "trained" }
     );
     check_outputs(&imported.saved.model, &expected)?;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub use crate::bundle::{ModelStage, SavedModel};
 use crate::config::TreeConfig;
 use crate::leaves::Leaves;
 use crate::model::ProtoTree;
@@ -55,9 +56,23 @@ pub struct ModelMeta {
     /// The schedule the model was trained with, if any.
     #[serde(default)]
     pub train: Option<TrainConfig>,
-    /// Pipeline stage: `trained`, `pruned` or `projected`.
+}
+
+/// `config.json` as written: the configuration and the bundle's stage.
+#[derive(Serialize)]
+struct ConfigOut<'a> {
+    #[serde(flatten)]
+    meta: &'a ModelMeta,
+    stage: ModelStage,
+}
+
+/// `config.json` as read (files without a stage are `trained`).
+#[derive(Deserialize)]
+struct ConfigIn {
+    #[serde(flatten)]
+    meta: ModelMeta,
     #[serde(default)]
-    pub stage: String,
+    stage: ModelStage,
 }
 
 /// Where a projected prototype came from (spec §4).
@@ -90,17 +105,6 @@ struct TreeFile {
     depth: u32,
     branch_states: Vec<BranchState>,
     projections: Vec<ProjectionRecord>,
-}
-
-/// A loaded model directory.
-#[derive(Debug)]
-pub struct SavedModel {
-    /// The model.
-    pub model: ProtoTree,
-    /// The configuration.
-    pub meta: ModelMeta,
-    /// Projection records (empty before projection).
-    pub projections: Vec<ProjectionRecord>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -173,18 +177,44 @@ pub fn named_tensors(model: &ProtoTree) -> Result<HashMap<String, Tensor>> {
     Ok(map)
 }
 
-/// Saves `model` into directory `dir` (created if missing).
+/// Saves `model` into directory `dir` (created if missing); its stage follows from what
+/// it holds (projection records: projected; a pruned topology: pruned; else trained).
+/// [`SavedModel::save`] writes a bundle with the stage it knows.
 pub fn save_model(
     dir: &Path,
     model: &ProtoTree,
     meta: &ModelMeta,
     projections: &[ProjectionRecord],
 ) -> Result<()> {
+    let pruned = model
+        .topology()
+        .branch_states()
+        .iter()
+        .any(|s| *s != BranchState::Decision);
+    let stage = if !projections.is_empty() {
+        ModelStage::Projected
+    } else if pruned {
+        ModelStage::Pruned
+    } else {
+        ModelStage::Trained
+    };
+    write_model_dir(dir, model, meta, projections, stage)
+}
+
+/// Writes the model directory `dir` (created if missing) with `stage` in `config.json`.
+pub(crate) fn write_model_dir(
+    dir: &Path,
+    model: &ProtoTree,
+    meta: &ModelMeta,
+    projections: &[ProjectionRecord],
+    stage: ModelStage,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut meta = meta.clone();
     meta.format_version = FORMAT_VERSION;
     meta.tree = model.config().config().clone();
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::BadModelFile {
+    let config = ConfigOut { meta: &meta, stage };
+    let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::BadModelFile {
         path: dir.join(CONFIG_FILE),
         reason: e.to_string(),
     })?;
@@ -212,6 +242,11 @@ pub fn save_model(
 
 /// Reads and checks `config.json` of a model directory.
 pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
+    Ok(load_config(dir)?.0)
+}
+
+/// Reads and checks `config.json`: the configuration and the stage.
+fn load_config(dir: &Path) -> Result<(ModelMeta, ModelStage)> {
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(io_err(&path))?;
     let value: serde_json::Value =
@@ -228,10 +263,11 @@ pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
             });
         }
     }
-    let meta: ModelMeta = serde_json::from_value(value).map_err(|e| Error::BadModelFile {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let ConfigIn { meta, stage } =
+        serde_json::from_value(value).map_err(|e| Error::BadModelFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     meta.tree.check().map_err(|e| Error::BadModelFile {
         path: path.clone(),
         reason: e.to_string(),
@@ -246,12 +282,12 @@ pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
             ),
         });
     }
-    Ok(meta)
+    Ok((meta, stage))
 }
 
 /// Loads a model directory written by [`save_model`] onto `device`.
 pub fn load_model(dir: &Path, device: &Device) -> Result<SavedModel> {
-    let meta = load_meta(dir)?;
+    let (meta, stage) = load_config(dir)?;
     let tree_path = dir.join(TREE_FILE);
     let bytes = std::fs::read(&tree_path).map_err(io_err(&tree_path))?;
     let bad_tree = |reason: String| Error::BadModelFile {
@@ -324,11 +360,12 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<SavedModel> {
             )));
         }
     }
-    Ok(SavedModel {
+    Ok(SavedModel::from_loaded(
         model,
         meta,
-        projections: tree.projections,
-    })
+        tree.projections,
+        stage,
+    ))
 }
 
 #[cfg(test)]

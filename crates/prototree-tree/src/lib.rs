@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod adam;
+pub mod bundle;
 pub mod checkpoint;
 pub mod config;
 pub mod ensemble;
@@ -44,12 +45,13 @@ pub mod trainer;
 /// Prototype distances (the ops crate's; spec §1.4).
 pub use prototree_ops::distance;
 
+pub use bundle::{ModelStage, SavedModel};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{TreeConfig, ValidTreeConfig};
 pub use ensemble::Ensemble;
 pub use error::{ConfigError, Error, Result};
 pub use inference::{EvalReport, PathStep, Routing};
-pub use io::{load_model, save_model, ModelMeta, ProjectionRecord, SavedModel};
+pub use io::{load_model, save_model, ModelMeta, ProjectionRecord};
 pub use leaves::Leaves;
 pub use model::{Latent, ProtoTree, TreeOutput};
 pub use predict::Prediction;

@@ -142,7 +142,7 @@ impl ProtoTree {
         Ok(self.prototypes.as_tensor().reshape((p, d))?)
     }
     /// Replaces the prototype vectors (projection). `values`: `(P, d)`.
-    pub fn set_prototypes(&self, values: &Tensor) -> Result<()> {
+    pub fn set_prototypes(&mut self, values: &Tensor) -> Result<()> {
         let (p, d) = (self.config.num_prototypes(), self.config.proto_dim());
         if values.dims() != [p, d] {
             return Err(Error::ShapeMismatch {

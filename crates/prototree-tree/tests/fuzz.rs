@@ -27,7 +27,6 @@ fn saved_model(dir: &Path) -> ModelMeta {
             std: [0.5; 3],
         },
         train: None,
-        stage: "trained".into(),
     };
     save_model(dir, &model, &meta, &[]).unwrap();
     meta

@@ -19,7 +19,6 @@ fn meta(cfg: &TreeConfig) -> ModelMeta {
             std: [0.25; 3],
         },
         train: None,
-        stage: "trained".into(),
     }
 }
 
@@ -57,7 +56,7 @@ fn round_trip_gives_identical_outputs() -> anyhow::Result<()> {
     };
     save_model(dir.path(), &m, &meta(&cfg), std::slice::from_ref(&rec))?;
     let loaded = load_model(dir.path(), &Device::Cpu)?;
-    assert_eq!(loaded.projections, vec![rec]);
+    assert_eq!(loaded.projections(), [rec]);
     assert_eq!(loaded.model.topology(), m.topology());
     let x = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu)?;
     let a = m.forward(&x, false)?.probabilities.to_vec2::<f32>()?;

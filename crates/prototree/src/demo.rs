@@ -7,10 +7,10 @@ use std::time::Instant;
 use candle_core::Device;
 use prototree_backbone::BackboneKind;
 use prototree_data::{generate, Augmentation, Split, SynthConfig};
-use prototree_interpret::prune;
+use prototree_interpret::Interpret;
 use prototree_render::AccuracyRow;
 use prototree_tree::{
-    io::write_atomic, load_model, save_model, EvalReport, TrainConfig, TreeConfig,
+    io::write_atomic, load_model, EvalReport, SavedModel, TrainConfig, TreeConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,10 @@ use crate::explanation_metrics::{
 use crate::observer::{PipelineObserver, Stage};
 use crate::report::{spread_samples, write_report, ReportContent};
 use crate::train::{train, TrainJob};
-use crate::workflow::{eval_loader, evaluate_on, project_on_loader, write_pruning, PruneOutcome};
+use crate::workflow::{
+    eval_loader, evaluate_on, mean_projection_distance, project_on_loader, write_pruning,
+    PruneOutcome,
+};
 use crate::{Error, Result};
 
 /// Settings of the demo run.
@@ -197,7 +200,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         skip_bad_images: false,
         device: cfg.device.clone(),
     };
-    let mut outcome = train(&job, obs)?;
+    let outcome = train(&job, obs)?;
     let t = outcome.test.clone();
     let num_prototypes = outcome.model.topology().num_decisions();
 
@@ -206,16 +209,15 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
     let tau = cfg.tau.unwrap_or(2.0 / k as f32);
     let (_, test_loader) = eval_loader(&data_dir, Split::Test, &outcome.meta, 64, obs)?;
     let (_, train_loader) = eval_loader(&data_dir, Split::Train, &outcome.meta, 64, obs)?;
+    let mut bundle = SavedModel::new(outcome.model, outcome.meta.clone());
     obs.stage_started(Stage::Prune, 0);
-    let pruning = prune(&mut outcome.model, tau)?;
+    let pruning = bundle.prune(tau)?;
     obs.stage_finished(Stage::Prune);
-    let pruned_only = evaluate_on(&outcome.model, &test_loader, &cfg.device, obs)?;
-    let records = project_on_loader(&outcome.model, &train_loader, &cfg.device, obs)?;
-    let projected = evaluate_on(&outcome.model, &test_loader, &cfg.device, obs)?;
+    let pruned_only = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;
+    project_on_loader(&mut bundle, &train_loader, &cfg.device, obs)?;
+    let projected = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;
     let pruned_model_dir = cfg.out.join("model_pruned");
-    let mut meta = outcome.meta.clone();
-    meta.stage = "projected".into();
-    save_model(&pruned_model_dir, &outcome.model, &meta, &records)?;
+    bundle.save(&pruned_model_dir)?;
     write_pruning(
         &pruned_model_dir,
         &PruneOutcome {
@@ -269,11 +271,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         },
         &report_path,
     )?;
-    let mean_projection_distance = if records.is_empty() {
-        0.0
-    } else {
-        records.iter().map(|r| f64::from(r.distance)).sum::<f64>() / records.len() as f64
-    };
+    let mean_projection_distance = mean_projection_distance(bundle.projections());
     let summary = DemoSummary {
         accuracy_soft: t.accuracy_soft,
         accuracy_greedy: t.accuracy_greedy,
@@ -281,7 +279,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         fidelity_greedy: t.fidelity_greedy,
         fidelity_max_leaf: t.fidelity_max_leaf,
         num_prototypes,
-        num_classes: outcome.model.num_classes(),
+        num_classes: k,
         mean_path_length: t.mean_path_length,
         num_train_images: outcome
             .history

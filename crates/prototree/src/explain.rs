@@ -35,7 +35,7 @@ pub fn prototype_pictures(saved: &SavedModel) -> (HashMap<NodeId, PrototypePictu
     let mut cache: HashMap<&str, Option<RgbImage>> = HashMap::new();
     let mut pictures = HashMap::new();
     let mut missing = Vec::new();
-    for record in &saved.projections {
+    for record in saved.projections() {
         let source = cache
             .entry(record.image_path.as_str())
             .or_insert_with(|| {

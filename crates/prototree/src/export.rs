@@ -65,7 +65,8 @@ pub fn export_model_dir(
     device: &Device,
 ) -> Result<ExportOutcome> {
     let saved = load_model(model_dir, device)?;
-    let tree = DecisionTree::from_model(&saved.model, &saved.projections, &saved.meta.class_names)?;
+    let tree =
+        DecisionTree::from_model(&saved.model, saved.projections(), &saved.meta.class_names)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }

@@ -53,7 +53,7 @@ pub fn build_report(
 ) -> Result<Report> {
     let meta = &saved.meta;
     let model = &saved.model;
-    let tree = DecisionTree::from_model(model, &saved.projections, &meta.class_names)?;
+    let tree = DecisionTree::from_model(model, saved.projections(), &meta.class_names)?;
     let (pictures, missing) = prototype_pictures(saved);
     let patches: HashMap<NodeId, Vec<u8>> = pictures
         .iter()
@@ -83,10 +83,10 @@ pub fn build_report(
             "input size".to_string(),
             format!("{0}×{0} px", meta.preprocessing.image_size),
         ),
-        ("stage".to_string(), meta.stage.clone()),
+        ("stage".to_string(), saved.stage().to_string()),
         (
             "projected prototypes".to_string(),
-            saved.projections.len().to_string(),
+            saved.projections().len().to_string(),
         ),
     ];
     if !missing.is_empty() {
@@ -124,7 +124,7 @@ pub fn build_report(
         })
         .unwrap_or_default();
     let mut gallery: Vec<GalleryEntry> = saved
-        .projections
+        .projections()
         .iter()
         .filter_map(|r| {
             let pic = pictures.get(&r.node)?;
@@ -216,7 +216,7 @@ pub fn report_model_dir(
         let (_, test) = eval_loader(data, Split::Test, &saved.meta, 64, obs)?;
         let eval = evaluate_on(&saved.model, &test, device, obs)?;
         content.accuracies.push(AccuracyRow {
-            label: saved.meta.stage.clone(),
+            label: saved.stage().to_string(),
             eval,
         });
         if explain > 0 {

@@ -358,7 +358,6 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
             std,
         },
         train: Some(job.train.clone()),
-        stage: "trained".into(),
     };
     let skipped_path = job.out.join(SKIPPED_IMAGES_FILE);
     if data.skipped.is_empty() {

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Normalization, Split};
-use prototree_interpret::{project, prune, PruneReport};
+use prototree_interpret::{Interpret, PruneReport};
 use prototree_tree::io::ProjectionRecord;
-use prototree_tree::{evaluate, load_model, save_model, EvalReport, ProtoTree};
+use prototree_tree::{evaluate, load_model, EvalReport, ProtoTree, SavedModel};
 
 use crate::observer::{PipelineObserver, Stage};
 use crate::source::LoaderSource;
@@ -23,13 +23,14 @@ pub fn write_pruning(dir: &Path, outcome: &PruneOutcome) -> Result<()> {
     Ok(())
 }
 
-/// Projects the prototypes of `model` onto the images of `loader` (which must not shuffle).
+/// Projects the prototypes of `saved` onto the images of `loader` (which must not
+/// shuffle); the bundle keeps the records.
 pub fn project_on_loader(
-    model: &ProtoTree,
+    saved: &mut SavedModel,
     loader: &Loader,
     device: &Device,
     obs: &mut dyn PipelineObserver,
-) -> Result<Vec<ProjectionRecord>> {
+) -> Result<()> {
     if loader.config().shuffle {
         return Err(Error::Invalid(
             "projection needs an unshuffled loader".into(),
@@ -42,11 +43,9 @@ pub fn project_on_loader(
         .collect();
     let mut source = LoaderSource::new(loader, device, 0);
     obs.stage_started(Stage::Project, loader.num_batches());
-    let records = project(model, &mut source, &paths, &mut |done, _| {
-        obs.stage_progress(done)
-    })?;
+    saved.project(&mut source, &paths, &mut |done, _| obs.stage_progress(done))?;
     obs.stage_finished(Stage::Project);
-    Ok(records)
+    Ok(())
 }
 
 /// A loader over `split` of a data set (CUB or ImageFolder layout) with a model's preprocessing and no
@@ -138,22 +137,13 @@ pub fn prune_model_dir(
         None => None,
     };
     obs.stage_started(Stage::Prune, 0);
-    let report = prune(&mut saved.model, tau)?;
+    let report = saved.prune(tau)?;
     obs.stage_finished(Stage::Prune);
     let after = match &loader {
         Some(l) => Some(evaluate_on(&saved.model, l, device, obs)?),
         None => None,
     };
-    let mut meta = saved.meta.clone();
-    meta.stage = "pruned".into();
-    // Projection records of pruned nodes no longer apply.
-    let topo = saved.model.topology();
-    let kept: Vec<ProjectionRecord> = saved
-        .projections
-        .into_iter()
-        .filter(|r| topo.branch_state(r.row as usize) == prototree_tree::BranchState::Decision)
-        .collect();
-    save_model(out, &saved.model, &meta, &kept)?;
+    saved.save(out)?;
     let outcome = PruneOutcome {
         report,
         before,
@@ -183,14 +173,13 @@ pub fn project_model_dir(
     device: &Device,
     obs: &mut dyn PipelineObserver,
 ) -> Result<ProjectOutcome> {
-    let saved = load_model(model_dir, device)?;
+    let mut saved = load_model(model_dir, device)?;
     let (_, train) = eval_loader(data, Split::Train, &saved.meta, 64, obs)?;
-    let records = project_on_loader(&saved.model, &train, device, obs)?;
+    project_on_loader(&mut saved, &train, device, obs)?;
+    let records = saved.projections();
     let (_, test) = eval_loader(data, Split::Test, &saved.meta, 64, obs)?;
     let after = evaluate_on(&saved.model, &test, device, obs)?;
-    let mut meta = saved.meta.clone();
-    meta.stage = "projected".into();
-    save_model(out, &saved.model, &meta, &records)?;
+    saved.save(out)?;
     // Pruning statistics travel with the model.
     let pruning = model_dir.join(PRUNING_FILE);
     if pruning.is_file() && model_dir != out {
@@ -199,14 +188,18 @@ pub fn project_model_dir(
             source,
         })?;
     }
-    let mean_distance = if records.is_empty() {
-        0.0
-    } else {
-        records.iter().map(|r| f64::from(r.distance)).sum::<f64>() / records.len() as f64
-    };
+    let mean_distance = mean_projection_distance(records);
     Ok(ProjectOutcome {
         projected: records.len(),
         mean_distance,
         after,
     })
+}
+
+/// Mean distance between the learnt prototypes and their nearest patches (0 without records).
+pub fn mean_projection_distance(records: &[ProjectionRecord]) -> f64 {
+    if records.is_empty() {
+        return 0.0;
+    }
+    records.iter().map(|r| f64::from(r.distance)).sum::<f64>() / records.len() as f64
 }

@@ -53,8 +53,8 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         &summary.pruned_model_dir,
         &prototree::candle_core::Device::Cpu,
     )?;
-    assert_eq!(pruned.projections.len(), summary.num_prototypes_pruned);
-    assert_eq!(pruned.meta.stage, "projected");
+    assert_eq!(pruned.projections().len(), summary.num_prototypes_pruned);
+    assert_eq!(pruned.stage(), prototree::tree::ModelStage::Projected);
     // The saved model reloads and evaluates to the same accuracy.
     let device = prototree::candle_core::Device::Cpu;
     let saved = load_model(&summary.model_dir, &device)?;

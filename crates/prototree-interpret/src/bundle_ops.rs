@@ -1,0 +1,50 @@
+//! Pruning and projection of a model bundle: the operations and the bundle's
+//! bookkeeping (stage, projection records) in one call, so the two cannot disagree.
+
+use prototree_tree::{BatchSource, ProjectionRecord, SavedModel};
+
+use crate::{project, prune, PruneReport, Result};
+
+/// Pruning and projection as methods of a [`SavedModel`].
+///
+/// ```no_run
+/// use prototree_interpret::Interpret;
+/// # fn run(saved: &mut prototree_tree::SavedModel) -> prototree_interpret::Result<()> {
+/// let report = saved.prune(0.01)?;
+/// println!("{} → {} decisions, now {}", report.decisions_before, report.decisions_after, saved.stage());
+/// # Ok(()) }
+/// ```
+pub trait Interpret {
+    /// Prunes subtrees whose leaves are all near-uniform (max probability ≤ `tau`) and drops
+    /// the projection records of removed nodes.
+    fn prune(&mut self, tau: f32) -> Result<PruneReport>;
+
+    /// Projects every decision prototype onto its nearest allowed training patch of
+    /// `source` (image `i` named `image_paths[i]`; `source` must not shuffle) and keeps the
+    /// records; `progress(done, total)` counts batches.
+    fn project(
+        &mut self,
+        source: &mut dyn BatchSource,
+        image_paths: &[String],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<&[ProjectionRecord]>;
+}
+
+impl Interpret for SavedModel {
+    fn prune(&mut self, tau: f32) -> Result<PruneReport> {
+        let report = prune(&mut self.model, tau)?;
+        self.record_pruning();
+        Ok(report)
+    }
+
+    fn project(
+        &mut self,
+        source: &mut dyn BatchSource,
+        image_paths: &[String],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<&[ProjectionRecord]> {
+        let records = project(&mut self.model, source, image_paths, progress)?;
+        self.record_projection(records)?;
+        Ok(self.projections())
+    }
+}
