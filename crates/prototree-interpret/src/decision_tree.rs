@@ -273,21 +273,13 @@ impl DecisionTree {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
-    use prototree_backbone::BackboneKind;
     use prototree_tree::inference::greedy_path;
     use prototree_tree::topology::{prune_branch, Direction, Topology};
-    use prototree_tree::{Leaves, TreeConfig};
+    use prototree_tree::Leaves;
 
     #[test]
     fn binarized_prediction_equals_greedy_on_a_pruned_tree() -> anyhow::Result<()> {
-        let cfg = TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 4,
-            proto_dim: 4,
-            num_classes: 3,
-        }
-        .check()?;
-        let mut t = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
+        let mut t = prototree_tree::testing::small_cnn_tree(4, 4, 3, 0)?;
         t.set_leaves(Leaves::from_params(Tensor::randn(
             0f32,
             2.0,

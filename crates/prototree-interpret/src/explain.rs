@@ -126,19 +126,11 @@ pub fn explain_latent(
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
-    use prototree_backbone::BackboneKind;
-    use prototree_tree::{Leaves, TreeConfig};
+    use prototree_tree::Leaves;
 
     #[test]
     fn path_boxes_and_maps_follow_the_nearest_patch() -> anyhow::Result<()> {
-        let cfg = TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 2,
-            num_classes: 2,
-        }
-        .check()?;
-        let mut tree = ProtoTree::new(&cfg, &Device::Cpu, 1)?;
+        let mut tree = prototree_tree::testing::small_cnn_tree(2, 2, 2, 1)?;
         // Root prototype equals patch 3 exactly; node 2 (heap) equals patch 0.
         let protos = Tensor::new(&[[1f32, 0.0], [5.0, 5.0], [0.0, 1.0]], &Device::Cpu)?;
         tree.set_prototypes(&protos)?;

@@ -153,20 +153,12 @@ impl fmt::Display for DotExport<'_> {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
-    use prototree_backbone::BackboneKind;
     use prototree_tree::topology::{prune_branch, Direction, Topology};
-    use prototree_tree::{Leaves, ProtoTree, TreeConfig};
+    use prototree_tree::Leaves;
 
     #[test]
     fn dot_parses_back_with_graphviz_rust() -> anyhow::Result<()> {
-        let cfg = TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 3,
-            proto_dim: 4,
-            num_classes: 3,
-        }
-        .check()?;
-        let mut t = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
+        let mut t = prototree_tree::testing::small_cnn_tree(3, 4, 3, 0)?;
         t.set_leaves(Leaves::from_params(Tensor::randn(
             0f32,
             2.0,

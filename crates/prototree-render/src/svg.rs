@@ -229,19 +229,11 @@ impl fmt::Display for SvgExport<'_> {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
-    use prototree_backbone::BackboneKind;
-    use prototree_tree::{Leaves, ProtoTree, TreeConfig};
+    use prototree_tree::Leaves;
 
     #[test]
     fn svg_has_every_node_and_embedded_patches() -> anyhow::Result<()> {
-        let cfg = TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 4,
-            num_classes: 3,
-        }
-        .check()?;
-        let mut t = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
+        let mut t = prototree_tree::testing::small_cnn_tree(2, 4, 3, 0)?;
         t.set_leaves(Leaves::from_params(Tensor::randn(
             0f32,
             2.0,

@@ -63,22 +63,14 @@ impl Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Leaves, TreeConfig};
+    use crate::Leaves;
     use candle_core::Device;
-    use prototree_backbone::BackboneKind;
 
     #[test]
     fn averages_member_distributions() -> anyhow::Result<()> {
-        let cfg = TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 1,
-            proto_dim: 4,
-            num_classes: 2,
-        }
-        .check()?;
         let dev = Device::Cpu;
-        let mut a = ProtoTree::new(&cfg, &dev, 1)?;
-        let mut b = ProtoTree::new(&cfg, &dev, 2)?;
+        let mut a = crate::testing::small_cnn_tree(1, 4, 2, 1)?;
+        let mut b = crate::testing::small_cnn_tree(1, 4, 2, 2)?;
         // Both leaves of `a` say class 0 surely, both of `b` class 1 with 3:1 odds.
         a.set_leaves(Leaves::from_params(Tensor::new(
             &[[9f32, -9.0], [9.0, -9.0]],

@@ -38,6 +38,7 @@ pub mod loss;
 pub mod model;
 pub mod predict;
 pub mod routing;
+pub mod testing;
 pub mod topology;
 pub mod train_config;
 pub mod trainer;

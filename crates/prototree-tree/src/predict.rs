@@ -120,20 +120,12 @@ impl ProtoTree {
 #[cfg(test)]
 mod tests {
     use crate::topology::{prune_branch, Direction, Topology};
-    use crate::{Leaves, ProtoTree, Routing, TreeConfig};
+    use crate::{Leaves, Routing};
     use candle_core::{Device, Tensor};
-    use prototree_backbone::BackboneKind;
 
     #[test]
     fn greedy_path_only_equals_full_greedy() -> anyhow::Result<()> {
-        let cfg = TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 4,
-            proto_dim: 8,
-            num_classes: 5,
-        }
-        .check()?;
-        let mut tree = ProtoTree::new(&cfg, &Device::Cpu, 9)?;
+        let mut tree = crate::testing::small_cnn_tree(4, 8, 5, 9)?;
         // Prototypes spread so that similarities straddle 0.5.
         let protos = Tensor::randn(0.5f32, 0.25, (15, 8), &Device::Cpu)?;
         tree.set_prototypes(&protos)?;

@@ -1,0 +1,25 @@
+//! Small models for tests, examples and benchmarks of this crate and the crates above.
+
+use candle_core::Device;
+use prototree_backbone::BackboneKind;
+
+use crate::config::TreeConfig;
+use crate::model::ProtoTree;
+use crate::Result;
+
+/// A tree over the small CNN on the CPU, initialised with `seed`.
+pub fn small_cnn_tree(
+    depth: usize,
+    proto_dim: usize,
+    num_classes: usize,
+    seed: u64,
+) -> Result<ProtoTree> {
+    let config = TreeConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth,
+        proto_dim,
+        num_classes,
+    }
+    .check()?;
+    ProtoTree::new(&config, &Device::Cpu, seed)
+}
