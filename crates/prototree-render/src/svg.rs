@@ -10,7 +10,7 @@ use base64::Engine as _;
 use petgraph::graph::NodeIndex;
 use prototree_tree::topology::NodeId;
 
-use prototree_interpret::decision_tree::{DecisionTree, TreeNode};
+use prototree_interpret::decision_tree::{DecisionTree, Edge, TreeNode};
 
 const LEAF_W: f64 = 132.0;
 const LEAF_H: f64 = 58.0;
@@ -96,14 +96,22 @@ impl<'a> SvgExport<'a> {
     }
 }
 
-impl fmt::Display for SvgExport<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (pos, leaves, depth) = self.layout();
-        let title_h = if self.title.is_some() { 30.0 } else { 0.0 };
-        let width = 2.0 * MARGIN + leaves.max(1) as f64 * (LEAF_W + GAP);
-        let height = 2.0 * MARGIN + title_h + depth as f64 * ROW_H + LEAF_H + 10.0;
-        let y_of = |d: usize| MARGIN + title_h + d as f64 * ROW_H;
-        let mut s = String::new();
+/// Where nodes go: centre x and depth per node, and the y of a depth's row.
+struct Placement {
+    pos: HashMap<NodeIndex, (f64, usize)>,
+    top: f64,
+}
+
+impl Placement {
+    /// Top of the row at depth `d`.
+    fn y_of(&self, d: usize) -> f64 {
+        self.top + d as f64 * ROW_H
+    }
+}
+
+impl SvgExport<'_> {
+    /// The document header, background and title.
+    fn write_header(&self, s: &mut String, width: f64, height: f64) {
         let _ = writeln!(
             s,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
@@ -117,17 +125,20 @@ impl fmt::Display for SvgExport<'_> {
                 escape(t)
             );
         }
+    }
+
+    /// Every edge, labelled present / absent (drawn first, under the nodes).
+    fn write_edges(&self, s: &mut String, at: &Placement) {
         let g = self.tree.graph();
-        // Edges first, under the nodes.
         for e in g.edge_indices() {
             let (Some((a, b)), Some(w)) = (g.edge_endpoints(e), g.edge_weight(e)) else {
                 continue;
             };
-            let (Some(&(xa, da)), Some(&(xb, db))) = (pos.get(&a), pos.get(&b)) else {
+            let (Some(&(xa, da)), Some(&(xb, db))) = (at.pos.get(&a), at.pos.get(&b)) else {
                 continue;
             };
-            let (y1, y2) = (y_of(da) + PATCH + 16.0, y_of(db));
-            let present = matches!(w, prototree_interpret::decision_tree::Edge::Present);
+            let (y1, y2) = (at.y_of(da) + PATCH + 16.0, at.y_of(db));
+            let present = matches!(w, Edge::Present);
             let (colour, label) = if present {
                 ("#2e7d32", "present")
             } else {
@@ -144,79 +155,117 @@ impl fmt::Display for SvgExport<'_> {
                 r#"<text x="{mx:.1}" y="{my:.1}" font-size="10" fill="{colour}" text-anchor="middle" paint-order="stroke" stroke="white" stroke-width="3">{label}</text>"#
             );
         }
+    }
+
+    /// A decision node centred at `x`, row top `y`: its patch (or a placeholder), frame
+    /// and caption.
+    fn write_decision(
+        &self,
+        s: &mut String,
+        (x, y): (f64, f64),
+        node: NodeId,
+        distance: Option<f32>,
+    ) {
+        let (x0, y0) = (x - PATCH / 2.0, y);
+        match self.patches.and_then(|p| p.get(&node)) {
+            Some(png) => {
+                let _ = writeln!(
+                    s,
+                    r#"<image x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" href="{}" style="image-rendering:pixelated"/>"#,
+                    png_data_uri(png)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" fill="#eceff1"/>"##
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" fill="none" stroke="#37474f" stroke-width="1.5"/>"##
+        );
+        let caption = match distance {
+            Some(d) => format!("node {} · d {:.2}", node.0, d),
+            None => format!("node {}", node.0),
+        };
+        let _ = writeln!(
+            s,
+            r##"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#37474f">{}</text>"##,
+            y + PATCH + 12.0,
+            escape(&caption)
+        );
+    }
+
+    /// A leaf centred at `x`, row top `y`: its top three classes with probability bars.
+    fn write_leaf(&self, s: &mut String, (x, y): (f64, f64), distribution: &[f32]) {
         let names = self.tree.class_names();
+        let (x0, y0) = (x - LEAF_W / 2.0, y);
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{LEAF_W}" height="{LEAF_H}" rx="6" fill="#fffde7" stroke="#f9a825"/>"##
+        );
+        let mut order: Vec<usize> = (0..distribution.len()).collect();
+        order.sort_by(|a, b| distribution[*b].total_cmp(&distribution[*a]));
+        for (r, &c) in order.iter().take(3).enumerate() {
+            let p = distribution[c];
+            let ty = y0 + 15.0 + r as f64 * 15.0;
+            let bar = (LEAF_W - 12.0) * f64::from(p.clamp(0.0, 1.0));
+            let _ = writeln!(
+                s,
+                r##"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="12" fill="{}"/>"##,
+                x0 + 6.0,
+                ty - 10.0,
+                if r == 0 { "#ffcc80" } else { "#eeeeee" }
+            );
+            let name = names
+                .get(c)
+                .map(|n| n.replace('_', " "))
+                .unwrap_or_default();
+            let short: String = name.chars().take(18).collect();
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{ty:.1}" font-size="{}" font-weight="{}">{} {:.0}%</text>"#,
+                x0 + 8.0,
+                if r == 0 { 10 } else { 9 },
+                if r == 0 { "bold" } else { "normal" },
+                escape(&short),
+                100.0 * p
+            );
+        }
+    }
+}
+
+impl fmt::Display for SvgExport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (pos, leaves, depth) = self.layout();
+        let title_h = if self.title.is_some() { 30.0 } else { 0.0 };
+        let width = 2.0 * MARGIN + leaves.max(1) as f64 * (LEAF_W + GAP);
+        let height = 2.0 * MARGIN + title_h + depth as f64 * ROW_H + LEAF_H + 10.0;
+        let at = Placement {
+            pos,
+            top: MARGIN + title_h,
+        };
+        let mut s = String::new();
+        self.write_header(&mut s, width, height);
+        self.write_edges(&mut s, &at);
         for (i, node) in self.tree.iter_nodes() {
-            let Some(&(x, d)) = pos.get(&i) else { continue };
-            let y = y_of(d);
+            let Some(&(x, d)) = at.pos.get(&i) else {
+                continue;
+            };
+            let y = at.y_of(d);
             match node {
                 TreeNode::Decision {
                     node, projection, ..
-                } => {
-                    let (x0, y0) = (x - PATCH / 2.0, y);
-                    match self.patches.and_then(|p| p.get(node)) {
-                        Some(png) => {
-                            let _ = writeln!(
-                                s,
-                                r#"<image x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" href="{}" style="image-rendering:pixelated"/>"#,
-                                png_data_uri(png)
-                            );
-                        }
-                        None => {
-                            let _ = writeln!(
-                                s,
-                                r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" fill="#eceff1"/>"##
-                            );
-                        }
-                    }
-                    let _ = writeln!(
-                        s,
-                        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{PATCH}" height="{PATCH}" fill="none" stroke="#37474f" stroke-width="1.5"/>"##
-                    );
-                    let caption = match projection {
-                        Some(p) => format!("node {} · d {:.2}", node.0, p.distance),
-                        None => format!("node {}", node.0),
-                    };
-                    let _ = writeln!(
-                        s,
-                        r##"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#37474f">{}</text>"##,
-                        y + PATCH + 12.0,
-                        escape(&caption)
-                    );
-                }
+                } => self.write_decision(
+                    &mut s,
+                    (x, y),
+                    *node,
+                    projection.as_ref().map(|p| p.distance),
+                ),
                 TreeNode::Leaf { distribution, .. } => {
-                    let (x0, y0) = (x - LEAF_W / 2.0, y);
-                    let _ = writeln!(
-                        s,
-                        r##"<rect x="{x0:.1}" y="{y0:.1}" width="{LEAF_W}" height="{LEAF_H}" rx="6" fill="#fffde7" stroke="#f9a825"/>"##
-                    );
-                    let mut order: Vec<usize> = (0..distribution.len()).collect();
-                    order.sort_by(|a, b| distribution[*b].total_cmp(&distribution[*a]));
-                    for (r, &c) in order.iter().take(3).enumerate() {
-                        let p = distribution[c];
-                        let ty = y0 + 15.0 + r as f64 * 15.0;
-                        let bar = (LEAF_W - 12.0) * f64::from(p.clamp(0.0, 1.0));
-                        let _ = writeln!(
-                            s,
-                            r##"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="12" fill="{}"/>"##,
-                            x0 + 6.0,
-                            ty - 10.0,
-                            if r == 0 { "#ffcc80" } else { "#eeeeee" }
-                        );
-                        let name = names
-                            .get(c)
-                            .map(|n| n.replace('_', " "))
-                            .unwrap_or_default();
-                        let short: String = name.chars().take(18).collect();
-                        let _ = writeln!(
-                            s,
-                            r#"<text x="{:.1}" y="{ty:.1}" font-size="{}" font-weight="{}">{} {:.0}%</text>"#,
-                            x0 + 8.0,
-                            if r == 0 { 10 } else { 9 },
-                            if r == 0 { "bold" } else { "normal" },
-                            escape(&short),
-                            100.0 * p
-                        );
-                    }
+                    self.write_leaf(&mut s, (x, y), distribution)
                 }
             }
         }
