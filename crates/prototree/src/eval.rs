@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::Split;
-use prototree_tree::{load_model, BatchSource, EvalReport, Routing};
+use prototree_tree::{load_model, BatchSource, EvalReport, Routing, SavedModel};
 use serde::Serialize;
 
 use crate::observer::{PipelineObserver, Stage};
@@ -85,11 +85,23 @@ pub fn evaluate_dir_detailed(
     obs: &mut dyn PipelineObserver,
 ) -> Result<EvalDetails> {
     let saved = load_model(model_dir, device)?;
-    let (_, loader) =
-        eval_loader(data_dir, Split::Test, &saved.meta, batch_size, obs).map_err(|e| match e {
-            Error::Mismatch(m) => Error::Mismatch(format!("{m} (model {})", model_dir.display())),
-            other => other,
-        })?;
+    evaluate_model(&saved, data_dir, routing, batch_size, obs).map_err(|e| match e {
+        Error::Mismatch(m) => Error::Mismatch(format!("{m} (model {})", model_dir.display())),
+        other => other,
+    })
+}
+
+/// [`evaluate_dir_detailed`] of a loaded model, on the model's device.
+pub fn evaluate_model(
+    saved: &SavedModel,
+    data_dir: &Path,
+    routing: Routing,
+    batch_size: usize,
+    obs: &mut dyn PipelineObserver,
+) -> Result<EvalDetails> {
+    let device = saved.model.device().clone();
+    let device = &device;
+    let (_, loader) = eval_loader(data_dir, Split::Test, &saved.meta, batch_size, obs)?;
     let report = evaluate_on(&saved.model, &loader, device, obs)?;
     let k = saved.model.num_classes();
     let mut confusion = vec![vec![0u64; k]; k];

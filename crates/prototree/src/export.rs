@@ -7,7 +7,7 @@ use candle_core::Device;
 use prototree_interpret::DecisionTree;
 use prototree_render::{DotExport, SvgExport};
 use prototree_tree::io::write_atomic;
-use prototree_tree::load_model;
+use prototree_tree::{load_model, SavedModel};
 
 use crate::explain::prototype_pictures;
 use crate::{Error, Result};
@@ -65,6 +65,21 @@ pub fn export_model_dir(
     device: &Device,
 ) -> Result<ExportOutcome> {
     let saved = load_model(model_dir, device)?;
+    export_model(
+        &saved,
+        &format!("ProtoTree {}", model_dir.display()),
+        format,
+        out,
+    )
+}
+
+/// Exports the decision tree of `saved` to `out`; `title` heads an SVG.
+pub fn export_model(
+    saved: &SavedModel,
+    title: &str,
+    format: ExportFormat,
+    out: &Path,
+) -> Result<ExportOutcome> {
     let tree =
         DecisionTree::from_model(&saved.model, saved.projections(), &saved.meta.class_names)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -75,18 +90,18 @@ pub fn export_model_dir(
         ExportFormat::Json => serde_json::to_string_pretty(&tree.to_json())
             .map_err(|e| Error::Invalid(e.to_string()))?,
         ExportFormat::Svg => {
-            let (pictures, _) = prototype_pictures(&saved);
+            let (pictures, _) = prototype_pictures(saved);
             let patches = pictures
                 .into_iter()
                 .map(|(k, v)| (k, v.patch_png))
                 .collect();
             SvgExport::new(&tree)
                 .with_patches(&patches)
-                .with_title(&format!("ProtoTree {}", model_dir.display()))
+                .with_title(title)
                 .to_string()
         }
         ExportFormat::Dot => {
-            let (pictures, _) = prototype_pictures(&saved);
+            let (pictures, _) = prototype_pictures(saved);
             let stem = out
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

@@ -22,6 +22,7 @@ pub mod eval;
 pub mod explain;
 pub mod explanation_metrics;
 pub mod export;
+pub mod model_dir;
 pub mod observer;
 pub mod out_of_memory;
 pub mod predict;
@@ -48,6 +49,7 @@ pub mod prelude {
     pub use crate::demo::{run_demo, DemoConfig, DemoSummary};
     pub use crate::explain::{explain_images, ExplainedImage};
     pub use crate::export::{export_model_dir, ExportFormat};
+    pub use crate::model_dir::ModelDir;
     pub use crate::observer::{PipelineObserver, Silent, Stage};
     pub use crate::report::{report_model_dir, write_report, ReportContent};
     pub use crate::run_config::RunConfig;

@@ -207,6 +207,21 @@ pub fn report_model_dir(
     obs: &mut dyn PipelineObserver,
 ) -> Result<PathBuf> {
     let saved = load_model(model_dir, device)?;
+    report_model(&saved, model_dir, data, html_path, explain, obs)
+}
+
+/// [`report_model_dir`] of a loaded model whose directory is `model_dir` (for its title
+/// and pruning statistics), on the model's device.
+pub fn report_model(
+    saved: &SavedModel,
+    model_dir: &Path,
+    data: Option<&Path>,
+    html_path: &Path,
+    explain: usize,
+    obs: &mut dyn PipelineObserver,
+) -> Result<PathBuf> {
+    let device = saved.model.device().clone();
+    let device = &device;
     let mut content = ReportContent {
         title: Some(format!("ProtoTree model {}", model_dir.display())),
         pruning: read_pruning(model_dir),
@@ -233,7 +248,7 @@ pub fn report_model_dir(
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join("explanations");
-            content.explanations = explain_images(&saved, &images, Some(&truth), &dir, obs)?;
+            content.explanations = explain_images(saved, &images, Some(&truth), &dir, obs)?;
         }
     }
     if let Some(parent) = html_path.parent() {
@@ -244,7 +259,7 @@ pub fn report_model_dir(
             })?;
         }
     }
-    write_report(&saved, &content, html_path)?;
+    write_report(saved, &content, html_path)?;
     Ok(html_path.to_path_buf())
 }
 
