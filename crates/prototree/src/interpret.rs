@@ -9,9 +9,9 @@ use prototree_prune::{project, prune, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, save_model, EvalReport, ProtoTree};
 
-use crate::observer::{PipelineObserver, Stage};
 use crate::source::LoaderSource;
 use crate::{Error, Result};
+use prototree_tree::{Observer, Stage};
 
 /// File next to a pruned model holding its [`PruneOutcome`] (JSON).
 pub const PRUNING_FILE: &str = "pruning.json";
@@ -28,7 +28,7 @@ pub fn project_on_loader(
     model: &ProtoTree,
     loader: &Loader,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<ProjectionRecord>> {
     if loader.config().shuffle {
         return Err(Error::Invalid(
@@ -56,7 +56,7 @@ pub fn eval_loader(
     split: Split,
     meta: &prototree_tree::ModelMeta,
     batch_size: usize,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<(Dataset, Loader)> {
     let dataset = Dataset::open(data_dir)?;
     if dataset.num_classes() != meta.class_names.len() {
@@ -98,7 +98,7 @@ pub fn evaluate_on(
     model: &ProtoTree,
     loader: &Loader,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<EvalReport> {
     let mut source = LoaderSource::new(loader, device, 0);
     obs.stage_started(Stage::Evaluate, loader.num_batches());
@@ -126,7 +126,7 @@ pub fn prune_model_dir(
     out: &Path,
     data: Option<&Path>,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<PruneOutcome> {
     let mut saved = load_model(model_dir, device)?;
     let loader = match data {
@@ -181,7 +181,7 @@ pub fn project_model_dir(
     data: &Path,
     out: &Path,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<ProjectOutcome> {
     let saved = load_model(model_dir, device)?;
     let (_, train) = eval_loader(data, Split::Train, &saved.meta, 64, obs)?;

@@ -15,8 +15,8 @@ use prototree_tree::{load_model, NodeId, SavedModel};
 
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage};
 use crate::interpret::{eval_loader, evaluate_on, PRUNING_FILE};
-use crate::observer::PipelineObserver;
 use crate::{Error, Result};
+use prototree_tree::Observer;
 
 /// What goes into a report besides the model itself.
 #[derive(Debug, Clone, Default)]
@@ -205,7 +205,7 @@ pub fn report_model_dir(
     html_path: &Path,
     explain: usize,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<PathBuf> {
     let saved = load_model(model_dir, device)?;
     let mut content = ReportContent {
