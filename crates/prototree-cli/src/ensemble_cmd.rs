@@ -8,7 +8,8 @@ use prototree::candle_device;
 use prototree::ensemble::{evaluate_ensemble, train_ensemble};
 
 use crate::progress::CliProgress;
-use crate::{train_run_config, TrainArgs};
+use crate::{train_run_config, train_run_dir, TrainArgs};
+use prototree::prelude::Interrupter;
 
 /// `prototree ensemble`.
 #[derive(Subcommand)]
@@ -46,18 +47,19 @@ pub struct EnsembleEvalArgs {
     device: String,
 }
 
-pub fn run(cmd: EnsembleCommand, obs: &mut CliProgress) -> Result<()> {
+pub fn run(cmd: EnsembleCommand, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
     match cmd {
         EnsembleCommand::Train(a) => {
-            if a.train.resume.is_some() || a.train.quick {
+            if a.train.resume.is_some() || a.train.overrides.quick {
                 bail!("ensemble train does not take --resume or --quick; resume members one by one with `prototree train --resume OUT/tree_I`");
             }
             let cfg = train_run_config(&a.train)?;
-            let Some(out) = a.train.out.clone() else {
+            if a.train.out.is_none() {
                 bail!("no output directory: give --out DIR");
-            };
+            }
+            let (out, mode) = train_run_dir(&a.train)?;
             let device = candle_device(&a.train.device)?;
-            let dirs = train_ensemble(&cfg, a.n, &out, &device, obs)
+            let dirs = train_ensemble(&cfg, a.n, &out, mode, &device, interrupter, obs)
                 .with_context(|| format!("training an ensemble into {}", out.display()))?;
             println!("trained {} trees:", dirs.len());
             for d in &dirs {

@@ -3,19 +3,18 @@
 mod ensemble_cmd;
 mod explain_cmds;
 mod model_cmds;
+mod overrides;
 mod progress;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use prototree::backbone::BackboneKind;
 use prototree::candle_device;
-use prototree::data::{Augmentation, SynthConfig};
+use prototree::data::SynthConfig;
 use prototree::prelude::*;
 
+use crate::overrides::RunOverrides;
 use crate::progress::CliProgress;
 
 /// Tensor buffers are large and short-lived: mimalloc reuses them instead of mapping
@@ -164,75 +163,15 @@ pub(crate) struct TrainArgs {
     /// Run configuration (TOML); flags below override its values.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue the run in RUN from its last checkpoint (uses RUN/run.toml).
+    /// Continue the run in RUN from its last checkpoint (RUN/run.toml; flags below, e.g. a
+    /// longer --epochs, override it).
     #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "out"])]
     resume: Option<PathBuf>,
-    /// Data set directory (CUB-200-2011 or ImageFolder layout).
-    #[arg(long)]
-    data: Option<PathBuf>,
     /// Output run directory.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Backbone (default small-cnn).
-    #[arg(long)]
-    backbone: Option<BackboneKind>,
-    /// Pretrained backbone weights (.pth or .safetensors).
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Tree depth (default 9).
-    #[arg(long)]
-    depth: Option<usize>,
-    /// Prototype length, add-on channels (default 256).
-    #[arg(long)]
-    proto_dim: Option<usize>,
-    /// Input side in pixels (default 224).
-    #[arg(long)]
-    image_size: Option<u32>,
-    /// Epochs (default 100).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Batch size (default 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Prototype learning rate (default 1e-3).
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Add-on / last-block learning rate (default 1e-3).
-    #[arg(long)]
-    lr_block: Option<f64>,
-    /// Backbone learning rate (default 1e-5).
-    #[arg(long)]
-    lr_net: Option<f64>,
-    /// Epochs with the backbone frozen (default 2).
-    #[arg(long)]
-    freeze_epochs: Option<usize>,
-    /// Comma-separated epochs after which learning rates decay by --gamma.
-    #[arg(long, value_delimiter = ',')]
-    milestones: Option<Vec<usize>>,
-    /// Learning-rate decay at milestones (default 0.5).
-    #[arg(long)]
-    gamma: Option<f64>,
-    /// AdamW weight decay (default 0).
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    /// Augmentation: none, flip or reference (default reference).
-    #[arg(long)]
-    augment: Option<String>,
-    /// Crop images to their bounding boxes.
-    #[arg(long)]
-    crop_bbox: bool,
-    /// Evaluate on the test split every N epochs (0: only at the end).
-    #[arg(long)]
-    eval_every: Option<usize>,
-    /// Seed of initialisation, shuffling and augmentation (default 0).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Check the configuration end to end on about 1% of the data, one epoch per phase.
-    #[arg(long)]
-    quick: bool,
-    /// Leave out unreadable images (counted, listed in RUN/skipped_images.txt) instead of failing.
-    #[arg(long)]
-    skip_bad_images: bool,
+    #[command(flatten)]
+    overrides: RunOverrides,
     /// Replace an existing run in --out.
     #[arg(long)]
     overwrite: bool,
@@ -280,15 +219,6 @@ struct InspectArgs {
     json: bool,
 }
 
-fn parse_augmentation(s: &str) -> Result<Augmentation> {
-    Ok(match s {
-        "none" => Augmentation::None,
-        "flip" => Augmentation::Flip,
-        "reference" => Augmentation::Reference,
-        other => bail!("unknown augmentation `{other}` (expected none, flip or reference)"),
-    })
-}
-
 fn check_output_dir(out: &Path) -> Result<()> {
     if out.is_file() {
         bail!(
@@ -299,14 +229,15 @@ fn check_output_dir(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_demo_cmd(a: DemoArgs, obs: &mut CliProgress) -> Result<()> {
+fn run_demo_cmd(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
     let mut cfg = DemoConfig::new(a.out.clone());
     cfg.synth.classes = a.classes;
     cfg.synth.per_class = a.per_class;
     cfg.synth.seed = a.seed;
-    cfg.depth = a.depth;
-    cfg.train.seed = a.seed;
+    cfg.run.depth = a.depth;
+    cfg.run.schedule.seed = a.seed;
+    cfg.interrupter = interrupter.clone();
     if let Some(e) = a.epochs {
         cfg.set_epochs(e);
     }
@@ -365,6 +296,7 @@ fn run_synth_cmd(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
         train_fraction: a.train_fraction,
     };
     cfg.check()?;
+    let obs: &mut dyn Observer = obs;
     obs.stage_started(Stage::Synthesize, a.classes * a.per_class);
     let summary = prototree::data::generate(&cfg, &a.out, &mut |done, _| obs.stage_progress(done))
         .with_context(|| format!("generating synthetic birds into {}", a.out.display()))?;
@@ -373,127 +305,52 @@ fn run_synth_cmd(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
     Ok(())
 }
 
-/// The run configuration of `prototree train`: the file, then the flags on top.
+/// The run configuration of `prototree train`: the file (or RUN/run.toml when resuming),
+/// then the flags on top.
 pub(crate) fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
-    let mut c = match &a.config {
-        Some(path) => RunConfig::from_file(path)?,
-        None => RunConfig {
-            backbone: BackboneKind::SmallCnn,
-            ..RunConfig::default()
-        },
+    let mut c = match (&a.resume, &a.config) {
+        (Some(run), _) => {
+            let path = run.join(prototree::run_config::RUN_CONFIG_FILE);
+            RunConfig::from_file(&path)
+                .with_context(|| format!("{} is not a resumable run", run.display()))?
+        }
+        (None, Some(path)) => RunConfig::from_file(path)?,
+        (None, None) => RunConfig::default(),
     };
-    if let Some(v) = &a.data {
-        c.data = v.clone();
-    }
-    if let Some(v) = a.backbone {
-        c.backbone = v;
-    }
-    if let Some(v) = &a.weights {
-        c.weights = Some(v.clone());
-    }
-    if let Some(v) = a.depth {
-        c.depth = v;
-    }
-    if let Some(v) = a.proto_dim {
-        c.proto_dim = v;
-    }
-    if let Some(v) = a.image_size {
-        c.image_size = v;
-    }
-    if let Some(v) = &a.augment {
-        c.augmentation = parse_augmentation(v)?;
-    }
-    if a.crop_bbox {
-        c.crop_to_bbox = true;
-    }
-    if let Some(v) = a.eval_every {
-        c.eval_every = v;
-    }
-    if a.skip_bad_images {
-        c.skip_bad_images = true;
-    }
-    let s = &mut c.schedule;
-    if let Some(v) = a.epochs {
-        s.epochs = v;
-    }
-    if let Some(v) = a.batch_size {
-        s.batch_size = v;
-    }
-    if let Some(v) = a.lr {
-        s.lr = v;
-    }
-    if let Some(v) = a.lr_block {
-        s.lr_block = v;
-    }
-    if let Some(v) = a.lr_net {
-        s.lr_net = v;
-    }
-    if let Some(v) = a.freeze_epochs {
-        s.freeze_epochs = v;
-    }
-    if let Some(v) = &a.milestones {
-        s.milestones = v.clone();
-    }
-    if let Some(v) = a.gamma {
-        s.gamma = v;
-    }
-    if let Some(v) = a.weight_decay {
-        s.weight_decay = v;
-    }
-    if let Some(v) = a.seed {
-        s.seed = v;
-    }
+    a.overrides.apply(&mut c);
     if c.data.as_os_str().is_empty() {
         bail!("no data set: give --data DIR or `data = \"DIR\"` in the --config file");
     }
     Ok(c)
 }
 
-fn run_train_cmd(a: TrainArgs, obs: &mut CliProgress) -> Result<()> {
+/// The run directory of `prototree train` and how to open it.
+pub(crate) fn train_run_dir(a: &TrainArgs) -> Result<(PathBuf, RunMode)> {
+    Ok(match (&a.resume, &a.out) {
+        (Some(run), _) => (run.clone(), RunMode::Resume),
+        (None, Some(out)) if a.overwrite => (out.clone(), RunMode::Overwrite),
+        (None, Some(out)) => (out.clone(), RunMode::New),
+        (None, None) => bail!("no output directory: give --out RUN"),
+    })
+}
+
+fn run_train_cmd(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
     let device = candle_device(&a.device)?;
-    let (out, mut job) = match &a.resume {
-        Some(run) => {
-            let path = run.join(prototree::run_config::RUN_CONFIG_FILE);
-            let mut cfg = RunConfig::from_file(&path)
-                .with_context(|| format!("{} is not a resumable run", run.display()))?;
-            // A longer schedule or another evaluation interval may be given on resume.
-            if let Some(v) = a.epochs {
-                cfg.schedule.epochs = v;
-            }
-            if let Some(v) = a.eval_every {
-                cfg.eval_every = v;
-            }
-            let mut job = TrainJob::from_run_config(&cfg, run.clone(), device);
-            job.resume = true;
-            (run.clone(), job)
-        }
-        None => {
-            let cfg = train_run_config(&a)?;
-            let Some(out) = a.out.clone() else {
-                bail!("no output directory: give --out RUN");
-            };
-            check_output_dir(&out)?;
-            if prototree::train::last_checkpoint_dir(&out).exists() && !a.overwrite {
-                bail!(
-                    "{}: already holds a training run; continue it with --resume {} or replace it with --overwrite",
-                    out.display(),
-                    out.display()
-                );
-            }
-            (out.clone(), TrainJob::from_run_config(&cfg, out, device))
-        }
-    };
-    job.quick = a.quick;
-    if a.resume.is_some() && a.quick {
+    if a.resume.is_some() && a.overrides.quick {
         bail!("--quick cannot be combined with --resume");
     }
-    let outcome = match train(&job, obs) {
+    let cfg = train_run_config(&a)?;
+    let (out, mode) = train_run_dir(&a)?;
+    let outcome = match train(&cfg, &out, mode, &device, interrupter, obs) {
         Ok(o) => o,
-        Err(prototree::Error::Tree(prototree::tree::Error::Interrupted)) => {
+        Err(prototree::Error::Learn(prototree::learn::Error::Interrupted)) => {
             bail!(
                 "interrupted; the training so far is saved (up to the last finished batch): continue with `prototree train --resume {}`",
                 out.display()
             )
+        }
+        Err(e @ prototree::Error::Learn(prototree::learn::Error::RunExists(_))) => {
+            return Err(e.into())
         }
         Err(e) => return Err(e).context("training failed"),
     };
@@ -690,13 +547,15 @@ fn candle_core_device_cpu() -> prototree::candle_core::Device {
 }
 
 /// Ctrl-C (or SIGTERM) during training: the first one lets the current step finish and
-/// the run save itself (training polls `flag` between batches); a second one quits at once.
-fn stop_training_on_interrupt(flag: Arc<AtomicBool>) {
+/// the run save itself (training polls `interrupter` between batches); a second one quits
+/// at once.
+fn stop_training_on_interrupt(interrupter: Interrupter) {
     let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+        if interrupter.is_stopped() {
             eprintln!("\ninterrupted again: quitting now (the last saved checkpoint is intact)");
             std::process::exit(130);
         }
+        interrupter.stop();
         eprintln!("\ninterrupt: finishing the current step and saving (Ctrl-C again to quit now)");
     });
     if let Err(e) = installed {
@@ -717,18 +576,18 @@ fn main() {
             prototree::ops::GENERIC_OPS_ENV
         );
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
+    let interrupter = Interrupter::new();
     if matches!(
         cli.command,
         Command::Train(_) | Command::Ensemble(_) | Command::Demo(_)
     ) {
-        stop_training_on_interrupt(interrupted.clone());
+        stop_training_on_interrupt(interrupter.clone());
     }
-    let mut obs = CliProgress::new(cli.quiet, interrupted.clone());
+    let mut obs = CliProgress::new(cli.quiet);
     let result = match cli.command {
-        Command::Demo(a) => run_demo_cmd(a, &mut obs),
+        Command::Demo(a) => run_demo_cmd(a, &interrupter, &mut obs),
         Command::Synth(a) => run_synth_cmd(a, &mut obs),
-        Command::Train(a) => run_train_cmd(*a, &mut obs),
+        Command::Train(a) => run_train_cmd(*a, &interrupter, &mut obs),
         Command::Eval(a) => run_eval_cmd(a, &mut obs),
         Command::Prune(a) => run_prune_cmd(a, &mut obs),
         Command::Project(a) => run_project_cmd(a, &mut obs),
@@ -737,10 +596,10 @@ fn main() {
         Command::Explain(a) => explain_cmds::run_explain(a, &mut obs),
         Command::Export(a) => explain_cmds::run_export(a),
         Command::Report(a) => explain_cmds::run_report(a, &mut obs),
-        Command::Ensemble(c) => ensemble_cmd::run(*c, &mut obs),
+        Command::Ensemble(c) => ensemble_cmd::run(*c, &interrupter, &mut obs),
         Command::Inspect(a) => run_inspect_cmd(a),
     };
-    if interrupted.load(Ordering::Relaxed) {
+    if interrupter.is_stopped() {
         eprintln!("interrupted");
     }
     if let Err(e) = result {

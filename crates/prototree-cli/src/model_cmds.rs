@@ -109,6 +109,7 @@ pub fn run_predict(a: PredictArgs, obs: &mut CliProgress) -> Result<()> {
     let device = candle_device(&a.device)?;
     let saved =
         load_model(&a.model, &device).with_context(|| format!("loading {}", a.model.display()))?;
+    let obs: &mut dyn Observer = obs;
     obs.stage_started(Stage::Evaluate, a.images.len());
     let preds = prototree::predict::predict_images(&saved, &a.images, a.routing, &mut |done| {
         obs.stage_progress(done)

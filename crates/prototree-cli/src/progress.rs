@@ -1,10 +1,7 @@
 //! Draws pipeline and training progress with indicatif.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use indicatif::{ProgressBar, ProgressStyle};
-use prototree::prelude::{PipelineObserver, Stage, TrainObserver};
+use prototree::prelude::{Event, Observer, Stage};
 use prototree::tree::{BatchStats, EpochStats};
 
 /// Progress bars on stderr; epoch summaries as log lines.
@@ -12,17 +9,15 @@ pub struct CliProgress {
     bar: Option<ProgressBar>,
     quiet: bool,
     loss_ema: Option<f32>,
-    interrupted: Arc<AtomicBool>,
 }
 
 impl CliProgress {
-    /// Bars unless `quiet`; `interrupted` is polled between batches.
-    pub fn new(quiet: bool, interrupted: Arc<AtomicBool>) -> Self {
+    /// Bars unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
         Self {
             bar: None,
             quiet,
             loss_ema: None,
-            interrupted,
         }
     }
 
@@ -57,7 +52,7 @@ impl CliProgress {
     }
 }
 
-impl TrainObserver for CliProgress {
+impl CliProgress {
     fn epoch_started(&mut self, epoch: usize, num_epochs: usize, num_batches: usize) {
         self.start(num_batches, format!("epoch {epoch}/{num_epochs}"));
     }
@@ -78,7 +73,7 @@ impl TrainObserver for CliProgress {
         self.start(num_batches, "evaluating".into());
     }
 
-    fn evaluation_batch(&mut self) {
+    fn evaluation_batch(&self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
@@ -109,12 +104,6 @@ impl TrainObserver for CliProgress {
         }
     }
 
-    fn should_stop(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
-    }
-}
-
-impl PipelineObserver for CliProgress {
     fn stage_started(&mut self, stage: Stage, total: usize) {
         if stage == Stage::Train {
             if !self.quiet {
@@ -125,7 +114,7 @@ impl PipelineObserver for CliProgress {
         self.start(total, stage.label().to_string());
     }
 
-    fn stage_progress(&mut self, done: usize) {
+    fn stage_progress(&self, done: usize) {
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
         }
@@ -137,9 +126,29 @@ impl PipelineObserver for CliProgress {
         }
     }
 
-    fn message(&mut self, text: &str) {
+    fn message(&self, text: &str) {
         if !self.quiet {
             self.line(text);
+        }
+    }
+}
+
+impl Observer for CliProgress {
+    fn on_event(&mut self, event: &Event<'_>) {
+        match *event {
+            Event::EpochStarted {
+                epoch,
+                num_epochs,
+                num_batches,
+            } => self.epoch_started(epoch, num_epochs, num_batches),
+            Event::BatchFinished(stats) => self.batch_finished(stats),
+            Event::EvaluationStarted { num_batches } => self.evaluation_started(num_batches),
+            Event::EvaluationBatch => self.evaluation_batch(),
+            Event::EpochFinished(stats) => self.epoch_finished(stats),
+            Event::StageStarted { stage, total } => self.stage_started(stage, total),
+            Event::StageProgress { done } => self.stage_progress(done),
+            Event::StageFinished(stage) => self.stage_finished(stage),
+            Event::Message(text) => self.message(text),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prototree::candle_core::Device;
+use prototree::learn::load_checkpoint;
 use prototree::train::last_checkpoint_dir;
-use prototree::tree::load_checkpoint;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny")

@@ -10,7 +10,7 @@
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use prototree_backbone::BackboneKind;
-use prototree_tree::trainer::one_hot;
+use prototree_tree::one_hot;
 use prototree_tree::{loss, Latent, Leaves, ProtoTree, Routing, TreeConfig};
 
 #[global_allocator]

@@ -65,31 +65,6 @@ pub enum Error {
         /// Number of classes of the model.
         num_classes: usize,
     },
-    /// Training produced a non-finite loss.
-    #[error("non-finite loss ({loss}) at epoch {epoch}, batch {batch}: lower the learning rates or check the input data")]
-    NonFiniteLoss {
-        /// 1-based epoch.
-        epoch: usize,
-        /// 0-based batch within the epoch.
-        batch: usize,
-        /// The loss value.
-        loss: f32,
-    },
-    /// Training produced a non-finite gradient.
-    #[error("non-finite gradient of `{parameter}` (parameter group {group}) at epoch {epoch}, batch {batch}: lower the learning rates or check the input data")]
-    NonFiniteGradient {
-        /// 1-based epoch.
-        epoch: usize,
-        /// 0-based batch within the epoch.
-        batch: usize,
-        /// The parameter group (`backbone`, `block`, `prototypes`).
-        group: &'static str,
-        /// The parameter.
-        parameter: String,
-    },
-    /// A data source produced no batches.
-    #[error("the {0} data produced no batches")]
-    EmptyData(&'static str),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -119,9 +94,6 @@ pub enum Error {
     /// An error raised by the caller's data source.
     #[error("data source: {0}")]
     Data(String),
-    /// Training was interrupted on request.
-    #[error("training interrupted")]
-    Interrupted,
 }
 
 /// Result type of this crate.

@@ -6,7 +6,7 @@
 //! image right ("the prototype is present") with probability `exp(−min distance)`; the
 //! output is the path-probability-weighted mixture of the leaves. Distances for all
 //! prototypes are one matrix product, routing runs level by level, and leaves learn
-//! without gradients.
+//! without gradients (the training loop is the `prototree-learn` crate).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -23,12 +23,12 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod adam;
+pub mod batch;
 pub mod bundle;
-pub mod checkpoint;
 pub mod config;
 pub mod ensemble;
 pub mod error;
+pub mod evaluate;
 pub mod geometry;
 pub mod inference;
 pub mod init;
@@ -36,29 +36,29 @@ pub mod io;
 pub mod leaves;
 pub mod loss;
 pub mod model;
+pub mod observer;
 pub mod predict;
 pub mod routing;
+pub mod stats;
 pub mod testing;
 pub mod topology;
 pub mod train_config;
-pub mod trainer;
 
 /// Prototype distances (the ops crate's; spec §1.4).
 pub use prototree_ops::distance;
 
+pub use batch::{one_hot, Batch, BatchSource};
 pub use bundle::{ModelStage, SavedModel};
-pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{TreeConfig, ValidTreeConfig};
 pub use ensemble::Ensemble;
 pub use error::{ConfigError, Error, Result};
+pub use evaluate::evaluate;
 pub use inference::{EvalReport, PathStep, Routing};
 pub use io::{load_model, save_model, ModelMeta, ProjectionRecord};
 pub use leaves::Leaves;
 pub use model::{Latent, ProtoTree, TreeOutput};
+pub use observer::{Event, Observer, Stage};
 pub use predict::Prediction;
+pub use stats::{BatchStats, EpochStats};
 pub use topology::{BranchState, Direction, NodeId, Topology};
 pub use train_config::{TrainConfig, ValidTrainConfig};
-pub use trainer::{
-    evaluate, Batch, BatchSource, BatchStats, EpochStats, NoObserver, PartialEpoch, TrainObserver,
-    Trainer,
-};

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::adam::AdamConfig;
 use crate::ConfigError;
 
 /// The training schedule. Serialised into `config.json`.
@@ -110,15 +109,6 @@ impl ValidTrainConfig {
     /// Whether the backbone (except its last block) is frozen during 1-based `epoch`.
     pub fn backbone_frozen(&self, epoch: usize) -> bool {
         epoch <= self.0.freeze_epochs
-    }
-
-    /// Adam hyper-parameters.
-    pub fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            eps: self.0.adam_eps,
-            weight_decay: self.0.weight_decay,
-            ..AdamConfig::default()
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use prototree::candle_core::{Device, Tensor};
 use prototree::prelude::*;
 use prototree::source::RepeatedBatch;
-use prototree::tree::{Batch, NoObserver, Trainer};
+use prototree::tree::Batch;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,7 +27,7 @@ const DEPTH: usize = 9;
 const FEATURES: usize = 256;
 const CLASSES: usize = 200;
 
-fn setup(backbone: BackboneKind) -> anyhow::Result<(ProtoTree, Trainer, RepeatedBatch)> {
+fn setup(backbone: BackboneKind) -> anyhow::Result<(Learner, RepeatedBatch)> {
     let dev = Device::Cpu;
     let cfg = TreeConfig {
         backbone,
@@ -37,22 +37,18 @@ fn setup(backbone: BackboneKind) -> anyhow::Result<(ProtoTree, Trainer, Repeated
     }
     .check()?;
     let model = ProtoTree::new(&cfg, &dev, 0)?;
+    // No milestones and no frozen epochs: every epoch trains with the same learning rates.
     let train = TrainConfig {
         epochs: 1,
         batch_size: BATCH,
         freeze_epochs: 0,
         ..TrainConfig::default()
-    }
-    .check()?;
-    let trainer = Trainer::new(&train, &model)?;
+    };
+    let learner = Learner::builder(model, &train).build()?;
     let images = Tensor::rand(0f32, 1.0, (BATCH, 3, SIZE, SIZE), &dev)?;
     let labels: Vec<u32> = (0..BATCH as u32).map(|i| i % CLASSES as u32).collect();
     let labels = Tensor::from_vec(labels, BATCH, &dev)?;
-    Ok((
-        model,
-        trainer,
-        RepeatedBatch::new(Batch { images, labels }, 1),
-    ))
+    Ok((learner, RepeatedBatch::new(Batch { images, labels }, 1)))
 }
 
 fn train_step(c: &mut Criterion) {
@@ -61,7 +57,7 @@ fn train_step(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(20));
     for backbone in [BackboneKind::SmallCnn, BackboneKind::Resnet18] {
-        let (mut model, mut trainer, mut source) = match setup(backbone) {
+        let (mut learner, mut source) = match setup(backbone) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("skipping {}: {e}", backbone.name());
@@ -73,11 +69,9 @@ fn train_step(c: &mut Criterion) {
             &backbone,
             |b, _| {
                 b.iter(|| {
-                    // One epoch of one batch = one training step; always epoch 1 of the
-                    // schedule, so the learning rates do not decay between samples.
-                    trainer.set_epochs_done(0);
-                    trainer
-                        .train_epoch(&mut model, &mut source, None, &mut NoObserver)
+                    // One epoch of one batch = one training step.
+                    learner
+                        .train_epoch(&mut source, None, &mut ())
                         .map(|stats| stats.train_loss)
                 })
             },

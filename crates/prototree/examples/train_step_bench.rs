@@ -13,18 +13,19 @@ use anyhow::{bail, Result};
 use prototree::candle_core::{Device, Tensor};
 use prototree::prelude::*;
 use prototree::source::RepeatedBatch;
-use prototree::tree::{Batch, EpochStats, Trainer};
+use prototree::tree::Batch;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Records the wall time and the process's CPU time at which each batch finishes.
 struct Clock(Vec<(Instant, f64)>);
-impl TrainObserver for Clock {
-    fn batch_finished(&mut self, _stats: &prototree::tree::BatchStats) {
-        self.0.push((Instant::now(), cpu_ms()));
+impl Observer for Clock {
+    fn on_event(&mut self, event: &Event<'_>) {
+        if let Event::BatchFinished(_) = event {
+            self.0.push((Instant::now(), cpu_ms()));
+        }
     }
-    fn epoch_finished(&mut self, _stats: &EpochStats) {}
 }
 
 /// User + system CPU time of this process so far, in ms (Linux `/proc/self/stat`, clock
@@ -110,15 +111,14 @@ fn main() -> Result<()> {
         num_classes: classes,
     }
     .check()?;
-    let mut model = ProtoTree::new(&cfg, &dev, 0)?;
+    let model = ProtoTree::new(&cfg, &dev, 0)?;
     let train = TrainConfig {
         epochs: 1,
         batch_size: batch,
         freeze_epochs: 0,
         ..TrainConfig::default()
-    }
-    .check()?;
-    let mut trainer = Trainer::new(&train, &model)?;
+    };
+    let mut learner = Learner::builder(model, &train).build()?;
     let images = Tensor::rand(0f32, 1.0, (batch, 3, size, size), &dev)?;
     let labels = Tensor::from_vec(
         (0..batch as u32)
@@ -130,7 +130,7 @@ fn main() -> Result<()> {
     let mut source = RepeatedBatch::new(Batch { images, labels }, iters + 1);
     let start = Instant::now();
     let mut clock = Clock(Vec::new());
-    trainer.train_epoch(&mut model, &mut source, None, &mut clock)?;
+    learner.train_epoch(&mut source, None, &mut clock)?;
     // Step times after the first (warm-up) step.
     let mut times: Vec<f64> = clock
         .0

@@ -8,38 +8,36 @@ use candle_core::Device;
 use prototree_backbone::BackboneKind;
 use prototree_data::{generate, Augmentation, Split, SynthConfig};
 use prototree_interpret::Interpret;
+use prototree_learn::{Interrupter, RunMode};
 use prototree_render::AccuracyRow;
-use prototree_tree::{
-    io::write_atomic, load_model, EvalReport, SavedModel, TrainConfig, TreeConfig,
-};
+use prototree_tree::{io::write_atomic, load_model, EvalReport, SavedModel, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::explain::explain_images;
 use crate::explanation_metrics::{
     explanation_metrics, write_explanation_metrics, EXPLANATION_METRICS_FILE,
 };
-use crate::observer::{PipelineObserver, Stage};
 use crate::report::{spread_samples, write_report, ReportContent};
-use crate::train::{train, TrainJob};
+use crate::run_config::RunConfig;
+use crate::train::train;
 use crate::workflow::{
     eval_loader, evaluate_on, mean_projection_distance, project_on_loader, write_pruning,
     PruneOutcome,
 };
 use crate::{Error, Result};
+use prototree_tree::{Observer, Stage};
 
-/// Settings of the demo run.
+/// Settings of the demo run: a [`RunConfig`] preset plus the demo's own few fields.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
-    /// Output directory (data, model, model_pruned, summary).
+    /// Output directory (data, model, model_pruned, summary); the demo replaces its own
+    /// earlier results there.
     pub out: PathBuf,
     /// Synthetic data set.
     pub synth: SynthConfig,
-    /// Tree depth.
-    pub depth: usize,
-    /// Prototype length.
-    pub proto_dim: usize,
-    /// Training schedule.
-    pub train: TrainConfig,
+    /// Training: architecture and schedule (`data` and `image_size` are set from
+    /// `synth` and `out`).
+    pub run: RunConfig,
     /// Pruning threshold; `None` uses `2 / num_classes` (a leaf whose top class has at most
     /// twice the uniform probability is near-uniform; the reference's 0.01 is that for 200
     /// classes, and with 12 classes no distribution can have a maximum below 1/12).
@@ -48,6 +46,8 @@ pub struct DemoConfig {
     pub explain_images: usize,
     /// Device.
     pub device: Device,
+    /// Stops training when stopped (the CLI's Ctrl-C).
+    pub interrupter: Interrupter,
 }
 
 impl DemoConfig {
@@ -56,39 +56,46 @@ impl DemoConfig {
         Self {
             out,
             synth: SynthConfig::default(),
-            depth: 5,
-            proto_dim: 64,
-            train: TrainConfig {
-                epochs: 40,
-                batch_size: 32,
-                lr: 2e-3,
-                lr_block: 2e-3,
-                lr_net: 2e-3,
-                freeze_epochs: 0,
-                milestones: vec![28, 34],
-                gamma: 0.5,
-                ..TrainConfig::default()
+            run: RunConfig {
+                backbone: BackboneKind::SmallCnn,
+                depth: 5,
+                proto_dim: 64,
+                augmentation: Augmentation::Flip,
+                eval_every: 5,
+                schedule: TrainConfig {
+                    epochs: 40,
+                    batch_size: 32,
+                    lr: 2e-3,
+                    lr_block: 2e-3,
+                    lr_net: 2e-3,
+                    freeze_epochs: 0,
+                    milestones: vec![28, 34],
+                    gamma: 0.5,
+                    ..TrainConfig::default()
+                },
+                ..RunConfig::default()
             },
             tau: None,
             explain_images: 8,
             device: Device::Cpu,
+            interrupter: Interrupter::new(),
         }
     }
 
     /// Trains for `epochs` epochs, moving the learning-rate milestones in proportion
     /// (the default 40 epochs decay after epochs 28 and 34).
     pub fn set_epochs(&mut self, epochs: usize) {
-        let old = self.train.epochs.max(1);
-        let mut milestones: Vec<usize> = self
-            .train
+        let schedule = &mut self.run.schedule;
+        let old = schedule.epochs.max(1);
+        let mut milestones: Vec<usize> = schedule
             .milestones
             .iter()
             .map(|m| (m * epochs + old / 2) / old)
             .filter(|m| *m >= 1 && *m < epochs)
             .collect();
         milestones.dedup();
-        self.train.milestones = milestones;
-        self.train.epochs = epochs;
+        schedule.milestones = milestones;
+        schedule.epochs = epochs;
     }
 }
 
@@ -169,7 +176,7 @@ pub struct DemoSummary {
 }
 
 /// Runs the demo pipeline and writes `out/summary.json`.
-pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<DemoSummary> {
+pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary> {
     let start = Instant::now();
     let data_dir = cfg.out.join("data");
     let model_dir = cfg.out.join("model");
@@ -180,27 +187,19 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn PipelineObserver) -> Result<Demo
         obs.stage_progress(done)
     })?;
     obs.stage_finished(Stage::Synthesize);
-    let job = TrainJob {
+    let run = RunConfig {
         data: data_dir.clone(),
-        out: model_dir.clone(),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: cfg.depth,
-            proto_dim: cfg.proto_dim,
-            num_classes: cfg.synth.classes,
-        },
-        train: cfg.train.clone(),
         image_size: cfg.synth.size,
-        augmentation: Augmentation::Flip,
-        crop_to_bbox: false,
-        eval_every: 5,
-        weights: None,
-        quick: false,
-        resume: false,
-        skip_bad_images: false,
-        device: cfg.device.clone(),
+        ..cfg.run.clone()
     };
-    let outcome = train(&job, obs)?;
+    let outcome = train(
+        &run,
+        &model_dir,
+        RunMode::Overwrite,
+        &cfg.device,
+        &cfg.interrupter,
+        obs,
+    )?;
     let t = outcome.test.clone();
     let num_prototypes = outcome.model.topology().num_decisions();
 
@@ -323,16 +322,14 @@ mod tests {
     fn fewer_or_more_epochs_move_the_milestones_in_proportion() {
         let mut cfg = DemoConfig::new("/tmp/x".into());
         cfg.set_epochs(20);
-        assert_eq!(
-            (cfg.train.epochs, cfg.train.milestones.clone()),
-            (20, vec![14, 17])
-        );
+        let s = |c: &DemoConfig| c.run.schedule.clone();
+        assert_eq!((s(&cfg).epochs, s(&cfg).milestones), (20, vec![14, 17]));
         cfg.set_epochs(80);
-        assert_eq!(cfg.train.milestones, vec![56, 68]);
+        assert_eq!(s(&cfg).milestones, vec![56, 68]);
         cfg.set_epochs(2);
-        assert_eq!(cfg.train.milestones, vec![1]);
+        assert_eq!(s(&cfg).milestones, vec![1]);
         cfg.set_epochs(1);
-        assert!(cfg.train.milestones.is_empty());
-        assert!(cfg.train.check().is_ok());
+        assert!(s(&cfg).milestones.is_empty());
+        assert!(s(&cfg).check().is_ok());
     }
 }

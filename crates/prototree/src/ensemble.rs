@@ -8,21 +8,25 @@ use prototree_data::Split;
 use prototree_tree::{load_model, BatchSource, Ensemble, EvalReport};
 use serde::Serialize;
 
-use crate::observer::{PipelineObserver, Stage};
 use crate::run_config::RunConfig;
 use crate::source::LoaderSource;
-use crate::train::{train, TrainJob};
+use crate::train::train;
 use crate::workflow::{eval_loader, evaluate_on};
 use crate::{Error, Result};
+use prototree_learn::{Interrupter, RunMode};
+use prototree_tree::{Observer, Stage};
 
 /// Trains `n` trees with the configuration `cfg` into `out/tree_1` … `out/tree_n`; member
-/// `i` uses seed `cfg.schedule.seed + i − 1`. Returns the members' directories.
+/// `i` uses seed `cfg.schedule.seed + i − 1`; `mode` applies to every member's run
+/// directory. Returns the members' directories.
 pub fn train_ensemble(
     cfg: &RunConfig,
     n: usize,
     out: &Path,
+    mode: RunMode,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    interrupter: &Interrupter,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<PathBuf>> {
     if n == 0 {
         return Err(Error::Invalid("an ensemble needs at least one tree".into()));
@@ -33,10 +37,7 @@ pub fn train_ensemble(
         member.schedule.seed = cfg.schedule.seed.wrapping_add(i as u64 - 1);
         let dir = out.join(format!("tree_{i}"));
         obs.message(&format!("ensemble member {i}/{n} → {}", dir.display()));
-        train(
-            &TrainJob::from_run_config(&member, dir.clone(), device.clone()),
-            obs,
-        )?;
+        train(&member, &dir, mode, device, interrupter, obs)?;
         dirs.push(dir);
     }
     Ok(dirs)
@@ -73,7 +74,7 @@ pub fn evaluate_ensemble(
     model_dirs: &[PathBuf],
     data: &Path,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<EnsembleReport> {
     let mut saved = Vec::with_capacity(model_dirs.len());
     for dir in model_dirs {

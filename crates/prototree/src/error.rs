@@ -8,9 +8,12 @@ pub enum Error {
     /// A data set or image problem.
     #[error(transparent)]
     Data(#[from] prototree_data::Error),
-    /// A model, training or file-format problem.
+    /// A model or file-format problem.
     #[error(transparent)]
     Tree(#[from] prototree_tree::Error),
+    /// A training problem (including an interrupt and run-directory refusals).
+    #[error(transparent)]
+    Learn(#[from] prototree_learn::Error),
     /// A backbone problem.
     #[error(transparent)]
     Backbone(#[from] prototree_backbone::Error),

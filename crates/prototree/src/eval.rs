@@ -8,10 +8,10 @@ use prototree_data::Split;
 use prototree_tree::{load_model, BatchSource, EvalReport, Routing, SavedModel};
 use serde::Serialize;
 
-use crate::observer::{PipelineObserver, Stage};
 use crate::source::LoaderSource;
 use crate::workflow::{eval_loader, evaluate_on};
 use crate::{Error, Result};
+use prototree_tree::{Observer, Stage};
 
 /// Accuracy of one class.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,7 +70,7 @@ pub fn evaluate_dir(
     data_dir: &Path,
     batch_size: usize,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<EvalReport> {
     Ok(evaluate_dir_detailed(model_dir, data_dir, Routing::Soft, batch_size, device, obs)?.report)
 }
@@ -82,7 +82,7 @@ pub fn evaluate_dir_detailed(
     routing: Routing,
     batch_size: usize,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<EvalDetails> {
     let saved = load_model(model_dir, device)?;
     evaluate_model(&saved, data_dir, routing, batch_size, obs).map_err(|e| match e {
@@ -97,7 +97,7 @@ pub fn evaluate_model(
     data_dir: &Path,
     routing: Routing,
     batch_size: usize,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<EvalDetails> {
     let device = saved.model.device().clone();
     let device = &device;

@@ -14,9 +14,9 @@ use prototree_tree::io::write_atomic;
 use prototree_tree::{NodeId, SavedModel};
 use serde::Serialize;
 
-use crate::observer::{PipelineObserver, Stage};
 use crate::predict::model_input;
 use crate::{Error, Result};
+use prototree_tree::{Observer, Stage};
 
 /// Pictures of one projected prototype.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ pub fn explain_images(
     images: &[PathBuf],
     true_classes: Option<&[usize]>,
     out: &Path,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<ExplainedImage>> {
     if images.is_empty() {
         return Err(Error::Invalid("no images to explain".into()));

@@ -1,7 +1,7 @@
 //! Explanation quality of a saved model on an annotated data set: do prototypes sit on
 //! object parts, activate on the same part across images and under noise, and do the
 //! decisions depend on the patches the explanations show? A facade over
-//! [`prototree_metrics`] reporting progress to a [`PipelineObserver`]; the metrics and
+//! [`prototree_metrics`] reporting progress to a [`Observer`]; the metrics and
 //! their sources are described in `docs/explanations.md`.
 
 use std::path::Path;
@@ -13,8 +13,8 @@ pub use prototree_metrics::{
     ExplanationMetrics, MetricsConfig, PerturbationDrop, Phase, PrototypeMetrics, SourceRegion,
 };
 
-use crate::observer::{PipelineObserver, Stage};
 use crate::{Error, Result};
+use prototree_tree::{Observer, Stage};
 
 /// Name of the JSON file the metrics are conventionally saved as.
 pub const EXPLANATION_METRICS_FILE: &str = "explanation_metrics.json";
@@ -42,7 +42,7 @@ pub fn explanation_metrics_with(
     data_dir: &Path,
     cfg: &MetricsConfig,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<ExplanationMetrics> {
     let mut current: Option<Phase> = None;
     let result = prototree_metrics::explanation_metrics_with(
@@ -85,7 +85,7 @@ pub fn explanation_metrics(
     saved: &SavedModel,
     data_dir: &Path,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<ExplanationMetrics> {
     explanation_metrics_with(saved, data_dir, &MetricsConfig::default(), device, obs)
 }
@@ -96,7 +96,7 @@ pub fn explanation_metrics_dir(
     model_dir: &Path,
     data_dir: &Path,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<ExplanationMetrics> {
     let saved = load_model(model_dir, device)?;
     explanation_metrics(&saved, data_dir, device, obs)
@@ -109,7 +109,7 @@ pub fn explanation_metrics_dir_with(
     data_dir: &Path,
     cfg: &MetricsConfig,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<ExplanationMetrics> {
     let saved = load_model(model_dir, device)?;
     explanation_metrics_with(&saved, data_dir, cfg, device, obs)
@@ -125,12 +125,11 @@ pub fn write_explanation_metrics(path: &Path, metrics: &ExplanationMetrics) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observer::Silent;
 
     #[test]
     fn errors_name_what_is_missing() {
         let dir = std::env::temp_dir().join("prototree-no-such-model-dir");
-        let err = explanation_metrics_dir(&dir, &dir, &Device::Cpu, &mut Silent)
+        let err = explanation_metrics_dir(&dir, &dir, &Device::Cpu, &mut ())
             .unwrap_err()
             .to_string();
         assert!(err.contains("config.json"), "{err}");

@@ -8,7 +8,7 @@
 //! use prototree::prelude::*;
 //!
 //! let cfg = DemoConfig::new("/tmp/demo".into());
-//! let summary = run_demo(&cfg, &mut Silent)?;
+//! let summary = run_demo(&cfg, &mut ())?;
 //! println!("soft accuracy {:.3}", summary.accuracy_soft);
 //! # Ok::<(), prototree::Error>(())
 //! ```
@@ -23,7 +23,6 @@ pub mod explain;
 pub mod explanation_metrics;
 pub mod export;
 pub mod model_dir;
-pub mod observer;
 pub mod out_of_memory;
 pub mod predict;
 pub mod report;
@@ -35,6 +34,7 @@ pub mod workflow;
 pub use prototree_backbone as backbone;
 pub use prototree_data as data;
 pub use prototree_interpret as interpret;
+pub use prototree_learn as learn;
 pub use prototree_ops as ops;
 pub use prototree_reference as reference;
 pub use prototree_render as render;
@@ -50,14 +50,14 @@ pub mod prelude {
     pub use crate::explain::{explain_images, ExplainedImage};
     pub use crate::export::{export_model_dir, ExportFormat};
     pub use crate::model_dir::ModelDir;
-    pub use crate::observer::{PipelineObserver, Silent, Stage};
     pub use crate::report::{report_model_dir, write_report, ReportContent};
     pub use crate::run_config::RunConfig;
-    pub use crate::train::{train, TrainJob, TrainOutcome};
+    pub use crate::train::{train, TrainOutcome};
     pub use crate::{Error, Result};
     pub use prototree_backbone::BackboneKind;
+    pub use prototree_learn::{Interrupter, Learner, RunMode};
     pub use prototree_tree::{
-        load_model, save_model, EvalReport, ProtoTree, Routing, TrainConfig, TrainObserver,
-        TreeConfig,
+        load_model, save_model, EpochStats, EvalReport, Event, Observer, ProtoTree, Routing, Stage,
+        TrainConfig, TreeConfig,
     };
 }

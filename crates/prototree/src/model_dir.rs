@@ -8,9 +8,9 @@
 //!
 //! let mut dir = ModelDir::open(Path::new("runs/birds"), &Device::Cpu)?;
 //! let pruning = dir.prune(0.01)?;
-//! dir.project(Path::new("data/birds"), &mut Silent)?;
+//! dir.project(Path::new("data/birds"), &mut ())?;
 //! dir.save(Path::new("runs/birds-projected"))?;
-//! println!("{} decisions left, {}", pruning.decisions_after, dir.evaluate(Path::new("data/birds"), &mut Silent)?);
+//! println!("{} decisions left, {}", pruning.decisions_after, dir.evaluate(Path::new("data/birds"), &mut ())?);
 //! dir.export(ExportFormat::Svg, Path::new("tree.svg"))?;
 //! # Ok::<(), prototree::Error>(())
 //! ```
@@ -25,10 +25,10 @@ use prototree_tree::{load_model, EvalReport, ModelStage, ProjectionRecord, Routi
 use crate::eval::{evaluate_model, EvalDetails};
 use crate::explain::{explain_images, ExplainedImage};
 use crate::export::{export_model, ExportFormat, ExportOutcome};
-use crate::observer::PipelineObserver;
 use crate::report::report_model;
 use crate::workflow::{eval_loader, project_on_loader};
 use crate::Result;
+use prototree_tree::Observer;
 
 /// Images per batch of evaluation and projection.
 const BATCH_SIZE: usize = 64;
@@ -71,11 +71,7 @@ impl ModelDir {
 
     /// Projects every prototype onto its nearest allowed patch of the training split of
     /// `data` (CUB or ImageFolder layout).
-    pub fn project(
-        &mut self,
-        data: &Path,
-        obs: &mut dyn PipelineObserver,
-    ) -> Result<&[ProjectionRecord]> {
+    pub fn project(&mut self, data: &Path, obs: &mut dyn Observer) -> Result<&[ProjectionRecord]> {
         let (_, train) = eval_loader(data, Split::Train, &self.saved.meta, BATCH_SIZE, obs)?;
         let device = self.saved.model.device().clone();
         project_on_loader(&mut self.saved, &train, &device, obs)?;
@@ -83,7 +79,7 @@ impl ModelDir {
     }
 
     /// Accuracies, fidelity and path lengths on the test split of `data`.
-    pub fn evaluate(&self, data: &Path, obs: &mut dyn PipelineObserver) -> Result<EvalReport> {
+    pub fn evaluate(&self, data: &Path, obs: &mut dyn Observer) -> Result<EvalReport> {
         Ok(self.evaluate_detailed(data, Routing::Soft, obs)?.report)
     }
 
@@ -92,7 +88,7 @@ impl ModelDir {
         &self,
         data: &Path,
         routing: Routing,
-        obs: &mut dyn PipelineObserver,
+        obs: &mut dyn Observer,
     ) -> Result<EvalDetails> {
         evaluate_model(&self.saved, data, routing, BATCH_SIZE, obs)
     }
@@ -102,7 +98,7 @@ impl ModelDir {
         &self,
         images: &[PathBuf],
         out: &Path,
-        obs: &mut dyn PipelineObserver,
+        obs: &mut dyn Observer,
     ) -> Result<Vec<ExplainedImage>> {
         explain_images(&self.saved, images, None, out, obs)
     }
@@ -120,7 +116,7 @@ impl ModelDir {
         data: Option<&Path>,
         html: &Path,
         explain: usize,
-        obs: &mut dyn PipelineObserver,
+        obs: &mut dyn Observer,
     ) -> Result<PathBuf> {
         report_model(&self.saved, &self.path, data, html, explain, obs)
     }

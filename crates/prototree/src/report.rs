@@ -13,9 +13,9 @@ use prototree_tree::io::write_atomic;
 use prototree_tree::{load_model, NodeId, SavedModel};
 
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage};
-use crate::observer::PipelineObserver;
 use crate::workflow::{eval_loader, evaluate_on, PRUNING_FILE};
 use crate::{Error, Result};
+use prototree_tree::Observer;
 
 /// What goes into a report besides the model itself.
 #[derive(Debug, Clone, Default)]
@@ -204,7 +204,7 @@ pub fn report_model_dir(
     html_path: &Path,
     explain: usize,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<PathBuf> {
     let saved = load_model(model_dir, device)?;
     report_model(&saved, model_dir, data, html_path, explain, obs)
@@ -218,7 +218,7 @@ pub fn report_model(
     data: Option<&Path>,
     html_path: &Path,
     explain: usize,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<PathBuf> {
     let device = saved.model.device().clone();
     let device = &device;

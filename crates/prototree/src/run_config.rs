@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use prototree_backbone::BackboneKind;
 use prototree_data::Augmentation;
-use prototree_tree::TrainConfig;
+use prototree_tree::io::{Preprocessing, FORMAT_VERSION};
+use prototree_tree::{ModelMeta, TrainConfig, TreeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -60,6 +61,10 @@ pub struct RunConfig {
     pub eval_every: usize,
     /// Leave out unreadable images (listed in the run directory) instead of failing.
     pub skip_bad_images: bool,
+    /// Check the configuration end to end on about 1% of the data, one epoch per phase
+    /// (frozen, then unfrozen), without evaluation during training.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quick: bool,
     /// The schedule.
     pub schedule: TrainConfig,
 }
@@ -77,6 +82,7 @@ impl Default for RunConfig {
             crop_to_bbox: false,
             eval_every: 0,
             skip_bad_images: false,
+            quick: false,
             schedule: TrainConfig::default(),
         }
     }
@@ -128,36 +134,49 @@ impl RunConfig {
         serde_json::to_string(&c).unwrap_or_default()
     }
 
-    /// The settings that differ between two fingerprints, for error messages.
-    pub fn fingerprint_differences(a: &str, b: &str) -> Vec<String> {
-        fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-            match v {
-                serde_json::Value::Object(m) => {
-                    for (k, x) in m {
-                        let key = if prefix.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{prefix}.{k}")
-                        };
-                        flatten(&key, x, out);
-                    }
-                }
-                other => out.push((prefix.to_string(), other.to_string())),
-            }
+    /// The configuration a run trains with: for a `quick` run, one epoch per phase
+    /// (frozen, then unfrozen), no milestones and no evaluation during training.
+    pub fn effective(&self) -> Self {
+        let mut c = self.clone();
+        if c.quick {
+            let frozen = c.schedule.freeze_epochs.min(1);
+            c.schedule.epochs = frozen + 1;
+            c.schedule.freeze_epochs = frozen;
+            c.schedule.milestones.clear();
+            c.eval_every = 0;
         }
-        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
-        let (mut fa, mut fb) = (Vec::new(), Vec::new());
-        flatten("", &parse(a), &mut fa);
-        flatten("", &parse(b), &mut fb);
-        let mut diffs = Vec::new();
-        for (k, va) in &fa {
-            match fb.iter().find(|(kb, _)| kb == k) {
-                Some((_, vb)) if vb == va => {}
-                Some((_, vb)) => diffs.push(format!("{k}: {va} vs {vb}")),
-                None => diffs.push(format!("{k}: {va} vs (absent)")),
-            }
+        c
+    }
+
+    /// The architecture for `num_classes` classes.
+    pub fn tree(&self, num_classes: usize) -> TreeConfig {
+        TreeConfig {
+            backbone: self.backbone,
+            depth: self.depth,
+            proto_dim: self.proto_dim,
+            num_classes,
         }
-        diffs
+    }
+
+    /// The preprocessing a model trained with this configuration expects.
+    pub fn preprocessing(&self) -> Preprocessing {
+        let (mean, std) = self.backbone.normalization();
+        Preprocessing {
+            image_size: self.image_size,
+            mean,
+            std,
+        }
+    }
+
+    /// The `config.json` of a model trained with this configuration on `class_names`.
+    pub fn model_meta(&self, class_names: Vec<String>) -> ModelMeta {
+        ModelMeta {
+            format_version: FORMAT_VERSION,
+            tree: self.tree(class_names.len()),
+            class_names,
+            preprocessing: self.preprocessing(),
+            train: Some(self.schedule.clone()),
+        }
     }
 }
 
@@ -200,7 +219,7 @@ mod tests {
         let mut other = cfg.clone();
         other.schedule.lr = 0.5;
         other.schedule.epochs = 99;
-        let d = RunConfig::fingerprint_differences(&cfg.fingerprint(), &other.fingerprint());
+        let d = prototree_learn::fingerprint_differences(&cfg.fingerprint(), &other.fingerprint());
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].starts_with("schedule.lr:"));
     }

@@ -1,104 +1,30 @@
-//! Training a tree on a CUB-layout data set and saving it as a model directory.
+//! Training a tree on a CUB-layout data set into a run directory: load the data, build
+//! the [`Learner`] from the [`RunConfig`], fit, evaluate, save.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::{
     Augmentation, Dataset, Loader, LoaderConfig, Normalization, Sample, SkippedImage, Split,
 };
-use prototree_tree::checkpoint::checkpoint_exists;
-use prototree_tree::io::{write_atomic, Preprocessing};
+use prototree_learn::{load_checkpoint, Interrupter, Learner, LearnerBuilder, RunDir, RunMode};
+use prototree_tree::io::write_atomic;
 use prototree_tree::{
-    evaluate, load_checkpoint, save_checkpoint, save_model, EpochStats, EvalReport, ModelMeta,
-    ProtoTree, TrainConfig, TrainState, Trainer, TreeConfig,
+    evaluate, save_model, EpochStats, EvalReport, ModelMeta, Observer, ProtoTree, Stage,
 };
 
 use crate::device::device_name;
-use crate::observer::{PipelineObserver, Stage};
 use crate::out_of_memory::advise_on_out_of_memory;
 use crate::run_config::{RunConfig, RUN_CONFIG_FILE};
 use crate::source::LoaderSource;
 use crate::{Error, Result};
 
-/// Name of the per-epoch metrics log in a model directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use prototree_learn::{
+    best_checkpoint_dir, last_checkpoint_dir, CHECKPOINTS_DIR, METRICS_FILE,
+};
 
-/// Everything a training run needs.
-#[derive(Debug, Clone)]
-pub struct TrainJob {
-    /// Data set directory (CUB-200-2011 or ImageFolder layout).
-    pub data: PathBuf,
-    /// Output run directory (final model, `run.toml`, `metrics.jsonl`, `checkpoints/`).
-    pub out: PathBuf,
-    /// Architecture; `num_classes` is taken from the data set.
-    pub tree: TreeConfig,
-    /// Schedule.
-    pub train: TrainConfig,
-    /// Square input side in pixels.
-    pub image_size: u32,
-    /// Training-time augmentation.
-    pub augmentation: Augmentation,
-    /// Crop images to their bounding boxes.
-    pub crop_to_bbox: bool,
-    /// Evaluate on the test split every this many epochs (0: only at the end).
-    pub eval_every: usize,
-    /// Pretrained backbone weights, if any.
-    pub weights: Option<PathBuf>,
-    /// Train on about 1% of the data for one epoch per phase, to check a configuration.
-    pub quick: bool,
-    /// Continue the run in `out` from its last checkpoint.
-    pub resume: bool,
-    /// Leave out images that cannot be read (listed in `skipped_images.txt`) instead of
-    /// failing.
-    pub skip_bad_images: bool,
-    /// Device to train on.
-    pub device: Device,
-}
-
-impl TrainJob {
-    /// A job from a run configuration.
-    pub fn from_run_config(cfg: &RunConfig, out: PathBuf, device: Device) -> Self {
-        Self {
-            data: cfg.data.clone(),
-            out,
-            tree: TreeConfig {
-                backbone: cfg.backbone,
-                depth: cfg.depth,
-                proto_dim: cfg.proto_dim,
-                num_classes: 2,
-            },
-            train: cfg.schedule.clone(),
-            image_size: cfg.image_size,
-            augmentation: cfg.augmentation,
-            crop_to_bbox: cfg.crop_to_bbox,
-            eval_every: cfg.eval_every,
-            weights: cfg.weights.clone(),
-            quick: false,
-            resume: false,
-            skip_bad_images: cfg.skip_bad_images,
-            device,
-        }
-    }
-
-    /// The job's run configuration (what `run.toml` holds).
-    pub fn run_config(&self) -> RunConfig {
-        RunConfig {
-            data: self.data.clone(),
-            backbone: self.tree.backbone,
-            weights: self.weights.clone(),
-            depth: self.tree.depth,
-            proto_dim: self.tree.proto_dim,
-            image_size: self.image_size,
-            augmentation: self.augmentation,
-            crop_to_bbox: self.crop_to_bbox,
-            eval_every: self.eval_every,
-            skip_bad_images: self.skip_bad_images,
-            schedule: self.train.clone(),
-        }
-    }
-}
+/// File listing the images a run left out (`skip_bad_images`), one `path<TAB>reason` per line.
+pub const SKIPPED_IMAGES_FILE: &str = "skipped_images.txt";
 
 /// The result of a training run.
 #[derive(Debug)]
@@ -127,69 +53,33 @@ pub struct LoadedData {
     pub skipped: Vec<SkippedImage>,
 }
 
-/// Opens a data set (CUB or ImageFolder layout) and decodes its train and test splits.
-#[allow(clippy::too_many_arguments)]
-pub fn load_data(
-    dir: &Path,
-    image_size: u32,
-    batch_size: usize,
-    augmentation: Augmentation,
-    crop_to_bbox: bool,
-    normalization: Normalization,
-    obs: &mut dyn PipelineObserver,
-) -> Result<LoadedData> {
-    load_data_with(
-        dir,
-        image_size,
-        batch_size,
-        augmentation,
-        crop_to_bbox,
-        normalization,
-        None,
-        false,
-        obs,
-    )
-}
-
-/// [`load_data`] keeping only about `fraction` of each class's images (at least two
-/// training images and one test image per class) when given.
-#[allow(clippy::too_many_arguments)]
-pub fn load_data_with(
-    dir: &Path,
-    image_size: u32,
-    batch_size: usize,
-    augmentation: Augmentation,
-    crop_to_bbox: bool,
-    normalization: Normalization,
-    fraction: Option<f64>,
-    skip_bad_images: bool,
-    obs: &mut dyn PipelineObserver,
-) -> Result<LoadedData> {
+/// Opens the data set of `cfg` (CUB or ImageFolder layout) and decodes its train and test
+/// splits (about 1% of each class's images, at least two training images and one test
+/// image per class, for a `quick` run).
+pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> {
+    let dir = &cfg.data;
     let dataset = Dataset::open(dir)?;
     let mut train_samples = dataset.samples(Split::Train);
     let mut test_samples = dataset.samples(Split::Test);
-    if let Some(f) = fraction {
-        train_samples = subsample(train_samples, f, 2);
-        test_samples = subsample(test_samples, f, 1);
+    if cfg.quick {
+        train_samples = subsample(train_samples, 0.01, 2);
+        test_samples = subsample(test_samples, 0.01, 1);
     }
-    if train_samples.is_empty() {
-        return Err(Error::Mismatch(format!(
-            "{}: the data set has no training images",
-            dir.display()
-        )));
+    for (samples, split) in [(&train_samples, "training"), (&test_samples, "test")] {
+        if samples.is_empty() {
+            return Err(Error::Mismatch(format!(
+                "{}: the data set has no {split} images",
+                dir.display()
+            )));
+        }
     }
-    if test_samples.is_empty() {
-        return Err(Error::Mismatch(format!(
-            "{}: the data set has no test images",
-            dir.display()
-        )));
-    }
+    let (mean, std) = cfg.backbone.normalization();
     let base = LoaderConfig {
-        batch_size,
-        image_size,
-        crop_to_bbox,
-        augmentation,
-        normalization,
+        batch_size: cfg.schedule.batch_size,
+        image_size: cfg.image_size,
+        crop_to_bbox: cfg.crop_to_bbox,
+        augmentation: cfg.augmentation,
+        normalization: Normalization { mean, std },
         shuffle: true,
         drop_last: false,
     };
@@ -200,7 +90,7 @@ pub fn load_data_with(
         shuffle: false,
         ..base.clone()
     };
-    let (train, test, skipped) = if skip_bad_images {
+    let (train, test, skipped) = if cfg.skip_bad_images {
         let (train, mut skipped) =
             Loader::new_skipping_bad(train_samples, base, &mut |done, _| obs.stage_progress(done))?;
         let (test, more) = Loader::new_skipping_bad(test_samples, test_cfg, &mut |done, _| {
@@ -243,36 +133,6 @@ fn load_backbone_weights(model: &ProtoTree, weights: &Path) -> Result<()> {
     Ok(())
 }
 
-fn append_metrics(path: &Path, stats: &EpochStats) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    let line = serde_json::to_string(stats).map_err(|e| Error::Invalid(e.to_string()))?;
-    writeln!(f, "{line}").map_err(io)
-}
-
-/// File listing the images a run left out (`skip_bad_images`), one `path<TAB>reason` per line.
-pub const SKIPPED_IMAGES_FILE: &str = "skipped_images.txt";
-
-/// Directory of the checkpoints inside a run directory.
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-
-/// The latest checkpoint of the run in `out`.
-pub fn last_checkpoint_dir(out: &Path) -> PathBuf {
-    out.join(CHECKPOINTS_DIR).join("last")
-}
-
-/// The best checkpoint (highest test accuracy when evaluated, else training accuracy).
-pub fn best_checkpoint_dir(out: &Path) -> PathBuf {
-    out.join(CHECKPOINTS_DIR).join("best")
-}
-
 /// Keeps about `fraction` of each class's samples (at least `min_per_class`), in order.
 pub fn subsample(samples: Vec<Sample>, fraction: f64, min_per_class: usize) -> Vec<Sample> {
     let mut per_class: std::collections::HashMap<usize, usize> = Default::default();
@@ -292,220 +152,105 @@ pub fn subsample(samples: Vec<Sample>, fraction: f64, min_per_class: usize) -> V
         .collect()
 }
 
-/// The schedule of a `--quick` run: one epoch per phase (frozen, then unfrozen).
-fn quick_schedule(train: &TrainConfig) -> TrainConfig {
-    let frozen = train.freeze_epochs.min(1);
-    TrainConfig {
-        epochs: frozen + 1,
-        freeze_epochs: frozen,
-        milestones: Vec::new(),
-        ..train.clone()
-    }
-}
-
-fn rewrite_metrics(path: &Path, history: &[EpochStats]) -> Result<()> {
-    let mut text = String::new();
-    for stats in history {
-        text.push_str(&serde_json::to_string(stats).map_err(|e| Error::Invalid(e.to_string()))?);
-        text.push('\n');
-    }
-    write_atomic(path, text.as_bytes())?;
-    Ok(())
-}
-
-/// Trains a tree as `job` says, evaluates it on the test split and saves it to `job.out`.
-///
-/// A checkpoint is written after every epoch (`checkpoints/last`, and `checkpoints/best`
-/// when the score improves); with `job.resume` the run continues from `checkpoints/last`
-/// and ends exactly as the uninterrupted run would have (bit-identical on the CPU).
-pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutcome> {
-    let mut job = job.clone();
-    if job.quick {
-        job.train = quick_schedule(&job.train);
-        job.eval_every = 0;
-    }
-    let train_cfg = job.train.check().map_err(prototree_tree::Error::from)?;
-    let (mean, std) = job.tree.backbone.normalization();
-    let normalization = Normalization { mean, std };
-    let data = load_data_with(
-        &job.data,
-        job.image_size,
-        job.train.batch_size,
-        job.augmentation,
-        job.crop_to_bbox,
-        normalization,
-        if job.quick { Some(0.01) } else { None },
-        job.skip_bad_images,
-        obs,
-    )?;
-    let tree_cfg = TreeConfig {
-        num_classes: data.dataset.num_classes(),
-        ..job.tree.clone()
-    }
-    .check()
-    .map_err(prototree_tree::Error::from)?;
-    std::fs::create_dir_all(&job.out).map_err(|source| Error::Io {
-        path: job.out.clone(),
-        source,
-    })?;
-    let meta = ModelMeta {
-        format_version: prototree_tree::io::FORMAT_VERSION,
-        tree: tree_cfg.config().clone(),
-        class_names: data.dataset.class_names().to_vec(),
-        preprocessing: Preprocessing {
-            image_size: job.image_size,
-            mean,
-            std,
-        },
-        train: Some(job.train.clone()),
-    };
-    let skipped_path = job.out.join(SKIPPED_IMAGES_FILE);
-    if data.skipped.is_empty() {
-        if skipped_path.is_file() {
-            std::fs::remove_file(&skipped_path).map_err(|source| Error::Io {
-                path: skipped_path.clone(),
+/// Writes (or, when nothing was skipped, removes) the run's list of skipped images.
+fn record_skipped(run: &Path, skipped: &[SkippedImage], obs: &mut dyn Observer) -> Result<()> {
+    let path = run.join(SKIPPED_IMAGES_FILE);
+    if skipped.is_empty() {
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(|source| Error::Io {
+                path: path.clone(),
                 source,
             })?;
         }
-    } else {
-        let list: String = data
-            .skipped
-            .iter()
-            .map(|s| format!("{}\t{}\n", s.path.display(), s.reason))
-            .collect();
-        write_atomic(&skipped_path, list.as_bytes())?;
-        obs.message(&format!(
-            "skipped {} unreadable images (listed in {})",
-            data.skipped.len(),
-            skipped_path.display()
-        ));
+        return Ok(());
     }
-    let run_cfg = job.run_config();
-    let fingerprint = format!(
-        "{}{}",
-        run_cfg.fingerprint(),
-        if job.quick { " quick" } else { "" }
-    );
-    let last = last_checkpoint_dir(&job.out);
-    let best = best_checkpoint_dir(&job.out);
-    let (mut model, mut trainer, mut state) = if job.resume {
-        if !checkpoint_exists(&last) {
-            return Err(Error::Invalid(format!(
-                "{}: no checkpoint to resume from ({} is missing)",
-                job.out.display(),
-                last.display()
-            )));
-        }
-        let ck = load_checkpoint(&last, &job.device)?;
-        if ck.state.fingerprint != fingerprint {
-            let diffs = RunConfig::fingerprint_differences(&ck.state.fingerprint, &fingerprint);
-            return Err(Error::Mismatch(format!(
-                "{}: the checkpoint was written by another configuration ({}); resume with the run's own {RUN_CONFIG_FILE}",
-                ck.dir.display(),
-                if diffs.is_empty() { "--quick differs".to_string() } else { diffs.join("; ") }
-            )));
-        }
-        if ck.saved.meta.class_names != meta.class_names {
-            return Err(Error::Mismatch(format!(
-                "{}: the checkpoint's classes differ from those of {}",
-                ck.dir.display(),
-                job.data.display()
-            )));
-        }
-        let mut trainer = Trainer::new(&train_cfg, &ck.saved.model)?;
-        ck.restore_trainer(&mut trainer)?;
-        let (saved, state) = ck.into_parts();
-        (saved.model, trainer, state)
+    let list: String = skipped
+        .iter()
+        .map(|s| format!("{}\t{}\n", s.path.display(), s.reason))
+        .collect();
+    write_atomic(&path, list.as_bytes())?;
+    obs.message(&format!(
+        "skipped {} unreadable images (listed in {})",
+        skipped.len(),
+        path.display()
+    ));
+    Ok(())
+}
+
+/// The learner of a run: a fresh model (with pretrained backbone weights when given), or
+/// the run's last checkpoint when resuming.
+fn learner_for(
+    cfg: &RunConfig,
+    run: RunDir,
+    meta: &ModelMeta,
+    device: &Device,
+) -> Result<LearnerBuilder> {
+    let builder = if run.mode() == RunMode::Resume {
+        Learner::resume(
+            load_checkpoint(&run.last_checkpoint(), device)?,
+            &cfg.schedule,
+        )
     } else {
-        for dir in [&last, &best] {
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-            }
-        }
-        let model = ProtoTree::new(&tree_cfg, &job.device, job.train.seed)?;
-        if let Some(weights) = &job.weights {
+        let tree = meta.tree.check().map_err(prototree_tree::Error::from)?;
+        let model = ProtoTree::new(&tree, device, cfg.schedule.seed)?;
+        if let Some(weights) = &cfg.weights {
             load_backbone_weights(&model, weights)?;
         }
-        let trainer = Trainer::new(&train_cfg, &model)?;
-        let state = TrainState {
-            format_version: prototree_tree::checkpoint::CHECKPOINT_VERSION,
-            epochs_done: 0,
-            optimizer_steps: [0; 3],
-            history: Vec::new(),
-            best_epoch: None,
-            best_score: f64::NEG_INFINITY,
-            fingerprint,
-            train_seconds: 0.0,
-            partial_epoch: None,
-        };
-        (model, trainer, state)
+        Learner::builder(model, &cfg.schedule)
     };
+    Ok(builder
+        .with_run_dir(run, meta.clone())
+        .with_eval_every(cfg.eval_every)
+        .with_fingerprint(cfg.fingerprint()))
+}
+
+/// Trains a tree as `cfg` says into the run directory `out`, evaluates it on the test
+/// split and saves it there.
+///
+/// `mode` says whether `out` holds a new run (refused when it already holds one), one to
+/// resume, or one to replace. A checkpoint is written after every epoch
+/// (`checkpoints/last`, and `checkpoints/best` when the score improves); a resumed run ends
+/// exactly as the uninterrupted run would have (bit-identical on the CPU). Stopping
+/// `interrupter` saves the batches trained so far and returns the learner's `Interrupted`.
+pub fn train(
+    cfg: &RunConfig,
+    out: &Path,
+    mode: RunMode,
+    device: &Device,
+    interrupter: &Interrupter,
+    obs: &mut dyn Observer,
+) -> Result<TrainOutcome> {
+    let cfg = cfg.effective();
+    cfg.schedule.check().map_err(prototree_tree::Error::from)?;
+    let run = RunDir::open(out, mode)?;
+    let data = load_data(&cfg, obs)?;
+    let meta = cfg.model_meta(data.dataset.class_names().to_vec());
+    record_skipped(out, &data.skipped, obs)?;
+    let mut learner = learner_for(&cfg, run, &meta, device)?
+        .with_interrupter(interrupter.clone())
+        .build()?;
     // The effective configuration (on resume: with the possibly extended epochs).
-    write_atomic(
-        &job.out.join(RUN_CONFIG_FILE),
-        run_cfg.to_toml()?.as_bytes(),
-    )?;
-    let metrics = job.out.join(METRICS_FILE);
-    rewrite_metrics(&metrics, &state.history)?;
-    let mut train_src = LoaderSource::new(&data.train, &job.device, job.train.seed);
-    let mut test_src = LoaderSource::new(&data.test, &job.device, job.train.seed);
-    let start = Instant::now();
-    let seconds_before = state.train_seconds;
-    obs.stage_started(Stage::Train, job.train.epochs);
-    obs.stage_progress(state.epochs_done);
-    for epoch in state.epochs_done + 1..=job.train.epochs {
-        let eval_now =
-            job.eval_every > 0 && epoch % job.eval_every == 0 && epoch < job.train.epochs;
-        let eval: Option<&mut dyn prototree_tree::BatchSource> =
-            if eval_now { Some(&mut test_src) } else { None };
-        let stats = match trainer.train_epoch(&mut model, &mut train_src, eval, obs) {
-            Ok(stats) => stats,
-            Err(prototree_tree::Error::Interrupted) => {
-                // Keep the batches of the interrupted epoch: `--resume` continues it.
-                if trainer.partial_epoch().is_some() {
-                    state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
-                    save_checkpoint(&last, &model, &meta, &trainer, &state)?;
-                }
-                return Err(prototree_tree::Error::Interrupted.into());
-            }
-            Err(e) => {
-                return Err(advise_on_out_of_memory(
-                    Error::from(e),
-                    job.train.batch_size,
-                    &device_name(&job.device),
-                ))
-            }
-        };
-        append_metrics(&metrics, &stats)?;
-        let score = stats
-            .eval
-            .as_ref()
-            .map(|e| e.accuracy_soft)
-            .unwrap_or(stats.train_accuracy);
-        let improved = score > state.best_score;
-        if improved {
-            state.best_score = score;
-            state.best_epoch = Some(epoch);
+    write_atomic(&out.join(RUN_CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
+    let mut train_src = LoaderSource::new(&data.train, device, cfg.schedule.seed);
+    let mut test_src = LoaderSource::new(&data.test, device, cfg.schedule.seed);
+    match learner.fit(&mut train_src, Some(&mut test_src), obs) {
+        Ok(_) => {}
+        Err(e @ prototree_learn::Error::Interrupted) => return Err(e.into()),
+        Err(e) => {
+            let batch = cfg.schedule.batch_size;
+            return Err(advise_on_out_of_memory(
+                e.into(),
+                batch,
+                &device_name(device),
+            ));
         }
-        state.history.push(stats);
-        state.epochs_done = epoch;
-        state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
-        save_checkpoint(&last, &model, &meta, &trainer, &state)?;
-        if improved {
-            save_checkpoint(&best, &model, &meta, &trainer, &state)?;
-        }
-        obs.stage_progress(epoch);
     }
-    obs.stage_finished(Stage::Train);
-    let train_seconds = seconds_before + start.elapsed().as_secs_f64();
+    let (model, state) = learner.into_parts();
     obs.stage_started(Stage::Evaluate, data.test.num_batches());
     let test = evaluate(&model, &mut test_src, obs)?;
     obs.stage_finished(Stage::Evaluate);
-    save_model(&job.out, &model, &meta, &[])?;
-    if let Err(e) = prototree_render::plot::write_training_curves(&job.out, &state.history) {
+    save_model(out, &model, &meta, &[])?;
+    if let Err(e) = prototree_render::plot::write_training_curves(out, &state.history) {
         obs.message(&format!("could not draw the training curves: {e}"));
     }
     Ok(TrainOutcome {
@@ -513,6 +258,6 @@ pub fn train(job: &TrainJob, obs: &mut dyn PipelineObserver) -> Result<TrainOutc
         meta,
         history: state.history,
         test,
-        train_seconds,
+        train_seconds: state.train_seconds,
     })
 }

@@ -9,9 +9,9 @@ use prototree_interpret::{Interpret, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, EvalReport, ProtoTree, SavedModel};
 
-use crate::observer::{PipelineObserver, Stage};
 use crate::source::LoaderSource;
 use crate::{Error, Result};
+use prototree_tree::{Observer, Stage};
 
 /// File next to a pruned model holding its [`PruneOutcome`] (JSON).
 pub const PRUNING_FILE: &str = "pruning.json";
@@ -29,7 +29,7 @@ pub fn project_on_loader(
     saved: &mut SavedModel,
     loader: &Loader,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<()> {
     if loader.config().shuffle {
         return Err(Error::Invalid(
@@ -55,7 +55,7 @@ pub fn eval_loader(
     split: Split,
     meta: &prototree_tree::ModelMeta,
     batch_size: usize,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<(Dataset, Loader)> {
     let dataset = Dataset::open(data_dir)?;
     if dataset.num_classes() != meta.class_names.len() {
@@ -97,7 +97,7 @@ pub fn evaluate_on(
     model: &ProtoTree,
     loader: &Loader,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<EvalReport> {
     let mut source = LoaderSource::new(loader, device, 0);
     obs.stage_started(Stage::Evaluate, loader.num_batches());
@@ -125,7 +125,7 @@ pub fn prune_model_dir(
     out: &Path,
     data: Option<&Path>,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<PruneOutcome> {
     let mut saved = load_model(model_dir, device)?;
     let loader = match data {
@@ -171,7 +171,7 @@ pub fn project_model_dir(
     data: &Path,
     out: &Path,
     device: &Device,
-    obs: &mut dyn PipelineObserver,
+    obs: &mut dyn Observer,
 ) -> Result<ProjectOutcome> {
     let mut saved = load_model(model_dir, device)?;
     let (_, train) = eval_loader(data, Split::Train, &saved.meta, 64, obs)?;

@@ -22,7 +22,7 @@ fn prune_project_save_reopen_export() -> anyhow::Result<()> {
     )?;
     assert_eq!(dir.stage(), ModelStage::Projected);
     assert_eq!(dir.model().projections().len(), 2);
-    let before = dir.evaluate(&data, &mut Silent)?;
+    let before = dir.evaluate(&data, &mut ())?;
 
     // Pruning everything prunable (tau 1): records of removed nodes go; the remaining
     // prototypes are still projected ones, so the stage stays projected.
@@ -33,7 +33,7 @@ fn prune_project_save_reopen_export() -> anyhow::Result<()> {
     assert!(dir.model().projections().len() <= live);
 
     // Projecting again records one projection per live decision.
-    let records = dir.project(&data, &mut Silent)?.len();
+    let records = dir.project(&data, &mut ())?.len();
     assert_eq!(records, live);
     let out = tmp.path().join("projected");
     dir.save(&out)?;
@@ -41,14 +41,14 @@ fn prune_project_save_reopen_export() -> anyhow::Result<()> {
     let reopened = ModelDir::open(&out, &Device::Cpu)?;
     assert_eq!(reopened.stage(), ModelStage::Projected);
     assert_eq!(reopened.model().projections(), dir.model().projections());
-    let after = reopened.evaluate(&data, &mut Silent)?;
+    let after = reopened.evaluate(&data, &mut ())?;
     assert_eq!(after.num_images, before.num_images);
 
     let svg = tmp.path().join("tree.svg");
     let exported = reopened.export(ExportFormat::Svg, &svg)?;
     assert_eq!(exported.num_decisions, live);
     assert!(std::fs::read_to_string(&svg)?.contains("<svg"));
-    let html = reopened.report(Some(&data), &tmp.path().join("report.html"), 1, &mut Silent)?;
+    let html = reopened.report(Some(&data), &tmp.path().join("report.html"), 1, &mut ())?;
     assert!(std::fs::read_to_string(html)?.contains("<html"));
     Ok(())
 }

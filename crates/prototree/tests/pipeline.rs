@@ -16,13 +16,13 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         seed: 3,
         train_fraction: 0.7,
     };
-    cfg.depth = 3;
-    cfg.proto_dim = 16;
-    cfg.train.epochs = 12;
-    cfg.train.batch_size = 16;
-    cfg.train.milestones = vec![];
-    cfg.train.seed = 3;
-    let summary = run_demo(&cfg, &mut Silent)?;
+    cfg.run.depth = 3;
+    cfg.run.proto_dim = 16;
+    cfg.run.schedule.epochs = 12;
+    cfg.run.schedule.batch_size = 16;
+    cfg.run.schedule.milestones = vec![];
+    cfg.run.schedule.seed = 3;
+    let summary = run_demo(&cfg, &mut ())?;
     assert_eq!(summary.num_classes, 4);
     assert_eq!(summary.num_prototypes, 7);
     assert!(
@@ -59,13 +59,7 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
     let device = prototree::candle_core::Device::Cpu;
     let saved = load_model(&summary.model_dir, &device)?;
     assert_eq!(saved.meta.class_names.len(), 4);
-    let report = evaluate_dir(
-        &summary.model_dir,
-        &summary.data_dir,
-        32,
-        &device,
-        &mut Silent,
-    )?;
+    let report = evaluate_dir(&summary.model_dir, &summary.data_dir, 32, &device, &mut ())?;
     assert!((report.accuracy_soft - summary.accuracy_soft).abs() < 1e-9);
 
     // The report is one self-contained page with the tree, patches and explanations.
@@ -89,13 +83,7 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         serde_json::from_slice(&std::fs::read(dir.path().join("explanations/index.json"))?)?;
     let first = &index[0];
     let image = std::path::PathBuf::from(first["image"].as_str().unwrap_or_default());
-    let again = explain_images(
-        &pruned,
-        &[image],
-        None,
-        &dir.path().join("again"),
-        &mut Silent,
-    )?;
+    let again = explain_images(&pruned, &[image], None, &dir.path().join("again"), &mut ())?;
     let path: Vec<u64> = again[0]
         .explanation
         .steps
@@ -146,33 +134,33 @@ fn bad_inputs_give_errors_naming_the_file() -> anyhow::Result<()> {
     let device = prototree::candle_core::Device::Cpu;
     // Missing data folder.
     let missing = dir.path().join("nope");
-    let job = TrainJob {
+    let job = RunConfig {
         data: missing.clone(),
-        out: dir.path().join("run"),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 4,
-            num_classes: 2,
-        },
-        train: TrainConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 2,
+        proto_dim: 4,
+        schedule: TrainConfig {
             epochs: 1,
             ..TrainConfig::default()
         },
         image_size: 32,
         augmentation: prototree::data::Augmentation::None,
-        crop_to_bbox: false,
-        eval_every: 0,
-        weights: None,
-        quick: false,
-        resume: false,
-        skip_bad_images: false,
-        device: device.clone(),
+        ..RunConfig::default()
     };
-    let err = train(&job, &mut Silent).unwrap_err().to_string();
+    let out = dir.path().join("run");
+    let err = train(
+        &job,
+        &out,
+        RunMode::New,
+        &device,
+        &Interrupter::new(),
+        &mut (),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("nope"), "{err}");
     // Missing model directory.
-    let err = evaluate_dir(&missing, &missing, 8, &device, &mut Silent)
+    let err = evaluate_dir(&missing, &missing, 8, &device, &mut ())
         .unwrap_err()
         .to_string();
     assert!(err.contains("config.json"), "{err}");

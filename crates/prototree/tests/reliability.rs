@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use image::{ImageBuffer, Luma, Rgba};
 use prototree::candle_core::Device;
 use prototree::data::Augmentation;
+use prototree::learn::load_checkpoint;
 use prototree::prelude::*;
 use prototree::train::{last_checkpoint_dir, SKIPPED_IMAGES_FILE};
-use prototree::tree::load_checkpoint;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
@@ -37,17 +37,13 @@ fn image_paths(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn job(data: &Path, out: &Path) -> TrainJob {
-    TrainJob {
+fn job(data: &Path) -> RunConfig {
+    RunConfig {
         data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 8,
-            num_classes: 0,
-        },
-        train: TrainConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 2,
+        proto_dim: 8,
+        schedule: TrainConfig {
             epochs: 1,
             batch_size: 8,
             freeze_epochs: 0,
@@ -59,10 +55,20 @@ fn job(data: &Path, out: &Path) -> TrainJob {
         eval_every: 0,
         weights: None,
         quick: false,
-        resume: false,
         skip_bad_images: false,
-        device: Device::Cpu,
     }
+}
+
+/// Trains `cfg` into the new run directory `out`.
+fn run(cfg: &RunConfig, out: &Path) -> prototree::Result<TrainOutcome> {
+    train(
+        cfg,
+        out,
+        RunMode::New,
+        &Device::Cpu,
+        &Interrupter::new(),
+        &mut (),
+    )
 }
 
 #[test]
@@ -81,7 +87,7 @@ fn unusual_images_are_converted_and_broken_ones_fail_or_are_skipped() -> anyhow:
         ImageBuffer::from_fn(32, 32, |x, y| Luma([((x * 2000 + y * 7) % 65535) as u16]));
     g16.save_with_format(&paths[2], image::ImageFormat::Png)?;
     std::fs::copy(fixtures().join("images/cmyk.jpg"), &paths[3])?;
-    let ok = train(&job(&data, &dir.path().join("ok")), &mut Silent)?;
+    let ok = run(&job(&data), &dir.path().join("ok"))?;
     assert_eq!(ok.test.num_images, 6);
 
     // Broken: truncated, empty, not an image.
@@ -89,7 +95,7 @@ fn unusual_images_are_converted_and_broken_ones_fail_or_are_skipped() -> anyhow:
     std::fs::write(&paths[4], &bytes[..bytes.len() / 3])?;
     std::fs::write(&paths[5], b"")?;
     std::fs::write(&paths[6], b"this is not an image")?;
-    let err = train(&job(&data, &dir.path().join("fail")), &mut Silent).unwrap_err();
+    let err = run(&job(&data), &dir.path().join("fail")).unwrap_err();
     let msg = err.to_string();
     assert!(
         [&paths[4], &paths[5], &paths[6]]
@@ -97,15 +103,15 @@ fn unusual_images_are_converted_and_broken_ones_fail_or_are_skipped() -> anyhow:
             .any(|p| msg.contains(&p.display().to_string())),
         "error does not name the file: {msg}"
     );
-    let mut skipping = job(&data, &dir.path().join("skip"));
+    let mut skipping = job(&data);
     skipping.skip_bad_images = true;
-    let run = train(&skipping, &mut Silent)?;
+    let skipped = run(&skipping, &dir.path().join("skip"))?;
     let listed = std::fs::read_to_string(dir.path().join("skip").join(SKIPPED_IMAGES_FILE))?;
     assert_eq!(listed.lines().count(), 3, "{listed}");
     for p in &paths[4..7] {
         assert!(listed.contains(&p.display().to_string()));
     }
-    assert!(run.test.num_images <= 6);
+    assert!(skipped.test.num_images <= 6);
     Ok(())
 }
 
@@ -114,12 +120,12 @@ fn non_finite_training_stops_with_a_diagnostic_and_keeps_the_last_checkpoint() -
 {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
-    let mut j = job(&fixtures().join("cub-tiny"), &out);
+    let mut j = job(&fixtures().join("cub-tiny"));
     // The learning rates explode after the first epoch.
-    j.train.epochs = 3;
-    j.train.milestones = vec![1];
-    j.train.gamma = 1e30;
-    let err = train(&j, &mut Silent).unwrap_err().to_string();
+    j.schedule.epochs = 3;
+    j.schedule.milestones = vec![1];
+    j.schedule.gamma = 1e30;
+    let err = run(&j, &out).unwrap_err().to_string();
     assert!(
         err.contains("non-finite") && err.contains("epoch 2"),
         "{err}"
@@ -137,7 +143,7 @@ fn non_finite_training_stops_with_a_diagnostic_and_keeps_the_last_checkpoint() -
 fn a_model_that_does_not_fit_the_data_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let model = dir.path().join("model");
-    train(&job(&fixtures().join("cub-tiny"), &model), &mut Silent)?;
+    run(&job(&fixtures().join("cub-tiny")), &model)?;
     // Another data set with 12 classes.
     let other = dir.path().join("other");
     let cfg = prototree::data::SynthConfig {
@@ -148,7 +154,7 @@ fn a_model_that_does_not_fit_the_data_is_refused() -> anyhow::Result<()> {
         train_fraction: 0.5,
     };
     prototree::data::generate(&cfg, &other, &mut |_, _| {})?;
-    let err = prototree::eval::evaluate_dir(&model, &other, 8, &Device::Cpu, &mut Silent)
+    let err = prototree::eval::evaluate_dir(&model, &other, 8, &Device::Cpu, &mut ())
         .unwrap_err()
         .to_string();
     assert!(err.contains("12 classes") && err.contains("3"), "{err}");

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use prototree::candle_core::{Device, Tensor};
 use prototree::data::Augmentation;
+use prototree::learn::load_checkpoint;
 use prototree::prelude::*;
 use prototree::train::{best_checkpoint_dir, last_checkpoint_dir};
-use prototree::tree::{load_checkpoint, EpochStats, TrainObserver};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,17 +16,13 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn job(data: &Path, out: &Path, epochs: usize) -> TrainJob {
-    TrainJob {
+fn job(data: &Path, epochs: usize) -> RunConfig {
+    RunConfig {
         data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 8,
-            num_classes: 0,
-        },
-        train: TrainConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth: 2,
+        proto_dim: 8,
+        schedule: TrainConfig {
             epochs,
             batch_size: 8,
             lr: 2e-3,
@@ -43,10 +39,29 @@ fn job(data: &Path, out: &Path, epochs: usize) -> TrainJob {
         eval_every: 1,
         weights: None,
         quick: false,
-        resume: false,
         skip_bad_images: false,
-        device: Device::Cpu,
     }
+}
+
+/// Trains `cfg` into `out` (`mode`), observed by `obs`, stopped through `stop`.
+fn run_with(
+    cfg: &RunConfig,
+    out: &Path,
+    mode: RunMode,
+    stop: &Interrupter,
+    obs: &mut dyn Observer,
+) -> prototree::Result<TrainOutcome> {
+    train(cfg, out, mode, &Device::Cpu, stop, obs)
+}
+
+/// Trains `cfg` into the new run directory `out`.
+fn run(cfg: &RunConfig, out: &Path) -> prototree::Result<TrainOutcome> {
+    run_with(cfg, out, RunMode::New, &Interrupter::new(), &mut ())
+}
+
+/// Resumes the run in `out` with `cfg`.
+fn resume(cfg: &RunConfig, out: &Path) -> prototree::Result<TrainOutcome> {
+    run_with(cfg, out, RunMode::Resume, &Interrupter::new(), &mut ())
 }
 
 fn tensors(dir: &Path) -> anyhow::Result<HashMap<String, Vec<f32>>> {
@@ -62,7 +77,7 @@ fn cub_and_imagefolder_fixtures_train_end_to_end() -> anyhow::Result<()> {
     for name in ["cub-tiny", "imagefolder-tiny"] {
         let dir = tempfile::tempdir()?;
         let out = dir.path().join("run");
-        let outcome = train(&job(&fixture(name), &out, 2), &mut Silent)?;
+        let outcome = run(&job(&fixture(name), 2), &out)?;
         assert_eq!(outcome.history.len(), 2, "{name}");
         assert_eq!(outcome.test.num_images, 6, "{name}");
         assert_eq!(outcome.meta.class_names.len(), 3, "{name}");
@@ -96,6 +111,7 @@ struct StopAfter {
     limit: usize,
     per_batch: bool,
     seen: usize,
+    stop: Interrupter,
 }
 impl StopAfter {
     fn epochs(limit: usize) -> Self {
@@ -103,6 +119,7 @@ impl StopAfter {
             limit,
             per_batch: false,
             seen: 0,
+            stop: Interrupter::new(),
         }
     }
     fn batches(limit: usize) -> Self {
@@ -110,30 +127,38 @@ impl StopAfter {
             limit,
             per_batch: true,
             seen: 0,
+            stop: Interrupter::new(),
+        }
+    }
+    /// Trains `cfg` into the new run `out`, stopping as set.
+    fn train(&mut self, cfg: &RunConfig, out: &Path) -> prototree::Result<TrainOutcome> {
+        let stop = self.stop.clone();
+        run_with(cfg, out, RunMode::New, &stop, self)
+    }
+}
+impl Observer for StopAfter {
+    fn on_event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::BatchFinished(_) => self.seen += usize::from(self.per_batch),
+            Event::EpochFinished(_) => self.seen += usize::from(!self.per_batch),
+            _ => {}
+        }
+        if self.seen >= self.limit {
+            self.stop.stop();
         }
     }
 }
-impl TrainObserver for StopAfter {
-    fn batch_finished(&mut self, _stats: &prototree::tree::BatchStats) {
-        self.seen += usize::from(self.per_batch);
-    }
-    fn epoch_finished(&mut self, _stats: &EpochStats) {
-        self.seen += usize::from(!self.per_batch);
-    }
-    fn should_stop(&self) -> bool {
-        self.seen >= self.limit
-    }
-}
-impl PipelineObserver for StopAfter {}
 
 #[test]
 fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = fixture("cub-tiny");
     let straight = dir.path().join("straight");
-    let a = train(&job(&data, &straight, 3), &mut Silent)?;
+    let a = run(&job(&data, 3), &straight)?;
     let broken = dir.path().join("broken");
-    let err = train(&job(&data, &broken, 3), &mut StopAfter::epochs(2)).unwrap_err();
+    let err = StopAfter::epochs(2)
+        .train(&job(&data, 3), &broken)
+        .unwrap_err();
     assert!(err.to_string().contains("interrupt"), "{err}");
     assert_eq!(
         load_checkpoint(&last_checkpoint_dir(&broken), &Device::Cpu)?
@@ -141,9 +166,7 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
             .epochs_done,
         2
     );
-    let mut resume = job(&data, &broken, 3);
-    resume.resume = true;
-    let b = train(&resume, &mut Silent)?;
+    let b = resume(&job(&data, 3), &broken)?;
     assert_eq!(tensors(&straight)?, tensors(&broken)?);
     let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
     assert_eq!(losses(&a.history), losses(&b.history));
@@ -152,15 +175,14 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
     assert_eq!(metrics.lines().count(), 3);
 
     // Resuming with another schedule is refused, naming the setting.
-    let mut other = job(&data, &broken, 3);
-    other.resume = true;
-    other.train.lr = 0.5;
-    let err = train(&other, &mut Silent).unwrap_err().to_string();
+    let mut other = job(&data, 3);
+    other.schedule.lr = 0.5;
+    let err = resume(&other, &broken).unwrap_err().to_string();
     assert!(err.contains("schedule.lr"), "{err}");
     // Resuming a directory without checkpoints is refused.
-    let mut none = job(&data, &dir.path().join("empty"), 3);
-    none.resume = true;
-    let err = train(&none, &mut Silent).unwrap_err().to_string();
+    let err = resume(&job(&data, 3), &dir.path().join("empty"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no checkpoint"), "{err}");
     Ok(())
 }
@@ -169,13 +191,13 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
 fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = fixture("cub-tiny");
-    let small_batches = |out: &Path| {
-        let mut j = job(&data, out, 3);
-        j.train.batch_size = 4;
+    let small_batches = || {
+        let mut j = job(&data, 3);
+        j.schedule.batch_size = 4;
         j
     };
     let straight = dir.path().join("straight");
-    let a = train(&small_batches(&straight), &mut Silent)?;
+    let a = run(&small_batches(), &straight)?;
     let ck = load_checkpoint(&last_checkpoint_dir(&straight), &Device::Cpu)?;
     assert!(ck.state.partial_epoch.is_none());
 
@@ -184,9 +206,9 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
     let batches_per_epoch = {
         let mut probe = StopAfter::batches(usize::MAX);
         let probe_dir = dir.path().join("probe");
-        let mut j = small_batches(&probe_dir);
-        j.train.epochs = 1;
-        train(&j, &mut probe)?;
+        let mut j = small_batches();
+        j.schedule.epochs = 1;
+        probe.train(&j, &probe_dir)?;
         probe.seen
     };
     assert!(
@@ -194,7 +216,9 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
         "{batches_per_epoch} batches per epoch"
     );
     let stop_at = batches_per_epoch + batches_per_epoch / 2;
-    let err = train(&small_batches(&broken), &mut StopAfter::batches(stop_at)).unwrap_err();
+    let err = StopAfter::batches(stop_at)
+        .train(&small_batches(), &broken)
+        .unwrap_err();
     assert!(err.to_string().contains("interrupt"), "{err}");
     let ck = load_checkpoint(&last_checkpoint_dir(&broken), &Device::Cpu)?;
     assert_eq!(ck.state.epochs_done, 1);
@@ -206,9 +230,7 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
     assert_eq!(partial.epoch, 2);
     assert_eq!(partial.batches_done, batches_per_epoch / 2);
 
-    let mut resume = small_batches(&broken);
-    resume.resume = true;
-    let b = train(&resume, &mut Silent)?;
+    let b = resume(&small_batches(), &broken)?;
     assert_eq!(tensors(&straight)?, tensors(&broken)?);
     let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
     assert_eq!(losses(&a.history), losses(&b.history));
@@ -220,7 +242,7 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
 fn checkpoint_survives_a_half_written_replacement() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
-    train(&job(&fixture("cub-tiny"), &out, 1), &mut Silent)?;
+    run(&job(&fixture("cub-tiny"), 1), &out)?;
     let last = last_checkpoint_dir(&out);
     // A save killed after moving the old checkpoint aside and before the new one landed:
     // only `last.old` and a partial `last.tmp` exist.
@@ -255,9 +277,9 @@ fn checkpoint_survives_a_half_written_replacement() -> anyhow::Result<()> {
 #[test]
 fn quick_run_uses_one_epoch_per_phase() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut j = job(&fixture("imagefolder-tiny"), &dir.path().join("q"), 50);
+    let mut j = job(&fixture("imagefolder-tiny"), 50);
     j.quick = true;
-    let outcome = train(&j, &mut Silent)?;
+    let outcome = run(&j, &dir.path().join("q"))?;
     assert_eq!(outcome.history.len(), 2);
     assert!(outcome.history[0].backbone_frozen && !outcome.history[1].backbone_frozen);
     // About 1% of the data, but at least two training images and one test image per class.
@@ -268,10 +290,17 @@ fn quick_run_uses_one_epoch_per_phase() -> anyhow::Result<()> {
 #[test]
 fn ensemble_trains_members_by_seed_and_evaluates() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let j = job(&fixture("cub-tiny"), &dir.path().join("unused"), 1);
-    let cfg = j.run_config();
+    let cfg = job(&fixture("cub-tiny"), 1);
     let out = dir.path().join("ens");
-    let dirs = prototree::ensemble::train_ensemble(&cfg, 2, &out, &Device::Cpu, &mut Silent)?;
+    let dirs = prototree::ensemble::train_ensemble(
+        &cfg,
+        2,
+        &out,
+        RunMode::New,
+        &Device::Cpu,
+        &Interrupter::new(),
+        &mut (),
+    )?;
     assert_eq!(dirs, vec![out.join("tree_1"), out.join("tree_2")]);
     let seeds: Vec<u64> = dirs
         .iter()
@@ -279,12 +308,8 @@ fn ensemble_trains_members_by_seed_and_evaluates() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     assert_eq!(seeds, vec![5, 6]);
     assert_ne!(tensors(&dirs[0])?, tensors(&dirs[1])?);
-    let r = prototree::ensemble::evaluate_ensemble(
-        &dirs,
-        &fixture("cub-tiny"),
-        &Device::Cpu,
-        &mut Silent,
-    )?;
+    let r =
+        prototree::ensemble::evaluate_ensemble(&dirs, &fixture("cub-tiny"), &Device::Cpu, &mut ())?;
     assert_eq!(r.members.len(), 2);
     assert_eq!(r.num_images, 6);
     assert_eq!(
@@ -294,12 +319,12 @@ fn ensemble_trains_members_by_seed_and_evaluates() -> anyhow::Result<()> {
     assert!((0.0..=1.0).contains(&r.accuracy));
     // Members trained on other classes are refused.
     let other = dir.path().join("other");
-    train(&job(&fixture("imagefolder-tiny"), &other, 1), &mut Silent)?;
+    run(&job(&fixture("imagefolder-tiny"), 1), &other)?;
     let err = prototree::ensemble::evaluate_ensemble(
         &[dirs[0].clone(), other],
         &fixture("cub-tiny"),
         &Device::Cpu,
-        &mut Silent,
+        &mut (),
     );
     // ImageFolder class names are the folder names (with the CUB number prefix), so they differ.
     assert!(err.is_err());

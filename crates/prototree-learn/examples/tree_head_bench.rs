@@ -2,7 +2,7 @@
 //! patches and prints one JSON line of medians, for scripts:
 //!
 //! ```text
-//! cargo run --release -p prototree-tree --example tree_head_bench -- \
+//! cargo run --release -p prototree-learn --example tree_head_bench -- \
 //!     --depth 9 --features 256 --fmap 7 --batch 64 --classes 200 --iters 10 --threads 2
 //! ```
 //!
@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 use prototree_backbone::BackboneKind;
-use prototree_tree::adam::{Adam, AdamConfig};
-use prototree_tree::trainer::one_hot;
+use prototree_learn::{Adam, AdamConfig, AdamState};
+use prototree_tree::one_hot;
 use prototree_tree::{distance, loss, Latent, Leaves, ProtoTree, Routing, TreeConfig};
 
 #[global_allocator]
@@ -127,7 +127,8 @@ fn main() -> anyhow::Result<()> {
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("no prototypes"))?
     };
-    let mut adam = Adam::new(vec![("p".into(), proto_var)], AdamConfig::default());
+    let adam = Adam::new(vec![("p".into(), proto_var)], AdamConfig::default());
+    let mut adam_state = AdamState::default();
     let start_leaves = tree.leaves().params().clone();
     let targets = one_hot(&labels, classes)?;
     let protos = tree.prototypes()?;
@@ -165,7 +166,7 @@ fn main() -> anyhow::Result<()> {
         t.add(keep, "train_step_ms", || {
             let out = tree.forward_latent(&latent)?;
             let grads = loss::nll_loss(&out.probabilities, &labels)?.backward()?;
-            adam.step(&grads, 1e-3)?;
+            adam.step(&mut adam_state, &grads, 1e-3)?;
             tree.leaves_mut().derivative_free_update(
                 &out.leaf_path_probs,
                 &out.probabilities,

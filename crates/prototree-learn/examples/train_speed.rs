@@ -1,6 +1,6 @@
 //! Times training steps of a small-CNN tree on random images (no data set needed).
 //!
-//! `cargo run --release -p prototree-tree --example train_speed -- [batch] [size] [depth] [dim] [steps]`
+//! `cargo run --release -p prototree-learn --example train_speed -- [batch] [size] [depth] [dim] [steps]`
 
 use std::time::Instant;
 
@@ -9,7 +9,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use candle_core::{Device, Tensor};
 use prototree_backbone::BackboneKind;
-use prototree_tree::{Batch, BatchSource, NoObserver, ProtoTree, TrainConfig, Trainer, TreeConfig};
+use prototree_learn::Learner;
+use prototree_tree::{Batch, BatchSource, ProtoTree, TrainConfig, TreeConfig};
 
 struct Random {
     batches: usize,
@@ -53,26 +54,26 @@ fn main() -> anyhow::Result<()> {
         num_classes: 12,
     }
     .check()?;
-    let mut model = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
+    let model = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
     let tc = TrainConfig {
         epochs: 2,
         freeze_epochs: 0,
         ..TrainConfig::default()
-    }
-    .check()?;
-    let mut trainer = Trainer::new(&tc, &model)?;
+    };
+    let mut learner = Learner::builder(model, &tc).build()?;
     let mut src = Random {
         batches: 2,
         batch,
         size,
         classes: 12,
     };
-    trainer.train_epoch(&mut model, &mut src, None, &mut NoObserver)?; // warm-up
+    learner.train_epoch(&mut src, None, &mut ())?; // warm-up
     src.batches = steps;
     let start = Instant::now();
-    trainer.train_epoch(&mut model, &mut src, None, &mut NoObserver)?;
+    learner.train_epoch(&mut src, None, &mut ())?;
     let per_step = start.elapsed().as_secs_f64() / steps as f64;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), &Device::Cpu)?;
+    let model = learner.model();
     let start = Instant::now();
     for _ in 0..steps {
         model.forward(&x, false)?;

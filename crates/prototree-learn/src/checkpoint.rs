@@ -10,8 +10,11 @@
 //! what the uninterrupted run would have.
 //!
 //! A checkpoint written after an interruption also holds the interrupted epoch's progress
-//! ([`PartialEpochState`], and the epoch-start leaves in `optimizer.safetensors`), so a
-//! resumed run continues that epoch at the next batch.
+//! (and the epoch-start leaves in `optimizer.safetensors`), so a resumed run continues
+//! that epoch at the next batch.
+//!
+//! What is saved is the learner's one [`LearnerState`]; the private `TrainStateFile`
+//! below is only its byte layout in `train_state.bin` (formats 1 and 2 load).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +22,19 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::io::{load_model, save_model, write_atomic, ModelMeta, SavedModel};
-use crate::trainer::{EpochStats, PartialEpoch, Trainer};
-use crate::{Error, ProtoTree, Result};
+use prototree_tree::io::{load_model, save_model, write_atomic, ModelMeta, SavedModel};
+use prototree_tree::{EpochStats, ProtoTree};
+
+use crate::adam::AdamState;
+use crate::error::io_err;
+use crate::param_group::{GroupMap, ParamGroup};
+use crate::state::{LearnerState, PartialEpoch};
+use crate::Result;
+
+/// A model-file error naming `path`.
+fn bad_file(path: PathBuf, reason: String) -> crate::Error {
+    prototree_tree::Error::BadModelFile { path, reason }.into()
+}
 
 /// Version of the checkpoint state written by this build (2: interrupted-epoch progress).
 pub const CHECKPOINT_VERSION: u32 = 2;
@@ -31,14 +44,12 @@ pub const TRAIN_STATE_FILE: &str = "train_state.bin";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Largest `train_state.bin` accepted.
 const STATE_FILE_LIMIT: usize = 64 << 20;
-/// Names of the optimiser groups in `optimizer.safetensors`.
-const GROUP_PREFIXES: [&str; 3] = ["backbone", "block", "prototypes"];
 /// Name of an interrupted epoch's epoch-start leaf parameters in `optimizer.safetensors`.
 const PARTIAL_LEAVES: &str = "partial_epoch.epoch_start_leaves";
 
 /// The progress of an interrupted epoch, as saved ([`PartialEpoch`] without its tensor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartialEpochState {
+struct PartialEpochState {
     /// 1-based epoch that was interrupted.
     pub epoch: usize,
     /// Batches of that epoch already trained.
@@ -51,9 +62,9 @@ pub struct PartialEpochState {
     pub seconds: f64,
 }
 
-/// Everything besides the model that a resumed run needs.
+/// The layout of [`LearnerState`] in `train_state.bin` (format 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
+struct TrainStateFile {
     /// Format version ([`CHECKPOINT_VERSION`]).
     pub format_version: u32,
     /// Epochs completed.
@@ -87,7 +98,7 @@ struct TrainStateV1 {
     train_seconds: f64,
 }
 
-impl From<TrainStateV1> for TrainState {
+impl From<TrainStateV1> for TrainStateFile {
     fn from(v: TrainStateV1) -> Self {
         Self {
             format_version: v.format_version,
@@ -108,38 +119,65 @@ impl From<TrainStateV1> for TrainState {
 pub struct Checkpoint {
     /// The model at the end of the checkpoint's epoch.
     pub saved: SavedModel,
-    /// The training state.
-    pub state: TrainState,
+    /// The learner's state.
+    pub state: LearnerState,
     /// The directory it was read from (`NAME` or the `NAME.old` fallback).
     pub dir: PathBuf,
-    optimizer: HashMap<String, Tensor>,
 }
 
-impl Checkpoint {
-    /// Restores the optimiser moments, step counts, epoch counter and the progress of an
-    /// interrupted epoch into `trainer`.
-    pub fn restore_trainer(&self, trainer: &mut Trainer) -> Result<()> {
-        for (g, opt) in trainer.optimizers_mut().iter_mut().enumerate() {
-            opt.restore(
-                GROUP_PREFIXES[g],
-                &self.optimizer,
-                self.state.optimizer_steps[g],
-            );
+impl TrainStateFile {
+    /// The file layout of `state`, with the tensors that go to `optimizer.safetensors`.
+    fn of(state: &LearnerState) -> (Self, HashMap<String, Tensor>) {
+        let mut tensors = HashMap::new();
+        for (g, opt) in state.optimizers.iter() {
+            tensors.extend(opt.named_tensors(g.name()));
         }
-        trainer.set_epochs_done(self.state.epochs_done);
-        let partial = match &self.state.partial_epoch {
+        let partial_epoch = state.partial_epoch.as_ref().map(|p| {
+            tensors.insert(PARTIAL_LEAVES.to_string(), p.epoch_start_leaves.clone());
+            PartialEpochState {
+                epoch: p.epoch,
+                batches_done: p.batches_done,
+                loss_sum: p.loss_sum,
+                accuracy_sum: p.accuracy_sum,
+                seconds: p.seconds,
+            }
+        });
+        let file = Self {
+            format_version: CHECKPOINT_VERSION,
+            epochs_done: state.epochs_done,
+            optimizer_steps: state.optimizers.clone().map(|_, o| o.step).into_array(),
+            history: state.history.clone(),
+            best_epoch: state.best_epoch,
+            best_score: state.best_score,
+            fingerprint: state.fingerprint.clone(),
+            train_seconds: state.train_seconds,
+            partial_epoch,
+        };
+        (file, tensors)
+    }
+
+    /// The learner state of this file and the tensors of `optimizer.safetensors` at `opt_path`.
+    fn into_state(
+        self,
+        tensors: &HashMap<String, Tensor>,
+        opt_path: &Path,
+    ) -> Result<LearnerState> {
+        let steps = GroupMap::from_array(self.optimizer_steps);
+        let optimizers = GroupMap::from_fn(|g: ParamGroup| {
+            AdamState::from_named_tensors(g.name(), tensors, steps[g])
+        });
+        let partial_epoch = match self.partial_epoch {
             None => None,
             Some(p) => {
-                let leaves =
-                    self.optimizer
-                        .get(PARTIAL_LEAVES)
-                        .ok_or_else(|| Error::BadModelFile {
-                            path: self.dir.join(OPTIMIZER_FILE),
-                            reason: format!(
-                                "the interrupted epoch {} has no `{PARTIAL_LEAVES}` tensor",
-                                p.epoch
-                            ),
-                        })?;
+                let leaves = tensors.get(PARTIAL_LEAVES).ok_or_else(|| {
+                    bad_file(
+                        opt_path.to_path_buf(),
+                        format!(
+                            "the interrupted epoch {} has no `{PARTIAL_LEAVES}` tensor",
+                            p.epoch
+                        ),
+                    )
+                })?;
                 Some(PartialEpoch {
                     epoch: p.epoch,
                     batches_done: p.batches_done,
@@ -150,13 +188,16 @@ impl Checkpoint {
                 })
             }
         };
-        trainer.set_partial_epoch(partial);
-        Ok(())
-    }
-
-    /// The model and the training state.
-    pub fn into_parts(self) -> (SavedModel, TrainState) {
-        (self.saved, self.state)
+        Ok(LearnerState {
+            epochs_done: self.epochs_done,
+            partial_epoch,
+            optimizers,
+            history: self.history,
+            best_epoch: self.best_epoch,
+            best_score: self.best_score,
+            fingerprint: self.fingerprint,
+            train_seconds: self.train_seconds,
+        })
     }
 }
 
@@ -169,21 +210,13 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Writes a checkpoint of `model` and `trainer` into directory `dir`, replacing any
-/// previous checkpoint there as a whole (see the module docs).
+/// Writes a checkpoint of `model` and the learner's `state` into directory `dir`,
+/// replacing any previous checkpoint there as a whole (see the module docs).
 pub fn save_checkpoint(
     dir: &Path,
     model: &ProtoTree,
     meta: &ModelMeta,
-    trainer: &Trainer,
-    state: &TrainState,
+    state: &LearnerState,
 ) -> Result<()> {
     let tmp = sibling(dir, ".tmp");
     let old = sibling(dir, ".old");
@@ -191,33 +224,11 @@ pub fn save_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     save_model(&tmp, model, meta, &[])?;
-    let mut tensors = HashMap::new();
-    let mut state = state.clone();
-    for (g, opt) in trainer.optimizers().iter().enumerate() {
-        let (named, step) = opt.state(GROUP_PREFIXES[g]);
-        state.optimizer_steps[g] = step;
-        tensors.extend(named);
-    }
-    state.partial_epoch = trainer.partial_epoch().map(|p| {
-        tensors.insert(PARTIAL_LEAVES.to_string(), p.epoch_start_leaves.clone());
-        PartialEpochState {
-            epoch: p.epoch,
-            batches_done: p.batches_done,
-            loss_sum: p.loss_sum,
-            accuracy_sum: p.accuracy_sum,
-            seconds: p.seconds,
-        }
-    });
-    state.format_version = CHECKPOINT_VERSION;
+    let (state, tensors) = TrainStateFile::of(state);
     let opt_path = tmp.join(OPTIMIZER_FILE);
     candle_core::safetensors::save(&tensors, &opt_path)?;
-    let bytes =
-        bincode::serde::encode_to_vec(&state, bincode::config::standard()).map_err(|e| {
-            Error::BadModelFile {
-                path: tmp.join(TRAIN_STATE_FILE),
-                reason: e.to_string(),
-            }
-        })?;
+    let bytes = bincode::serde::encode_to_vec(&state, bincode::config::standard())
+        .map_err(|e| bad_file(tmp.join(TRAIN_STATE_FILE), e.to_string()))?;
     write_atomic(&tmp.join(TRAIN_STATE_FILE), &bytes)?;
     if dir.exists() {
         if old.exists() {
@@ -239,28 +250,28 @@ pub fn checkpoint_exists(dir: &Path) -> bool {
 
 /// Decodes `train_state.bin` of any supported format version (1 or 2); `path` names the
 /// file in errors.
-fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainState> {
+fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainStateFile> {
     let config = bincode::config::standard().with_limit::<STATE_FILE_LIMIT>();
-    let corrupt = |e: bincode::error::DecodeError| Error::BadModelFile {
-        path: path.to_path_buf(),
-        reason: format!("corrupt or truncated: {e}"),
+    let corrupt = |e: bincode::error::DecodeError| {
+        bad_file(path.to_path_buf(), format!("corrupt or truncated: {e}"))
     };
     // The version is the first field of every format.
     let (version, _): (u32, usize) =
         bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
     if version > CHECKPOINT_VERSION {
-        return Err(Error::UnsupportedVersion {
+        return Err(prototree_tree::Error::UnsupportedVersion {
             path: path.to_path_buf(),
             found: version,
             supported: CHECKPOINT_VERSION,
-        });
+        }
+        .into());
     }
     if version == 1 {
         let (v1, _): (TrainStateV1, usize) =
             bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
         return Ok(v1.into());
     }
-    let (state, _): (TrainState, usize) =
+    let (state, _): (TrainStateFile, usize) =
         bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
     Ok(state)
 }
@@ -269,18 +280,14 @@ fn load_from(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let saved = load_model(dir, device)?;
     let state_path = dir.join(TRAIN_STATE_FILE);
     let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
-    let state = decode_train_state(&bytes, &state_path)?;
+    let file = decode_train_state(&bytes, &state_path)?;
     let opt_path = dir.join(OPTIMIZER_FILE);
-    let optimizer =
-        candle_core::safetensors::load(&opt_path, device).map_err(|e| Error::BadModelFile {
-            path: opt_path.clone(),
-            reason: format!("corrupt or truncated: {e}"),
-        })?;
+    let tensors = candle_core::safetensors::load(&opt_path, device)
+        .map_err(|e| bad_file(opt_path.clone(), format!("corrupt or truncated: {e}")))?;
     Ok(Checkpoint {
         saved,
-        state,
+        state: file.into_state(&tensors, &opt_path)?,
         dir: dir.to_path_buf(),
-        optimizer,
     })
 }
 
@@ -317,8 +324,8 @@ mod tests {
         train_seconds: f64,
     }
 
-    fn state(version: u32, partial: Option<PartialEpochState>) -> TrainState {
-        TrainState {
+    fn state(version: u32, partial: Option<PartialEpochState>) -> TrainStateFile {
+        TrainStateFile {
             format_version: version,
             epochs_done: 3,
             optimizer_steps: [1, 2, 3],
@@ -366,7 +373,9 @@ mod tests {
         let bytes = bincode::serde::encode_to_vec(&v9, cfg)?;
         assert!(matches!(
             decode_train_state(&bytes, path),
-            Err(Error::UnsupportedVersion { found: 9, .. })
+            Err(crate::Error::Tree(
+                prototree_tree::Error::UnsupportedVersion { found: 9, .. }
+            ))
         ));
         Ok(())
     }

@@ -3,9 +3,8 @@
 
 use candle_core::{Device, Tensor};
 use prototree_backbone::BackboneKind;
-use prototree_tree::{
-    evaluate, Batch, BatchSource, NoObserver, ProtoTree, TrainConfig, Trainer, TreeConfig,
-};
+use prototree_learn::Learner;
+use prototree_tree::{evaluate, Batch, BatchSource, ProtoTree, TrainConfig, TreeConfig};
 use rand::{Rng, SeedableRng};
 
 const SIZE: usize = 16;
@@ -76,7 +75,7 @@ fn tiny_tree_beats_chance_by_a_wide_margin() -> anyhow::Result<()> {
         num_classes: CLASSES,
     }
     .check()?;
-    let mut model = ProtoTree::new(&cfg, &Device::Cpu, 5)?;
+    let model = ProtoTree::new(&cfg, &Device::Cpu, 5)?;
     let tc = TrainConfig {
         epochs: 8,
         batch_size: 16,
@@ -86,15 +85,15 @@ fn tiny_tree_beats_chance_by_a_wide_margin() -> anyhow::Result<()> {
         freeze_epochs: 0,
         seed: 5,
         ..TrainConfig::default()
-    }
-    .check()?;
-    let mut trainer = Trainer::new(&tc, &model)?;
+    };
+    let mut learner = Learner::builder(model, &tc).build()?;
     let mut train = Squares::new(96, 1, 16);
     let mut test = Squares::new(48, 2, 16);
-    let history = trainer.fit(&mut model, &mut train, None, &mut NoObserver)?;
+    let history = learner.fit(&mut train, None, &mut ())?;
+    let model = learner.into_model();
     assert_eq!(history.len(), 8);
     assert!(history[7].train_loss < history[0].train_loss);
-    let report = evaluate(&model, &mut test, &mut NoObserver)?;
+    let report = evaluate(&model, &mut test, &mut ())?;
     assert!(
         report.accuracy_soft >= 0.8,
         "soft accuracy {} (chance is 0.33)",

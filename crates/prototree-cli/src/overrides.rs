@@ -1,0 +1,149 @@
+//! The run-configuration flags of `prototree train` and `prototree ensemble train`: one
+//! struct of optional settings, merged into a [`RunConfig`] by [`RunOverrides::apply`].
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use prototree::backbone::BackboneKind;
+use prototree::data::Augmentation;
+use prototree::prelude::RunConfig;
+
+/// Settings given on the command line; each one given replaces the configuration's.
+#[derive(Args, Debug, Default, Clone)]
+pub struct RunOverrides {
+    /// Data set directory (CUB-200-2011 or ImageFolder layout).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Backbone.
+    #[arg(long)]
+    pub backbone: Option<BackboneKind>,
+    /// Pretrained backbone weights (.pth or .safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Tree depth.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Prototype length (add-on channels).
+    #[arg(long)]
+    pub proto_dim: Option<usize>,
+    /// Input side in pixels.
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Prototype learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Add-on / last-block learning rate.
+    #[arg(long)]
+    pub lr_block: Option<f64>,
+    /// Backbone learning rate.
+    #[arg(long)]
+    pub lr_net: Option<f64>,
+    /// Epochs with the backbone frozen.
+    #[arg(long)]
+    pub freeze_epochs: Option<usize>,
+    /// Comma-separated epochs after which learning rates decay by --gamma.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Option<Vec<usize>>,
+    /// Learning-rate decay at milestones.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Augmentation: none, flip or reference.
+    #[arg(long, value_parser = parse_augmentation)]
+    pub augment: Option<Augmentation>,
+    /// Crop images to their bounding boxes.
+    #[arg(long)]
+    pub crop_bbox: bool,
+    /// Evaluate on the test split every N epochs (0: only at the end).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Check the configuration end to end on about 1% of the data, one epoch per phase.
+    #[arg(long)]
+    pub quick: bool,
+    /// Leave out unreadable images (counted, listed in RUN/skipped_images.txt) instead of failing.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+}
+
+fn parse_augmentation(s: &str) -> Result<Augmentation> {
+    Ok(match s {
+        "none" => Augmentation::None,
+        "flip" => Augmentation::Flip,
+        "reference" => Augmentation::Reference,
+        other => bail!("unknown augmentation `{other}` (expected none, flip or reference)"),
+    })
+}
+
+/// `target = value` for every given value.
+fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        *target = v.clone();
+    }
+}
+
+impl RunOverrides {
+    /// Replaces the settings of `cfg` that were given.
+    pub fn apply(&self, cfg: &mut RunConfig) {
+        set(&mut cfg.data, &self.data);
+        set(&mut cfg.backbone, &self.backbone);
+        if self.weights.is_some() {
+            cfg.weights.clone_from(&self.weights);
+        }
+        set(&mut cfg.depth, &self.depth);
+        set(&mut cfg.proto_dim, &self.proto_dim);
+        set(&mut cfg.image_size, &self.image_size);
+        set(&mut cfg.augmentation, &self.augment);
+        set(&mut cfg.eval_every, &self.eval_every);
+        cfg.crop_to_bbox |= self.crop_bbox;
+        cfg.skip_bad_images |= self.skip_bad_images;
+        cfg.quick |= self.quick;
+        let s = &mut cfg.schedule;
+        set(&mut s.epochs, &self.epochs);
+        set(&mut s.batch_size, &self.batch_size);
+        set(&mut s.lr, &self.lr);
+        set(&mut s.lr_block, &self.lr_block);
+        set(&mut s.lr_net, &self.lr_net);
+        set(&mut s.freeze_epochs, &self.freeze_epochs);
+        set(&mut s.milestones, &self.milestones);
+        set(&mut s.gamma, &self.gamma);
+        set(&mut s.weight_decay, &self.weight_decay);
+        set(&mut s.seed, &self.seed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_settings_replace_the_configuration() {
+        let mut cfg = RunConfig::default();
+        let o = RunOverrides {
+            depth: Some(3),
+            milestones: Some(vec![2, 4]),
+            augment: Some(Augmentation::Flip),
+            crop_bbox: true,
+            ..RunOverrides::default()
+        };
+        o.apply(&mut cfg);
+        assert_eq!(
+            (cfg.depth, cfg.schedule.milestones.clone()),
+            (3, vec![2, 4])
+        );
+        assert_eq!(cfg.augmentation, Augmentation::Flip);
+        assert!(cfg.crop_to_bbox && !cfg.quick);
+        assert_eq!(cfg.proto_dim, RunConfig::default().proto_dim);
+    }
+}

@@ -1,0 +1,59 @@
+//! The per-epoch metrics log of a run (`metrics.jsonl`): one JSON [`EpochStats`] per line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use prototree_tree::io::write_atomic;
+use prototree_tree::EpochStats;
+
+use crate::error::io_err;
+use crate::{Error, Result};
+
+/// Name of the per-epoch metrics log in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// A `metrics.jsonl` file.
+#[derive(Debug, Clone)]
+pub struct MetricsLog {
+    path: PathBuf,
+}
+
+fn json_line(stats: &EpochStats, path: &Path) -> Result<String> {
+    serde_json::to_string(stats).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })
+}
+
+impl MetricsLog {
+    /// The log at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the log by `history` (a new or resumed run starts from its checkpoint).
+    pub fn rewrite(&self, history: &[EpochStats]) -> Result<()> {
+        let mut text = String::new();
+        for stats in history {
+            text.push_str(&json_line(stats, &self.path)?);
+            text.push('\n');
+        }
+        Ok(write_atomic(&self.path, text.as_bytes())?)
+    }
+
+    /// Appends one epoch.
+    pub fn append(&self, stats: &EpochStats) -> Result<()> {
+        let line = json_line(stats, &self.path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        writeln!(f, "{line}").map_err(io_err(&self.path))
+    }
+}

@@ -1,0 +1,36 @@
+//! Statistics of training batches and epochs, as reported to observers and saved in
+//! `metrics.jsonl` and checkpoints.
+
+use crate::inference::EvalReport;
+
+/// Statistics of one training batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 0-based batch index.
+    pub batch: usize,
+    /// Mean NLL of the batch.
+    pub loss: f32,
+    /// Soft accuracy on the batch.
+    pub accuracy: f32,
+}
+
+/// Statistics of one epoch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Mean of per-batch training accuracies (as the reference reports it).
+    pub train_accuracy: f64,
+    /// Evaluation on held-out data, when given.
+    pub eval: Option<EvalReport>,
+    /// Learning rates `(backbone, block, prototypes)` used in the epoch.
+    pub learning_rates: [f64; 3],
+    /// Whether the backbone was frozen.
+    pub backbone_frozen: bool,
+    /// Wall-clock seconds of the epoch (training + evaluation).
+    pub seconds: f64,
+}
