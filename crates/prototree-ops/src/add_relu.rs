@@ -2,17 +2,27 @@
 //! ResNet block. The backward masks the gradient with the saved output, so neither the
 //! sum nor its ReLU input is kept.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{assume_init, contiguous_f32, uninit_vec};
+use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec};
 use crate::dispatch::fused_cpu_f32;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, "add_relu")
+/// `f(a_i, b_i)` of every pair of elements of two equally long slices, in parallel chunks.
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = uninit_vec(a.len());
+    y.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(yc, (ac, bc))| {
+            for ((o, p), q) in yc.iter_mut().zip(ac).zip(bc) {
+                o.write(f(*p, *q));
+            }
+        });
+    // SAFETY: the chunks cover y (a and b are as long) and every element was written.
+    unsafe { assume_init(y) }
 }
 
 /// `(a, b)` → `max(a + b, 0)`.
@@ -26,29 +36,13 @@ impl CustomOp2 for AddRelu {
         "prototree-add-relu"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, b) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
+    fused_cpu_fwd!(self, "add_relu", |(a, la), (b, lb)| {
         if a.len() != b.len() {
-            candle_core::bail!("add_relu: {:?} and {:?} differ", l1.shape(), l2.shape());
+            candle_core::bail!("add_relu: {:?} and {:?} differ", la.shape(), lb.shape());
         }
-        let mut y = uninit_vec(a.len());
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(yc, (ac, bc))| {
-                for ((o, p), q) in yc.iter_mut().zip(ac).zip(bc) {
-                    o.write((p + q).max(0.0));
-                }
-            });
-        // SAFETY: the chunks cover y and every element was written.
-        let y = unsafe { assume_init(y) };
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
+        let y = zip_map(a, b, |p, q| (p + q).max(0.0));
+        Ok((CpuStorage::F32(y), la.shape().clone()))
+    });
 
     fn bwd(
         &self,
@@ -67,26 +61,13 @@ impl CustomOp2 for ReluMask {
         "prototree-relu-mask"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (y, dy) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
-        let mut g = uninit_vec(y.len());
-        g.par_chunks_mut(CHUNK)
-            .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-            .for_each(|(gc, (yc, dc))| {
-                for ((o, v), d) in gc.iter_mut().zip(yc).zip(dc) {
-                    o.write(if *v > 0.0 { *d } else { 0.0 });
-                }
-            });
-        // SAFETY: the chunks cover g and every element was written.
-        let g = unsafe { assume_init(g) };
-        Ok((CpuStorage::F32(g), l1.shape().clone()))
-    }
+    fused_cpu_fwd!(self, "add_relu", |(y, ly), (dy, ldy)| {
+        if y.len() != dy.len() {
+            candle_core::bail!("add_relu: {:?} and {:?} differ", ly.shape(), ldy.shape());
+        }
+        let g = zip_map(y, dy, |v, d| if v > 0.0 { d } else { 0.0 });
+        Ok((CpuStorage::F32(g), ly.shape().clone()))
+    });
 }
 
 /// `relu(a + b)` of two same-shaped tensors (the residual join), fused into one pass on

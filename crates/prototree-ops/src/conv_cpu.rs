@@ -10,10 +10,10 @@
 //! Columns are ordered tap-major (`(ky·kw + kx)·c + ci`), so every tap copies a contiguous
 //! run of `c` channels; the weights are reordered from PyTorch's `(o, c, kh, kw)` (small).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{assume_init, contiguous_f32, uninit_vec, zeroed};
+use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec, zeroed};
 use crate::gemm::{gemm_into, MatView};
 use crate::window::Window;
 
@@ -116,10 +116,6 @@ impl Geometry {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, &format!("conv2d_nhwc ({what})"))
-}
-
 /// Forward: `(x (b, h, w, c), weight (o, c, kh, kw))` → `(b, ho, wo, o)`.
 struct ConvNhwc(Geometry);
 
@@ -135,16 +131,9 @@ impl CustomOp2 for ConvNhwc {
         "prototree-conv2d-nhwc"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "conv2d_nhwc", |(x, _l1), (weight, _l2)| {
         let g = self.0;
-        let x = contiguous(s1, l1, "input")?;
-        let wm = g.weight_matrix(contiguous(s2, l2, "weight")?);
+        let wm = g.weight_matrix(weight);
         let (k, o, rows) = (g.k(), g.o, g.win.rows());
         let mut y = uninit_vec(rows * o);
         let pointwise = g.win.pointwise();
@@ -187,7 +176,7 @@ impl CustomOp2 for ConvNhwc {
             CpuStorage::F32(y),
             Shape::from((g.win.b, g.win.ho, g.win.wo, o)),
         ))
-    }
+    });
 
     fn bwd(
         &self,
@@ -209,19 +198,8 @@ impl CustomOp3 for ConvNhwcBackward {
         "prototree-conv2d-nhwc-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "conv2d_nhwc", |(x, _l1), (w, _l2), (dy, _l3)| {
         let g = self.g;
-        let x = contiguous(s1, l1, "input")?;
-        let w = contiguous(s2, l2, "weight")?;
-        let dy = contiguous(s3, l3, "output gradient")?;
         let wm = g.weight_matrix(w);
         let (k, o) = (g.k(), g.o);
         let (img_in, img_out) = (g.win.h * g.win.w * g.win.c, g.win.ho * g.win.wo);
@@ -323,7 +301,7 @@ impl CustomOp3 for ConvNhwcBackward {
         }
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
-    }
+    });
 }
 
 /// Channels-last 2-D convolution (no bias) of a contiguous f32 CPU input, fused and

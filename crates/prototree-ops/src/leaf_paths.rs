@@ -5,10 +5,10 @@
 //! and `s` (right). Fused on the CPU (one pass per image forward, one backward); elsewhere
 //! level by level: `depth` small tensor ops for any tree size.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{contiguous_f32, with_cpu_slice};
+use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
 use crate::dispatch::fused_cpu_f32;
 
 /// Path probability of every leaf (left to right) from effective routing probabilities.
@@ -69,9 +69,8 @@ impl CustomOp1 for LeafPaths {
         "prototree-leaf-paths"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "leaf paths", |(routing, l)| {
         let (b, p) = l.shape().dims2()?;
-        let routing = contiguous_f32(s, l, "leaf paths")?;
         let leaves = p + 1;
         let mut out = vec![0f32; b * leaves];
         if p > 0 {
@@ -88,7 +87,7 @@ impl CustomOp1 for LeafPaths {
             out.fill(1.0);
         }
         Ok((CpuStorage::F32(out), Shape::from((b, leaves))))
-    }
+    });
 
     fn bwd(
         &self,

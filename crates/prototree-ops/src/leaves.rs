@@ -3,10 +3,10 @@
 //! on the CPU (one matrix product and one pass each, no temporaries); elsewhere the same
 //! formulas as tensor ops.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{contiguous_f32, with_cpu_slice};
+use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
 use crate::dispatch::fused_cpu_f32;
 use crate::gemm::{gemm_into, MatView};
 
@@ -145,13 +145,12 @@ impl CustomOp1 for Mixture {
         "prototree-leaf-mixture"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "leaf mixture", |(pi, l)| {
         let (b, leaves) = l.shape().dims2()?;
         let (leaves2, k) = self.dist.dims2()?;
         if leaves != leaves2 {
             candle_core::bail!("mixture: {leaves} path probabilities for {leaves2} leaves");
         }
-        let pi = contiguous_f32(s, l, "leaf mixture")?;
         let mut out = vec![0f32; b * k];
         with_cpu_slice(&self.dist, "leaf mixture", |c| {
             let pi = MatView {
@@ -167,7 +166,7 @@ impl CustomOp1 for Mixture {
             gemm_into(&mut out, (b, k, leaves), pi, c, false, true)
         })??;
         Ok((CpuStorage::F32(out), Shape::from((b, k))))
-    }
+    });
 
     fn bwd(
         &self,

@@ -14,10 +14,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{contiguous_f32, with_cpu_slice};
+use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
 use crate::distance::DISTANCE_EPS;
 use crate::gemm::{gemm_into, MatView};
 use crate::simd::{avx2_dispatch, axpy_diff, dot, dot_lanes};
@@ -161,26 +161,18 @@ impl CustomOp2 for MinDistance {
         "prototree-min-distance"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "min-distance op", |(z, l1), (protos, l2)| {
         let (b, n, d) = l1.shape().dims3()?;
         let (p, d2) = proto_dims(l2.shape())?;
         if d != d2 {
             candle_core::bail!("patch length {d} != prototype length {d2}");
         }
-        let z = contiguous_f32(s1, l1, "min-distance op")?;
-        let protos = contiguous_f32(s2, l2, "min-distance op")?;
         let (dist, winners) = min_distance_forward(z, protos, b, n, d, p)?;
         if self.winners.set(winners).is_err() {
             candle_core::bail!("min-distance op instance reused");
         }
         Ok((CpuStorage::F32(dist), Shape::from((b, p))))
-    }
+    });
 
     fn bwd(
         &self,
