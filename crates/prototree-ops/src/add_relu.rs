@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec};
 use crate::dispatch::fused_cpu_f32;
+use crate::mismatch::shape_mismatch;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
@@ -74,11 +75,7 @@ impl CustomOp2 for ReluMask {
 /// the CPU (f32), whose backward keeps only the output; elsewhere `(a + b).relu()`.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if a.shape() != b.shape() {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: a.shape().clone(),
-            rhs: b.shape().clone(),
-            op: "add_relu",
-        });
+        return Err(shape_mismatch(a, b, "add_relu"));
     }
     if fused_cpu_f32(&[a, b]) {
         return a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu);

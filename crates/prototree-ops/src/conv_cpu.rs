@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec, zeroed};
 use crate::gemm::{gemm_into, MatView};
+use crate::packed_grads::{image_tasks, packed_buffer, packed_output};
 use crate::window::Window;
 
 /// Fewest output rows per block: enough to amortise the packing of the weight matrix
@@ -203,25 +204,15 @@ impl CustomOp3 for ConvNhwcBackward {
         let wm = g.weight_matrix(w);
         let (k, o) = (g.k(), g.o);
         let (img_in, img_out) = (g.win.h * g.win.w * g.win.c, g.win.ho * g.win.wo);
-        let nx = if self.dx { g.win.b * img_in } else { 0 };
-        let nw = if self.dw { w.len() } else { 0 };
-        let mut out = vec![0f32; nx + nw];
-        let (dx_all, dw_out) = out.split_at_mut(nx);
+        let nx = g.win.b * img_in;
+        let mut out = packed_buffer((self.dx, nx), (self.dw, w.len()));
+        let (dx_all, dw_out) = out.split_at_mut(if self.dx { nx } else { 0 });
 
-        // Whole images per task, one task per thread: each task scatters only into its own
-        // images and accumulates its own weight gradient.
+        // Whole images per task, one task per thread: each task accumulates its own weight
+        // gradient.
         let tasks = rayon::current_num_threads().clamp(1, g.win.b.max(1));
         let per = g.win.b.div_ceil(tasks).max(1);
-        let mut parts: Vec<(usize, Option<&mut [f32]>)> = Vec::with_capacity(tasks);
-        if self.dx {
-            for (t, chunk) in dx_all.chunks_mut((per * img_in).max(1)).enumerate() {
-                parts.push((t * per, Some(chunk)));
-            }
-        } else {
-            for t in 0..g.win.b.div_ceil(per) {
-                parts.push((t * per, None));
-            }
-        }
+        let parts = image_tasks(self.dx.then_some(dx_all), g.win.b, img_in, per);
         let pointwise = g.win.pointwise();
         let br = block_rows(k, o, per * img_out);
         let (want_dx, want_dw) = (self.dx, self.dw);
@@ -299,27 +290,27 @@ impl CustomOp3 for ConvNhwcBackward {
             }
             g.weight_grad_to_torch(&total, dw_out);
         }
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
+        Ok(packed_output(out))
     });
 }
 
-/// Channels-last 2-D convolution (no bias) of a contiguous f32 CPU input, fused and
-/// differentiable. `padding` is `(top, left)`; the bottom/right padding follows from the
-/// output size `(ho, wo)`.
+/// Channels-last 2-D convolution (no bias) of an f32 CPU input over the window `win`,
+/// fused and differentiable.
 ///
 /// # Shapes
 /// - `x`: `(b, h, w, c)`, `weight`: `(o, c, kh, kw)` → `(b, ho, wo, o)`
 pub(crate) fn conv2d_nhwc_fused(
     x: &Tensor,
     weight: &Tensor,
-    stride: usize,
-    padding: (usize, usize),
-    out: (usize, usize),
+    win: Window,
 ) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let (o, _, kh, kw) = weight.dims4()?;
-    let win = Window::new((b, h, w, c), (kh, kw), stride, padding, out);
+    let o = weight.dim(0)?;
+    if weight.elem_count() != o * win.c * win.kh * win.kw {
+        candle_core::bail!(
+            "conv2d_nhwc: weight {:?} does not fit the window",
+            weight.dims()
+        );
+    }
     let g = Geometry { win, o };
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, ConvNhwc(g))

@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::fused_cpu_fwd;
+use crate::packed_grads::{image_tasks, packed_buffer, packed_output};
 use crate::window::Window;
 
 /// Geometry of one depthwise convolution: its window (the weights' taps per channel).
@@ -114,22 +115,13 @@ impl CustomOp3 for DepthwiseNhwcBackward {
             let c = g.c;
             let t = g.kh * g.kw;
             let (img_in, img_out) = (g.h * g.w * c, g.ho * g.wo * c);
-            let nx = if self.dx { g.b * img_in } else { 0 };
-            let nw = if self.dw { w.len() } else { 0 };
-            let mut out = vec![0f32; nx + nw];
-            let (dx_all, dw_out) = out.split_at_mut(nx);
             let (want_dx, want_dw) = (self.dx, self.dw);
+            let nx = g.b * img_in;
+            let mut out = packed_buffer((want_dx, nx), (want_dw, w.len()));
+            let (dx_all, dw_out) = out.split_at_mut(if want_dx { nx } else { 0 });
 
-            // One image per task: a task scatters only into its own image's input gradient
-            // and accumulates its own (tap-major) weight gradient.
-            let mut parts: Vec<(usize, Option<&mut [f32]>)> = Vec::with_capacity(g.b);
-            if want_dx {
-                for (bi, chunk) in dx_all.chunks_mut(img_in.max(1)).enumerate() {
-                    parts.push((bi, Some(chunk)));
-                }
-            } else {
-                parts.extend((0..g.b).map(|bi| (bi, None)));
-            }
+            // One image per task: a task accumulates its own (tap-major) weight gradient.
+            let parts = image_tasks(want_dx.then_some(dx_all), g.b, img_in, 1);
             let dw_tap_major = parts
                 .into_par_iter()
                 .fold(
@@ -191,34 +183,28 @@ impl CustomOp3 for DepthwiseNhwcBackward {
                     }
                 }
             }
-            let len = out.len();
-            Ok((CpuStorage::F32(out), Shape::from(len)))
+            Ok(packed_output(out))
         }
     );
 }
 
-/// Channels-last depthwise 2-D convolution (no bias) of an f32 CPU input, fused and
-/// differentiable. `padding` is `(top, left)` zeros; the bottom/right padding follows from
-/// the output size `out = (ho, wo)`.
+/// Channels-last depthwise 2-D convolution (no bias) of an f32 CPU input over the window
+/// `g`, fused and differentiable.
 ///
 /// # Shapes
 /// - `x`: `(b, h, w, c)`, `weight`: `(c, 1, kh, kw)` → `(b, ho, wo, c)`
 pub(crate) fn depthwise_conv2d_nhwc_fused(
     x: &Tensor,
     weight: &Tensor,
-    stride: usize,
-    padding: (usize, usize),
-    out: (usize, usize),
+    g: Geometry,
 ) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let (wc, one, kh, kw) = weight.dims4()?;
-    if wc != c || one != 1 {
+    if weight.elem_count() != g.c * g.kh * g.kw {
         candle_core::bail!(
-            "depthwise_conv2d_nhwc: weight {:?} does not fit an input of {c} channels",
-            weight.dims()
+            "depthwise_conv2d_nhwc: weight {:?} does not fit an input of {} channels",
+            weight.dims(),
+            g.c
         );
     }
-    let g = Window::new((b, h, w, c), (kh, kw), stride, padding, out);
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, DepthwiseNhwc(g))
 }
