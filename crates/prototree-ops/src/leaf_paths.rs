@@ -130,22 +130,19 @@ impl CustomOp1 for LeafPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fused_vs_generic_diff;
+    use crate::testing::{fused_vs_generic_diff, weighted_sum_grad};
     use candle_core::{Device, Var};
 
     #[test]
-    fn fused_matches_generic() -> anyhow::Result<()> {
+    fn fused_path_probabilities_match_generic() -> anyhow::Result<()> {
         let dev = Device::Cpu;
         let depth = 4;
         let s = Var::from_tensor(&Tensor::rand(0f32, 1.0, (3, (1 << depth) - 1), &dev)?)?;
         let up = Tensor::rand(0f32, 1.0, (3, 1 << depth), &dev)?;
         let diff = fused_vs_generic_diff(|| {
             let pi = leaf_path_probabilities(s.as_tensor(), depth)?;
-            let grads = (&pi * &up)?.sum_all()?.backward()?;
-            let Some(g) = grads.get(s.as_tensor()) else {
-                candle_core::bail!("no gradient");
-            };
-            Ok(vec![pi, g.clone()])
+            let g = weighted_sum_grad(&pi, &up, &s)?;
+            Ok(vec![pi, g])
         })?;
         assert!(diff < 1e-6, "{diff}");
         assert!(leaf_path_probabilities(s.as_tensor(), depth + 1).is_err());
