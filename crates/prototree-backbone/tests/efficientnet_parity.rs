@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::{fixture, max_abs_diff, Fixture};
+use common::{backbone_keys, max_abs_diff, var_shapes, Fixture};
 use prototree_backbone::{load_weights, Backbone, BackboneKind, EfficientNetLite};
 
 #[test]
@@ -43,24 +41,11 @@ fn lite_models_have_the_package_names_and_shapes() -> anyhow::Result<()> {
     .into_iter()
     .enumerate()
     {
-        let want: BTreeMap<String, Vec<usize>> = serde_json::from_str(&std::fs::read_to_string(
-            fixture(&format!("efficientnet_lite{i}_keys.json")),
-        )?)?;
-        let want: BTreeMap<String, Vec<usize>> = want
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("_fc.") && !k.ends_with("num_batches_tracked"))
-            .collect();
+        let want = backbone_keys(&format!("efficientnet_lite{i}_keys.json"), "_fc.")?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let net = EfficientNetLite::new(kind, vb)?;
-        let got: BTreeMap<String, Vec<usize>> = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-            .collect();
-        assert_eq!(got, want, "{kind}");
+        assert_eq!(var_shapes(&varmap)?, want, "{kind}");
         assert_eq!(net.out_channels(), 1280);
         // The feature map is stride 32.
         if i == 0 {

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::{fixture, max_abs_diff, Fixture};
+use common::{backbone_keys, fixture, max_abs_diff, var_shapes, Fixture};
 use prototree_backbone::{load_weights, Backbone, BackboneKind, BlockKind, Error, ResNet};
 
 fn check_small(file: &str, block: BlockKind, counts: [usize; 4]) -> anyhow::Result<()> {
@@ -72,23 +72,11 @@ fn full_resnets_have_torchvision_names_and_shapes() -> anyhow::Result<()> {
             "layer4.2",
         ),
     ] {
-        let want: BTreeMap<String, Vec<usize>> =
-            serde_json::from_str(&std::fs::read_to_string(fixture(file))?)?;
-        let want: BTreeMap<String, Vec<usize>> = want
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"))
-            .collect();
+        let want = backbone_keys(file, "fc.")?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let net = ResNet::new(kind, vb)?;
-        let got: BTreeMap<String, Vec<usize>> = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-            .collect();
-        assert_eq!(got, want, "{kind}");
+        assert_eq!(var_shapes(&varmap)?, want, "{kind}");
         assert_eq!(net.out_channels(), channels);
         assert_eq!(net.last_block_prefixes(), vec![last.to_string()]);
     }

@@ -1,7 +1,7 @@
 //! Fixture helpers shared by the parity tests (fixtures from
 //! fixtures/backbones/make_fixtures.py).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -13,6 +13,28 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/backbones")
         .join(name)
+}
+
+/// The state-dict names and shapes the key fixture `file` lists, less the classifier's
+/// (names starting with `classifier`, e.g. `"fc."`) and BatchNorm's `num_batches_tracked`.
+pub fn backbone_keys(file: &str, classifier: &str) -> anyhow::Result<BTreeMap<String, Vec<usize>>> {
+    let all: BTreeMap<String, Vec<usize>> =
+        serde_json::from_str(&std::fs::read_to_string(fixture(file))?)?;
+    Ok(all
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(classifier) && !k.ends_with("num_batches_tracked"))
+        .collect())
+}
+
+/// The names and shapes of every variable in `varmap`.
+pub fn var_shapes(varmap: &VarMap) -> anyhow::Result<BTreeMap<String, Vec<usize>>> {
+    Ok(varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect())
 }
 
 /// Largest absolute element-wise difference.
