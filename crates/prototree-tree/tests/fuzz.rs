@@ -1,34 +1,21 @@
 //! Property-based fuzzing of the model files: random and mutated `tree.bin`,
 //! `config.json` and `train_state.bin` never panic the loader (bounded case counts).
 
+mod common;
+
+use common::{small_cnn, trained_meta};
+
 use std::path::Path;
 
 use candle_core::Device;
 use proptest::prelude::*;
-use prototree_backbone::BackboneKind;
-use prototree_tree::io::{save_model, Preprocessing, CONFIG_FILE, TREE_FILE};
-use prototree_tree::{load_model, ModelMeta, ProtoTree, TreeConfig};
+use prototree_tree::io::{save_model, CONFIG_FILE, TREE_FILE};
+use prototree_tree::{load_model, ModelMeta, ProtoTree};
 
 fn saved_model(dir: &Path) -> ModelMeta {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 2,
-        proto_dim: 4,
-        num_classes: 3,
-    };
+    let cfg = small_cnn(2, 4, 3);
     let model = ProtoTree::new(&cfg.check().unwrap(), &Device::Cpu, 1).unwrap();
-    let meta = ModelMeta {
-        format_version: 1,
-        tree: cfg,
-        class_names: vec!["a".into(), "b".into(), "c".into()],
-        preprocessing: Preprocessing {
-            image_size: 16,
-            mean: [0.5; 3],
-            std: [0.5; 3],
-        },
-        train: None,
-        stage: "trained".into(),
-    };
+    let meta = trained_meta(cfg, vec!["a".into(), "b".into(), "c".into()], 16, 0.5);
     save_model(dir, &model, &meta, &[]).unwrap();
     meta
 }

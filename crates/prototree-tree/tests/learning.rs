@@ -1,11 +1,12 @@
 //! A tiny tree learns a planted-pattern task: the class is the colour of a small square at a
 //! random position on a noisy background, so the prototypes have to find the square.
 
+mod common;
+
+use common::small_cnn;
+
 use candle_core::{Device, Tensor};
-use prototree_backbone::BackboneKind;
-use prototree_tree::{
-    evaluate, Batch, BatchSource, NoObserver, ProtoTree, TrainConfig, Trainer, TreeConfig,
-};
+use prototree_tree::{evaluate, Batch, BatchSource, NoObserver, ProtoTree, TrainConfig, Trainer};
 use rand::{Rng, SeedableRng};
 
 const SIZE: usize = 16;
@@ -69,13 +70,7 @@ impl BatchSource for Squares {
 
 #[test]
 fn tiny_tree_beats_chance_by_a_wide_margin() -> anyhow::Result<()> {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 3,
-        proto_dim: 16,
-        num_classes: CLASSES,
-    }
-    .check()?;
+    let cfg = small_cnn(3, 16, CLASSES).check()?;
     let mut model = ProtoTree::new(&cfg, &Device::Cpu, 5)?;
     let tc = TrainConfig {
         epochs: 8,

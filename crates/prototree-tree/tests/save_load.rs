@@ -1,26 +1,19 @@
 //! Model directory round trip and load-time checks.
 
+mod common;
+
+use common::{small_cnn, trained_meta};
+
 use candle_core::{Device, Tensor};
-use prototree_backbone::BackboneKind;
-use prototree_tree::io::{Preprocessing, CONFIG_FILE, TENSORS_FILE, TREE_FILE};
+use prototree_tree::io::{CONFIG_FILE, TENSORS_FILE, TREE_FILE};
 use prototree_tree::{
     load_model, save_model, topology::prune_branch, Direction, Leaves, ModelMeta, NodeId,
     ProjectionRecord, ProtoTree, Topology, TreeConfig,
 };
 
 fn meta(cfg: &TreeConfig) -> ModelMeta {
-    ModelMeta {
-        format_version: 1,
-        tree: cfg.clone(),
-        class_names: (0..cfg.num_classes).map(|i| format!("class_{i}")).collect(),
-        preprocessing: Preprocessing {
-            image_size: 32,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        },
-        train: None,
-        stage: "trained".into(),
-    }
+    let class_names = (0..cfg.num_classes).map(|i| format!("class_{i}")).collect();
+    trained_meta(cfg.clone(), class_names, 32, 0.25)
 }
 
 fn model(cfg: &TreeConfig) -> anyhow::Result<ProtoTree> {
@@ -36,12 +29,7 @@ fn model(cfg: &TreeConfig) -> anyhow::Result<ProtoTree> {
 
 #[test]
 fn round_trip_gives_identical_outputs() -> anyhow::Result<()> {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 3,
-        proto_dim: 8,
-        num_classes: 4,
-    };
+    let cfg = small_cnn(3, 8, 4);
     let m = model(&cfg)?;
     let dir = tempfile::tempdir()?;
     let rec = ProjectionRecord {
@@ -80,12 +68,7 @@ fn round_trip_gives_identical_outputs() -> anyhow::Result<()> {
 
 #[test]
 fn load_errors_name_the_file() -> anyhow::Result<()> {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 2,
-        proto_dim: 4,
-        num_classes: 3,
-    };
+    let cfg = small_cnn(2, 4, 3);
     let m = model(&cfg)?;
     let dir = tempfile::tempdir()?;
     save_model(dir.path(), &m, &meta(&cfg), &[])?;
