@@ -32,19 +32,29 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], keep: usize) -> Vec<u8> {
     bytes
 }
 
+/// Saves a model, applies [`mutate`] to its `file` and loads it: any outcome but a panic
+/// is fine, and an error must name the model directory.
+fn load_mutated(file: &str, edits: &[(usize, u8)], keep: usize) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    saved_model(dir.path());
+    let original = std::fs::read(dir.path().join(file)).unwrap();
+    std::fs::write(dir.path().join(file), mutate(original, edits, keep)).unwrap();
+    if let Err(e) = load_model(dir.path(), &Device::Cpu) {
+        prop_assert!(
+            e.to_string().contains(dir.path().to_str().unwrap()),
+            "{}",
+            e
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_tree_bin_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), keep in 0usize..64) {
-        let dir = tempfile::tempdir().unwrap();
-        saved_model(dir.path());
-        let original = std::fs::read(dir.path().join(TREE_FILE)).unwrap();
-        std::fs::write(dir.path().join(TREE_FILE), mutate(original, &edits, keep)).unwrap();
-        // Any outcome but a panic is fine; errors must name the file.
-        if let Err(e) = load_model(dir.path(), &Device::Cpu) {
-            prop_assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{}", e);
-        }
+        load_mutated(TREE_FILE, &edits, keep)?;
     }
 
     #[test]
@@ -57,13 +67,7 @@ proptest! {
 
     #[test]
     fn mutated_config_json_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6), keep in 1usize..4096) {
-        let dir = tempfile::tempdir().unwrap();
-        saved_model(dir.path());
-        let original = std::fs::read(dir.path().join(CONFIG_FILE)).unwrap();
-        std::fs::write(dir.path().join(CONFIG_FILE), mutate(original, &edits, keep)).unwrap();
-        if let Err(e) = load_model(dir.path(), &Device::Cpu) {
-            prop_assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{}", e);
-        }
+        load_mutated(CONFIG_FILE, &edits, keep)?;
     }
 
     #[test]
