@@ -24,6 +24,32 @@ fn train_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// `prototree train` of a new run on `data` into `out` for `epochs` epochs: 32 px, depth
+/// 2, 8-channel prototypes, batches of 8, no augmentation, no frozen epochs.
+fn fresh_train(data: &str, out: &str, epochs: &str) -> Command {
+    train_cmd(&[
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--image-size",
+        "32",
+        "--depth",
+        "2",
+        "--proto-dim",
+        "8",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "8",
+        "--augment",
+        "none",
+        "--freeze-epochs",
+        "0",
+    ])
+}
+
 #[test]
 fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -35,27 +61,7 @@ fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     // Kill points spread over an epoch: checkpoints are written every few tens of ms.
     for (round, extra_ms) in [0u64, 37, 81, 133].into_iter().enumerate() {
         let mut cmd = if round == 0 {
-            train_cmd(&[
-                "train",
-                "--data",
-                &data,
-                "--out",
-                &out_s,
-                "--image-size",
-                "32",
-                "--depth",
-                "2",
-                "--proto-dim",
-                "8",
-                "--epochs",
-                "100000",
-                "--batch-size",
-                "8",
-                "--augment",
-                "none",
-                "--freeze-epochs",
-                "0",
-            ])
+            fresh_train(&data, &out_s, "100000")
         } else {
             train_cmd(&["train", "--resume", &out_s])
         };
@@ -93,28 +99,7 @@ fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     // The same schedule run without interruption ends with the same model and metrics.
     let straight = dir.path().join("straight");
     let straight_s = straight.display().to_string();
-    let status = train_cmd(&[
-        "train",
-        "--data",
-        &data,
-        "--out",
-        &straight_s,
-        "--image-size",
-        "32",
-        "--depth",
-        "2",
-        "--proto-dim",
-        "8",
-        "--epochs",
-        &target,
-        "--batch-size",
-        "8",
-        "--augment",
-        "none",
-        "--freeze-epochs",
-        "0",
-    ])
-    .status()?;
+    let status = fresh_train(&data, &straight_s, &target).status()?;
     assert!(status.success());
     let tensors = |d: &Path| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
         let mut v: Vec<(String, Vec<f32>)> =
