@@ -1,5 +1,8 @@
 //! End to end on a tiny synthetic bird set: generate, train, save, reload, evaluate.
 
+mod common;
+
+use common::small_job;
 use prototree::data::SynthConfig;
 use prototree::eval::evaluate_dir;
 use prototree::prelude::*;
@@ -146,29 +149,14 @@ fn bad_inputs_give_errors_naming_the_file() -> anyhow::Result<()> {
     let device = prototree::candle_core::Device::Cpu;
     // Missing data folder.
     let missing = dir.path().join("nope");
-    let job = TrainJob {
-        data: missing.clone(),
-        out: dir.path().join("run"),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 4,
-            num_classes: 2,
-        },
-        train: TrainConfig {
-            epochs: 1,
-            ..TrainConfig::default()
-        },
-        image_size: 32,
-        augmentation: prototree::data::Augmentation::None,
-        crop_to_bbox: false,
-        eval_every: 0,
-        weights: None,
-        quick: false,
-        resume: false,
-        skip_bad_images: false,
-        device: device.clone(),
+    let train_cfg = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
     };
+    let mut job = small_job(&missing, &dir.path().join("run"), train_cfg);
+    job.tree.proto_dim = 4;
+    job.tree.num_classes = 2;
+    job.device = device.clone();
     let err = train(&job, &mut Silent).unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
     // Missing model directory.

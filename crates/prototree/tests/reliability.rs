@@ -1,18 +1,16 @@
 //! Faults a user can meet: unusual and broken images in a data set, a NaN during
 //! training, a model that does not fit the data.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{fixtures, small_job};
 use image::{ImageBuffer, Luma, Rgba};
 use prototree::candle_core::Device;
-use prototree::data::Augmentation;
 use prototree::prelude::*;
 use prototree::train::{last_checkpoint_dir, SKIPPED_IMAGES_FILE};
 use prototree::tree::load_checkpoint;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -38,31 +36,13 @@ fn image_paths(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn job(data: &Path, out: &Path) -> TrainJob {
-    TrainJob {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 8,
-            num_classes: 0,
-        },
-        train: TrainConfig {
-            epochs: 1,
-            batch_size: 8,
-            freeze_epochs: 0,
-            ..TrainConfig::default()
-        },
-        image_size: 32,
-        augmentation: Augmentation::None,
-        crop_to_bbox: false,
-        eval_every: 0,
-        weights: None,
-        quick: false,
-        resume: false,
-        skip_bad_images: false,
-        device: Device::Cpu,
-    }
+    let train = TrainConfig {
+        epochs: 1,
+        batch_size: 8,
+        freeze_epochs: 0,
+        ..TrainConfig::default()
+    };
+    small_job(data, out, train)
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! Training on the committed fixtures (CUB layout and ImageFolder layout), checkpoints,
 //! bit-identical resume, `--quick`, run configuration files.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use common::{fixtures, small_job};
 use prototree::candle_core::{Device, Tensor};
 use prototree::data::Augmentation;
 use prototree::prelude::*;
@@ -11,41 +14,25 @@ use prototree::train::{best_checkpoint_dir, last_checkpoint_dir};
 use prototree::tree::{load_checkpoint, EpochStats, TrainObserver};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(name)
+    fixtures().join(name)
 }
 
 fn job(data: &Path, out: &Path, epochs: usize) -> TrainJob {
+    let train = TrainConfig {
+        epochs,
+        batch_size: 8,
+        lr: 2e-3,
+        lr_block: 2e-3,
+        lr_net: 2e-3,
+        freeze_epochs: 1,
+        milestones: vec![2],
+        seed: 5,
+        ..TrainConfig::default()
+    };
     TrainJob {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        tree: TreeConfig {
-            backbone: BackboneKind::SmallCnn,
-            depth: 2,
-            proto_dim: 8,
-            num_classes: 0,
-        },
-        train: TrainConfig {
-            epochs,
-            batch_size: 8,
-            lr: 2e-3,
-            lr_block: 2e-3,
-            lr_net: 2e-3,
-            freeze_epochs: 1,
-            milestones: vec![2],
-            seed: 5,
-            ..TrainConfig::default()
-        },
-        image_size: 32,
         augmentation: Augmentation::Flip,
-        crop_to_bbox: false,
         eval_every: 1,
-        weights: None,
-        quick: false,
-        resume: false,
-        skip_bad_images: false,
-        device: Device::Cpu,
+        ..small_job(data, out, train)
     }
 }
 
