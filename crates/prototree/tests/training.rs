@@ -113,6 +113,21 @@ impl TrainObserver for StopAfter {
 }
 impl PipelineObserver for StopAfter {}
 
+/// Resumes the interrupted run `job` and checks it ends as the uninterrupted `straight` run
+/// (its outcome and directory) did: the same tensors, per-epoch losses and test accuracy.
+fn resume_and_compare(
+    mut job: TrainJob,
+    (straight, straight_dir): (&TrainOutcome, &Path),
+) -> anyhow::Result<()> {
+    job.resume = true;
+    let resumed = train(&job, &mut Silent)?;
+    assert_eq!(tensors(straight_dir)?, tensors(&job.out)?);
+    let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&straight.history), losses(&resumed.history));
+    assert_eq!(straight.test.accuracy_soft, resumed.test.accuracy_soft);
+    Ok(())
+}
+
 #[test]
 fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -128,13 +143,7 @@ fn interrupted_and_resumed_run_is_bit_identical() -> anyhow::Result<()> {
             .epochs_done,
         2
     );
-    let mut resume = job(&data, &broken, 3);
-    resume.resume = true;
-    let b = train(&resume, &mut Silent)?;
-    assert_eq!(tensors(&straight)?, tensors(&broken)?);
-    let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
-    assert_eq!(losses(&a.history), losses(&b.history));
-    assert_eq!(a.test.accuracy_soft, b.test.accuracy_soft);
+    resume_and_compare(job(&data, &broken, 3), (&a, &straight))?;
     let metrics = std::fs::read_to_string(broken.join("metrics.jsonl"))?;
     assert_eq!(metrics.lines().count(), 3);
 
@@ -193,13 +202,7 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
     assert_eq!(partial.epoch, 2);
     assert_eq!(partial.batches_done, batches_per_epoch / 2);
 
-    let mut resume = small_batches(&broken);
-    resume.resume = true;
-    let b = train(&resume, &mut Silent)?;
-    assert_eq!(tensors(&straight)?, tensors(&broken)?);
-    let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
-    assert_eq!(losses(&a.history), losses(&b.history));
-    assert_eq!(a.test.accuracy_soft, b.test.accuracy_soft);
+    resume_and_compare(small_batches(&broken), (&a, &straight))?;
     Ok(())
 }
 
