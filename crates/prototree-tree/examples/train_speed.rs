@@ -8,8 +8,12 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use candle_core::{Device, Tensor};
-use prototree_backbone::BackboneKind;
-use prototree_tree::{Batch, BatchSource, NoObserver, ProtoTree, TrainConfig, Trainer, TreeConfig};
+use prototree_tree::{Batch, BatchSource, NoObserver, ProtoTree, TrainConfig, Trainer};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::small_cnn;
 
 struct Random {
     batches: usize,
@@ -46,13 +50,7 @@ fn main() -> anyhow::Result<()> {
     let get = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
     let (batch, size, depth, dim, steps) =
         (get(0, 32), get(1, 64), get(2, 5), get(3, 64), get(4, 10));
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth,
-        proto_dim: dim,
-        num_classes: 12,
-    }
-    .check()?;
+    let cfg = small_cnn(depth, dim, 12).check()?;
     let mut model = ProtoTree::new(&cfg, &Device::Cpu, 0)?;
     let tc = TrainConfig {
         epochs: 2,

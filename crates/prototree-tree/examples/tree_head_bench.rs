@@ -16,10 +16,14 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use prototree_backbone::BackboneKind;
 use prototree_tree::adam::{Adam, AdamConfig};
 use prototree_tree::trainer::one_hot;
-use prototree_tree::{distance, loss, Latent, Leaves, ProtoTree, Routing, TreeConfig};
+use prototree_tree::{distance, loss, Latent, Leaves, ProtoTree, Routing};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::small_cnn;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -98,13 +102,7 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
     let dev = Device::Cpu;
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth,
-        proto_dim: dim,
-        num_classes: classes,
-    }
-    .check()?;
+    let cfg = small_cnn(depth, dim, classes).check()?;
     let mut tree = ProtoTree::new(&cfg, &dev, 0)?;
     let leaves = Tensor::randn(0f32, 2.0, (cfg.num_leaves(), classes), &dev)?.relu()?;
     tree.set_leaves(Leaves::from_params(leaves)?)?;

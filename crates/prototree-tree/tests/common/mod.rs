@@ -1,5 +1,6 @@
-//! Setup shared by the integration tests of prototree-tree: the small trees they build
-//! and the metadata of the model directories they write. Each test binary uses a part.
+//! Setup shared by the integration tests, benches and examples of prototree-tree (the
+//! latter two include it by path): the small trees they build and the metadata of the
+//! model directories they write. Each binary uses a part.
 #![allow(dead_code)]
 
 use prototree_backbone::BackboneKind;
