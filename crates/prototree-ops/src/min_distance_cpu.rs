@@ -94,7 +94,7 @@ fn min_distance_forward(
                     .zip(arg_block.chunks_exact_mut(p))
                     .zip(z_block.chunks_exact(n * d).zip(cross.chunks_exact(n * p)))
                 {
-                    min_pass(z_img, cross_img, &pp, best, arg, d);
+                    min_pass(z_img, cross_img, &pp, Nearest { best, arg }, d);
                     for (o, &bj) in dist_row.iter_mut().zip(best.iter()) {
                         *o = (f64::from(bj) + DISTANCE_EPS).sqrt() as f32;
                     }
@@ -105,17 +105,18 @@ fn min_distance_forward(
     Ok((dist, winners))
 }
 
+/// Per prototype of one image, the smallest squared distance (`best`) and the first patch
+/// reaching it (`arg`), both written by the min pass.
+struct Nearest<'a> {
+    best: &'a mut [f32],
+    arg: &'a mut [u32],
+}
+
 /// The min pass of one image: `best[j] = min_i |‖z_i‖² − 2 cross[i, j] + pp[j]|` over the
 /// image's patches `i`, and `arg[j]` the first patch reaching it.
 #[inline(always)]
-fn min_pass_lanes(
-    z_img: &[f32],
-    cross_img: &[f32],
-    pp: &[f32],
-    best: &mut [f32],
-    arg: &mut [u32],
-    d: usize,
-) {
+fn min_pass_lanes(z_img: &[f32], cross_img: &[f32], pp: &[f32], out: Nearest<'_>, d: usize) {
+    let Nearest { best, arg } = out;
     let p = pp.len();
     best.fill(f32::INFINITY);
     arg.fill(0);
@@ -141,8 +142,7 @@ avx2_dispatch! {
         z_img: &[f32],
         cross_img: &[f32],
         pp: &[f32],
-        best: &mut [f32],
-        arg: &mut [u32],
+        out: Nearest<'_>,
         d: usize,
     );
 }
