@@ -2,7 +2,7 @@
 //! ResNet block. The backward masks the gradient with the saved output, so neither the
 //! sum nor its ReLU input is kept.
 
-use candle_core::{CpuStorage, CustomOp2, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec};
@@ -12,8 +12,16 @@ use crate::mismatch::shape_mismatch;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
 
-/// `f(a_i, b_i)` of every pair of elements of two equally long slices, in parallel chunks.
-fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+/// `f(a_i, b_i)` of every pair of elements of two equally long inputs (their elements
+/// and layouts), in parallel chunks, shaped as `a`.
+fn zip_map(
+    (a, la): (&[f32], &Layout),
+    (b, lb): (&[f32], &Layout),
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    if a.len() != b.len() {
+        candle_core::bail!("add_relu: {:?} and {:?} differ", la.shape(), lb.shape());
+    }
     let mut y = uninit_vec(a.len());
     y.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
@@ -23,7 +31,8 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32>
             }
         });
     // SAFETY: the chunks cover y (a and b are as long) and every element was written.
-    unsafe { assume_init(y) }
+    let y = unsafe { assume_init(y) };
+    Ok((CpuStorage::F32(y), la.shape().clone()))
 }
 
 /// `(a, b)` → `max(a + b, 0)`.
@@ -38,11 +47,7 @@ impl CustomOp2 for AddRelu {
     }
 
     fused_cpu_fwd!(self, "add_relu", |(a, la), (b, lb)| {
-        if a.len() != b.len() {
-            candle_core::bail!("add_relu: {:?} and {:?} differ", la.shape(), lb.shape());
-        }
-        let y = zip_map(a, b, |p, q| (p + q).max(0.0));
-        Ok((CpuStorage::F32(y), la.shape().clone()))
+        zip_map((a, la), (b, lb), |p, q| (p + q).max(0.0))
     });
 
     fn bwd(
@@ -63,11 +68,7 @@ impl CustomOp2 for ReluMask {
     }
 
     fused_cpu_fwd!(self, "add_relu", |(y, ly), (dy, ldy)| {
-        if y.len() != dy.len() {
-            candle_core::bail!("add_relu: {:?} and {:?} differ", ly.shape(), ldy.shape());
-        }
-        let g = zip_map(y, dy, |v, d| if v > 0.0 { d } else { 0.0 });
-        Ok((CpuStorage::F32(g), ly.shape().clone()))
+        zip_map((y, ly), (dy, ldy), |v, d| if v > 0.0 { d } else { 0.0 })
     });
 }
 

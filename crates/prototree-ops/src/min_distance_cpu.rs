@@ -268,7 +268,28 @@ pub fn min_distances_fused(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::weighted_sum_grad;
     use candle_core::{Device, Var};
+
+    /// The fused op against the generic path on patches `z` and prototypes `p` (`flat`:
+    /// `p` as `(P, d)`): distances, winning patches, and the gradients (shaped as their
+    /// variables) of the distances weighted by `w`.
+    fn assert_matches_generic(z: &Var, p: &Var, flat: &Tensor, w: &Tensor) -> anyhow::Result<()> {
+        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
+        let generic = crate::distance::min_distances_generic(z.as_tensor(), flat)?;
+        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "values differ by {diff}");
+        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), flat)?;
+        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
+        for v in [z, p] {
+            let a = weighted_sum_grad(&fused, w, v)?;
+            let b = weighted_sum_grad(&generic, w, v)?;
+            assert_eq!(a.dims(), v.dims());
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "gradients differ by {diff}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn matches_the_generic_path_in_values_and_gradients() -> anyhow::Result<()> {
@@ -276,21 +297,7 @@ mod tests {
         let z = Var::from_tensor(&Tensor::rand(0f32, 1.0, (3, 5, 4), &dev)?)?;
         let p = Var::from_tensor(&Tensor::rand(0f32, 1.0, (6, 4), &dev)?)?;
         let w = Tensor::rand(0f32, 1.0, (3, 6), &dev)?;
-        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
-        let generic = crate::distance::min_distances_generic(z.as_tensor(), p.as_tensor())?;
-        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "values differ by {diff}");
-        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), p.as_tensor())?;
-        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
-        let g1 = (fused * &w)?.sum_all()?.backward()?;
-        let g2 = (generic * &w)?.sum_all()?.backward()?;
-        for v in [&z, &p] {
-            let a = g1.get(v.as_tensor()).unwrap();
-            let b = g2.get(v.as_tensor()).unwrap();
-            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-4, "gradients differ by {diff}");
-        }
-        Ok(())
+        assert_matches_generic(&z, &p, p.as_tensor(), &w)
     }
 
     #[test]
@@ -300,22 +307,7 @@ mod tests {
         let z = Var::from_tensor(&Tensor::rand(0f32, 1.0, (9, 49, 37), &dev)?)?;
         let p = Var::from_tensor(&Tensor::rand(0f32, 1.0, (13, 37, 1, 1), &dev)?)?;
         let w = Tensor::rand(0f32, 1.0, (9, 13), &dev)?;
-        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
         let flat = p.as_tensor().reshape((13, 37))?;
-        let generic = crate::distance::min_distances_generic(z.as_tensor(), &flat)?;
-        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "values differ by {diff}");
-        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), &flat)?;
-        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
-        let g1 = (fused * &w)?.sum_all()?.backward()?;
-        let g2 = (generic * &w)?.sum_all()?.backward()?;
-        for v in [&z, &p] {
-            let a = g1.get(v.as_tensor()).unwrap();
-            let b = g2.get(v.as_tensor()).unwrap();
-            assert_eq!(a.dims(), v.dims());
-            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-4, "gradients differ by {diff}");
-        }
-        Ok(())
+        assert_matches_generic(&z, &p, &flat, &w)
     }
 }
