@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec, zeroed};
 use crate::gemm::{gemm_into, MatView};
-use crate::packed_grads::{image_tasks, packed_buffer, packed_output};
+use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output};
 use crate::window::Window;
 
 /// Fewest output rows per block: enough to amortise the packing of the weight matrix
@@ -179,19 +179,7 @@ impl CustomOp2 for ConvNhwc {
         ))
     });
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| ConvNhwcBackward {
-            g: self.0,
-            dx,
-            dw,
-        })
-    }
+    packed_bwd!(self, ConvNhwcBackward);
 }
 
 impl CustomOp3 for ConvNhwcBackward {

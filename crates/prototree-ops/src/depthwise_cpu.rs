@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::fused_cpu_fwd;
-use crate::packed_grads::{image_tasks, packed_buffer, packed_output};
+use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output};
 use crate::window::Window;
 
 /// Geometry of one depthwise convolution: its window (the weights' taps per channel).
@@ -86,19 +86,7 @@ impl CustomOp2 for DepthwiseNhwc {
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.ho, g.wo, c))))
     });
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| DepthwiseNhwcBackward {
-            g: self.0,
-            dx,
-            dw,
-        })
-    }
+    packed_bwd!(self, DepthwiseNhwcBackward);
 }
 
 impl CustomOp3 for DepthwiseNhwcBackward {

@@ -69,3 +69,25 @@ pub(crate) fn packed_output(out: Vec<f32>) -> (CpuStorage, Shape) {
     let len = out.len();
     (CpuStorage::F32(out), Shape::from(len))
 }
+
+/// Writes the `bwd` of a fused `(input, weight)` forward op whose field `.0` is the
+/// geometry `g` of its packed backward op `$backward { g, dx, dw }`: the gradients come
+/// from [`input_and_weight_grads`].
+macro_rules! packed_bwd {
+    ($self:ident, $backward:ident) => {
+        fn bwd(
+            &$self,
+            x: &candle_core::Tensor,
+            weight: &candle_core::Tensor,
+            _res: &candle_core::Tensor,
+            dy: &candle_core::Tensor,
+        ) -> candle_core::Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+            $crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| $backward {
+                g: $self.0,
+                dx,
+                dw,
+            })
+        }
+    };
+}
+pub(crate) use packed_bwd;
