@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec, zeroed};
 use crate::gemm::{gemm_into, MatView};
-use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output};
+use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output, PackedBackward};
 use crate::window::Window;
 
 /// Fewest output rows per block: enough to amortise the packing of the weight matrix
@@ -120,13 +120,6 @@ impl Geometry {
 /// Forward: `(x (b, h, w, c), weight (o, c, kh, kw))` → `(b, ho, wo, o)`.
 struct ConvNhwc(Geometry);
 
-/// Backward: `(x, weight, dy)` → `[dx (b·h·w·c, if wanted) | dw (o·c·kh·kw, if wanted)]`.
-struct ConvNhwcBackward {
-    g: Geometry,
-    dx: bool,
-    dw: bool,
-}
-
 impl CustomOp2 for ConvNhwc {
     fn name(&self) -> &'static str {
         "prototree-conv2d-nhwc"
@@ -179,10 +172,11 @@ impl CustomOp2 for ConvNhwc {
         ))
     });
 
-    packed_bwd!(self, ConvNhwcBackward);
+    packed_bwd!(self);
 }
 
-impl CustomOp3 for ConvNhwcBackward {
+/// Backward: `(x, weight, dy)` → `[dx (b·h·w·c, if wanted) | dw (o·c·kh·kw, if wanted)]`.
+impl CustomOp3 for PackedBackward<Geometry> {
     fn name(&self) -> &'static str {
         "prototree-conv2d-nhwc-backward"
     }

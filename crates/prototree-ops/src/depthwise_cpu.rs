@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::fused_cpu_fwd;
-use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output};
+use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output, PackedBackward};
 use crate::window::Window;
 
 /// Geometry of one depthwise convolution: its window (the weights' taps per channel).
@@ -41,13 +41,6 @@ impl Taps for Window {
 
 /// `(x (b, h, w, c), weight (c, 1, kh, kw))` → `(b, ho, wo, c)`.
 struct DepthwiseNhwc(Geometry);
-
-/// `(x, weight, dy)` → `[dx (b·h·w·c, if asked) | dweight (c·kh·kw, if asked)]`.
-struct DepthwiseNhwcBackward {
-    g: Geometry,
-    dx: bool,
-    dw: bool,
-}
 
 impl CustomOp2 for DepthwiseNhwc {
     fn name(&self) -> &'static str {
@@ -86,10 +79,11 @@ impl CustomOp2 for DepthwiseNhwc {
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.ho, g.wo, c))))
     });
 
-    packed_bwd!(self, DepthwiseNhwcBackward);
+    packed_bwd!(self);
 }
 
-impl CustomOp3 for DepthwiseNhwcBackward {
+/// `(x, weight, dy)` → `[dx (b·h·w·c, if asked) | dweight (c·kh·kw, if asked)]`.
+impl CustomOp3 for PackedBackward<Geometry> {
     fn name(&self) -> &'static str {
         "prototree-depthwise-conv2d-nhwc-backward"
     }

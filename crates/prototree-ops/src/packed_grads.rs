@@ -70,11 +70,19 @@ pub(crate) fn packed_output(out: Vec<f32>) -> (CpuStorage, Shape) {
     (CpuStorage::F32(out), Shape::from(len))
 }
 
-/// Writes the `bwd` of a fused `(input, weight)` forward op whose field `.0` is the
-/// geometry `g` of its packed backward op `$backward { g, dx, dw }`: the gradients come
-/// from [`input_and_weight_grads`].
+/// The backward op of a fused `(input, weight)` op over the geometry `g`:
+/// `(x, weight, dy)` → `[dx (if dx) | dweight (if dw)]`, one 1-D tensor.
+pub(crate) struct PackedBackward<G> {
+    pub g: G,
+    pub dx: bool,
+    pub dw: bool,
+}
+
+/// Writes the `bwd` of a fused `(input, weight)` forward op whose field `.0` is its
+/// geometry: the gradients come from [`input_and_weight_grads`] with a
+/// [`PackedBackward`] over that geometry.
 macro_rules! packed_bwd {
-    ($self:ident, $backward:ident) => {
+    ($self:ident) => {
         fn bwd(
             &$self,
             x: &candle_core::Tensor,
@@ -82,10 +90,12 @@ macro_rules! packed_bwd {
             _res: &candle_core::Tensor,
             dy: &candle_core::Tensor,
         ) -> candle_core::Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
-            $crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| $backward {
-                g: $self.0,
-                dx,
-                dw,
+            $crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| {
+                $crate::packed_grads::PackedBackward {
+                    g: $self.0,
+                    dx,
+                    dw,
+                }
             })
         }
     };
