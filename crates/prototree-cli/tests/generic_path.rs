@@ -6,16 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ReferenceFixture, ROUTINGS};
+use common::{fixtures, ReferenceFixture, ROUTINGS};
 
 const GENERIC: (&str, &str) = ("PROTOTREE_GENERIC_OPS", "1");
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
 
 /// Runs the CLI (generic ops when `generic`), returning stdout.
 fn run(generic: bool, args: &[&str]) -> anyhow::Result<String> {

@@ -1,17 +1,16 @@
 //! A training process killed with SIGKILL at arbitrary moments (including during checkpoint
 //! writes) leaves a checkpoint that loads, and `--resume` finishes the run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cub_tiny;
 use prototree::candle_core::Device;
 use prototree::train::last_checkpoint_dir;
 use prototree::tree::load_checkpoint;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny")
-}
 
 fn train_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_prototree"));
@@ -55,7 +54,7 @@ fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
     let out_s = out.display().to_string();
-    let data = fixture().display().to_string();
+    let data = cub_tiny();
     let last = last_checkpoint_dir(&out);
     let mut done_before = 0;
     // Kill points spread over an epoch: checkpoints are written every few tens of ms.

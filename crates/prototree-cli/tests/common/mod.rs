@@ -1,7 +1,19 @@
-//! Setup shared by the CLI tests that import the reference's checkpoints
-//! (fixtures/reference): each fixture and what the reference computed on it.
+//! The committed fixtures the CLI tests run on: the tiny CUB-layout data set, and the
+//! reference's checkpoints (fixtures/reference) with what the reference computed on them.
+//! Each test binary uses a part.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+/// The committed fixtures folder (`fixtures/` at the workspace root).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// The tiny CUB-layout data set (`fixtures/cub-tiny`), as a command-line argument.
+pub fn cub_tiny() -> String {
+    fixtures().join("cub-tiny").display().to_string()
+}
 
 /// Every routing of `prototree predict --routing`, with its key in `expected.json`.
 pub const ROUTINGS: [(&str, &str); 3] = [
@@ -21,9 +33,7 @@ pub struct ReferenceFixture {
 impl ReferenceFixture {
     /// The fixture `fixtures/reference/<name>`.
     pub fn open(name: &str) -> anyhow::Result<Self> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fixtures/reference")
-            .join(name);
+        let dir = fixtures().join("reference").join(name);
         let expected = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
         Ok(Self { dir, expected })
     }
