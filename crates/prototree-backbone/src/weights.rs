@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::{Error, Result};
@@ -192,85 +192,107 @@ pub fn load_weights_from(
         path: path.to_path_buf(),
         reason: "parameter map lock poisoned".into(),
     })?;
-    let strip = |name: &str| -> Option<String> {
-        if prefix.is_empty() {
-            Some(name.to_string())
-        } else {
-            name.strip_prefix(prefix)?
-                .strip_prefix('.')
-                .map(str::to_string)
-        }
-    };
-    let mut wanted: HashMap<String, &candle_core::Var> = HashMap::new();
-    for (name, var) in data.iter() {
-        if let Some(local) = strip(name) {
-            wanted.insert(local, var);
-        }
-    }
-    let mut missing = Vec::new();
-    let mut misshaped = Vec::new();
-    for (name, var) in &wanted {
-        match file.get(name) {
-            None if name.ends_with("num_batches_tracked") => {}
-            None => missing.push(name.clone()),
-            Some(t) if t.dims() != var.dims() => misshaped.push(format!(
-                "{name} (file {:?}, model {:?})",
-                t.dims(),
-                var.dims()
-            )),
-            Some(_) => {}
-        }
-    }
-    let mut ignored = Vec::new();
-    let mut unexpected = Vec::new();
-    for name in file.keys() {
-        if !wanted.contains_key(name) {
-            if expected_extra(name) {
-                ignored.push(name.clone());
-            } else {
-                unexpected.push(name.clone());
-            }
-        }
-    }
-    if !missing.is_empty() || !misshaped.is_empty() || !unexpected.is_empty() {
-        let mut details = Vec::new();
-        if !missing.is_empty() {
-            details.push(format!(
-                "missing {} keys: {}",
-                missing.len(),
-                capped(missing)
-            ));
-        }
-        if !unexpected.is_empty() {
-            details.push(format!(
-                "unexpected {} keys: {}",
-                unexpected.len(),
-                capped(unexpected)
-            ));
-        }
-        if !misshaped.is_empty() {
-            details.push(format!(
-                "mis-shaped {} keys: {}",
-                misshaped.len(),
-                capped(misshaped)
-            ));
-        }
+    let wanted = vars_under(&data, prefix);
+    let check = KeyCheck::of(&wanted, file);
+    if let Some(details) = check.mismatch() {
         return Err(Error::WeightMismatch {
             path: path.to_path_buf(),
             arch: arch.to_string(),
-            details: details.join("; "),
+            details,
         });
     }
+    let loaded = copy_into(&wanted, file)?;
+    Ok(WeightsReport {
+        loaded,
+        ignored: check.ignored,
+    })
+}
+
+/// The variables of `data` under `prefix` (all of them when it is empty), by their names
+/// below it: the names a state dict of that module uses.
+fn vars_under<'a>(data: &'a HashMap<String, Var>, prefix: &str) -> HashMap<String, &'a Var> {
+    data.iter()
+        .filter_map(|(name, var)| {
+            let local = if prefix.is_empty() {
+                Some(name.as_str())
+            } else {
+                name.strip_prefix(prefix)?.strip_prefix('.')
+            };
+            local.map(|l| (l.to_string(), var))
+        })
+        .collect()
+}
+
+/// How a weight file's keys compare with the model's variables.
+struct KeyCheck {
+    /// Variables the file lacks (BatchNorm's `num_batches_tracked` may be absent).
+    missing: Vec<String>,
+    /// Keys of the file whose shape differs from the variable's, with both shapes.
+    misshaped: Vec<String>,
+    /// Keys of the file the model has no variable for and does not expect.
+    unexpected: Vec<String>,
+    /// Keys of the file the model has no variable for but expects (a classifier), sorted.
+    ignored: Vec<String>,
+}
+
+impl KeyCheck {
+    /// The comparison of `file`'s keys with the variables `wanted`.
+    fn of(wanted: &HashMap<String, &Var>, file: &HashMap<String, Tensor>) -> Self {
+        let mut missing = Vec::new();
+        let mut misshaped = Vec::new();
+        for (name, var) in wanted {
+            match file.get(name) {
+                None if name.ends_with("num_batches_tracked") => {}
+                None => missing.push(name.clone()),
+                Some(t) if t.dims() != var.dims() => misshaped.push(format!(
+                    "{name} (file {:?}, model {:?})",
+                    t.dims(),
+                    var.dims()
+                )),
+                Some(_) => {}
+            }
+        }
+        let (mut ignored, unexpected): (Vec<String>, Vec<String>) = file
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .partition(|name| expected_extra(name));
+        ignored.sort();
+        Self {
+            missing,
+            misshaped,
+            unexpected,
+            ignored,
+        }
+    }
+
+    /// What does not fit, as one line (`None` when the file fits the model).
+    fn mismatch(&self) -> Option<String> {
+        let details: Vec<String> = [
+            ("missing", &self.missing),
+            ("unexpected", &self.unexpected),
+            ("mis-shaped", &self.misshaped),
+        ]
+        .into_iter()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(what, keys)| format!("{what} {} keys: {}", keys.len(), capped(keys.clone())))
+        .collect();
+        (!details.is_empty()).then(|| details.join("; "))
+    }
+}
+
+/// Copies every tensor of `file` that has a variable in `wanted` into it (through f32, to
+/// the variable's device and dtype); how many were copied.
+fn copy_into(wanted: &HashMap<String, &Var>, file: &HashMap<String, Tensor>) -> Result<usize> {
     let mut loaded = 0;
-    for (name, var) in &wanted {
+    for (name, var) in wanted {
         if let Some(t) = file.get(name) {
             let t = t.to_dtype(DType::F32)?.to_device(var.device())?;
             var.set(&t.to_dtype(var.dtype())?)?;
             loaded += 1;
         }
     }
-    ignored.sort();
-    Ok(WeightsReport { loaded, ignored })
+    Ok(loaded)
 }
 
 #[cfg(test)]

@@ -6,14 +6,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::{fixture, max_abs_diff, Fixture};
-use prototree_backbone::{
-    load_weights, Backbone, BackboneKind, EfficientNetLite, ImageNetClassifier,
-};
+use common::{backbone_keys, max_abs_diff, var_shapes, Fixture};
+use prototree_backbone::{load_weights, Backbone, BackboneKind, EfficientNetLite};
 
 #[test]
 fn narrow_lite_matches_the_pytorch_package() -> anyhow::Result<()> {
@@ -24,40 +20,13 @@ fn narrow_lite_matches_the_pytorch_package() -> anyhow::Result<()> {
     let report = load_weights(&varmap, "", &fx.weights_path, "narrow efficientnet-lite")?;
     assert_eq!(report.ignored, vec!["_fc.bias", "_fc.weight"]);
     assert_eq!(report.loaded, fx.weights.len() - 2);
-    let x = fx.get("input")?;
-
-    let eval = net.features(x, false)?;
-    let d = max_abs_diff(&eval, fx.get("features_eval")?)?;
-    let d64 = max_abs_diff(&eval, fx.get("features_eval_f64")?)?;
-    println!("efficientnet-lite narrow: eval max abs diff {d:.1e} (vs float64: {d64:.1e})");
-    assert!(d <= 1e-4 && d64 <= 1e-4, "eval max abs diff {d}");
-
     // 72 px: odd inputs to stride-2 layers, so "SAME" pads one more row/column after.
     let odd = net.features(fx.get("input_odd")?, false)?;
     let d = max_abs_diff(&odd, fx.get("features_eval_odd")?)?;
     println!("efficientnet-lite narrow: eval (72 px) max abs diff {d:.1e}");
     assert!(d <= 1e-4, "eval (72 px) max abs diff {d}");
-
-    let clf = ImageNetClassifier::new(
-        Box::new(net.clone()),
-        fx.get("weights._fc.weight")?.clone(),
-        fx.get("weights._fc.bias")?.clone(),
-    )?;
-    let d = max_abs_diff(&clf.forward(x)?, fx.get("logits_eval")?)?;
-    println!("efficientnet-lite narrow: logits max abs diff {d:.1e}");
-    assert!(d <= 1e-4, "logits max abs diff {d}");
-
-    let train = net.features(x, true)?;
-    let d = max_abs_diff(&train, fx.get("features_train")?)?;
-    let d64 = max_abs_diff(&train, fx.get("features_train_f64")?)?;
-    println!("efficientnet-lite narrow: train max abs diff {d:.1e} (vs float64: {d64:.1e})");
-    assert!(d <= 1e-4 && d64 <= 1e-4, "train max abs diff {d}");
-    let d = fx.running_stats_diff(&varmap, "")?;
-    println!(
-        "efficientnet-lite narrow: running statistics after the train pass: max abs diff {d:.1e}"
-    );
-    assert!(d <= 1e-5, "running stats max abs diff {d}");
-    Ok(())
+    let label = "efficientnet-lite narrow";
+    fx.assert_matches_pytorch(label, &net, (&varmap, ""), "_fc")
 }
 
 #[test]
@@ -72,24 +41,11 @@ fn lite_models_have_the_package_names_and_shapes() -> anyhow::Result<()> {
     .into_iter()
     .enumerate()
     {
-        let want: BTreeMap<String, Vec<usize>> = serde_json::from_str(&std::fs::read_to_string(
-            fixture(&format!("efficientnet_lite{i}_keys.json")),
-        )?)?;
-        let want: BTreeMap<String, Vec<usize>> = want
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("_fc.") && !k.ends_with("num_batches_tracked"))
-            .collect();
+        let want = backbone_keys(&format!("efficientnet_lite{i}_keys.json"), "_fc.")?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let net = EfficientNetLite::new(kind, vb)?;
-        let got: BTreeMap<String, Vec<usize>> = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-            .collect();
-        assert_eq!(got, want, "{kind}");
+        assert_eq!(var_shapes(&varmap)?, want, "{kind}");
         assert_eq!(net.out_channels(), 1280);
         // The feature map is stride 32.
         if i == 0 {

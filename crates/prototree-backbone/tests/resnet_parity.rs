@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::{fixture, max_abs_diff, Fixture};
-use prototree_backbone::{
-    load_weights, Backbone, BackboneKind, BlockKind, Error, ImageNetClassifier, ResNet,
-};
+use common::{backbone_keys, fixture, max_abs_diff, var_shapes, Fixture};
+use prototree_backbone::{load_weights, Backbone, BackboneKind, BlockKind, Error, ResNet};
 
 fn check_small(file: &str, block: BlockKind, counts: [usize; 4]) -> anyhow::Result<()> {
     let fx = Fixture::load(file)?;
@@ -23,34 +21,7 @@ fn check_small(file: &str, block: BlockKind, counts: [usize; 4]) -> anyhow::Resu
     // Everything but the classifier (fc.weight, fc.bias) went into the backbone.
     assert_eq!(report.loaded, fx.weights.len() - 2);
     assert_eq!(report.ignored, vec!["fc.bias", "fc.weight"]);
-    let x = fx.get("input")?;
-
-    let eval = net.features(x, false)?;
-    let d = max_abs_diff(&eval, fx.get("features_eval")?)?;
-    let d64 = max_abs_diff(&eval, fx.get("features_eval_f64")?)?;
-    println!("{file}: eval max abs diff {d:.1e} (vs float64: {d64:.1e})");
-    assert!(d <= 1e-4 && d64 <= 1e-4, "{file}: eval max abs diff {d}");
-
-    // The classifier on the same (shared) variables, before the train pass moves the
-    // running statistics.
-    let clf = ImageNetClassifier::new(
-        Box::new(net.clone()),
-        fx.get("weights.fc.weight")?.clone(),
-        fx.get("weights.fc.bias")?.clone(),
-    )?;
-    let d = max_abs_diff(&clf.forward(x)?, fx.get("logits_eval")?)?;
-    println!("{file}: logits max abs diff {d:.1e}");
-    assert!(d <= 1e-4, "{file}: logits max abs diff {d}");
-
-    let train = net.features(x, true)?;
-    let d = max_abs_diff(&train, fx.get("features_train")?)?;
-    let d64 = max_abs_diff(&train, fx.get("features_train_f64")?)?;
-    println!("{file}: train max abs diff {d:.1e} (vs float64: {d64:.1e})");
-    assert!(d <= 1e-4 && d64 <= 1e-4, "{file}: train max abs diff {d}");
-    let d = fx.running_stats_diff(&varmap, "_net")?;
-    println!("{file}: running statistics after the train pass: max abs diff {d:.1e}");
-    assert!(d <= 1e-5, "{file}: running stats max abs diff {d}");
-    Ok(())
+    fx.assert_matches_pytorch(file, &net, (&varmap, "_net"), "fc")
 }
 
 #[test]
@@ -101,23 +72,11 @@ fn full_resnets_have_torchvision_names_and_shapes() -> anyhow::Result<()> {
             "layer4.2",
         ),
     ] {
-        let want: BTreeMap<String, Vec<usize>> =
-            serde_json::from_str(&std::fs::read_to_string(fixture(file))?)?;
-        let want: BTreeMap<String, Vec<usize>> = want
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"))
-            .collect();
+        let want = backbone_keys(file, "fc.")?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let net = ResNet::new(kind, vb)?;
-        let got: BTreeMap<String, Vec<usize>> = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-            .collect();
-        assert_eq!(got, want, "{kind}");
+        assert_eq!(var_shapes(&varmap)?, want, "{kind}");
         assert_eq!(net.out_channels(), channels);
         assert_eq!(net.last_block_prefixes(), vec![last.to_string()]);
     }

@@ -4,14 +4,13 @@
 //! those of the fused CPU path on the same model, and imported reference checkpoints
 //! still answer as the reference does.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-const GENERIC: (&str, &str) = ("PROTOTREE_GENERIC_OPS", "1");
+use common::{fixtures, ReferenceFixture, ROUTINGS};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+const GENERIC: (&str, &str) = ("PROTOTREE_GENERIC_OPS", "1");
 
 /// Runs the CLI (generic ops when `generic`), returning stdout.
 fn run(generic: bool, args: &[&str]) -> anyhow::Result<String> {
@@ -171,39 +170,14 @@ fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
 #[test]
 fn imported_reference_models_match_on_generic_ops() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let dir = fixtures().join("reference/smallcnn_d4_pruned_log");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
-    let size = expected["image_size"].as_u64().unwrap_or(0).to_string();
+    let fixture = ReferenceFixture::open("smallcnn_d4_pruned_log")?;
+    let expected = &fixture.expected;
     let out = tmp.path().join("imported").display().to_string();
-    let dir_s = dir.display().to_string();
-    run(
-        true,
-        &[
-            "import",
-            "--reference",
-            &dir_s,
-            "--out",
-            &out,
-            "--image-size",
-            &size,
-        ],
-    )?;
-    let images: Vec<String> = expected["images"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str())
-                .map(|p| dir.join(p).display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let import = fixture.import_args(&out);
+    run(true, &import.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let images = fixture.images();
     assert!(!images.is_empty());
-    for (routing, key) in [
-        ("soft", "soft"),
-        ("greedy", "greedy"),
-        ("max-leaf", "max_leaf"),
-    ] {
+    for (routing, key) in ROUTINGS {
         let got = predictions(true, &out, routing, &images)?;
         for (i, (_, probs)) in got.iter().enumerate() {
             let want: Vec<f64> = expected[key]["probabilities"][i]

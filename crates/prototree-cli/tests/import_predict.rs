@@ -1,12 +1,11 @@
 //! `prototree import` of the reference's own checkpoints, then `prototree predict --json`
 //! on the reference's test images reproduces its probabilities (≤ 1e-4) and predictions.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
-}
+use common::{ReferenceFixture, ROUTINGS};
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_prototree"))
@@ -29,36 +28,14 @@ fn imported_reference_models_predict_as_the_reference() -> anyhow::Result<()> {
         "smallcnn_d4_pruned_log",
         "smallcnn_d2_kontschieder_legacy",
     ] {
-        let dir = reference_dir().join(name);
-        let expected: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
-        let size = expected["image_size"].as_u64().unwrap_or(0).to_string();
-        let out = tmp.path().join(name);
-        let (dir_s, out_s) = (dir.display().to_string(), out.display().to_string());
-        run(&[
-            "import",
-            "--reference",
-            &dir_s,
-            "--out",
-            &out_s,
-            "--image-size",
-            &size,
-        ])?;
-        let images: Vec<String> = expected["images"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .map(|p| dir.join(p).display().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let fixture = ReferenceFixture::open(name)?;
+        let expected = &fixture.expected;
+        let out_s = tmp.path().join(name).display().to_string();
+        let import = fixture.import_args(&out_s);
+        run(&import.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let images = fixture.images();
         assert!(!images.is_empty());
-        for (routing, key) in [
-            ("soft", "soft"),
-            ("greedy", "greedy"),
-            ("max-leaf", "max_leaf"),
-        ] {
+        for (routing, key) in ROUTINGS {
             let mut args = vec![
                 "predict",
                 "--model",

@@ -1,24 +1,22 @@
 //! Ctrl-C (SIGINT) during `prototree train`: the run finishes its step, saves what it has
 //! trained, exits with a message naming `--resume`, and resuming finishes the run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cub_tiny;
 use prototree::candle_core::Device;
 use prototree::learn::load_checkpoint;
 use prototree::train::last_checkpoint_dir;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny")
-}
 
 #[test]
 fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
     let out_s = out.display().to_string();
-    let data = fixture().display().to_string();
+    let data = cub_tiny();
     let mut child = Command::new(env!("CARGO_BIN_EXE_prototree"))
         .args([
             "--quiet",

@@ -1,17 +1,16 @@
 //! A training process killed with SIGKILL at arbitrary moments (including during checkpoint
 //! writes) leaves a checkpoint that loads, and `--resume` finishes the run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cub_tiny;
 use prototree::candle_core::Device;
 use prototree::learn::load_checkpoint;
 use prototree::train::last_checkpoint_dir;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny")
-}
 
 fn train_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_prototree"));
@@ -24,38 +23,44 @@ fn train_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// `prototree train` of a new run on `data` into `out` for `epochs` epochs: 32 px, depth
+/// 2, 8-channel prototypes, batches of 8, no augmentation, no frozen epochs.
+fn fresh_train(data: &str, out: &str, epochs: &str) -> Command {
+    train_cmd(&[
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--image-size",
+        "32",
+        "--depth",
+        "2",
+        "--proto-dim",
+        "8",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "8",
+        "--augment",
+        "none",
+        "--freeze-epochs",
+        "0",
+    ])
+}
+
 #[test]
 fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
     let out_s = out.display().to_string();
-    let data = fixture().display().to_string();
+    let data = cub_tiny();
     let last = last_checkpoint_dir(&out);
     let mut done_before = 0;
     // Kill points spread over an epoch: checkpoints are written every few tens of ms.
     for (round, extra_ms) in [0u64, 37, 81, 133].into_iter().enumerate() {
         let mut cmd = if round == 0 {
-            train_cmd(&[
-                "train",
-                "--data",
-                &data,
-                "--out",
-                &out_s,
-                "--image-size",
-                "32",
-                "--depth",
-                "2",
-                "--proto-dim",
-                "8",
-                "--epochs",
-                "100000",
-                "--batch-size",
-                "8",
-                "--augment",
-                "none",
-                "--freeze-epochs",
-                "0",
-            ])
+            fresh_train(&data, &out_s, "100000")
         } else {
             train_cmd(&["train", "--resume", &out_s])
         };
@@ -93,28 +98,7 @@ fn killed_runs_keep_a_loadable_checkpoint_and_resume() -> anyhow::Result<()> {
     // The same schedule run without interruption ends with the same model and metrics.
     let straight = dir.path().join("straight");
     let straight_s = straight.display().to_string();
-    let status = train_cmd(&[
-        "train",
-        "--data",
-        &data,
-        "--out",
-        &straight_s,
-        "--image-size",
-        "32",
-        "--depth",
-        "2",
-        "--proto-dim",
-        "8",
-        "--epochs",
-        &target,
-        "--batch-size",
-        "8",
-        "--augment",
-        "none",
-        "--freeze-epochs",
-        "0",
-    ])
-    .status()?;
+    let status = fresh_train(&data, &straight_s, &target).status()?;
     assert!(status.success());
     let tensors = |d: &Path| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
         let mut v: Vec<(String, Vec<f32>)> =

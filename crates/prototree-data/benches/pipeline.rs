@@ -32,7 +32,9 @@ fn config(augmentation: Augmentation) -> LoaderConfig {
     }
 }
 
-fn samples(dir: &std::path::Path) -> prototree_data::Result<Vec<Sample>> {
+/// The birds rendered into a temporary directory (kept while the bench runs), as samples.
+fn samples() -> anyhow::Result<(tempfile::TempDir, Vec<Sample>)> {
+    let dir = tempfile::tempdir()?;
     let classes = 16;
     let cfg = SynthConfig {
         classes,
@@ -41,24 +43,16 @@ fn samples(dir: &std::path::Path) -> prototree_data::Result<Vec<Sample>> {
         seed: 0,
         train_fraction: 0.5,
     };
-    generate(&cfg, dir, &mut |_, _| {})?;
-    Ok(CubDataset::open(dir)?.samples(Split::All))
+    generate(&cfg, dir.path(), &mut |_, _| {})?;
+    let samples = CubDataset::open(dir.path())?.samples(Split::All);
+    Ok((dir, samples))
 }
 
 fn pipeline(c: &mut Criterion) {
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("pipeline bench: no temporary directory: {e}");
-            return;
-        }
-    };
-    let samples = match samples(dir.path()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("pipeline bench: could not generate images: {e}");
-            return;
-        }
+    let Ok((_dir, samples)) = samples().inspect_err(|e| {
+        eprintln!("pipeline bench: could not generate images: {e}");
+    }) else {
+        return;
     };
     let mut group = c.benchmark_group("input_pipeline_cpu_224px");
     group.sample_size(10);

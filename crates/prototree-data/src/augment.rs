@@ -11,6 +11,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::color::{hsv_to_rgb, rgb_to_hsv};
+
 /// Which augmentation to apply to training images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -181,40 +183,6 @@ pub fn random_perspective(
     Homography::from_points(dst, src).unwrap_or(Homography::IDENTITY)
 }
 
-fn rgb_to_hsv(p: [f32; 3]) -> [f32; 3] {
-    let (r, g, b) = (p[0], p[1], p[2]);
-    let max = r.max(g).max(b);
-    let min = r.min(g).min(b);
-    let d = max - min;
-    let h = if d == 0.0 {
-        0.0
-    } else if max == r {
-        ((g - b) / d).rem_euclid(6.0) / 6.0
-    } else if max == g {
-        ((b - r) / d + 2.0) / 6.0
-    } else {
-        ((r - g) / d + 4.0) / 6.0
-    };
-    let s = if max == 0.0 { 0.0 } else { d / max };
-    [h, s, max]
-}
-
-fn hsv_to_rgb(p: [f32; 3]) -> [f32; 3] {
-    let (h, s, v) = (p[0].rem_euclid(1.0) * 6.0, p[1], p[2]);
-    let c = v * s;
-    let x = c * (1.0 - ((h % 2.0) - 1.0).abs());
-    let (r, g, b) = match h as u32 {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    let m = v - c;
-    [r + m, g + m, b + m]
-}
-
 /// torchvision's ColorJitter with factors drawn from the given ranges, in random order.
 pub fn color_jitter(img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
     let mut ops = [0u8, 1, 2, 3];
@@ -344,16 +312,6 @@ mod tests {
         let shifted = warp(&img, &affine(8, 6, 0.0, (0.0, 0.0), (1.0, 0.0)));
         assert_eq!(shifted.get_pixel(1, 2), img.get_pixel(0, 2));
         assert_eq!(shifted.get_pixel(0, 2), &Rgb([0, 0, 0]));
-    }
-
-    #[test]
-    fn hsv_round_trip() {
-        for p in [[0.2f32, 0.5, 0.9], [1.0, 0.0, 0.0], [0.3, 0.3, 0.3]] {
-            let q = hsv_to_rgb(rgb_to_hsv(p));
-            for i in 0..3 {
-                assert!((p[i] - q[i]).abs() < 1e-5);
-            }
-        }
     }
 
     #[test]

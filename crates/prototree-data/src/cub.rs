@@ -69,6 +69,15 @@ impl Split {
             Split::All => true,
         }
     }
+
+    /// The samples of `samples` in this split, in their order.
+    pub fn select(self, samples: &[Sample]) -> Vec<Sample> {
+        samples
+            .iter()
+            .filter(|s| self.includes(s))
+            .cloned()
+            .collect()
+    }
 }
 
 /// One image of a data set.
@@ -113,6 +122,26 @@ fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
         line,
         reason: reason.into(),
     }
+}
+
+/// Checks that the id in the first field of a row of `path` is `expected`: the ids of
+/// `classes.txt` and `parts/parts.txt` must be 1, 2, 3, ….
+fn sequential_id(
+    path: &Path,
+    line: usize,
+    fields: &[String],
+    what: &str,
+    expected: usize,
+) -> Result<()> {
+    let id: usize = field(path, line, fields, 0, what)?;
+    if id != expected {
+        return Err(parse_err(
+            path,
+            line,
+            format!("{what} {id}, expected {expected} (ids must be 1, 2, 3, ...)"),
+        ));
+    }
+    Ok(())
 }
 
 fn field<T: std::str::FromStr>(
@@ -162,17 +191,7 @@ impl CubDataset {
         let classes_path = root.join("classes.txt");
         let mut class_names = Vec::new();
         for (line, f) in read_rows(&classes_path)? {
-            let id: usize = field(&classes_path, line, &f, 0, "class id")?;
-            if id != class_names.len() + 1 {
-                return Err(parse_err(
-                    &classes_path,
-                    line,
-                    format!(
-                        "class id {id}, expected {} (ids must be 1, 2, 3, ...)",
-                        class_names.len() + 1
-                    ),
-                ));
-            }
+            sequential_id(&classes_path, line, &f, "class id", class_names.len() + 1)?;
             let folder = f
                 .get(1)
                 .ok_or_else(|| parse_err(&classes_path, line, "missing class name"))?;
@@ -281,14 +300,7 @@ impl CubDataset {
         let parts_path = root.join("parts").join("parts.txt");
         if parts_path.is_file() {
             for (line, f) in read_rows(&parts_path)? {
-                let id: usize = field(&parts_path, line, &f, 0, "part id")?;
-                if id != part_names.len() + 1 {
-                    return Err(parse_err(
-                        &parts_path,
-                        line,
-                        format!("part id {id}, expected {}", part_names.len() + 1),
-                    ));
-                }
+                sequential_id(&parts_path, line, &f, "part id", part_names.len() + 1)?;
                 part_names.push(f[1..].join(" "));
             }
             let locs_path = root.join("parts").join("part_locs.txt");
@@ -345,11 +357,7 @@ impl CubDataset {
     }
     /// The images of a split, in `images.txt` order.
     pub fn samples(&self, split: Split) -> Vec<Sample> {
-        self.samples
-            .iter()
-            .filter(|s| split.includes(s))
-            .cloned()
-            .collect()
+        split.select(&self.samples)
     }
     /// Part names, index = part id − 1.
     pub fn part_names(&self) -> &[String] {

@@ -75,15 +75,11 @@ impl Dataset {
     }
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
-        self.class_names.len()
+        self.class_names().len()
     }
     /// The images of a split.
     pub fn samples(&self, split: Split) -> Vec<Sample> {
-        self.samples
-            .iter()
-            .filter(|s| split.includes(s))
-            .cloned()
-            .collect()
+        split.select(&self.samples)
     }
     /// The CUB metadata (part locations, part names), for CUB-layout data sets.
     pub fn cub(&self) -> Option<&CubDataset> {

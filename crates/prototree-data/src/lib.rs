@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+mod color;
 pub mod cub;
 pub mod dataset;
 pub mod error;

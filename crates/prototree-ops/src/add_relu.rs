@@ -5,14 +5,34 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{assume_init, contiguous_f32, uninit_vec};
+use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec};
 use crate::dispatch::fused_cpu_f32;
+use crate::mismatch::shape_mismatch;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, "add_relu")
+/// `f(a_i, b_i)` of every pair of elements of two equally long inputs (their elements
+/// and layouts), in parallel chunks, shaped as `a`.
+fn zip_map(
+    (a, la): (&[f32], &Layout),
+    (b, lb): (&[f32], &Layout),
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    if a.len() != b.len() {
+        candle_core::bail!("add_relu: {:?} and {:?} differ", la.shape(), lb.shape());
+    }
+    let mut y = uninit_vec(a.len());
+    y.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(yc, (ac, bc))| {
+            for ((o, p), q) in yc.iter_mut().zip(ac).zip(bc) {
+                o.write(f(*p, *q));
+            }
+        });
+    // SAFETY: the chunks cover y (a and b are as long) and every element was written.
+    let y = unsafe { assume_init(y) };
+    Ok((CpuStorage::F32(y), la.shape().clone()))
 }
 
 /// `(a, b)` → `max(a + b, 0)`.
@@ -26,29 +46,9 @@ impl CustomOp2 for AddRelu {
         "prototree-add-relu"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, b) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
-        if a.len() != b.len() {
-            candle_core::bail!("add_relu: {:?} and {:?} differ", l1.shape(), l2.shape());
-        }
-        let mut y = uninit_vec(a.len());
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(yc, (ac, bc))| {
-                for ((o, p), q) in yc.iter_mut().zip(ac).zip(bc) {
-                    o.write((p + q).max(0.0));
-                }
-            });
-        // SAFETY: the chunks cover y and every element was written.
-        let y = unsafe { assume_init(y) };
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
+    fused_cpu_fwd!(self, "add_relu", |(a, la), (b, lb)| {
+        zip_map((a, la), (b, lb), |p, q| (p + q).max(0.0))
+    });
 
     fn bwd(
         &self,
@@ -67,37 +67,16 @@ impl CustomOp2 for ReluMask {
         "prototree-relu-mask"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (y, dy) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
-        let mut g = uninit_vec(y.len());
-        g.par_chunks_mut(CHUNK)
-            .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-            .for_each(|(gc, (yc, dc))| {
-                for ((o, v), d) in gc.iter_mut().zip(yc).zip(dc) {
-                    o.write(if *v > 0.0 { *d } else { 0.0 });
-                }
-            });
-        // SAFETY: the chunks cover g and every element was written.
-        let g = unsafe { assume_init(g) };
-        Ok((CpuStorage::F32(g), l1.shape().clone()))
-    }
+    fused_cpu_fwd!(self, "add_relu", |(y, ly), (dy, ldy)| {
+        zip_map((y, ly), (dy, ldy), |v, d| if v > 0.0 { d } else { 0.0 })
+    });
 }
 
 /// `relu(a + b)` of two same-shaped tensors (the residual join), fused into one pass on
 /// the CPU (f32), whose backward keeps only the output; elsewhere `(a + b).relu()`.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if a.shape() != b.shape() {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: a.shape().clone(),
-            rhs: b.shape().clone(),
-            op: "add_relu",
-        });
+        return Err(shape_mismatch(a, b, "add_relu"));
     }
     if fused_cpu_f32(&[a, b]) {
         return a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu);

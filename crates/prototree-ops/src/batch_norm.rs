@@ -7,10 +7,10 @@
 //! Elsewhere (GPU, other dtypes) the same formulas run as tensor ops. The running
 //! statistics are the caller's (the backbone's `BatchNormNhwc` module).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{assume_init, contiguous_f32, uninit_vec};
+use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec};
 use crate::dispatch::fused_cpu_f32;
 
 /// Rows per parallel task of the statistics and normalisation passes.
@@ -94,10 +94,6 @@ pub fn batch_norm_apply(
     activation.apply_tensor(y)
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, "batch_norm_nhwc")
-}
-
 /// Per-channel sums of `f(row)` over `x` (`rows × c`), f32 within a chunk, f64 across.
 fn channel_sums<F>(x: &[f32], c: usize, f: F) -> Vec<f64>
 where
@@ -130,9 +126,8 @@ impl CustomOp1 for BnStats {
         "prototree-batch-norm-stats"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "batch_norm_nhwc", |(x, l)| {
         let (rows, c) = l.shape().dims2()?;
-        let x = contiguous(s, l)?;
         let n = rows.max(1) as f64;
         let mean: Vec<f32> = channel_sums(x, c, |row, acc| {
             for (a, v) in acc.iter_mut().zip(row) {
@@ -154,7 +149,7 @@ impl CustomOp1 for BnStats {
         let mut out = mean;
         out.extend(var);
         Ok((CpuStorage::F32(out), Shape::from((2, c))))
-    }
+    });
 }
 
 /// `(x (rows, c), gamma (c), beta (c))` → `gamma·(x − mean)·invstd + beta`, activated.
@@ -172,41 +167,35 @@ impl CustomOp3 for BnApply {
         "prototree-batch-norm-nhwc"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, c) = l1.shape().dims2()?;
-        let x = contiguous(s1, l1)?;
-        let (gamma, beta) = (contiguous(s2, l2)?, contiguous(s3, l3)?);
-        let scale: Vec<f32> = gamma.iter().zip(&self.invstd).map(|(g, i)| g * i).collect();
-        let shift: Vec<f32> = beta
-            .iter()
-            .zip(&scale)
-            .zip(&self.mean)
-            .map(|((b, s), m)| b - m * s)
-            .collect();
-        let mut y = uninit_vec(rows * c);
-        let activation = self.activation;
-        y.par_chunks_mut((CHUNK_ROWS * c).max(1))
-            .zip(x.par_chunks((CHUNK_ROWS * c).max(1)))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
-                    for (((o, v), s), t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
-                        let r = v * s + t;
-                        o.write(activation.apply(r));
+    fused_cpu_fwd!(
+        self,
+        "batch_norm_nhwc",
+        |(x, l1), (gamma, _l2), (beta, _l3)| {
+            let (rows, c) = l1.shape().dims2()?;
+            let scale: Vec<f32> = gamma.iter().zip(&self.invstd).map(|(g, i)| g * i).collect();
+            let shift: Vec<f32> = beta
+                .iter()
+                .zip(&scale)
+                .zip(&self.mean)
+                .map(|((b, s), m)| b - m * s)
+                .collect();
+            let mut y = uninit_vec(rows * c);
+            let activation = self.activation;
+            y.par_chunks_mut((CHUNK_ROWS * c).max(1))
+                .zip(x.par_chunks((CHUNK_ROWS * c).max(1)))
+                .for_each(|(yc, xc)| {
+                    for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
+                        for (((o, v), s), t) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
+                            let r = v * s + t;
+                            o.write(activation.apply(r));
+                        }
                     }
-                }
-            });
-        // SAFETY: the chunks cover y and every element was written.
-        let y = unsafe { assume_init(y) };
-        Ok((CpuStorage::F32(y), Shape::from((rows, c))))
-    }
+                });
+            // SAFETY: the chunks cover y and every element was written.
+            let y = unsafe { assume_init(y) };
+            Ok((CpuStorage::F32(y), Shape::from((rows, c))))
+        }
+    );
 
     fn bwd(
         &self,
@@ -330,19 +319,8 @@ impl CustomOp3 for BnBackward {
         "prototree-batch-norm-nhwc-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "batch_norm_nhwc", |(x, l1), (y, _l2), (dy, _l3)| {
         let (rows, c) = l1.shape().dims2()?;
-        let x = contiguous(s1, l1)?;
-        let y = contiguous(s2, l2)?;
-        let dy = contiguous(s3, l3)?;
         let activation = self.activation;
         let (mean, invstd) = (&self.mean, &self.invstd);
         let chunk = (CHUNK_ROWS * c).max(1);
@@ -423,7 +401,7 @@ impl CustomOp3 for BnBackward {
         let out = unsafe { assume_init(out) };
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
-    }
+    });
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 use candle_core::{Tensor, D};
 
 use crate::dispatch::fused_cpu_f32;
+use crate::mismatch::shape_mismatch;
 use crate::nhwc::{pad_nhwc, strided};
-use crate::window::{conv_out_size, padded_out_size};
+use crate::window::Window;
 
 /// 2-D convolution (no bias) of a channels-last input.
 ///
@@ -25,22 +26,16 @@ pub fn conv2d_nhwc(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
     let (o, wc, kh, kw) = weight.dims4()?;
+    let pad = (padding, padding);
+    let win = Window::padded(x.dims4()?, (kh, kw), stride, pad, pad);
+    let (b, c, ho, wo) = (win.b, win.c, win.ho, win.wo);
     if wc != c {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: x.shape().clone(),
-            rhs: weight.shape().clone(),
-            op: "conv2d_nhwc",
-        });
+        return Err(shape_mismatch(x, weight, "conv2d_nhwc"));
     }
-    let (ho, wo) = (
-        conv_out_size(h, kh, stride, padding),
-        conv_out_size(w, kw, stride, padding),
-    );
     // On the CPU (f32): one fused op, im2col in blocks feeding the matrix product.
     if fused_cpu_f32(&[x, weight]) {
-        return crate::conv_cpu::conv2d_nhwc_fused(x, weight, stride, (padding, padding), (ho, wo));
+        return crate::conv_cpu::conv2d_nhwc_fused(x, weight, win);
     }
     let x = if padding > 0 {
         x.pad_with_zeros(1, padding, padding)?
@@ -81,14 +76,10 @@ pub fn conv2d_nhwc_padded(
     if rows.0 == rows.1 && cols.0 == cols.1 && rows.0 == cols.0 {
         return conv2d_nhwc(x, weight, stride, rows.0);
     }
-    let (_, h, w, c) = x.dims4()?;
     let (_, wc, kh, kw) = weight.dims4()?;
-    if fused_cpu_f32(&[x, weight]) && wc == c {
-        let out = (
-            padded_out_size(h, kh, stride, rows),
-            padded_out_size(w, kw, stride, cols),
-        );
-        return crate::conv_cpu::conv2d_nhwc_fused(x, weight, stride, (rows.0, cols.0), out);
+    let win = Window::padded(x.dims4()?, (kh, kw), stride, rows, cols);
+    if fused_cpu_f32(&[x, weight]) && wc == win.c {
+        return crate::conv_cpu::conv2d_nhwc_fused(x, weight, win);
     }
     conv2d_nhwc(&pad_nhwc(x, rows, cols)?, weight, stride, 0)
 }

@@ -10,11 +10,12 @@
 //! Columns are ordered tap-major (`(ky·kw + kx)·c + ci`), so every tap copies a contiguous
 //! run of `c` channels; the weights are reordered from PyTorch's `(o, c, kh, kw)` (small).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{assume_init, contiguous_f32, uninit_vec, zeroed};
+use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec, zeroed};
 use crate::gemm::{gemm_into, MatView};
+use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output, PackedBackward};
 use crate::window::Window;
 
 /// Fewest output rows per block: enough to amortise the packing of the weight matrix
@@ -116,35 +117,17 @@ impl Geometry {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, &format!("conv2d_nhwc ({what})"))
-}
-
 /// Forward: `(x (b, h, w, c), weight (o, c, kh, kw))` → `(b, ho, wo, o)`.
 struct ConvNhwc(Geometry);
-
-/// Backward: `(x, weight, dy)` → `[dx (b·h·w·c, if wanted) | dw (o·c·kh·kw, if wanted)]`.
-struct ConvNhwcBackward {
-    g: Geometry,
-    dx: bool,
-    dw: bool,
-}
 
 impl CustomOp2 for ConvNhwc {
     fn name(&self) -> &'static str {
         "prototree-conv2d-nhwc"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "conv2d_nhwc", |(x, _l1), (weight, _l2)| {
         let g = self.0;
-        let x = contiguous(s1, l1, "input")?;
-        let wm = g.weight_matrix(contiguous(s2, l2, "weight")?);
+        let wm = g.weight_matrix(weight);
         let (k, o, rows) = (g.k(), g.o, g.win.rows());
         let mut y = uninit_vec(rows * o);
         let pointwise = g.win.pointwise();
@@ -187,63 +170,31 @@ impl CustomOp2 for ConvNhwc {
             CpuStorage::F32(y),
             Shape::from((g.win.b, g.win.ho, g.win.wo, o)),
         ))
-    }
+    });
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| ConvNhwcBackward {
-            g: self.0,
-            dx,
-            dw,
-        })
-    }
+    packed_bwd!(self);
 }
 
-impl CustomOp3 for ConvNhwcBackward {
+/// Backward: `(x, weight, dy)` → `[dx (b·h·w·c, if wanted) | dw (o·c·kh·kw, if wanted)]`.
+impl CustomOp3 for PackedBackward<Geometry> {
     fn name(&self) -> &'static str {
         "prototree-conv2d-nhwc-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "conv2d_nhwc", |(x, _l1), (w, _l2), (dy, _l3)| {
         let g = self.g;
-        let x = contiguous(s1, l1, "input")?;
-        let w = contiguous(s2, l2, "weight")?;
-        let dy = contiguous(s3, l3, "output gradient")?;
         let wm = g.weight_matrix(w);
         let (k, o) = (g.k(), g.o);
         let (img_in, img_out) = (g.win.h * g.win.w * g.win.c, g.win.ho * g.win.wo);
-        let nx = if self.dx { g.win.b * img_in } else { 0 };
-        let nw = if self.dw { w.len() } else { 0 };
-        let mut out = vec![0f32; nx + nw];
-        let (dx_all, dw_out) = out.split_at_mut(nx);
+        let nx = g.win.b * img_in;
+        let mut out = packed_buffer((self.dx, nx), (self.dw, w.len()));
+        let (dx_all, dw_out) = out.split_at_mut(if self.dx { nx } else { 0 });
 
-        // Whole images per task, one task per thread: each task scatters only into its own
-        // images and accumulates its own weight gradient.
+        // Whole images per task, one task per thread: each task accumulates its own weight
+        // gradient.
         let tasks = rayon::current_num_threads().clamp(1, g.win.b.max(1));
         let per = g.win.b.div_ceil(tasks).max(1);
-        let mut parts: Vec<(usize, Option<&mut [f32]>)> = Vec::with_capacity(tasks);
-        if self.dx {
-            for (t, chunk) in dx_all.chunks_mut((per * img_in).max(1)).enumerate() {
-                parts.push((t * per, Some(chunk)));
-            }
-        } else {
-            for t in 0..g.win.b.div_ceil(per) {
-                parts.push((t * per, None));
-            }
-        }
+        let parts = image_tasks(self.dx.then_some(dx_all), g.win.b, img_in, per);
         let pointwise = g.win.pointwise();
         let br = block_rows(k, o, per * img_out);
         let (want_dx, want_dw) = (self.dx, self.dw);
@@ -321,27 +272,27 @@ impl CustomOp3 for ConvNhwcBackward {
             }
             g.weight_grad_to_torch(&total, dw_out);
         }
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
-    }
+        Ok(packed_output(out))
+    });
 }
 
-/// Channels-last 2-D convolution (no bias) of a contiguous f32 CPU input, fused and
-/// differentiable. `padding` is `(top, left)`; the bottom/right padding follows from the
-/// output size `(ho, wo)`.
+/// Channels-last 2-D convolution (no bias) of an f32 CPU input over the window `win`,
+/// fused and differentiable.
 ///
 /// # Shapes
 /// - `x`: `(b, h, w, c)`, `weight`: `(o, c, kh, kw)` → `(b, ho, wo, o)`
 pub(crate) fn conv2d_nhwc_fused(
     x: &Tensor,
     weight: &Tensor,
-    stride: usize,
-    padding: (usize, usize),
-    out: (usize, usize),
+    win: Window,
 ) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let (o, _, kh, kw) = weight.dims4()?;
-    let win = Window::new((b, h, w, c), (kh, kw), stride, padding, out);
+    let o = weight.dim(0)?;
+    if weight.elem_count() != o * win.c * win.kh * win.kw {
+        candle_core::bail!(
+            "conv2d_nhwc: weight {:?} does not fit the window",
+            weight.dims()
+        );
+    }
     let g = Geometry { win, o };
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, ConvNhwc(g))

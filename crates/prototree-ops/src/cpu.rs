@@ -62,3 +62,25 @@ pub(crate) fn zeroed(block: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
     unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr().cast::<f32>(), block.len()) }
 }
+
+/// Writes the `cpu_fwd` of a candle custom op (`CustomOp1/2/3`) whose inputs are all f32:
+/// `fused_cpu_fwd!(self, "op", |(x, lx), (w, _lw)| { .. })` declares one storage and one
+/// layout per input, binds each input's name to its elements (checked by
+/// [`contiguous_f32`], the error naming the op and the input) and each layout's name to its
+/// layout, then runs the body, which returns the output storage and shape.
+macro_rules! fused_cpu_fwd {
+    ($self:ident, $op:literal, |$(($x:ident, $l:ident)),+| $body:block) => {
+        fn cpu_fwd(
+            &$self,
+            $($x: &candle_core::CpuStorage, $l: &candle_core::Layout),+
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            $(let $x = $crate::cpu::contiguous_f32(
+                $x,
+                $l,
+                concat!($op, " (", stringify!($x), ")"),
+            )?;)+
+            $body
+        }
+    };
+}
+pub(crate) use fused_cpu_fwd;

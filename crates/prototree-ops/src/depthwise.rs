@@ -4,8 +4,9 @@
 use candle_core::Tensor;
 
 use crate::dispatch::fused_cpu_f32;
+use crate::mismatch::shape_mismatch;
 use crate::nhwc::{pad_nhwc, strided};
-use crate::window::padded_out_size;
+use crate::window::Window;
 
 /// Depthwise 2-D convolution (one `kh × kw` filter per channel, no bias) of a
 /// channels-last input with zero padding of `rows = (top, bottom)` and
@@ -24,27 +25,14 @@ pub fn depthwise_conv2d_nhwc(
     rows: (usize, usize),
     cols: (usize, usize),
 ) -> candle_core::Result<Tensor> {
-    let (_, h, w, c) = x.dims4()?;
     let (wc, one, kh, kw) = weight.dims4()?;
+    let win = Window::padded(x.dims4()?, (kh, kw), stride, rows, cols);
+    let (c, ho, wo) = (win.c, win.ho, win.wo);
     if wc != c || one != 1 {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: x.shape().clone(),
-            rhs: weight.shape().clone(),
-            op: "depthwise_conv2d_nhwc",
-        });
+        return Err(shape_mismatch(x, weight, "depthwise_conv2d_nhwc"));
     }
-    let (ho, wo) = (
-        padded_out_size(h, kh, stride, rows),
-        padded_out_size(w, kw, stride, cols),
-    );
     if fused_cpu_f32(&[x, weight]) {
-        return crate::depthwise_cpu::depthwise_conv2d_nhwc_fused(
-            x,
-            weight,
-            stride,
-            (rows.0, cols.0),
-            (ho, wo),
-        );
+        return crate::depthwise_cpu::depthwise_conv2d_nhwc_fused(x, weight, win);
     }
     let x = pad_nhwc(x, rows, cols)?;
     // (c, kh·kw) → per tap a (c,) row broadcast over (b, ho, wo, c).

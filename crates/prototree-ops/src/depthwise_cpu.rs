@@ -10,10 +10,11 @@
 //! task, so tasks never write the same input pixel) and accumulates the weight gradient
 //! per task. Only the input and the weights are kept for the backward pass.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::contiguous_f32;
+use crate::cpu::fused_cpu_fwd;
+use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output, PackedBackward};
 use crate::window::Window;
 
 /// Geometry of one depthwise convolution: its window (the weights' taps per channel).
@@ -38,35 +39,17 @@ impl Taps for Window {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, &format!("depthwise_conv2d_nhwc ({what})"))
-}
-
 /// `(x (b, h, w, c), weight (c, 1, kh, kw))` → `(b, ho, wo, c)`.
 struct DepthwiseNhwc(Geometry);
-
-/// `(x, weight, dy)` → `[dx (b·h·w·c, if asked) | dweight (c·kh·kw, if asked)]`.
-struct DepthwiseNhwcBackward {
-    g: Geometry,
-    dx: bool,
-    dw: bool,
-}
 
 impl CustomOp2 for DepthwiseNhwc {
     fn name(&self) -> &'static str {
         "prototree-depthwise-conv2d-nhwc"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "depthwise_conv2d_nhwc", |(x, _l1), (weight, _l2)| {
         let g = self.0;
-        let x = contiguous(s1, l1, "input")?;
-        let taps = g.taps(contiguous(s2, l2, "weight")?);
+        let taps = g.taps(weight);
         let c = g.c;
         let row_out = g.wo * c;
         let mut y = vec![0f32; g.b * g.ho * row_out];
@@ -94,148 +77,116 @@ impl CustomOp2 for DepthwiseNhwc {
                 }
             });
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.ho, g.wo, c))))
-    }
+    });
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        crate::packed_grads::input_and_weight_grads(x, weight, dy, |dx, dw| DepthwiseNhwcBackward {
-            g: self.0,
-            dx,
-            dw,
-        })
-    }
+    packed_bwd!(self);
 }
 
-impl CustomOp3 for DepthwiseNhwcBackward {
+/// `(x, weight, dy)` → `[dx (b·h·w·c, if asked) | dweight (c·kh·kw, if asked)]`.
+impl CustomOp3 for PackedBackward<Geometry> {
     fn name(&self) -> &'static str {
         "prototree-depthwise-conv2d-nhwc-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.g;
-        let x = contiguous(s1, l1, "input")?;
-        let w = contiguous(s2, l2, "weight")?;
-        let dy = contiguous(s3, l3, "output gradient")?;
-        let taps = g.taps(w);
-        let c = g.c;
-        let t = g.kh * g.kw;
-        let (img_in, img_out) = (g.h * g.w * c, g.ho * g.wo * c);
-        let nx = if self.dx { g.b * img_in } else { 0 };
-        let nw = if self.dw { w.len() } else { 0 };
-        let mut out = vec![0f32; nx + nw];
-        let (dx_all, dw_out) = out.split_at_mut(nx);
-        let (want_dx, want_dw) = (self.dx, self.dw);
+    fused_cpu_fwd!(
+        self,
+        "depthwise_conv2d_nhwc",
+        |(x, _l1), (w, _l2), (dy, _l3)| {
+            let g = self.g;
+            let taps = g.taps(w);
+            let c = g.c;
+            let t = g.kh * g.kw;
+            let (img_in, img_out) = (g.h * g.w * c, g.ho * g.wo * c);
+            let (want_dx, want_dw) = (self.dx, self.dw);
+            let nx = g.b * img_in;
+            let mut out = packed_buffer((want_dx, nx), (want_dw, w.len()));
+            let (dx_all, dw_out) = out.split_at_mut(if want_dx { nx } else { 0 });
 
-        // One image per task: a task scatters only into its own image's input gradient
-        // and accumulates its own (tap-major) weight gradient.
-        let mut parts: Vec<(usize, Option<&mut [f32]>)> = Vec::with_capacity(g.b);
-        if want_dx {
-            for (bi, chunk) in dx_all.chunks_mut(img_in.max(1)).enumerate() {
-                parts.push((bi, Some(chunk)));
-            }
-        } else {
-            parts.extend((0..g.b).map(|bi| (bi, None)));
-        }
-        let dw_tap_major = parts
-            .into_par_iter()
-            .fold(
-                || vec![0f32; if want_dw { t * c } else { 0 }],
-                |mut acc, (bi, mut dx)| {
-                    let ximg = &x[bi * img_in..][..img_in];
-                    let dyimg = &dy[bi * img_out..][..img_out];
-                    for oy in 0..g.ho {
-                        let dyrow = &dyimg[oy * g.wo * c..][..g.wo * c];
-                        for ky in 0..g.kh {
-                            let Some(iy) = g.source_row(oy, ky) else {
-                                continue;
-                            };
-                            let base = iy * g.w * c;
-                            for kx in 0..g.kw {
-                                let ti = ky * g.kw + kx;
-                                let (cols, ix0) = g.valid_columns(kx);
-                                if want_dw {
-                                    let a = &mut acc[ti * c..][..c];
-                                    for (j, ox) in cols.clone().enumerate() {
-                                        let src = &ximg[base + (ix0 + j * g.stride) * c..][..c];
-                                        let gy = &dyrow[ox * c..][..c];
-                                        for ((a, s), d) in a.iter_mut().zip(src).zip(gy) {
-                                            *a += s * d;
+            // One image per task: a task accumulates its own (tap-major) weight gradient.
+            let parts = image_tasks(want_dx.then_some(dx_all), g.b, img_in, 1);
+            let dw_tap_major = parts
+                .into_par_iter()
+                .fold(
+                    || vec![0f32; if want_dw { t * c } else { 0 }],
+                    |mut acc, (bi, mut dx)| {
+                        let ximg = &x[bi * img_in..][..img_in];
+                        let dyimg = &dy[bi * img_out..][..img_out];
+                        for oy in 0..g.ho {
+                            let dyrow = &dyimg[oy * g.wo * c..][..g.wo * c];
+                            for ky in 0..g.kh {
+                                let Some(iy) = g.source_row(oy, ky) else {
+                                    continue;
+                                };
+                                let base = iy * g.w * c;
+                                for kx in 0..g.kw {
+                                    let ti = ky * g.kw + kx;
+                                    let (cols, ix0) = g.valid_columns(kx);
+                                    if want_dw {
+                                        let a = &mut acc[ti * c..][..c];
+                                        for (j, ox) in cols.clone().enumerate() {
+                                            let src = &ximg[base + (ix0 + j * g.stride) * c..][..c];
+                                            let gy = &dyrow[ox * c..][..c];
+                                            for ((a, s), d) in a.iter_mut().zip(src).zip(gy) {
+                                                *a += s * d;
+                                            }
                                         }
                                     }
-                                }
-                                if let Some(dx) = dx.as_deref_mut() {
-                                    let wt = &taps[ti * c..][..c];
-                                    for (j, ox) in cols.enumerate() {
-                                        let dst = &mut dx[base + (ix0 + j * g.stride) * c..][..c];
-                                        let gy = &dyrow[ox * c..][..c];
-                                        for ((d, gv), wv) in dst.iter_mut().zip(gy).zip(wt) {
-                                            *d += gv * wv;
+                                    if let Some(dx) = dx.as_deref_mut() {
+                                        let wt = &taps[ti * c..][..c];
+                                        for (j, ox) in cols.enumerate() {
+                                            let dst =
+                                                &mut dx[base + (ix0 + j * g.stride) * c..][..c];
+                                            let gy = &dyrow[ox * c..][..c];
+                                            for ((d, gv), wv) in dst.iter_mut().zip(gy).zip(wt) {
+                                                *d += gv * wv;
+                                            }
                                         }
                                     }
                                 }
                             }
                         }
+                        acc
+                    },
+                )
+                .reduce(
+                    || vec![0f32; if want_dw { t * c } else { 0 }],
+                    |mut a, b| {
+                        for (p, q) in a.iter_mut().zip(b) {
+                            *p += q;
+                        }
+                        a
+                    },
+                );
+            if want_dw {
+                // Tap-major (t, c) back to PyTorch's (c, 1, kh, kw).
+                for ci in 0..c {
+                    for ti in 0..t {
+                        dw_out[ci * t + ti] = dw_tap_major[ti * c + ci];
                     }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0f32; if want_dw { t * c } else { 0 }],
-                |mut a, b| {
-                    for (p, q) in a.iter_mut().zip(b) {
-                        *p += q;
-                    }
-                    a
-                },
-            );
-        if want_dw {
-            // Tap-major (t, c) back to PyTorch's (c, 1, kh, kw).
-            for ci in 0..c {
-                for ti in 0..t {
-                    dw_out[ci * t + ti] = dw_tap_major[ti * c + ci];
                 }
             }
+            Ok(packed_output(out))
         }
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
-    }
+    );
 }
 
-/// Channels-last depthwise 2-D convolution (no bias) of an f32 CPU input, fused and
-/// differentiable. `padding` is `(top, left)` zeros; the bottom/right padding follows from
-/// the output size `out = (ho, wo)`.
+/// Channels-last depthwise 2-D convolution (no bias) of an f32 CPU input over the window
+/// `g`, fused and differentiable.
 ///
 /// # Shapes
 /// - `x`: `(b, h, w, c)`, `weight`: `(c, 1, kh, kw)` → `(b, ho, wo, c)`
 pub(crate) fn depthwise_conv2d_nhwc_fused(
     x: &Tensor,
     weight: &Tensor,
-    stride: usize,
-    padding: (usize, usize),
-    out: (usize, usize),
+    g: Geometry,
 ) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let (wc, one, kh, kw) = weight.dims4()?;
-    if wc != c || one != 1 {
+    if weight.elem_count() != g.c * g.kh * g.kw {
         candle_core::bail!(
-            "depthwise_conv2d_nhwc: weight {:?} does not fit an input of {c} channels",
-            weight.dims()
+            "depthwise_conv2d_nhwc: weight {:?} does not fit an input of {} channels",
+            weight.dims(),
+            g.c
         );
     }
-    let g = Window::new((b, h, w, c), (kh, kw), stride, padding, out);
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, DepthwiseNhwc(g))
 }

@@ -112,38 +112,18 @@ mod tests {
                 want[i * n + j] = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
             }
         }
+        let (a_rows, b_rows) = (MatView::rows(&a, k), MatView::rows(&b, n));
         let mut got = vec![7f32; m * n];
-        gemm_into(
-            &mut got,
-            (m, n, k),
-            MatView::rows(&a, k),
-            MatView::rows(&b, n),
-            false,
-            false,
-        )?;
+        gemm_into(&mut got, (m, n, k), a_rows, b_rows, false, false)?;
         assert_eq!(got, want);
         // Accumulating adds on top; a transposed view reads the same matrix.
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-        gemm_into(
-            &mut got,
-            (m, n, k),
-            MatView::rows(&a, k),
-            MatView::transposed(&bt, k),
-            true,
-            true,
-        )?;
+        let bt_view = MatView::transposed(&bt, k);
+        gemm_into(&mut got, (m, n, k), a_rows, bt_view, true, true)?;
         for (g, w) in got.iter().zip(&want) {
             assert!((g - 2.0 * w).abs() < 1e-4);
         }
-        assert!(gemm_into(
-            &mut got,
-            (m, n, k + 1),
-            MatView::rows(&a, k),
-            MatView::rows(&b, n),
-            false,
-            false
-        )
-        .is_err());
+        assert!(gemm_into(&mut got, (m, n, k + 1), a_rows, b_rows, false, false).is_err());
         Ok(())
     }
 }

@@ -5,10 +5,10 @@
 //! and `s` (right). Fused on the CPU (one pass per image forward, one backward); elsewhere
 //! level by level: `depth` small tensor ops for any tree size.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{contiguous_f32, with_cpu_slice};
+use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
 use crate::dispatch::fused_cpu_f32;
 
 /// Path probability of every leaf (left to right) from effective routing probabilities.
@@ -69,9 +69,8 @@ impl CustomOp1 for LeafPaths {
         "prototree-leaf-paths"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "leaf paths", |(routing, l)| {
         let (b, p) = l.shape().dims2()?;
-        let routing = contiguous_f32(s, l, "leaf paths")?;
         let leaves = p + 1;
         let mut out = vec![0f32; b * leaves];
         if p > 0 {
@@ -88,7 +87,7 @@ impl CustomOp1 for LeafPaths {
             out.fill(1.0);
         }
         Ok((CpuStorage::F32(out), Shape::from((b, leaves))))
-    }
+    });
 
     fn bwd(
         &self,
@@ -131,22 +130,19 @@ impl CustomOp1 for LeafPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fused_vs_generic_diff;
+    use crate::testing::{fused_vs_generic_diff, weighted_sum_grad};
     use candle_core::{Device, Var};
 
     #[test]
-    fn fused_matches_generic() -> anyhow::Result<()> {
+    fn fused_path_probabilities_match_generic() -> anyhow::Result<()> {
         let dev = Device::Cpu;
         let depth = 4;
         let s = Var::from_tensor(&Tensor::rand(0f32, 1.0, (3, (1 << depth) - 1), &dev)?)?;
         let up = Tensor::rand(0f32, 1.0, (3, 1 << depth), &dev)?;
         let diff = fused_vs_generic_diff(|| {
             let pi = leaf_path_probabilities(s.as_tensor(), depth)?;
-            let grads = (&pi * &up)?.sum_all()?.backward()?;
-            let Some(g) = grads.get(s.as_tensor()) else {
-                candle_core::bail!("no gradient");
-            };
-            Ok(vec![pi, g.clone()])
+            let g = weighted_sum_grad(&pi, &up, &s)?;
+            Ok(vec![pi, g])
         })?;
         assert!(diff < 1e-6, "{diff}");
         assert!(leaf_path_probabilities(s.as_tensor(), depth + 1).is_err());

@@ -3,10 +3,10 @@
 //! on the CPU (one matrix product and one pass each, no temporaries); elsewhere the same
 //! formulas as tensor ops.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{contiguous_f32, with_cpu_slice};
+use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
 use crate::dispatch::fused_cpu_f32;
 use crate::gemm::{gemm_into, MatView};
 
@@ -145,29 +145,19 @@ impl CustomOp1 for Mixture {
         "prototree-leaf-mixture"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "leaf mixture", |(pi, l)| {
         let (b, leaves) = l.shape().dims2()?;
         let (leaves2, k) = self.dist.dims2()?;
         if leaves != leaves2 {
             candle_core::bail!("mixture: {leaves} path probabilities for {leaves2} leaves");
         }
-        let pi = contiguous_f32(s, l, "leaf mixture")?;
         let mut out = vec![0f32; b * k];
         with_cpu_slice(&self.dist, "leaf mixture", |c| {
-            let pi = MatView {
-                data: pi,
-                rs: leaves,
-                cs: 1,
-            };
-            let c = MatView {
-                data: c,
-                rs: k,
-                cs: 1,
-            };
+            let (pi, c) = (MatView::rows(pi, leaves), MatView::rows(c, k));
             gemm_into(&mut out, (b, k, leaves), pi, c, false, true)
         })??;
         Ok((CpuStorage::F32(out), Shape::from((b, k))))
-    }
+    });
 
     fn bwd(
         &self,
@@ -181,17 +171,9 @@ impl CustomOp1 for Mixture {
         let mut out = vec![0f32; b * leaves];
         with_cpu_slice(&grad, "leaf mixture", |g| {
             with_cpu_slice(&self.dist, "leaf mixture", |c| {
-                let g = MatView {
-                    data: g,
-                    rs: k,
-                    cs: 1,
-                };
+                let g = MatView::rows(g, k);
                 // Cᵀ (k, L): element (class, leaf) at leaf·k + class.
-                let c_t = MatView {
-                    data: c,
-                    rs: 1,
-                    cs: k,
-                };
+                let c_t = MatView::transposed(c, k);
                 gemm_into(&mut out, (b, leaves, k), g, c_t, false, true)
             })
         })???;
@@ -202,11 +184,11 @@ impl CustomOp1 for Mixture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fused_vs_generic_diff;
+    use crate::testing::{fused_vs_generic_diff, weighted_sum_grad};
     use candle_core::{Device, Var};
 
     #[test]
-    fn fused_matches_generic() -> anyhow::Result<()> {
+    fn fused_mixture_and_update_match_generic() -> anyhow::Result<()> {
         let dev = Device::Cpu;
         let params = Tensor::randn(0f32, 2.0, (16, 7), &dev)?.relu()?;
         let dist = candle_core::Tensor::rand(0.01f32, 1.0, (16, 7), &dev)?;
@@ -217,12 +199,9 @@ mod tests {
         let start = Tensor::randn(0f32, 1.0, (16, 7), &dev)?.relu()?;
         let diff = fused_vs_generic_diff(|| {
             let mix = leaf_mixture(pi.as_tensor(), dist.clone())?;
-            let grads = (&mix * &up)?.sum_all()?.backward()?;
-            let Some(g) = grads.get(pi.as_tensor()) else {
-                candle_core::bail!("no gradient");
-            };
+            let g = weighted_sum_grad(&mix, &up, &pi)?;
             let next = leaf_update((&params, dist.clone()), pi.as_tensor(), &y, &t, &start, 3)?;
-            Ok(vec![mix, g.clone(), next])
+            Ok(vec![mix, g, next])
         })?;
         assert!(diff < 1e-5, "{diff}");
         Ok(())

@@ -34,6 +34,7 @@ mod leaves;
 mod max_pool;
 mod max_pool_cpu;
 mod min_distance_cpu;
+mod mismatch;
 mod nhwc;
 mod packed_grads;
 mod simd;

@@ -2,18 +2,14 @@
 //! each output's gradient to the first maximal input of its window (PyTorch's choice),
 //! without keeping indices: it rescans the window against the saved output.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::contiguous_f32;
+use crate::cpu::fused_cpu_fwd;
 use crate::window::Window;
 
 /// The pooling window (padding reads as `−∞`).
 type Pool = Window;
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    contiguous_f32(s, l, "max_pool_nhwc")
-}
 
 /// `(b, h, w, c)` → `(b, ho, wo, c)`.
 struct MaxPool(Pool);
@@ -26,10 +22,9 @@ impl CustomOp1 for MaxPool {
         "prototree-max-pool-nhwc"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "max_pool_nhwc", |(x, l)| {
         let p = self.0;
         let b = l.shape().dims4()?.0;
-        let x = contiguous(s, l)?;
         let c = p.c;
         let mut y = vec![f32::NEG_INFINITY; b * p.ho * p.wo * c];
         y.par_chunks_mut((p.ho * p.wo * c).max(1))
@@ -55,7 +50,7 @@ impl CustomOp1 for MaxPool {
                 }
             });
         Ok((CpuStorage::F32(y), Shape::from((b, p.ho, p.wo, c))))
-    }
+    });
 
     fn bwd(&self, x: &Tensor, res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(x.apply_op3_no_bwd(
@@ -71,22 +66,9 @@ impl CustomOp3 for MaxPoolBackward {
         "prototree-max-pool-nhwc-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "max_pool_nhwc", |(x, l1), (y, _l2), (dy, _l3)| {
         let p = self.0;
         let b = l1.shape().dims4()?.0;
-        let (x, y, dy) = (
-            contiguous(s1, l1)?,
-            contiguous(s2, l2)?,
-            contiguous(s3, l3)?,
-        );
         let c = p.c;
         let (img_in, img_out) = ((p.h * p.w * c).max(1), (p.ho * p.wo * c).max(1));
         let mut dx = vec![0f32; b * p.h * p.w * c];
@@ -121,7 +103,7 @@ impl CustomOp3 for MaxPoolBackward {
                 }
             });
         Ok((CpuStorage::F32(dx), Shape::from((b, p.h, p.w, c))))
-    }
+    });
 }
 
 /// `k × k` max-pooling with `stride` and `padding` (padded cells never win) of a

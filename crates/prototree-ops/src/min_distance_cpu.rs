@@ -14,10 +14,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{contiguous_f32, with_cpu_slice};
+use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
 use crate::distance::DISTANCE_EPS;
 use crate::gemm::{gemm_into, MatView};
 use crate::simd::{avx2_dispatch, axpy_diff, dot, dot_lanes};
@@ -94,7 +94,7 @@ fn min_distance_forward(
                     .zip(arg_block.chunks_exact_mut(p))
                     .zip(z_block.chunks_exact(n * d).zip(cross.chunks_exact(n * p)))
                 {
-                    min_pass(z_img, cross_img, &pp, best, arg, d);
+                    min_pass(z_img, cross_img, &pp, Nearest { best, arg }, d);
                     for (o, &bj) in dist_row.iter_mut().zip(best.iter()) {
                         *o = (f64::from(bj) + DISTANCE_EPS).sqrt() as f32;
                     }
@@ -105,17 +105,18 @@ fn min_distance_forward(
     Ok((dist, winners))
 }
 
+/// Per prototype of one image, the smallest squared distance (`best`) and the first patch
+/// reaching it (`arg`), both written by the min pass.
+struct Nearest<'a> {
+    best: &'a mut [f32],
+    arg: &'a mut [u32],
+}
+
 /// The min pass of one image: `best[j] = min_i |‖z_i‖² − 2 cross[i, j] + pp[j]|` over the
 /// image's patches `i`, and `arg[j]` the first patch reaching it.
 #[inline(always)]
-fn min_pass_lanes(
-    z_img: &[f32],
-    cross_img: &[f32],
-    pp: &[f32],
-    best: &mut [f32],
-    arg: &mut [u32],
-    d: usize,
-) {
+fn min_pass_lanes(z_img: &[f32], cross_img: &[f32], pp: &[f32], out: Nearest<'_>, d: usize) {
+    let Nearest { best, arg } = out;
     let p = pp.len();
     best.fill(f32::INFINITY);
     arg.fill(0);
@@ -141,8 +142,7 @@ avx2_dispatch! {
         z_img: &[f32],
         cross_img: &[f32],
         pp: &[f32],
-        best: &mut [f32],
-        arg: &mut [u32],
+        out: Nearest<'_>,
         d: usize,
     );
 }
@@ -161,26 +161,18 @@ impl CustomOp2 for MinDistance {
         "prototree-min-distance"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fused_cpu_fwd!(self, "min-distance op", |(z, l1), (protos, l2)| {
         let (b, n, d) = l1.shape().dims3()?;
         let (p, d2) = proto_dims(l2.shape())?;
         if d != d2 {
             candle_core::bail!("patch length {d} != prototype length {d2}");
         }
-        let z = contiguous_f32(s1, l1, "min-distance op")?;
-        let protos = contiguous_f32(s2, l2, "min-distance op")?;
         let (dist, winners) = min_distance_forward(z, protos, b, n, d, p)?;
         if self.winners.set(winners).is_err() {
             candle_core::bail!("min-distance op instance reused");
         }
         Ok((CpuStorage::F32(dist), Shape::from((b, p))))
-    }
+    });
 
     fn bwd(
         &self,
@@ -276,7 +268,28 @@ pub fn min_distances_fused(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::weighted_sum_grad;
     use candle_core::{Device, Var};
+
+    /// The fused op against the generic path on patches `z` and prototypes `p` (`flat`:
+    /// `p` as `(P, d)`): distances, winning patches, and the gradients (shaped as their
+    /// variables) of the distances weighted by `w`.
+    fn assert_matches_generic(z: &Var, p: &Var, flat: &Tensor, w: &Tensor) -> anyhow::Result<()> {
+        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
+        let generic = crate::distance::min_distances_generic(z.as_tensor(), flat)?;
+        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "values differ by {diff}");
+        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), flat)?;
+        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
+        for v in [z, p] {
+            let a = weighted_sum_grad(&fused, w, v)?;
+            let b = weighted_sum_grad(&generic, w, v)?;
+            assert_eq!(a.dims(), v.dims());
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "gradients differ by {diff}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn matches_the_generic_path_in_values_and_gradients() -> anyhow::Result<()> {
@@ -284,21 +297,7 @@ mod tests {
         let z = Var::from_tensor(&Tensor::rand(0f32, 1.0, (3, 5, 4), &dev)?)?;
         let p = Var::from_tensor(&Tensor::rand(0f32, 1.0, (6, 4), &dev)?)?;
         let w = Tensor::rand(0f32, 1.0, (3, 6), &dev)?;
-        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
-        let generic = crate::distance::min_distances_generic(z.as_tensor(), p.as_tensor())?;
-        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "values differ by {diff}");
-        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), p.as_tensor())?;
-        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
-        let g1 = (fused * &w)?.sum_all()?.backward()?;
-        let g2 = (generic * &w)?.sum_all()?.backward()?;
-        for v in [&z, &p] {
-            let a = g1.get(v.as_tensor()).unwrap();
-            let b = g2.get(v.as_tensor()).unwrap();
-            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-4, "gradients differ by {diff}");
-        }
-        Ok(())
+        assert_matches_generic(&z, &p, p.as_tensor(), &w)
     }
 
     #[test]
@@ -308,22 +307,7 @@ mod tests {
         let z = Var::from_tensor(&Tensor::rand(0f32, 1.0, (9, 49, 37), &dev)?)?;
         let p = Var::from_tensor(&Tensor::rand(0f32, 1.0, (13, 37, 1, 1), &dev)?)?;
         let w = Tensor::rand(0f32, 1.0, (9, 13), &dev)?;
-        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
         let flat = p.as_tensor().reshape((13, 37))?;
-        let generic = crate::distance::min_distances_generic(z.as_tensor(), &flat)?;
-        let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "values differ by {diff}");
-        let (_, generic_arg) = crate::distance::distance_maps(z.as_tensor(), &flat)?;
-        assert_eq!(arg.to_vec2::<u32>()?, generic_arg.to_vec2::<u32>()?);
-        let g1 = (fused * &w)?.sum_all()?.backward()?;
-        let g2 = (generic * &w)?.sum_all()?.backward()?;
-        for v in [&z, &p] {
-            let a = g1.get(v.as_tensor()).unwrap();
-            let b = g2.get(v.as_tensor()).unwrap();
-            assert_eq!(a.dims(), v.dims());
-            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-4, "gradients differ by {diff}");
-        }
-        Ok(())
+        assert_matches_generic(&z, &p, &flat, &w)
     }
 }

@@ -90,3 +90,14 @@ pub(crate) fn candle_padded_conv(
         .conv2d(weight, 0, stride, 1, groups)?
         .permute((0, 2, 3, 1))
 }
+
+/// The gradient of `sum(y · up)` with respect to `x`: the backward pass of `y` under the
+/// upstream gradient `up`; an error when `y` does not depend on `x`.
+#[cfg(test)]
+pub(crate) fn weighted_sum_grad(y: &Tensor, up: &Tensor, x: &Var) -> candle_core::Result<Tensor> {
+    let grads = (y * up)?.sum_all()?.backward()?;
+    match grads.get(x.as_tensor()) {
+        Some(g) => Ok(g.clone()),
+        None => candle_core::bail!("no gradient"),
+    }
+}

@@ -45,6 +45,23 @@ impl Window {
         }
     }
 
+    /// The window of `kernel = (kh, kw)` over an input of `dims = (b, h, w, c)` zero-padded
+    /// by `rows = (top, bottom)` and `cols = (left, right)`, its output size following
+    /// from [`padded_out_size`].
+    pub fn padded(
+        dims: (usize, usize, usize, usize),
+        (kh, kw): (usize, usize),
+        stride: usize,
+        rows: (usize, usize),
+        cols: (usize, usize),
+    ) -> Self {
+        let out = (
+            padded_out_size(dims.1, kh, stride, rows),
+            padded_out_size(dims.2, kw, stride, cols),
+        );
+        Self::new(dims, (kh, kw), stride, (rows.0, cols.0), out)
+    }
+
     /// Output pixels over the batch, `b·ho·wo`.
     pub fn rows(&self) -> usize {
         self.b * self.ho * self.wo

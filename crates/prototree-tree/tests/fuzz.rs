@@ -1,33 +1,21 @@
 //! Property-based fuzzing of the model files: random and mutated `tree.bin`,
 //! `config.json` and `train_state.bin` never panic the loader (bounded case counts).
 
+mod common;
+
+use common::{small_cnn, trained_meta};
+
 use std::path::Path;
 
 use candle_core::Device;
 use proptest::prelude::*;
-use prototree_backbone::BackboneKind;
-use prototree_tree::io::{save_model, Preprocessing, CONFIG_FILE, TREE_FILE};
-use prototree_tree::{load_model, ModelMeta, ProtoTree, TreeConfig};
+use prototree_tree::io::{save_model, CONFIG_FILE, TREE_FILE};
+use prototree_tree::{load_model, ModelMeta, ProtoTree};
 
 fn saved_model(dir: &Path) -> ModelMeta {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 2,
-        proto_dim: 4,
-        num_classes: 3,
-    };
+    let cfg = small_cnn(2, 4, 3);
     let model = ProtoTree::new(&cfg.check().unwrap(), &Device::Cpu, 1).unwrap();
-    let meta = ModelMeta {
-        format_version: 1,
-        tree: cfg,
-        class_names: vec!["a".into(), "b".into(), "c".into()],
-        preprocessing: Preprocessing {
-            image_size: 16,
-            mean: [0.5; 3],
-            std: [0.5; 3],
-        },
-        train: None,
-    };
+    let meta = trained_meta(cfg, vec!["a".into(), "b".into(), "c".into()], 16, 0.5);
     save_model(dir, &model, &meta, &[]).unwrap();
     meta
 }
@@ -44,19 +32,29 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], keep: usize) -> Vec<u8> {
     bytes
 }
 
+/// Saves a model, applies [`mutate`] to its `file` and loads it: any outcome but a panic
+/// is fine, and an error must name the model directory.
+fn load_mutated(file: &str, edits: &[(usize, u8)], keep: usize) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    saved_model(dir.path());
+    let original = std::fs::read(dir.path().join(file)).unwrap();
+    std::fs::write(dir.path().join(file), mutate(original, edits, keep)).unwrap();
+    if let Err(e) = load_model(dir.path(), &Device::Cpu) {
+        prop_assert!(
+            e.to_string().contains(dir.path().to_str().unwrap()),
+            "{}",
+            e
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_tree_bin_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), keep in 0usize..64) {
-        let dir = tempfile::tempdir().unwrap();
-        saved_model(dir.path());
-        let original = std::fs::read(dir.path().join(TREE_FILE)).unwrap();
-        std::fs::write(dir.path().join(TREE_FILE), mutate(original, &edits, keep)).unwrap();
-        // Any outcome but a panic is fine; errors must name the file.
-        if let Err(e) = load_model(dir.path(), &Device::Cpu) {
-            prop_assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{}", e);
-        }
+        load_mutated(TREE_FILE, &edits, keep)?;
     }
 
     #[test]
@@ -69,13 +67,7 @@ proptest! {
 
     #[test]
     fn mutated_config_json_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6), keep in 1usize..4096) {
-        let dir = tempfile::tempdir().unwrap();
-        saved_model(dir.path());
-        let original = std::fs::read(dir.path().join(CONFIG_FILE)).unwrap();
-        std::fs::write(dir.path().join(CONFIG_FILE), mutate(original, &edits, keep)).unwrap();
-        if let Err(e) = load_model(dir.path(), &Device::Cpu) {
-            prop_assert!(e.to_string().contains(dir.path().to_str().unwrap()), "{}", e);
-        }
+        load_mutated(CONFIG_FILE, &edits, keep)?;
     }
 
     #[test]

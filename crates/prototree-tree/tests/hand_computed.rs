@@ -1,19 +1,14 @@
 //! Tiny trees computed by hand: distances, routing, outputs and a leaf update.
 
+mod common;
+
+use common::small_cnn;
+
 use candle_core::{Device, Tensor};
-use prototree_backbone::BackboneKind;
-use prototree_tree::{
-    topology::prune_branch, Direction, Latent, Leaves, ProtoTree, Topology, TreeConfig,
-};
+use prototree_tree::{topology::prune_branch, Direction, Latent, Leaves, ProtoTree, Topology};
 
 fn tree(depth: usize, dim: usize, classes: usize) -> anyhow::Result<ProtoTree> {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth,
-        proto_dim: dim,
-        num_classes: classes,
-    }
-    .check()?;
+    let cfg = small_cnn(depth, dim, classes).check()?;
     Ok(ProtoTree::new(&cfg, &Device::Cpu, 3)?)
 }
 

@@ -1,25 +1,21 @@
 //! Model directory round trip and load-time checks.
 
+mod common;
+
+use common::{small_cnn, trained_meta};
+
+use std::path::Path;
+
 use candle_core::{Device, Tensor};
-use prototree_backbone::BackboneKind;
-use prototree_tree::io::{Preprocessing, CONFIG_FILE, TENSORS_FILE, TREE_FILE};
+use prototree_tree::io::{CONFIG_FILE, TENSORS_FILE, TREE_FILE};
 use prototree_tree::{
     load_model, save_model, topology::prune_branch, Direction, Leaves, ModelMeta, NodeId,
     ProjectionRecord, ProtoTree, Topology, TreeConfig,
 };
 
 fn meta(cfg: &TreeConfig) -> ModelMeta {
-    ModelMeta {
-        format_version: 1,
-        tree: cfg.clone(),
-        class_names: (0..cfg.num_classes).map(|i| format!("class_{i}")).collect(),
-        preprocessing: Preprocessing {
-            image_size: 32,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        },
-        train: None,
-    }
+    let class_names = (0..cfg.num_classes).map(|i| format!("class_{i}")).collect();
+    trained_meta(cfg.clone(), class_names, 32, 0.25)
 }
 
 fn model(cfg: &TreeConfig) -> anyhow::Result<ProtoTree> {
@@ -35,12 +31,7 @@ fn model(cfg: &TreeConfig) -> anyhow::Result<ProtoTree> {
 
 #[test]
 fn round_trip_gives_identical_outputs() -> anyhow::Result<()> {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 3,
-        proto_dim: 8,
-        num_classes: 4,
-    };
+    let cfg = small_cnn(3, 8, 4);
     let m = model(&cfg)?;
     let dir = tempfile::tempdir()?;
     let rec = ProjectionRecord {
@@ -77,14 +68,23 @@ fn round_trip_gives_identical_outputs() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `contents` to `file` of the model directory `dir` and returns the error that
+/// loading the model then gives (an error of its own when it loads).
+fn load_error_after_writing(
+    dir: &Path,
+    file: &Path,
+    contents: impl AsRef<[u8]>,
+) -> anyhow::Result<String> {
+    std::fs::write(file, contents)?;
+    match load_model(dir, &Device::Cpu) {
+        Ok(_) => anyhow::bail!("{} still loads", dir.display()),
+        Err(e) => Ok(e.to_string()),
+    }
+}
+
 #[test]
 fn load_errors_name_the_file() -> anyhow::Result<()> {
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth: 2,
-        proto_dim: 4,
-        num_classes: 3,
-    };
+    let cfg = small_cnn(2, 4, 3);
     let m = model(&cfg)?;
     let dir = tempfile::tempdir()?;
     save_model(dir.path(), &m, &meta(&cfg), &[])?;
@@ -92,40 +92,27 @@ fn load_errors_name_the_file() -> anyhow::Result<()> {
     // Truncated tensors.
     let p = dir.path().join(TENSORS_FILE);
     let bytes = std::fs::read(&p)?;
-    std::fs::write(&p, &bytes[..bytes.len() / 2])?;
-    let err = load_model(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = load_error_after_writing(dir.path(), &p, &bytes[..bytes.len() / 2])?;
     assert!(err.contains(TENSORS_FILE), "{err}");
     std::fs::write(&p, &bytes)?;
 
     // Corrupt tree.bin.
     let t = dir.path().join(TREE_FILE);
     let tree_bytes = std::fs::read(&t)?;
-    std::fs::write(&t, [0xff, 0xff, 0xff])?;
-    let err = load_model(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = load_error_after_writing(dir.path(), &t, [0xff, 0xff, 0xff])?;
     assert!(err.contains(TREE_FILE), "{err}");
     std::fs::write(&t, &tree_bytes)?;
 
     // Newer format version.
     let c = dir.path().join(CONFIG_FILE);
     let json = std::fs::read_to_string(&c)?;
-    std::fs::write(
-        &c,
-        json.replace("\"format_version\": 1", "\"format_version\": 99"),
-    )?;
-    let err = load_model(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let newer = json.replace("\"format_version\": 1", "\"format_version\": 99");
+    let err = load_error_after_writing(dir.path(), &c, newer)?;
     assert!(err.contains("99") && err.contains(CONFIG_FILE), "{err}");
 
     // Class count that does not match the tensors.
-    std::fs::write(&c, json.replace("\"num_classes\": 3", "\"num_classes\": 5"))?;
-    let err = load_model(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let more_classes = json.replace("\"num_classes\": 3", "\"num_classes\": 5");
+    let err = load_error_after_writing(dir.path(), &c, more_classes)?;
     assert!(err.contains("class names"), "{err}");
     std::fs::write(&c, &json)?;
     assert!(load_model(dir.path(), &Device::Cpu).is_ok());

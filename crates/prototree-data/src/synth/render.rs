@@ -4,6 +4,8 @@
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use rand::Rng;
 
+use crate::color::hsv_to_rgb;
+
 use super::parts::{Variants, PART_CREST, PART_EYE, PART_TAIL, PART_WING};
 
 /// Mask label of the background.
@@ -43,26 +45,11 @@ pub struct Pose {
 }
 
 fn muted(rng: &mut impl Rng, s_max: f32) -> [f32; 3] {
-    hsv(
+    hsv_to_rgb([
         rng.random::<f32>(),
         rng.random_range(0.1..s_max),
         rng.random_range(0.35..0.85),
-    )
-}
-
-fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
-    let h6 = h.rem_euclid(1.0) * 6.0;
-    let c = v * s;
-    let x = c * (1.0 - ((h6 % 2.0) - 1.0).abs());
-    let (r, g, b) = match h6 as u32 {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    [r + v - c, g + v - c, b + v - c]
+    ])
 }
 
 impl Pose {
@@ -94,11 +81,11 @@ impl Pose {
                     (rng.random::<f32>() * size, rng.random::<f32>() * size),
                     (rng.random::<f32>() * size, rng.random::<f32>() * size),
                     rng.random_range(0.008..0.02) * size,
-                    hsv(
+                    hsv_to_rgb([
                         rng.random_range(0.05..0.12),
                         rng.random_range(0.3..0.6),
                         rng.random_range(0.2..0.45),
-                    ),
+                    ]),
                 )
             })
             .collect();
