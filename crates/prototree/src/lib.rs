@@ -41,6 +41,11 @@ pub use prototree_render as render;
 pub use prototree_tree as tree;
 
 pub use candle_core;
+
+/// The README's code, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 pub use device::candle_device;
 pub use error::{Error, Result};
 
