@@ -36,6 +36,7 @@ pub use prototree_backbone as backbone;
 pub use prototree_data as data;
 pub use prototree_prune as prune;
 pub use prototree_reference as reference;
+pub use prototree_torch as torch;
 pub use prototree_tree as tree;
 
 pub use candle_core;
