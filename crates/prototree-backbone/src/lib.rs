@@ -25,4 +25,4 @@ pub use error::{Error, Result};
 pub use kind::BackboneKind;
 pub use resnet::{BlockKind, ResNet};
 pub use small_cnn::SmallCnn;
-pub use weights::{load_weights, load_weights_from, read_state_dict, WeightsReport};
+pub use weights::{load_weights, load_weights_from, WeightsReport};

@@ -1,5 +1,6 @@
 //! Loading pretrained backbone weights from PyTorch state dicts: `.safetensors`, or
-//! `.pth` / `.pt` / `.bin` pickles (read with candle's PyTorch support, no Python).
+//! `.pth` / `.pt` / `.bin` files of either `torch.save` format, read by
+//! [`prototree_torch::read_state_dict`] (no Python, nothing executed).
 //!
 //! Names are PyTorch's (`conv1.weight`, `layer1.0.bn1.running_mean`, …). A `module.`
 //! prefix (DataParallel) is stripped; a state dict nested under `state_dict` or `model`
@@ -24,108 +25,6 @@ pub struct WeightsReport {
     pub ignored: Vec<String>,
 }
 
-/// The container formats [`read_state_dict`] tells apart by their first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Safetensors,
-    /// `torch.save` since PyTorch 1.6: a zip archive holding a pickle.
-    TorchZip,
-    /// `torch.save` before PyTorch 1.6 (or `_use_new_zipfile_serialization=False`).
-    TorchLegacy,
-}
-
-/// The pickle protocol-2 header and "magic number" long that open a legacy torch file.
-const LEGACY_MAGIC: [u8; 14] = [
-    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
-];
-
-fn sniff(head: &[u8]) -> Option<Format> {
-    if head.starts_with(b"PK\x03\x04") {
-        Some(Format::TorchZip)
-    } else if head.starts_with(&LEGACY_MAGIC) {
-        Some(Format::TorchLegacy)
-    } else if head.len() > 8 && head[8] == b'{' {
-        // safetensors: an 8-byte little-endian header length, then a JSON header.
-        Some(Format::Safetensors)
-    } else {
-        None
-    }
-}
-
-/// Reads every tensor of a state-dict file, by name.
-///
-/// The format is recognised by content, not by extension: safetensors, or a zip-format
-/// `torch.save` file (PyTorch ≥ 1.6, e.g. torchvision's downloads) whose top-level object
-/// is the state dict or holds it under `state_dict`, `model` or `model_state_dict`. A
-/// `module.` prefix is stripped from every name. Legacy-format torch files (before 1.6)
-/// are reported as such: the `prototree` crate's weight loading reads them with
-/// `prototree_reference::read_state_dict`, or re-save them with a current PyTorch.
-pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let fail = |reason: String| Error::WeightFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut head = [0u8; 16];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| {
-            use std::io::Read;
-            f.read(&mut head)
-        })
-        .map_err(|e| fail(e.to_string()))?;
-    let tensors: Vec<(String, Tensor)> = match sniff(&head[..n]) {
-        Some(Format::Safetensors) => {
-            candle_core::safetensors::load(path, &candle_core::Device::Cpu)
-                .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?
-                .into_iter()
-                .collect()
-        }
-        Some(Format::TorchZip) => {
-            let mut found = Vec::new();
-            let mut last_err = String::new();
-            for key in [
-                None,
-                Some("state_dict"),
-                Some("model"),
-                Some("model_state_dict"),
-            ] {
-                match candle_core::pickle::read_all_with_key(path, key) {
-                    Ok(t) if !t.is_empty() => {
-                        found = t;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(e) => last_err = e.to_string(),
-                }
-            }
-            if found.is_empty() {
-                return Err(fail(if last_err.is_empty() {
-                    "no tensors found (expected a PyTorch state dict)".into()
-                } else {
-                    format!("not a PyTorch state dict: {last_err}")
-                }));
-            }
-            found
-        }
-        Some(Format::TorchLegacy) => {
-            return Err(fail(
-                "legacy (PyTorch < 1.6) torch.save format, which this reader does not parse; \
-                 load it through the `prototree` crate (or `prototree_reference::read_state_dict`), \
-                 or re-save it with `torch.save(state_dict, path)` in PyTorch >= 1.6"
-                    .into(),
-            ))
-        }
-        None => {
-            return Err(fail(
-                "neither safetensors nor a PyTorch (torch.save) file".into(),
-            ))
-        }
-    };
-    Ok(tensors
-        .into_iter()
-        .map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t))
-        .collect())
-}
-
 fn expected_extra(name: &str) -> bool {
     name.ends_with("num_batches_tracked")
         || name.starts_with("fc.")
@@ -144,7 +43,7 @@ fn capped(mut items: Vec<String>) -> String {
     items.join(", ")
 }
 
-/// Loads the state dict in `path` into the variables of `varmap` whose names start with
+/// Loads the state dict in `path` (read with [`prototree_torch::read_state_dict`]) into the variables of `varmap` whose names start with
 /// `prefix.` (the backbone's variables; `prefix` may be empty), for architecture `arch`.
 ///
 /// Fails with [`Error::WeightMismatch`] listing missing, unexpected and mis-shaped keys
@@ -175,7 +74,7 @@ pub fn load_weights(
     path: &Path,
     arch: &str,
 ) -> Result<WeightsReport> {
-    let file = read_state_dict(path)?;
+    let file = prototree_torch::read_state_dict(path)?;
     load_weights_from(varmap, prefix, &file, path, arch)
 }
 
@@ -298,18 +197,6 @@ fn copy_into(wanted: &HashMap<String, &Var>, file: &HashMap<String, Tensor>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_are_sniffed() {
-        assert_eq!(sniff(b"PK\x03\x04rest"), Some(Format::TorchZip));
-        assert_eq!(sniff(&LEGACY_MAGIC), Some(Format::TorchLegacy));
-        assert_eq!(
-            sniff(b"\x10\0\0\0\0\0\0\0{\"a\":"),
-            Some(Format::Safetensors)
-        );
-        assert_eq!(sniff(b"junk"), None);
-        assert_eq!(sniff(b""), None);
-    }
 
     #[test]
     fn long_lists_are_capped() {

@@ -2,35 +2,12 @@
 
 use std::path::PathBuf;
 
-use crate::pickle::PickleError;
-
 /// Everything that can go wrong while importing a reference checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A pickle stream is malformed or uses an unsupported feature.
-    #[error("{path}: {source}")]
-    Pickle {
-        /// The file.
-        path: PathBuf,
-        /// What the pickle reader found.
-        source: PickleError,
-    },
-    /// A file is not a PyTorch file of the expected layout.
-    #[error("{path}: {reason}")]
-    BadFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A PyTorch file could not be read (it names the file and the problem).
+    #[error(transparent)]
+    Torch(#[from] prototree_torch::Error),
     /// The directory holds none of the files the reference writes.
     #[error("{dir}: no reference checkpoint here (looked for {})", expected.join(", "))]
     MissingFiles {

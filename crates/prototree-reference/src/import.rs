@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use prototree_backbone::BackboneKind;
+use prototree_torch::{FileFormat, TorchFile};
 use prototree_tree::init::{ADD_ON_WEIGHT, PROTOTYPES};
 use prototree_tree::io::{leaf_key, Preprocessing, FORMAT_VERSION};
 use prototree_tree::ModelStage;
@@ -18,7 +19,6 @@ use prototree_tree::{
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::detect_backbone;
-use crate::torch_file::{FileFormat, TorchFile};
 use crate::tree::ReferenceTree;
 use crate::{Error, Result};
 
@@ -120,29 +120,9 @@ impl ReferenceCheckpoint {
     }
 }
 
-/// Reads a state dict: zip archives through candle's PyTorch reader, pre-1.6 streams with
-/// our own.
+/// Reads a state dict (either `torch.save` format): its tensors, the names of those
+/// candle has no type for, and the file's layout.
 fn read_state_dict(path: &Path) -> Result<(HashMap<String, Tensor>, Vec<String>, FileFormat)> {
-    let head = {
-        use std::io::Read;
-        let mut buf = [0u8; 4];
-        let mut f = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let n = f.read(&mut buf).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        buf[..n].to_vec()
-    };
-    if head.starts_with(b"PK\x03\x04") {
-        let tensors = candle_core::pickle::read_all(path).map_err(|e| Error::BadFile {
-            path: path.to_path_buf(),
-            reason: format!("reading the state dict: {e}"),
-        })?;
-        return Ok((tensors.into_iter().collect(), Vec::new(), FileFormat::Zip));
-    }
     let file = TorchFile::open(path)?;
     let entries = file.state_dict_entries(file.root())?;
     let (t, s) = file.tensors(&entries)?;

@@ -7,8 +7,8 @@
 //! (`_root.l.r._dist_params`) encode the shape of a pruned tree, but the map from
 //! branches to prototype rows (`_out_map`, built from a Python set, so different in every
 //! run) and the nodes' original numbers exist only in the pickled modules. This crate
-//! reads both with a pickle reader that never executes anything ([`pickle`]), rebuilds
-//! tensors from PyTorch's zip and pre-1.6 formats ([`torch_file`]), recovers the tree
+//! reads both with [`prototree_torch`] (a pickle reader that never executes anything;
+//! tensors rebuilt from PyTorch's zip and pre-1.6 formats), recovers the tree
 //! ([`tree`]), recognises the backbone ([`backbone`]) and builds our
 //! [`prototree_tree::ProtoTree`] ([`import`]): pruned reference trees become our complete
 //! topology with pass-through branches, prototype rows are permuted into our heap order,
@@ -34,8 +34,6 @@
 pub mod backbone;
 pub mod error;
 pub mod import;
-pub mod pickle;
-pub mod torch_file;
 pub mod tree;
 
 pub use backbone::detect_backbone;
@@ -44,5 +42,4 @@ pub use import::{
     convert, import_reference, load_reference, CheckpointFiles, ImportOptions, ImportReport,
     Imported, LeafMode, ReferenceCheckpoint,
 };
-pub use torch_file::{read_state_dict, FileFormat, TorchFile};
 pub use tree::{ReferenceNode, ReferenceTree};

@@ -10,8 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::pickle::{Graph, ObjId, Value};
-use crate::torch_file::TorchFile;
+use prototree_torch::pickle::{Graph, ObjId, Value};
+use prototree_torch::TorchFile;
+
 use crate::{Error, Result};
 
 /// Deepest live tree accepted while walking (the complete tree is at most 16 deep).

@@ -38,6 +38,7 @@ pub use prototree_learn as learn;
 pub use prototree_ops as ops;
 pub use prototree_reference as reference;
 pub use prototree_render as render;
+pub use prototree_torch as torch;
 pub use prototree_tree as tree;
 
 pub use candle_core;

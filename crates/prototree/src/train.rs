@@ -114,19 +114,13 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
     })
 }
 
-/// Loads pretrained backbone weights into `model` (PyTorch state-dict names): safetensors
-/// and zip-format `.pth` through candle, legacy `.pth` through the reference importer's
-/// reader.
+/// Loads pretrained backbone weights into `model` (PyTorch state-dict names) from a
+/// safetensors, zip-format or legacy `.pth` file.
 fn load_backbone_weights(model: &ProtoTree, weights: &Path) -> Result<()> {
     let kind = model.config().backbone();
-    let tensors = match prototree_backbone::read_state_dict(weights) {
-        Ok(t) => t,
-        Err(first) => prototree_reference::read_state_dict(weights).map_err(|_| first)?,
-    };
-    prototree_backbone::load_weights_from(
+    prototree_backbone::load_weights(
         model.varmap(),
         prototree_tree::init::BACKBONE_PREFIX,
-        &tensors,
         weights,
         kind.name(),
     )?;

@@ -91,7 +91,8 @@ pub struct TorchFile {
     storages: HashMap<String, Vec<u8>>,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> Error {
+/// A [`Error::BadFile`] for `path`.
+pub(crate) fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadFile {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -586,31 +587,6 @@ fn gather(bytes: &[u8], es: usize, offset: usize, size: &[usize], stride: &[usiz
         }
     }
     out
-}
-
-/// Reads every tensor of a PyTorch state-dict file saved with `torch.save`, in the zip
-/// format or the legacy (pre-1.6) format, without executing anything. A state dict
-/// nested under `state_dict` or `model` is found; a `module.` prefix is stripped.
-pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = TorchFile::open(path)?;
-    let root = file.root();
-    let g = file.graph();
-    let id = ["state_dict", "model", "model_state_dict"]
-        .iter()
-        .find_map(|key| {
-            g.dict(root)?
-                .iter()
-                .find(|(k, _)| g.str(*k) == Some(*key))
-                .map(|(_, v)| *v)
-                .filter(|v| g.dict(*v).is_some())
-        })
-        .unwrap_or(root);
-    let entries = file.state_dict_entries(id)?;
-    let (map, _) = file.tensors(&entries)?;
-    Ok(map
-        .into_iter()
-        .map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t))
-        .collect())
 }
 
 #[cfg(test)]
