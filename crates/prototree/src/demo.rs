@@ -19,7 +19,7 @@ use crate::explanation_metrics::{
 };
 use crate::report::{spread_samples, write_report, ReportContent};
 use crate::run_config::RunConfig;
-use crate::train::train;
+use crate::train::{train, TrainOutcome};
 use crate::workflow::{
     eval_loader, evaluate_on, mean_projection_distance, project_on_loader, write_pruning,
     PruneOutcome,
@@ -175,11 +175,10 @@ pub struct DemoSummary {
     pub report: PathBuf,
 }
 
-/// Runs the demo pipeline and writes `out/summary.json`.
-pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary> {
-    let start = Instant::now();
+/// Generates the synthetic birds into `out/data` and trains the demo's tree on them into
+/// `out/model` (replacing an earlier demo's).
+fn synthesize_and_train(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<TrainOutcome> {
     let data_dir = cfg.out.join("data");
-    let model_dir = cfg.out.join("model");
     cfg.synth.check()?;
     let total = cfg.synth.classes * cfg.synth.per_class;
     obs.stage_started(Stage::Synthesize, total);
@@ -188,18 +187,37 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
     })?;
     obs.stage_finished(Stage::Synthesize);
     let run = RunConfig {
-        data: data_dir.clone(),
+        data: data_dir,
         image_size: cfg.synth.size,
         ..cfg.run.clone()
     };
-    let outcome = train(
+    let model_dir = cfg.out.join("model");
+    train(
         &run,
         &model_dir,
         RunMode::Overwrite,
         &cfg.device,
         &cfg.interrupter,
         obs,
-    )?;
+    )
+}
+
+/// Paths and classes of `n` test images spread over the loader's samples.
+fn explained_samples(loader: &prototree_data::Loader, n: usize) -> (Vec<PathBuf>, Vec<usize>) {
+    let samples = loader.samples();
+    spread_samples(samples.len(), n)
+        .into_iter()
+        .map(|i| (samples[i].path.clone(), samples[i].class_index))
+        .unzip()
+}
+
+/// Runs the demo pipeline and writes `out/summary.json`.
+pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary> {
+    let start = Instant::now();
+    let data_dir = cfg.out.join("data");
+    let model_dir = cfg.out.join("model");
+    let total = cfg.synth.classes * cfg.synth.per_class;
+    let outcome = synthesize_and_train(cfg, obs)?;
     let t = outcome.test.clone();
     let num_prototypes = outcome.model.topology().num_decisions();
 
@@ -228,15 +246,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
 
     // The report: tree, prototypes, accuracies and a few explained test images.
     let saved = load_model(&pruned_model_dir, &cfg.device)?;
-    let picks = spread_samples(test_loader.samples().len(), cfg.explain_images);
-    let images: Vec<PathBuf> = picks
-        .iter()
-        .map(|&i| test_loader.samples()[i].path.clone())
-        .collect();
-    let truth: Vec<usize> = picks
-        .iter()
-        .map(|&i| test_loader.samples()[i].class_index)
-        .collect();
+    let (images, truth) = explained_samples(&test_loader, cfg.explain_images);
     let explanations = if images.is_empty() {
         Vec::new()
     } else {
