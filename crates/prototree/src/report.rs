@@ -12,7 +12,7 @@ use prototree_render::{AccuracyRow, ExplanationLink, GalleryEntry, Report, SvgEx
 use prototree_tree::io::write_atomic;
 use prototree_tree::{load_model, NodeId, SavedModel};
 
-use crate::explain::{explain_images, prototype_pictures, ExplainedImage};
+use crate::explain::{explain_images, prototype_pictures, ExplainedImage, PrototypePicture};
 use crate::workflow::{eval_loader, evaluate_on, PRUNING_FILE};
 use crate::{Error, Result};
 use prototree_tree::Observer;
@@ -45,26 +45,13 @@ fn relative_href(target: &Path, base: &Path) -> String {
     }
 }
 
-/// Builds the report page of `saved`, with links relative to `html_path`'s directory.
-pub fn build_report(
+/// The model facts table of the report.
+fn model_facts(
     saved: &SavedModel,
-    content: &ReportContent,
-    html_path: &Path,
-) -> Result<Report> {
-    let meta = &saved.meta;
-    let model = &saved.model;
-    let tree = DecisionTree::from_model(model, saved.projections(), &meta.class_names)?;
-    let (pictures, missing) = prototype_pictures(saved);
-    let patches: HashMap<NodeId, Vec<u8>> = pictures
-        .iter()
-        .map(|(k, v)| (*k, v.patch_png.clone()))
-        .collect();
-    let title = content
-        .title
-        .clone()
-        .unwrap_or_else(|| "ProtoTree model".to_string());
-    let tree_svg = SvgExport::new(&tree).with_patches(&patches).to_string();
-    let topo = model.topology();
+    tree: &DecisionTree,
+    missing: &[String],
+) -> Vec<(String, String)> {
+    let (meta, topo) = (&saved.meta, saved.model.topology());
     let mut facts = vec![
         ("backbone".to_string(), meta.tree.backbone.to_string()),
         ("depth".to_string(), meta.tree.depth.to_string()),
@@ -95,34 +82,40 @@ pub fn build_report(
             missing.join(", "),
         ));
     }
-    let pruning = content
-        .pruning
-        .as_ref()
-        .map(|p| {
-            vec![
-                (
-                    "τ (max leaf probability pruned)".to_string(),
-                    format!("{}", p.tau),
-                ),
-                (
-                    "prototypes before → after".to_string(),
-                    format!("{} → {}", p.decisions_before, p.decisions_after),
-                ),
-                (
-                    "leaves before → after".to_string(),
-                    format!("{} → {}", p.leaves_before, p.leaves_after),
-                ),
-                (
-                    "removed subtrees".to_string(),
-                    p.removed_subtrees.len().to_string(),
-                ),
-                (
-                    "replaced parents".to_string(),
-                    p.replaced_parents.len().to_string(),
-                ),
-            ]
-        })
-        .unwrap_or_default();
+    facts
+}
+
+/// The pruning statistics table of the report.
+fn pruning_facts(p: &PruneReport) -> Vec<(String, String)> {
+    vec![
+        (
+            "τ (max leaf probability pruned)".to_string(),
+            format!("{}", p.tau),
+        ),
+        (
+            "prototypes before → after".to_string(),
+            format!("{} → {}", p.decisions_before, p.decisions_after),
+        ),
+        (
+            "leaves before → after".to_string(),
+            format!("{} → {}", p.leaves_before, p.leaves_after),
+        ),
+        (
+            "removed subtrees".to_string(),
+            p.removed_subtrees.len().to_string(),
+        ),
+        (
+            "replaced parents".to_string(),
+            p.replaced_parents.len().to_string(),
+        ),
+    ]
+}
+
+/// The prototype gallery: each projected prototype's patch and source, in node order.
+fn gallery(
+    saved: &SavedModel,
+    pictures: &HashMap<NodeId, PrototypePicture>,
+) -> Vec<GalleryEntry> {
     let mut gallery: Vec<GalleryEntry> = saved
         .projections()
         .iter()
@@ -144,9 +137,16 @@ pub fn build_report(
         })
         .collect();
     gallery.sort_by_key(|g| g.node.parse::<u32>().unwrap_or(u32::MAX));
-    let base = html_path.parent().unwrap_or(Path::new("."));
-    let explanations = content
-        .explanations
+    gallery
+}
+
+/// Links to the explained images, relative to `base`, captioned with the prediction.
+fn explanation_links(
+    explained: &[ExplainedImage],
+    class_names: &[String],
+    base: &Path,
+) -> Vec<ExplanationLink> {
+    explained
         .iter()
         .map(|e| {
             let file = e
@@ -158,7 +158,7 @@ pub fn build_report(
                 Some(t) if t == e.class_index => " ✓".to_string(),
                 Some(t) => format!(
                     " ✗ (true: {})",
-                    meta.class_names.get(t).cloned().unwrap_or_default()
+                    class_names.get(t).cloned().unwrap_or_default()
                 ),
                 None => String::new(),
             };
@@ -168,16 +168,40 @@ pub fn build_report(
                 caption: format!("{file}: {}{truth}", e.class_name),
             }
         })
+        .collect()
+}
+
+/// Builds the report page of `saved`, with links relative to `html_path`'s directory.
+pub fn build_report(
+    saved: &SavedModel,
+    content: &ReportContent,
+    html_path: &Path,
+) -> Result<Report> {
+    let class_names = &saved.meta.class_names;
+    let tree = DecisionTree::from_model(&saved.model, saved.projections(), class_names)?;
+    let (pictures, missing) = prototype_pictures(saved);
+    let patches: HashMap<NodeId, Vec<u8>> = pictures
+        .iter()
+        .map(|(k, v)| (*k, v.patch_png.clone()))
         .collect();
+    let title = content
+        .title
+        .clone()
+        .unwrap_or_else(|| "ProtoTree model".to_string());
+    let base = html_path.parent().unwrap_or(Path::new("."));
     Ok(Report {
         title,
-        facts,
+        facts: model_facts(saved, &tree, &missing),
         accuracies: content.accuracies.clone(),
-        pruning,
+        pruning: content
+            .pruning
+            .as_ref()
+            .map(pruning_facts)
+            .unwrap_or_default(),
         explanation_metrics: content.explanation_metrics.clone(),
-        tree_svg,
-        gallery,
-        explanations,
+        tree_svg: SvgExport::new(&tree).with_patches(&patches).to_string(),
+        gallery: gallery(saved, &pictures),
+        explanations: explanation_links(&content.explanations, class_names, base),
     })
 }
 
