@@ -179,6 +179,184 @@ pub fn class_name_of(folder: &str) -> String {
     }
 }
 
+/// `classes.txt`: class names in id order.
+fn read_classes(root: &Path) -> Result<Vec<String>> {
+    let classes_path = root.join("classes.txt");
+    let mut class_names = Vec::new();
+    for (line, f) in read_rows(&classes_path)? {
+        sequential_id(&classes_path, line, &f, "class id", class_names.len() + 1)?;
+        let folder = f
+            .get(1)
+            .ok_or_else(|| parse_err(&classes_path, line, "missing class name"))?;
+        class_names.push(class_name_of(folder));
+    }
+    if class_names.is_empty() {
+        return Err(Error::Invalid {
+            path: classes_path,
+            reason: "no classes".into(),
+        });
+    }
+    Ok(class_names)
+}
+
+/// `bounding_boxes.txt`, if present: the box of each image id.
+fn read_boxes(root: &Path) -> Result<HashMap<u32, BBox>> {
+    let bbox_path = root.join("bounding_boxes.txt");
+    let mut boxes = HashMap::new();
+    if !bbox_path.is_file() {
+        return Ok(boxes);
+    }
+    for (line, f) in read_rows(&bbox_path)? {
+        let id: u32 = field(&bbox_path, line, &f, 0, "image id")?;
+        let b = BBox {
+            x: field(&bbox_path, line, &f, 1, "x")?,
+            y: field(&bbox_path, line, &f, 2, "y")?,
+            width: field(&bbox_path, line, &f, 3, "width")?,
+            height: field(&bbox_path, line, &f, 4, "height")?,
+        };
+        if !(b.width > 0.0 && b.height > 0.0) {
+            return Err(parse_err(
+                &bbox_path,
+                line,
+                "box width and height must be positive",
+            ));
+        }
+        if boxes.insert(id, b).is_some() {
+            return Err(parse_err(
+                &bbox_path,
+                line,
+                format!("duplicate image id {id}"),
+            ));
+        }
+    }
+    Ok(boxes)
+}
+
+/// `images.txt` joined with its labels, split and boxes: the samples, and the line of
+/// each image id (every labelled image must be listed).
+fn read_samples(
+    root: &Path,
+    num_classes: usize,
+    boxes: &HashMap<u32, BBox>,
+) -> Result<(Vec<Sample>, HashMap<u32, usize>)> {
+    let images_path = root.join("images.txt");
+    let labels_path = root.join("image_class_labels.txt");
+    let split_path = root.join("train_test_split.txt");
+    let labels: HashMap<u32, (usize, usize)> = id_map(&labels_path, "class id")?;
+    let split: HashMap<u32, (usize, u8)> = id_map(&split_path, "train flag")?;
+    let mut samples = Vec::new();
+    let mut seen = HashMap::new();
+    for (line, f) in read_rows(&images_path)? {
+        let id: u32 = field(&images_path, line, &f, 0, "image id")?;
+        let rel = f
+            .get(1)
+            .ok_or_else(|| parse_err(&images_path, line, "missing image path"))?;
+        if seen.insert(id, line).is_some() {
+            return Err(parse_err(
+                &images_path,
+                line,
+                format!("duplicate image id {id}"),
+            ));
+        }
+        let &(_, class_id) = labels.get(&id).ok_or_else(|| Error::Invalid {
+            path: labels_path.clone(),
+            reason: format!("no class for image id {id} (images.txt line {line})"),
+        })?;
+        if class_id == 0 || class_id > num_classes {
+            let l = labels.get(&id).map(|x| x.0).unwrap_or(0);
+            return Err(parse_err(
+                &labels_path,
+                l,
+                format!("class id {class_id} out of range 1..={num_classes}"),
+            ));
+        }
+        let &(split_line, flag) = split.get(&id).ok_or_else(|| Error::Invalid {
+            path: split_path.clone(),
+            reason: format!("no split for image id {id} (images.txt line {line})"),
+        })?;
+        if flag > 1 {
+            return Err(parse_err(
+                &split_path,
+                split_line,
+                format!("train flag {flag} is not 0 or 1"),
+            ));
+        }
+        samples.push(Sample {
+            image_id: id,
+            path: root.join("images").join(rel),
+            class_index: class_id - 1,
+            bbox: boxes.get(&id).copied(),
+            is_train: flag == 1,
+        });
+    }
+    if samples.is_empty() {
+        return Err(Error::Invalid {
+            path: images_path,
+            reason: "no images".into(),
+        });
+    }
+    for (id, (line, _)) in &labels {
+        if !seen.contains_key(id) {
+            return Err(parse_err(
+                &labels_path,
+                *line,
+                format!("image id {id} is not in images.txt"),
+            ));
+        }
+    }
+    Ok((samples, seen))
+}
+
+/// Part locations per image id.
+type PartLocations = HashMap<u32, Vec<PartLocation>>;
+
+/// `parts/parts.txt` and `parts/part_locs.txt`, if present: part names and each known
+/// image's part locations.
+fn read_parts(root: &Path, seen: &HashMap<u32, usize>) -> Result<(Vec<String>, PartLocations)> {
+    let mut part_names = Vec::new();
+    let mut part_locations = PartLocations::new();
+    let parts_path = root.join("parts").join("parts.txt");
+    if !parts_path.is_file() {
+        return Ok((part_names, part_locations));
+    }
+    for (line, f) in read_rows(&parts_path)? {
+        sequential_id(&parts_path, line, &f, "part id", part_names.len() + 1)?;
+        part_names.push(f[1..].join(" "));
+    }
+    let locs_path = root.join("parts").join("part_locs.txt");
+    if !locs_path.is_file() {
+        return Ok((part_names, part_locations));
+    }
+    for (line, f) in read_rows(&locs_path)? {
+        let id: u32 = field(&locs_path, line, &f, 0, "image id")?;
+        let part_id: u32 = field(&locs_path, line, &f, 1, "part id")?;
+        if part_id == 0 || part_id as usize > part_names.len() {
+            return Err(parse_err(
+                &locs_path,
+                line,
+                format!("part id {part_id} out of range"),
+            ));
+        }
+        if !seen.contains_key(&id) {
+            return Err(parse_err(
+                &locs_path,
+                line,
+                format!("unknown image id {id}"),
+            ));
+        }
+        let x: f32 = field(&locs_path, line, &f, 2, "x")?;
+        let y: f32 = field(&locs_path, line, &f, 3, "y")?;
+        let v: u8 = field(&locs_path, line, &f, 4, "visible flag")?;
+        part_locations.entry(id).or_default().push(PartLocation {
+            part_id,
+            x,
+            y,
+            visible: v == 1,
+        });
+    }
+    Ok((part_names, part_locations))
+}
+
 impl CubDataset {
     /// Opens the data set at `root`, checking every metadata file.
     pub fn open(root: &Path) -> Result<Self> {
@@ -188,152 +366,10 @@ impl CubDataset {
                 reason: "not a directory (expected a data set in CUB-200-2011 layout)".into(),
             });
         }
-        let classes_path = root.join("classes.txt");
-        let mut class_names = Vec::new();
-        for (line, f) in read_rows(&classes_path)? {
-            sequential_id(&classes_path, line, &f, "class id", class_names.len() + 1)?;
-            let folder = f
-                .get(1)
-                .ok_or_else(|| parse_err(&classes_path, line, "missing class name"))?;
-            class_names.push(class_name_of(folder));
-        }
-        if class_names.is_empty() {
-            return Err(Error::Invalid {
-                path: classes_path,
-                reason: "no classes".into(),
-            });
-        }
-        let images_path = root.join("images.txt");
-        let labels_path = root.join("image_class_labels.txt");
-        let split_path = root.join("train_test_split.txt");
-        let labels: HashMap<u32, (usize, usize)> = id_map(&labels_path, "class id")?;
-        let split: HashMap<u32, (usize, u8)> = id_map(&split_path, "train flag")?;
-        let bbox_path = root.join("bounding_boxes.txt");
-        let mut boxes = HashMap::new();
-        if bbox_path.is_file() {
-            for (line, f) in read_rows(&bbox_path)? {
-                let id: u32 = field(&bbox_path, line, &f, 0, "image id")?;
-                let b = BBox {
-                    x: field(&bbox_path, line, &f, 1, "x")?,
-                    y: field(&bbox_path, line, &f, 2, "y")?,
-                    width: field(&bbox_path, line, &f, 3, "width")?,
-                    height: field(&bbox_path, line, &f, 4, "height")?,
-                };
-                if !(b.width > 0.0 && b.height > 0.0) {
-                    return Err(parse_err(
-                        &bbox_path,
-                        line,
-                        "box width and height must be positive",
-                    ));
-                }
-                if boxes.insert(id, b).is_some() {
-                    return Err(parse_err(
-                        &bbox_path,
-                        line,
-                        format!("duplicate image id {id}"),
-                    ));
-                }
-            }
-        }
-        let mut samples = Vec::new();
-        let mut seen = HashMap::new();
-        for (line, f) in read_rows(&images_path)? {
-            let id: u32 = field(&images_path, line, &f, 0, "image id")?;
-            let rel = f
-                .get(1)
-                .ok_or_else(|| parse_err(&images_path, line, "missing image path"))?;
-            if seen.insert(id, line).is_some() {
-                return Err(parse_err(
-                    &images_path,
-                    line,
-                    format!("duplicate image id {id}"),
-                ));
-            }
-            let &(_, class_id) = labels.get(&id).ok_or_else(|| Error::Invalid {
-                path: labels_path.clone(),
-                reason: format!("no class for image id {id} (images.txt line {line})"),
-            })?;
-            if class_id == 0 || class_id > class_names.len() {
-                let l = labels.get(&id).map(|x| x.0).unwrap_or(0);
-                return Err(parse_err(
-                    &labels_path,
-                    l,
-                    format!("class id {class_id} out of range 1..={}", class_names.len()),
-                ));
-            }
-            let &(split_line, flag) = split.get(&id).ok_or_else(|| Error::Invalid {
-                path: split_path.clone(),
-                reason: format!("no split for image id {id} (images.txt line {line})"),
-            })?;
-            if flag > 1 {
-                return Err(parse_err(
-                    &split_path,
-                    split_line,
-                    format!("train flag {flag} is not 0 or 1"),
-                ));
-            }
-            samples.push(Sample {
-                image_id: id,
-                path: root.join("images").join(rel),
-                class_index: class_id - 1,
-                bbox: boxes.get(&id).copied(),
-                is_train: flag == 1,
-            });
-        }
-        if samples.is_empty() {
-            return Err(Error::Invalid {
-                path: images_path,
-                reason: "no images".into(),
-            });
-        }
-        for (id, (line, _)) in &labels {
-            if !seen.contains_key(id) {
-                return Err(parse_err(
-                    &labels_path,
-                    *line,
-                    format!("image id {id} is not in images.txt"),
-                ));
-            }
-        }
-        let mut part_names = Vec::new();
-        let mut part_locations: HashMap<u32, Vec<PartLocation>> = HashMap::new();
-        let parts_path = root.join("parts").join("parts.txt");
-        if parts_path.is_file() {
-            for (line, f) in read_rows(&parts_path)? {
-                sequential_id(&parts_path, line, &f, "part id", part_names.len() + 1)?;
-                part_names.push(f[1..].join(" "));
-            }
-            let locs_path = root.join("parts").join("part_locs.txt");
-            if locs_path.is_file() {
-                for (line, f) in read_rows(&locs_path)? {
-                    let id: u32 = field(&locs_path, line, &f, 0, "image id")?;
-                    let part_id: u32 = field(&locs_path, line, &f, 1, "part id")?;
-                    if part_id == 0 || part_id as usize > part_names.len() {
-                        return Err(parse_err(
-                            &locs_path,
-                            line,
-                            format!("part id {part_id} out of range"),
-                        ));
-                    }
-                    if !seen.contains_key(&id) {
-                        return Err(parse_err(
-                            &locs_path,
-                            line,
-                            format!("unknown image id {id}"),
-                        ));
-                    }
-                    let x: f32 = field(&locs_path, line, &f, 2, "x")?;
-                    let y: f32 = field(&locs_path, line, &f, 3, "y")?;
-                    let v: u8 = field(&locs_path, line, &f, 4, "visible flag")?;
-                    part_locations.entry(id).or_default().push(PartLocation {
-                        part_id,
-                        x,
-                        y,
-                        visible: v == 1,
-                    });
-                }
-            }
-        }
+        let class_names = read_classes(root)?;
+        let boxes = read_boxes(root)?;
+        let (samples, seen) = read_samples(root, class_names.len(), &boxes)?;
+        let (part_names, part_locations) = read_parts(root, &seen)?;
         Ok(Self {
             root: root.to_path_buf(),
             class_names,

@@ -112,10 +112,7 @@ fn pruning_facts(p: &PruneReport) -> Vec<(String, String)> {
 }
 
 /// The prototype gallery: each projected prototype's patch and source, in node order.
-fn gallery(
-    saved: &SavedModel,
-    pictures: &HashMap<NodeId, PrototypePicture>,
-) -> Vec<GalleryEntry> {
+fn gallery(saved: &SavedModel, pictures: &HashMap<NodeId, PrototypePicture>) -> Vec<GalleryEntry> {
     let mut gallery: Vec<GalleryEntry> = saved
         .projections()
         .iter()
