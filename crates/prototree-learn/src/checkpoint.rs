@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use prototree_tree::io::{load_model, save_model, write_atomic, ModelMeta, SavedModel};
+use prototree_tree::io::{save_model, write_atomic, ModelMeta};
+use prototree_tree::{load_model, SavedModel};
 use prototree_tree::{EpochStats, ProtoTree};
 
 use crate::adam::AdamState;

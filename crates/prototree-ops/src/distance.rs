@@ -47,7 +47,12 @@ pub fn distances_from_squared(dist_sq: &Tensor) -> Result<Tensor> {
 /// - returns `(b, p)`
 pub fn min_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
     if fused_cpu_f32(&[patches, prototypes]) {
-        return Ok(crate::min_distance_cpu::min_distances_fused(patches, prototypes)?.0);
+        return Ok(crate::min_distance_cpu::min_distances_fused(
+            patches,
+            prototypes,
+            DISTANCE_EPS,
+        )?
+        .0);
     }
     let p = prototypes.dim(0)?;
     let d = prototypes.elem_count() / p.max(1);

@@ -5,7 +5,7 @@
 //! prototype. Backward: the gradient of a min-pool flows only into the winning patch, so
 //! `∂L/∂p_j = Σ_b (g_bj / d_bj)(p_j − z*_bj)` and `∂L/∂z*_bj += (g_bj / d_bj)(z*_bj − p_j)`
 //! cost `O(b·P·d)` instead of the dense `O(b·n·P·d)` product and `(b, n, P)` masks of the
-//! generic autograd path. Values equal the generic path ([`crate::distance`]) up to float
+//! generic autograd path. Values equal the generic path (`crate::distance`) up to float
 //! rounding; the tests compare both.
 //!
 //! The forward pass runs in blocks of a few images, in parallel: each block's
@@ -18,14 +18,14 @@ use candle_core::{CpuStorage, CustomOp2, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
-use crate::distance::DISTANCE_EPS;
 use crate::gemm::{gemm_into, MatView};
 use crate::simd::{avx2_dispatch, axpy_diff, dot, dot_lanes};
 
 /// The op: `(patches (b, n, d), prototypes (P, d, ..))` → minimum distances `(b, P)`; the
 /// index of each nearest patch is kept in the op for the backward pass.
-#[derive(Default)]
 struct MinDistance {
+    /// The epsilon under the square root (`sqrt(d² + eps)`).
+    eps: f64,
     winners: Arc<OnceLock<Vec<u32>>>,
 }
 
@@ -51,6 +51,7 @@ fn min_distance_forward(
     n: usize,
     d: usize,
     p: usize,
+    eps: f64,
 ) -> candle_core::Result<(Vec<f32>, Vec<u32>)> {
     let pp: Vec<f32> = protos
         .chunks_exact(d.max(1))
@@ -69,7 +70,7 @@ fn min_distance_forward(
     }
     if d == 0 {
         // Zero-length vectors: every squared distance is 0.
-        dist.fill(DISTANCE_EPS.sqrt() as f32);
+        dist.fill(eps.sqrt() as f32);
         return Ok((dist, winners));
     }
     let images_per_block = (BLOCK_ROWS / n).max(1);
@@ -96,7 +97,7 @@ fn min_distance_forward(
                 {
                     min_pass(z_img, cross_img, &pp, Nearest { best, arg }, d);
                     for (o, &bj) in dist_row.iter_mut().zip(best.iter()) {
-                        *o = (f64::from(bj) + DISTANCE_EPS).sqrt() as f32;
+                        *o = (f64::from(bj) + eps).sqrt() as f32;
                     }
                 }
                 Ok::<(), candle_core::Error>(())
@@ -167,7 +168,7 @@ impl CustomOp2 for MinDistance {
         if d != d2 {
             candle_core::bail!("patch length {d} != prototype length {d2}");
         }
-        let (dist, winners) = min_distance_forward(z, protos, b, n, d, p)?;
+        let (dist, winners) = min_distance_forward(z, protos, b, n, d, p, self.eps)?;
         if self.winners.set(winners).is_err() {
             candle_core::bail!("min-distance op instance reused");
         }
@@ -245,14 +246,18 @@ impl CustomOp2 for MinDistance {
     }
 }
 
-/// Minimum distance `(b, P)` and nearest-patch index `(b, P)` (u32) with the fused CPU
-/// kernel. Inputs must be f32 on the CPU; `prototypes` is `(P, d)` or `(P, d, 1, 1)` (the
-/// stored parameter itself, so its gradient needs no reshape).
+/// Minimum distance `sqrt(min d² + eps)` `(b, P)` and nearest-patch index `(b, P)` (u32)
+/// with the fused CPU kernel. Inputs must be f32 on the CPU; `prototypes` is `(P, d)` or
+/// `(P, d, 1, 1)` (the stored parameter itself, so its gradient needs no reshape).
 pub fn min_distances_fused(
     patches: &Tensor,
     prototypes: &Tensor,
+    eps: f64,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    let op = MinDistance::default();
+    let op = MinDistance {
+        eps,
+        winners: Arc::default(),
+    };
     let winners = op.winners.clone();
     let dist = patches
         .contiguous()?
@@ -275,7 +280,8 @@ mod tests {
     /// `p` as `(P, d)`): distances, winning patches, and the gradients (shaped as their
     /// variables) of the distances weighted by `w`.
     fn assert_matches_generic(z: &Var, p: &Var, flat: &Tensor, w: &Tensor) -> anyhow::Result<()> {
-        let (fused, arg) = min_distances_fused(z.as_tensor(), p.as_tensor())?;
+        let (fused, arg) =
+            min_distances_fused(z.as_tensor(), p.as_tensor(), crate::distance::DISTANCE_EPS)?;
         let generic = crate::distance::min_distances_generic(z.as_tensor(), flat)?;
         let diff = (&fused - &generic)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "values differ by {diff}");

@@ -4,76 +4,15 @@
 //! [`SavedModel::record_projection`] after projection. Both keep the bundle consistent
 //! (records of pruned nodes go; records must name live decisions).
 
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use candle_core::Device;
 
-use crate::io::{ModelMeta, ProjectionRecord};
+use crate::io::{read_model_dir, ModelMeta, ProjectionRecord};
 use crate::model::ProtoTree;
+use crate::stage::ModelStage;
 use crate::topology::BranchState;
 use crate::{Error, Result};
-
-/// Where a model is in the pipeline: trained, then pruned, then projected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum ModelStage {
-    /// As trained (possibly imported unpruned).
-    #[default]
-    Trained,
-    /// Pruned (near-uniform subtrees removed).
-    Pruned,
-    /// Prototypes projected onto training patches.
-    Projected,
-}
-
-impl ModelStage {
-    /// The name written in `config.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelStage::Trained => "trained",
-            ModelStage::Pruned => "pruned",
-            ModelStage::Projected => "projected",
-        }
-    }
-}
-
-impl fmt::Display for ModelStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ModelStage {
-    type Err = String;
-
-    /// `trained`, `pruned` or `projected`; the empty string (files that never said) is
-    /// `trained`.
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "trained" => Ok(ModelStage::Trained),
-            "pruned" => Ok(ModelStage::Pruned),
-            "projected" => Ok(ModelStage::Projected),
-            other => Err(format!(
-                "unknown stage `{other}` (expected trained, pruned or projected)"
-            )),
-        }
-    }
-}
-
-impl Serialize for ModelStage {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for ModelStage {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
 
 /// A model with its configuration, projection records and stage: what a model directory
 /// holds, and what loading returns.
@@ -116,21 +55,6 @@ impl SavedModel {
         saved.check_records(&projections)?;
         saved.projections = projections;
         Ok(saved)
-    }
-
-    /// A bundle read from a model directory, whose loader checked the records' rows.
-    pub(crate) fn from_loaded(
-        model: ProtoTree,
-        meta: ModelMeta,
-        projections: Vec<ProjectionRecord>,
-        stage: ModelStage,
-    ) -> Self {
-        Self {
-            model,
-            meta,
-            projections,
-            stage,
-        }
     }
 
     /// The pipeline stage.
@@ -187,21 +111,14 @@ impl SavedModel {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stage_names_round_trip() {
-        for s in [
-            ModelStage::Trained,
-            ModelStage::Pruned,
-            ModelStage::Projected,
-        ] {
-            assert_eq!(s.name().parse::<ModelStage>(), Ok(s));
-        }
-        assert_eq!("".parse::<ModelStage>(), Ok(ModelStage::Trained));
-        assert!("pruned_and_projected".parse::<ModelStage>().is_err());
-        assert!(ModelStage::Trained < ModelStage::Projected);
-    }
+/// Loads a model directory written by [`SavedModel::save`] or [`crate::save_model`] onto
+/// `device` (see [`crate::io`] for the format and its checks).
+pub fn load_model(dir: &Path, device: &Device) -> Result<SavedModel> {
+    let (model, meta, projections, stage) = read_model_dir(dir, device)?;
+    Ok(SavedModel {
+        model,
+        meta,
+        projections,
+        stage,
+    })
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub use crate::bundle::{ModelStage, SavedModel};
 use crate::config::TreeConfig;
 use crate::leaves::Leaves;
 use crate::model::ProtoTree;
+use crate::stage::ModelStage;
 use crate::topology::{BranchState, Direction, NodeId, Topology};
 use crate::train_config::TrainConfig;
 use crate::{Error, Result};
@@ -179,7 +179,7 @@ pub fn named_tensors(model: &ProtoTree) -> Result<HashMap<String, Tensor>> {
 
 /// Saves `model` into directory `dir` (created if missing); its stage follows from what
 /// it holds (projection records: projected; a pruned topology: pruned; else trained).
-/// [`SavedModel::save`] writes a bundle with the stage it knows.
+/// [`crate::SavedModel::save`] writes a bundle with the stage it knows.
 pub fn save_model(
     dir: &Path,
     model: &ProtoTree,
@@ -285,8 +285,12 @@ fn load_config(dir: &Path) -> Result<(ModelMeta, ModelStage)> {
     Ok((meta, stage))
 }
 
-/// Loads a model directory written by [`save_model`] onto `device`.
-pub fn load_model(dir: &Path, device: &Device) -> Result<SavedModel> {
+/// Reads a model directory written by [`save_model`] onto `device`: the model, its
+/// configuration, projection records and stage (the bundle's `load_model` wraps them).
+pub(crate) fn read_model_dir(
+    dir: &Path,
+    device: &Device,
+) -> Result<(ProtoTree, ModelMeta, Vec<ProjectionRecord>, ModelStage)> {
     let (meta, stage) = load_config(dir)?;
     let tree_path = dir.join(TREE_FILE);
     let bytes = std::fs::read(&tree_path).map_err(io_err(&tree_path))?;
@@ -360,12 +364,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<SavedModel> {
             )));
         }
     }
-    Ok(SavedModel::from_loaded(
-        model,
-        meta,
-        tree.projections,
-        stage,
-    ))
+    Ok((model, meta, tree.projections, stage))
 }
 
 #[cfg(test)]
