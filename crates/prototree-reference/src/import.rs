@@ -2,7 +2,7 @@
 //!
 //! [`ReferenceCheckpoint::read`] reads a checkpoint directory; [`convert`] maps it onto a
 //! [`ProtoTree`] in memory; [`load_reference`] does both; [`import_reference`] also writes
-//! our model directory with [`prototree_tree::save_model`].
+//! our model directory with [`prototree_tree::SavedModel::save`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -215,74 +215,8 @@ fn topology_of(
 ) -> Result<(Topology, HashMap<u32, usize>)> {
     let bad = |r: String| bad_tree(files, r);
     let complete = Topology::complete(depth).map_err(|e| bad(e.to_string()))?;
-    let p = complete.num_branches();
-    let mut heap = HashMap::new();
-    for n in &tree.nodes {
-        let h = complete.heap_of(NodeId(n.index)).ok_or_else(|| {
-            bad(format!(
-                "node index {} does not exist at depth {depth}",
-                n.index
-            ))
-        })?;
-        let leaf_position = h >= p;
-        if leaf_position != n.children.is_none() {
-            return Err(bad(format!(
-                "node {} is a {} but its index is a {} of the complete tree",
-                n.index,
-                if n.children.is_none() {
-                    "leaf"
-                } else {
-                    "branch"
-                },
-                if leaf_position { "leaf" } else { "branch" },
-            )));
-        }
-        if heap.insert(n.index, h).is_some() {
-            return Err(bad(format!("node index {} appears twice", n.index)));
-        }
-    }
-    match tree.nodes.first() {
-        Some(root) if root.index == 0 => {}
-        Some(root) => return Err(bad(format!("the root has index {}, not 0", root.index))),
-        None => return Err(bad("the tree has no nodes".into())),
-    }
-    let mut states = vec![BranchState::Removed; p];
-    for n in tree.branches() {
-        states[heap[&n.index]] = BranchState::Decision;
-    }
-    for n in tree.branches() {
-        let h = heap[&n.index];
-        let Some((l, r)) = n.children else { continue };
-        for (child, side) in [(l, 2 * h + 1), (r, 2 * h + 2)] {
-            let c = heap[&child];
-            let mut chain = Vec::new();
-            let mut x = c;
-            while x > side {
-                let parent = (x - 1) / 2;
-                chain.push((parent, x % 2 == 1));
-                x = parent;
-            }
-            if x != side {
-                return Err(bad(format!(
-                    "node {child}, a child of {}, lies outside that side's subtree",
-                    n.index
-                )));
-            }
-            for (anc, went_left) in chain {
-                if states[anc] != BranchState::Removed {
-                    return Err(bad(format!(
-                        "branch {} is both bypassed and used",
-                        complete.node_id(anc)
-                    )));
-                }
-                states[anc] = if went_left {
-                    BranchState::PassLeft
-                } else {
-                    BranchState::PassRight
-                };
-            }
-        }
-    }
+    let heap = heap_positions(tree, &complete, depth).map_err(bad)?;
+    let states = branch_states(tree, &complete, &heap).map_err(bad)?;
     let topology = Topology::from_states(depth, states).map_err(|e| bad(e.to_string()))?;
     // Our saved leaf keys must be the reference's.
     for n in tree.leaves() {
@@ -296,6 +230,87 @@ fn topology_of(
         }
     }
     Ok((topology, heap))
+}
+
+/// The heap index in the complete tree of every live node, by `_index`; checks that
+/// branches and leaves sit at branch and leaf positions, once each, under root 0.
+fn heap_positions(
+    tree: &ReferenceTree,
+    complete: &Topology,
+    depth: usize,
+) -> std::result::Result<HashMap<u32, usize>, String> {
+    let p = complete.num_branches();
+    let mut heap = HashMap::new();
+    for n in &tree.nodes {
+        let h = complete
+            .heap_of(NodeId(n.index))
+            .ok_or_else(|| format!("node index {} does not exist at depth {depth}", n.index))?;
+        let leaf_position = h >= p;
+        if leaf_position != n.children.is_none() {
+            let kind = |leaf: bool| if leaf { "leaf" } else { "branch" };
+            return Err(format!(
+                "node {} is a {} but its index is a {} of the complete tree",
+                n.index,
+                kind(n.children.is_none()),
+                kind(leaf_position),
+            ));
+        }
+        if heap.insert(n.index, h).is_some() {
+            return Err(format!("node index {} appears twice", n.index));
+        }
+    }
+    match tree.nodes.first() {
+        Some(root) if root.index == 0 => Ok(heap),
+        Some(root) => Err(format!("the root has index {}, not 0", root.index)),
+        None => Err("the tree has no nodes".into()),
+    }
+}
+
+/// The state of every branch of the complete tree: live branches decide, the branches
+/// between a live branch and a child that pruning re-linked to it pass towards that
+/// child, all others are removed.
+fn branch_states(
+    tree: &ReferenceTree,
+    complete: &Topology,
+    heap: &HashMap<u32, usize>,
+) -> std::result::Result<Vec<BranchState>, String> {
+    let mut states = vec![BranchState::Removed; complete.num_branches()];
+    for n in tree.branches() {
+        states[heap[&n.index]] = BranchState::Decision;
+    }
+    for n in tree.branches() {
+        let h = heap[&n.index];
+        let Some((l, r)) = n.children else { continue };
+        for (child, side) in [(l, 2 * h + 1), (r, 2 * h + 2)] {
+            let mut chain = Vec::new();
+            let mut x = heap[&child];
+            while x > side {
+                let parent = (x - 1) / 2;
+                chain.push((parent, x % 2 == 1));
+                x = parent;
+            }
+            if x != side {
+                return Err(format!(
+                    "node {child}, a child of {}, lies outside that side's subtree",
+                    n.index
+                ));
+            }
+            for (anc, went_left) in chain {
+                if states[anc] != BranchState::Removed {
+                    return Err(format!(
+                        "branch {} is both bypassed and used",
+                        complete.node_id(anc)
+                    ));
+                }
+                states[anc] = if went_left {
+                    BranchState::PassLeft
+                } else {
+                    BranchState::PassRight
+                };
+            }
+        }
+    }
+    Ok(states)
 }
 
 fn depth_of(num_prototypes: usize) -> Option<usize> {
@@ -330,7 +345,95 @@ pub fn convert(
 ) -> Result<Imported> {
     let tree = &ckpt.tree;
     let files = &ckpt.files;
-    let state_path = &files.tensors;
+    let (depth, proto_dim) = architecture_of(tree, files)?;
+    let mut keys: Vec<String> = ckpt.tensors.keys().cloned().collect();
+    keys.sort();
+    if ckpt.tensors.contains_key("_add_on.0.bias") {
+        return Err(Error::Unsupported(
+            "an add-on convolution with a bias (the reference's has none)".into(),
+        ));
+    }
+    let backbone = detect_backbone(&keys, tree.backbone_class.as_deref())?;
+    let names = class_names(options, tree.num_classes)?;
+
+    let (topology, heap) = topology_of(tree, depth, files)?;
+    let want_leaves = check_leaf_keys(tree, &keys, files)?;
+    let leaf_mode = if tree.kontschieder_normalization {
+        LeafMode::KontschiederNormalization
+    } else {
+        LeafMode::Softmax
+    };
+    let leaves = convert_leaves(ckpt, &heap, depth, leaf_mode, device)?;
+    let prototype_rows = prototype_rows(tree, &topology, files)?;
+    let permuted = permuted_prototypes(ckpt, &prototype_rows, proto_dim)?;
+
+    let config = TreeConfig {
+        backbone,
+        depth,
+        proto_dim,
+        num_classes: tree.num_classes,
+    };
+    let valid = config.check().map_err(prototree_tree::Error::from)?;
+    let mut model = ProtoTree::new(&valid, device, 0)?;
+    let needed = load_needed(&model, ckpt, &permuted, backbone)?;
+    let ignored = ignored_tensors(ckpt, &keys, &needed, &want_leaves, backbone)?;
+    model.set_leaves(leaves)?;
+    let pruned = topology.num_decisions() < tree.num_prototypes;
+    let num_decisions = topology.num_decisions();
+    let num_live_leaves = topology.num_live_leaves();
+    model.set_topology(topology)?;
+
+    let stage = options
+        .stage
+        .clone()
+        .unwrap_or_else(|| auto_stage(&files.structure, pruned));
+    let meta = model_meta(config, names, options);
+    let model_stage: ModelStage = stage
+        .parse()
+        .map_err(|e| Error::Unsupported(format!("--stage: {e}")))?;
+    let report = ImportReport {
+        files: files.clone(),
+        output: None,
+        backbone,
+        backbone_class: tree.backbone_class.clone(),
+        depth,
+        num_classes: tree.num_classes,
+        proto_dim,
+        num_decisions,
+        num_leaves: num_live_leaves,
+        pruned,
+        stage,
+        leaf_mode,
+        log_probabilities: tree.log_probabilities,
+        prototype_rows,
+        ignored_tensors: ignored,
+    };
+    Ok(Imported {
+        saved: SavedModel::from_parts(model, meta, Vec::new(), model_stage)?,
+        report,
+    })
+}
+
+/// Our `config.json` contents for an imported tree: the reference's preprocessing, no
+/// training configuration.
+fn model_meta(config: TreeConfig, class_names: Vec<String>, options: &ImportOptions) -> ModelMeta {
+    ModelMeta {
+        format_version: FORMAT_VERSION,
+        tree: config,
+        class_names,
+        preprocessing: Preprocessing {
+            image_size: options.image_size.unwrap_or(REFERENCE_IMAGE_SIZE),
+            mean: REFERENCE_MEAN,
+            std: REFERENCE_STD,
+        },
+        train: None,
+    }
+}
+
+/// The depth of the complete tree and the prototype length `D`, after checking that the
+/// prototypes are 1x1 patches, that their number is `2^depth - 1` for a supported depth,
+/// and that the add-on is the reference's.
+fn architecture_of(tree: &ReferenceTree, files: &CheckpointFiles) -> Result<(usize, usize)> {
     let (w1, h1, proto_dim) = tree.prototype_shape;
     if (w1, h1) != (1, 1) {
         return Err(Error::Unsupported(format!(
@@ -348,8 +451,6 @@ pub fn convert(
                 ),
             )
         })?;
-    let p = tree.num_prototypes;
-    let k = tree.num_classes;
     let add_on_ok = tree.add_on_classes.is_empty()
         || (tree.add_on_classes.len() == 2
             && tree.add_on_classes[0].ends_with("Conv2d")
@@ -360,117 +461,135 @@ pub fn convert(
             tree.add_on_classes.join(", ")
         )));
     }
+    Ok((depth, proto_dim))
+}
 
-    let mut keys: Vec<String> = ckpt.tensors.keys().cloned().collect();
-    keys.sort();
-    if ckpt.tensors.contains_key("_add_on.0.bias") {
-        return Err(Error::Unsupported(
-            "an add-on convolution with a bias (the reference's has none)".into(),
-        ));
+/// The given class names (there must be `k`), or `class_000`, `class_001`, ….
+fn class_names(options: &ImportOptions, k: usize) -> Result<Vec<String>> {
+    match &options.class_names {
+        Some(n) if n.len() != k => Err(Error::ClassNames {
+            given: n.len(),
+            expected: k,
+        }),
+        Some(n) => Ok(n.clone()),
+        None => Ok((0..k).map(|c| format!("class_{c:03}")).collect()),
     }
-    let backbone = detect_backbone(&keys, tree.backbone_class.as_deref())?;
+}
 
-    let names = match &options.class_names {
-        Some(n) if n.len() != k => {
-            return Err(Error::ClassNames {
-                given: n.len(),
-                expected: k,
-            })
-        }
-        Some(n) => n.clone(),
-        None => (0..k).map(|c| format!("class_{c:03}")).collect(),
-    };
-
-    // --- tree shape and leaves
-    let (topology, heap) = topology_of(tree, depth, files)?;
+/// Checks that the leaf tensors of the checkpoint are exactly the live leaves of the
+/// pickled tree; returns their keys.
+fn check_leaf_keys(
+    tree: &ReferenceTree,
+    keys: &[String],
+    files: &CheckpointFiles,
+) -> Result<BTreeSet<String>> {
     let want_leaves: BTreeSet<String> = tree.leaves().map(|n| n.leaf_key()).collect();
     let have_leaves: BTreeSet<String> = keys
         .iter()
         .filter(|k| k.starts_with("_root") && k.ends_with("._dist_params"))
         .cloned()
         .collect();
-    if want_leaves != have_leaves {
-        let mut diff: Vec<String> = have_leaves
-            .symmetric_difference(&want_leaves)
-            .map(|k| {
-                if want_leaves.contains(k) {
-                    format!("{k} (missing)")
-                } else {
-                    format!("{k} (not in the pickled tree)")
-                }
-            })
-            .collect();
-        diff.sort();
-        return Err(Error::Keys {
-            path: state_path.clone(),
-            problem: format!(
-                "leaf tensors do not match the tree pickled in {}",
-                files.structure.display()
-            ),
-            keys: diff,
-        });
+    if want_leaves == have_leaves {
+        return Ok(want_leaves);
     }
-    let num_leaves = 1usize << depth;
-    let mut rows = vec![Tensor::zeros(k, DType::F32, &Device::Cpu)?; num_leaves];
-    let leaf_mode = if tree.kontschieder_normalization {
-        LeafMode::KontschiederNormalization
-    } else {
-        LeafMode::Softmax
-    };
-    for n in tree.leaves() {
+    let mut diff: Vec<String> = have_leaves
+        .symmetric_difference(&want_leaves)
+        .map(|k| {
+            if want_leaves.contains(k) {
+                format!("{k} (missing)")
+            } else {
+                format!("{k} (not in the pickled tree)")
+            }
+        })
+        .collect();
+    diff.sort();
+    Err(Error::Keys {
+        path: files.tensors.clone(),
+        problem: format!(
+            "leaf tensors do not match the tree pickled in {}",
+            files.structure.display()
+        ),
+        keys: diff,
+    })
+}
+
+/// Our leaves on `device`: one row of softmax parameters per leaf of the complete tree
+/// (zeros where no live leaf lands), converted as `leaf_mode` says.
+fn convert_leaves(
+    ckpt: &ReferenceCheckpoint,
+    heap: &HashMap<u32, usize>,
+    depth: usize,
+    leaf_mode: LeafMode,
+    device: &Device,
+) -> Result<Leaves> {
+    let k = ckpt.tree.num_classes;
+    let p = ckpt.tree.num_prototypes;
+    let mut rows = vec![Tensor::zeros(k, DType::F32, &Device::Cpu)?; 1usize << depth];
+    for n in ckpt.tree.leaves() {
         let key = n.leaf_key();
         let t = &ckpt.tensors[&key];
         if t.dims() != [k] {
             return Err(Error::Keys {
-                path: state_path.clone(),
+                path: ckpt.files.tensors.clone(),
                 problem: format!("leaf tensor has shape {:?}, expected [{k}]", t.dims()),
                 keys: vec![key],
             });
         }
         let t = t.to_dtype(DType::F32)?;
-        let t = match leaf_mode {
+        rows[heap[&n.index] - p] = match leaf_mode {
             LeafMode::Softmax => t,
             LeafMode::KontschiederNormalization => {
-                let v = t.to_vec1::<f32>()?;
-                let sum: f32 = v.iter().sum();
-                if !(sum > 0.0 && sum.is_finite()) || v.iter().any(|x| *x < 0.0) {
-                    return Err(Error::Keys {
-                        path: state_path.clone(),
-                        problem: "Kontschieder-normalised leaf is not a non-negative vector \
-                                  with a positive sum"
-                            .into(),
-                        keys: vec![key],
-                    });
-                }
-                let logs: Vec<f32> = v
-                    .iter()
-                    .map(|x| (x / sum).max(MIN_LEAF_PROBABILITY).ln())
-                    .collect();
-                Tensor::new(logs, &Device::Cpu)?
+                normalised_leaf_logits(&t)?.ok_or_else(|| Error::Keys {
+                    path: ckpt.files.tensors.clone(),
+                    problem: "Kontschieder-normalised leaf is not a non-negative vector \
+                              with a positive sum"
+                        .into(),
+                    keys: vec![key],
+                })?
             }
         };
-        rows[heap[&n.index] - p] = t;
     }
-    let leaves = Leaves::from_params(Tensor::stack(&rows, 0)?.to_device(device)?)?;
+    Ok(Leaves::from_params(
+        Tensor::stack(&rows, 0)?.to_device(device)?,
+    )?)
+}
 
-    // --- prototypes: our row h is the reference's row _out_map[node at h]
+/// `ln(p / Σp)` of a Kontschieder-normalised leaf `p` (whose softmax is `p / Σp`);
+/// `Ok(None)` unless `p` is non-negative with a positive, finite sum.
+fn normalised_leaf_logits(t: &Tensor) -> Result<Option<Tensor>> {
+    let v = t.to_vec1::<f32>()?;
+    let sum: f32 = v.iter().sum();
+    if !(sum > 0.0 && sum.is_finite()) || v.iter().any(|x| *x < 0.0) {
+        return Ok(None);
+    }
+    let logs: Vec<f32> = v
+        .iter()
+        .map(|x| (x / sum).max(MIN_LEAF_PROBABILITY).ln())
+        .collect();
+    Ok(Some(Tensor::new(logs, &Device::Cpu)?))
+}
+
+/// For each of our prototype rows (heap order), the reference's row: `_out_map` of the
+/// node at that heap position, checked to cover every branch and to be a permutation.
+fn prototype_rows(
+    tree: &ReferenceTree,
+    topology: &Topology,
+    files: &CheckpointFiles,
+) -> Result<Vec<u32>> {
+    let p = tree.num_prototypes;
     let expected_ids: BTreeSet<u32> = (0..p).map(|h| topology.node_id(h).0).collect();
     let mapped_ids: BTreeSet<u32> = tree.out_map.keys().copied().collect();
     if expected_ids != mapped_ids {
-        let missing: Vec<String> = expected_ids
-            .difference(&mapped_ids)
-            .map(|i| i.to_string())
-            .collect();
-        let extra: Vec<String> = mapped_ids
-            .difference(&expected_ids)
-            .map(|i| i.to_string())
-            .collect();
+        let listed = |a: &BTreeSet<u32>, b: &BTreeSet<u32>| -> String {
+            let ids: Vec<String> = a.difference(b).map(|i| i.to_string()).collect();
+            ids.join(", ")
+        };
         return Err(bad_tree(
             files,
             format!(
                 "`_out_map` does not cover the {p} branches: missing nodes [{}], unexpected nodes [{}]",
-                missing.join(", "),
-                extra.join(", ")
+                listed(&expected_ids, &mapped_ids),
+                listed(&mapped_ids, &expected_ids)
             ),
         ));
     }
@@ -484,14 +603,25 @@ pub fn convert(
             format!("`_out_map` rows are not a permutation of 0..{p}"),
         ));
     }
+    Ok(prototype_rows)
+}
+
+/// The checkpoint's prototypes `(p, D, 1, 1)` as f32, rows permuted into our heap order.
+fn permuted_prototypes(
+    ckpt: &ReferenceCheckpoint,
+    prototype_rows: &[u32],
+    proto_dim: usize,
+) -> Result<Tensor> {
+    let p = prototype_rows.len();
+    let path = &ckpt.files.tensors;
     let protos = ckpt.tensors.get(PROTOTYPES).ok_or_else(|| Error::Keys {
-        path: state_path.clone(),
+        path: path.clone(),
         problem: "missing".into(),
         keys: vec![PROTOTYPES.into()],
     })?;
     if protos.dims() != [p, proto_dim, 1, 1] {
         return Err(Error::Keys {
-            path: state_path.clone(),
+            path: path.clone(),
             problem: format!(
                 "shape {:?}, expected [{p}, {proto_dim}, 1, 1] (num_prototypes, prototype_shape)",
                 protos.dims()
@@ -499,18 +629,18 @@ pub fn convert(
             keys: vec![PROTOTYPES.into()],
         });
     }
-    let index = Tensor::new(prototype_rows.clone(), &Device::Cpu)?;
-    let permuted = protos.to_dtype(DType::F32)?.index_select(&index, 0)?;
+    let index = Tensor::new(prototype_rows.to_vec(), &Device::Cpu)?;
+    Ok(protos.to_dtype(DType::F32)?.index_select(&index, 0)?)
+}
 
-    // --- the model
-    let config = TreeConfig {
-        backbone,
-        depth,
-        proto_dim,
-        num_classes: k,
-    };
-    let valid = config.check().map_err(prototree_tree::Error::from)?;
-    let mut model = ProtoTree::new(&valid, device, 0)?;
+/// Loads every variable of `model` from the checkpoint (the prototypes from `permuted`);
+/// fails listing the variables the checkpoint lacks. Returns the variables' names.
+fn load_needed(
+    model: &ProtoTree,
+    ckpt: &ReferenceCheckpoint,
+    permuted: &Tensor,
+    backbone: BackboneKind,
+) -> Result<Vec<String>> {
     let needed: Vec<String> = {
         let data = model.varmap().data().lock().map_err(|_| {
             Error::Tree(prototree_tree::Error::Data(
@@ -527,106 +657,55 @@ pub fn convert(
             load.insert(name.clone(), t.clone());
         }
     }
-    let missing: Vec<String> = {
-        let mut m: Vec<String> = needed
-            .iter()
-            .filter(|n| !load.contains_key(*n))
-            .cloned()
-            .collect();
-        m.sort();
-        m
-    };
+    let mut missing: Vec<String> = needed
+        .iter()
+        .filter(|n| !load.contains_key(*n))
+        .cloned()
+        .collect();
+    missing.sort();
     if !missing.is_empty() {
         return Err(Error::Keys {
-            path: state_path.clone(),
+            path: ckpt.files.tensors.clone(),
             problem: format!("needed by our {backbone} model but missing"),
             keys: missing,
         });
     }
-    model.load_tensors(&load, state_path)?;
+    model.load_tensors(&load, &ckpt.files.tensors)?;
+    Ok(needed)
+}
+
+/// The checkpoint's tensors our model does not use that may be dropped (BatchNorm
+/// `num_batches_tracked`), sorted; fails listing any other unused tensor.
+fn ignored_tensors(
+    ckpt: &ReferenceCheckpoint,
+    keys: &[String],
+    needed: &[String],
+    want_leaves: &BTreeSet<String>,
+    backbone: BackboneKind,
+) -> Result<Vec<String>> {
     let used: BTreeSet<&str> = needed
         .iter()
         .map(String::as_str)
         .chain(want_leaves.iter().map(String::as_str))
         .chain([ADD_ON_WEIGHT, PROTOTYPES])
         .collect();
-    let mut ignored = Vec::new();
-    let mut unused = Vec::new();
-    for key in &keys {
-        if used.contains(key.as_str()) {
-            continue;
-        }
-        if key.ends_with(".num_batches_tracked") {
-            ignored.push(key.clone());
-        } else {
-            unused.push(key.clone());
-        }
-    }
-    unused.extend(
-        ckpt.skipped
-            .iter()
-            .filter(|k| !k.ends_with(".num_batches_tracked"))
-            .cloned(),
-    );
-    ignored.extend(
-        ckpt.skipped
-            .iter()
-            .filter(|k| k.ends_with(".num_batches_tracked"))
-            .cloned(),
-    );
+    let is_counter = |k: &String| k.ends_with(".num_batches_tracked");
+    let (mut ignored, mut unused): (Vec<String>, Vec<String>) = keys
+        .iter()
+        .filter(|k| !used.contains(k.as_str()))
+        .cloned()
+        .partition(is_counter);
+    unused.extend(ckpt.skipped.iter().filter(|k| !is_counter(k)).cloned());
+    ignored.extend(ckpt.skipped.iter().filter(|k| is_counter(k)).cloned());
     if !unused.is_empty() {
         return Err(Error::Keys {
-            path: state_path.clone(),
+            path: ckpt.files.tensors.clone(),
             problem: format!("cannot be mapped onto our {backbone} model"),
             keys: unused,
         });
     }
-    model.set_leaves(leaves)?;
-    let pruned = topology.num_decisions() < p;
-    let num_decisions = topology.num_decisions();
-    let num_live_leaves = topology.num_live_leaves();
-    model.set_topology(topology)?;
-
-    let stage = options
-        .stage
-        .clone()
-        .unwrap_or_else(|| auto_stage(&files.structure, pruned));
-    let meta = ModelMeta {
-        format_version: FORMAT_VERSION,
-        tree: config,
-        class_names: names,
-        preprocessing: Preprocessing {
-            image_size: options.image_size.unwrap_or(REFERENCE_IMAGE_SIZE),
-            mean: REFERENCE_MEAN,
-            std: REFERENCE_STD,
-        },
-        train: None,
-    };
-    let model_stage: ModelStage = stage
-        .parse()
-        .map_err(|e| Error::Unsupported(format!("--stage: {e}")))?;
     ignored.sort();
-    let report = ImportReport {
-        files: files.clone(),
-        output: None,
-        backbone,
-        backbone_class: tree.backbone_class.clone(),
-        depth,
-        num_classes: k,
-        proto_dim,
-        num_decisions,
-        num_leaves: num_live_leaves,
-        pruned,
-        stage,
-        leaf_mode,
-        log_probabilities: tree.log_probabilities,
-        prototype_rows,
-        ignored_tensors: ignored,
-    };
-    Ok(Imported {
-        saved: SavedModel::from_parts(model, meta, Vec::new(), model_stage)?,
-        report,
-    })
+    Ok(ignored)
 }
 
 /// Reads the reference checkpoint in `dir` and converts it into our model on `device`.

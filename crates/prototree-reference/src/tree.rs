@@ -100,59 +100,20 @@ impl ReferenceTree {
             |name: &str| -> bool { g.attr(root, name).and_then(|v| g.bool(v)).unwrap_or(false) };
         let num_classes = int_attr("_num_classes")?;
         let num_prototypes = int_attr("num_prototypes")?;
-        let prototype_shape = g
-            .attr(root, "prototype_shape")
-            .and_then(|v| g.seq(v))
-            .and_then(|s| {
-                let v: Option<Vec<usize>> = s
-                    .iter()
-                    .map(|x| g.int(*x).and_then(|i| usize::try_from(i).ok()))
-                    .collect();
-                v
-            })
-            .and_then(|v| match v.as_slice() {
-                [w, h, d] => Some((*w, *h, *d)),
-                _ => None,
-            })
+        let prototype_shape = prototype_shape_of(g, root)
             .ok_or_else(|| bad("ProtoTree attribute `prototype_shape` is missing".into()))?;
 
         let mut nodes = Vec::new();
         walk(g, tree_root, String::new(), 0, &mut nodes).map_err(bad)?;
 
-        let out_map_id = g
-            .attr(root, "_out_map")
-            .ok_or_else(|| bad("ProtoTree attribute `_out_map` is missing".into()))?;
-        let entries = g
-            .dict(out_map_id)
-            .ok_or_else(|| bad("`_out_map` is not a dict".into()))?;
-        let mut out_map = BTreeMap::new();
-        for (k, v) in entries {
-            let index = node_index(g, *k)
-                .ok_or_else(|| bad("an `_out_map` key is not a node with an `_index`".into()))?;
-            let row = g
-                .int(*v)
-                .and_then(|r| u32::try_from(r).ok())
-                .ok_or_else(|| bad(format!("`_out_map` row of node {index} is not a count")))?;
-            if out_map.insert(index, row).is_some() {
-                return Err(bad(format!("node {index} appears twice in `_out_map`")));
-            }
-        }
+        let out_map = out_map_of(g, root).map_err(bad)?;
 
         let backbone_class = modules
             .and_then(|m| g.dict_get(m, "_net"))
             .and_then(|n| class_name(g, n));
         let add_on_classes = modules
             .and_then(|m| g.dict_get(m, "_add_on"))
-            .map(|a| {
-                let inner = g.attr(a, "_modules").and_then(|m| g.dict(m));
-                match inner {
-                    Some(items) if !items.is_empty() => items
-                        .iter()
-                        .map(|(_, v)| class_name(g, *v).unwrap_or_else(|| describe(g, *v)))
-                        .collect(),
-                    _ => vec![class_name(g, a).unwrap_or_else(|| describe(g, a))],
-                }
-            })
+            .map(|a| add_on_classes_of(g, a))
             .unwrap_or_default();
 
         Ok(Self {
@@ -176,6 +137,51 @@ impl ReferenceTree {
     /// The live branches.
     pub fn branches(&self) -> impl Iterator<Item = &ReferenceNode> {
         self.nodes.iter().filter(|n| n.children.is_some())
+    }
+}
+
+/// `prototype_shape` `(w, h, D)` of the `ProtoTree` at `root`.
+fn prototype_shape_of(g: &Graph, root: ObjId) -> Option<(usize, usize, usize)> {
+    let shape: Vec<usize> = g
+        .seq(g.attr(root, "prototype_shape")?)?
+        .iter()
+        .map(|x| g.int(*x).and_then(|i| usize::try_from(i).ok()))
+        .collect::<Option<_>>()?;
+    match shape.as_slice() {
+        [w, h, d] => Some((*w, *h, *d)),
+        _ => None,
+    }
+}
+
+/// `_out_map` of the `ProtoTree` at `root`: branch `_index` → prototype row.
+fn out_map_of(g: &Graph, root: ObjId) -> std::result::Result<BTreeMap<u32, u32>, String> {
+    let out_map_id = g
+        .attr(root, "_out_map")
+        .ok_or("ProtoTree attribute `_out_map` is missing")?;
+    let entries = g.dict(out_map_id).ok_or("`_out_map` is not a dict")?;
+    let mut out_map = BTreeMap::new();
+    for (k, v) in entries {
+        let index = node_index(g, *k).ok_or("an `_out_map` key is not a node with an `_index`")?;
+        let row = g
+            .int(*v)
+            .and_then(|r| u32::try_from(r).ok())
+            .ok_or_else(|| format!("`_out_map` row of node {index} is not a count"))?;
+        if out_map.insert(index, row).is_some() {
+            return Err(format!("node {index} appears twice in `_out_map`"));
+        }
+    }
+    Ok(out_map)
+}
+
+/// Classes of the add-on module `a`: of its layers when it is a `Sequential`, else its own.
+fn add_on_classes_of(g: &Graph, a: ObjId) -> Vec<String> {
+    let inner = g.attr(a, "_modules").and_then(|m| g.dict(m));
+    match inner {
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .map(|(_, v)| class_name(g, *v).unwrap_or_else(|| describe(g, *v)))
+            .collect(),
+        _ => vec![class_name(g, a).unwrap_or_else(|| describe(g, a))],
     }
 }
 

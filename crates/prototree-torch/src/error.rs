@@ -7,6 +7,9 @@ use crate::pickle::PickleError;
 /// Everything that can go wrong while reading a PyTorch file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A tensor could not be built from its bytes.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
     /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -31,9 +34,6 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A tensor could not be built from its bytes.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
 }
 
 /// Result type of this crate.
@@ -42,6 +42,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autotraits() {
+        fn check<T: Send + Sync>() {}
+        check::<Error>();
+    }
 
     #[test]
     fn messages_name_the_file() {
@@ -53,11 +59,5 @@ mod tests {
             e.to_string(),
             "w.pth: zip archive without a `data.pkl` entry"
         );
-    }
-
-    #[test]
-    fn autotraits() {
-        fn check<T: Send + Sync>() {}
-        check::<Error>();
     }
 }

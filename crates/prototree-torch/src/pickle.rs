@@ -59,6 +59,20 @@ pub struct Instance {
     pub dict_items: Vec<(ObjId, ObjId)>,
 }
 
+impl Instance {
+    /// A fresh instance, before any `BUILD` or items.
+    fn new(callable: ObjId, args: ObjId, construct: Construct) -> Self {
+        Self {
+            callable,
+            args,
+            construct,
+            state: None,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        }
+    }
+}
+
 /// A value of the object graph.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -447,354 +461,397 @@ impl<'a> Machine<'a> {
                 ("copyreg" | "copy_reg", "_reconstructor") => {
                     if let Some(cls) = arg_list.first() {
                         let empty = self.new_obj(Value::Tuple(Vec::new()))?;
-                        return Ok(Value::Instance(Instance {
-                            callable: *cls,
-                            args: empty,
-                            construct: Construct::NewObj,
-                            state: None,
-                            list_items: Vec::new(),
-                            dict_items: Vec::new(),
-                        }));
+                        return Ok(Value::Instance(Instance::new(
+                            *cls,
+                            empty,
+                            Construct::NewObj,
+                        )));
                     }
                 }
                 _ => {}
             }
         }
-        Ok(Value::Instance(Instance {
+        Ok(Value::Instance(Instance::new(
             callable,
             args,
-            construct: Construct::Reduce,
-            state: None,
-            list_items: Vec::new(),
-            dict_items: Vec::new(),
-        }))
+            Construct::Reduce,
+        )))
     }
 
     fn run(&mut self) -> Result<ObjId, PickleError> {
         loop {
             self.op_start = self.pos;
             let op = self.u8()?;
-            match op {
-                // --- framing and control
-                0x80 => {
-                    let proto = self.u8()?;
-                    if proto > 5 {
-                        return self.err(format!("unsupported pickle protocol {proto}"));
-                    }
-                }
-                0x95 => {
-                    self.take(8)?; // FRAME: a length hint only
-                }
-                b'.' => return self.pop(), // STOP
-                b'(' => self.stack.push(Item::Mark),
-                b'0' => {
-                    // POP (a mark or an object)
-                    if self.stack.pop().is_none() {
-                        return self.err("stack underflow");
-                    }
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'2' => {
-                    let id = self.top()?;
-                    self.stack.push(Item::Obj(id));
-                }
-                // --- constants and numbers
-                b'N' => self.push(Value::None)?,
-                0x88 => self.push(Value::Bool(true))?,
-                0x89 => self.push(Value::Bool(false))?,
-                b'J' => {
-                    let v = self.le_uint(4)? as u32 as i32;
-                    self.push(Value::Int(i64::from(v)))?
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.push(Value::Int(i64::from(v)))?
-                }
-                b'M' => {
-                    let v = self.le_uint(2)?;
-                    self.push(Value::Int(v as i64))?
-                }
-                0x8a | 0x8b => {
-                    let n = if op == 0x8a {
-                        usize::from(self.u8()?)
-                    } else {
-                        self.len_of(4)?
-                    };
-                    let bytes = self.take(n)?.to_vec();
-                    self.push(long_value(bytes))?
-                }
-                b'I' => {
-                    let line = self.text_line()?;
-                    let v = match line.as_str() {
-                        "00" => Value::Bool(false),
-                        "01" => Value::Bool(true),
-                        s => match s.parse::<i64>() {
-                            Ok(i) => Value::Int(i),
-                            Err(_) => return self.err(format!("bad INT `{s}`")),
-                        },
-                    };
-                    self.push(v)?
-                }
-                b'L' => {
-                    let line = self.text_line()?;
-                    let s = line.trim_end_matches('L');
-                    match s.parse::<i64>() {
-                        Ok(i) => self.push(Value::Int(i))?,
-                        Err(_) => return self.err(format!("unsupported LONG `{line}`")),
-                    }
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    self.push(Value::Float(f64::from_be_bytes(a)))?
-                }
-                b'F' => {
-                    let line = self.text_line()?;
-                    match line.parse::<f64>() {
-                        Ok(f) => self.push(Value::Float(f))?,
-                        Err(_) => return self.err(format!("bad FLOAT `{line}`")),
-                    }
-                }
-                // --- strings and bytes
-                b'X' | 0x8c | 0x8d => {
-                    let n = match op {
-                        b'X' => self.len_of(4)?,
-                        0x8c => usize::from(self.u8()?),
-                        _ => self.len_of(8)?,
-                    };
-                    let b = self.take(n)?;
-                    match std::str::from_utf8(b) {
-                        Ok(s) => self.push(Value::Str(s.to_string()))?,
-                        Err(_) => return self.err("string is not UTF-8"),
-                    }
-                }
-                b'V' => {
-                    // raw-unicode-escape text; plain ASCII in practice
-                    let s = self.text_line()?;
-                    self.push(Value::Str(s))?
-                }
-                b'T' | b'U' => {
-                    // BINSTRING / SHORT_BINSTRING (Python 2 str): keep the bytes as text
-                    // when they are UTF-8, else as bytes.
-                    let n = if op == b'T' {
-                        self.len_of(4)?
-                    } else {
-                        usize::from(self.u8()?)
-                    };
-                    let b = self.take(n)?;
-                    let v = match std::str::from_utf8(b) {
-                        Ok(s) => Value::Str(s.to_string()),
-                        Err(_) => Value::Bytes(b.to_vec()),
-                    };
-                    self.push(v)?
-                }
-                b'S' => {
-                    let l = self.text_line()?;
-                    let s = l.trim_matches(|c| c == '\'' || c == '"').to_string();
-                    self.push(Value::Str(s))?
-                }
-                b'B' | b'C' | 0x8e | 0x96 => {
-                    let n = match op {
-                        b'B' => self.len_of(4)?,
-                        b'C' => usize::from(self.u8()?),
-                        _ => self.len_of(8)?,
-                    };
-                    let b = self.take(n)?.to_vec();
-                    self.push(Value::Bytes(b))?
-                }
-                0x97 => return self.err("out-of-band buffers (NEXT_BUFFER) are not supported"),
-                0x98 => {} // READONLY_BUFFER: no-op on an in-band value
-                // --- containers
-                b')' => self.push(Value::Tuple(Vec::new()))?,
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Tuple(items))?
-                }
-                0x85..=0x87 => {
-                    let n = usize::from(op - 0x84);
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
-                    self.push(Value::Tuple(items))?
-                }
-                b']' => self.push(Value::List(Vec::new()))?,
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items))?
-                }
-                b'a' => {
-                    let item = self.pop()?;
-                    let target = self.top()?;
-                    self.append_items(target, vec![item])?
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    let target = self.top()?;
-                    self.append_items(target, items)?
-                }
-                b'}' => self.push(Value::Dict(Vec::new()))?,
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    match pairs_of(items) {
-                        Some(p) => self.push(Value::Dict(p))?,
-                        None => return self.err("DICT with an odd number of items"),
-                    }
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    let target = self.top()?;
-                    self.set_items(target, vec![(k, v)])?
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let target = self.top()?;
-                    match pairs_of(items) {
-                        Some(p) => self.set_items(target, p)?,
-                        None => return self.err("SETITEMS with an odd number of items"),
-                    }
-                }
-                0x8f => self.push(Value::Set(Vec::new()))?,
-                0x90 => {
-                    let items = self.pop_mark()?;
-                    let target = self.top()?;
-                    match self.value_mut(target)? {
-                        Value::Set(v) => v.extend(items),
-                        _ => return self.err("ADDITEMS on an object that is not a set"),
-                    }
-                }
-                0x91 => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Set(items))?
-                }
-                // --- globals and objects
-                b'c' => {
-                    let module = self.text_line()?;
-                    let name = self.text_line()?;
-                    self.push(Value::Global { module, name })?
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (self.graph.str(module), self.graph.str(name)) {
-                        (Some(m), Some(n)) => {
-                            let v = Value::Global {
-                                module: m.to_string(),
-                                name: n.to_string(),
-                            };
-                            self.push(v)?
-                        }
-                        _ => return self.err("STACK_GLOBAL needs two strings"),
-                    }
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    let v = self.call(callable, args)?;
-                    self.push(v)?
-                }
-                0x81 | 0x92 => {
-                    if op == 0x92 {
-                        self.pop()?; // kwargs of NEWOBJ_EX
-                    }
-                    let args = self.pop()?;
-                    let cls = self.pop()?;
-                    self.push(Value::Instance(Instance {
-                        callable: cls,
-                        args,
-                        construct: Construct::NewObj,
-                        state: None,
-                        list_items: Vec::new(),
-                        dict_items: Vec::new(),
-                    }))?
-                }
-                b'i' => {
-                    let module = self.text_line()?;
-                    let name = self.text_line()?;
-                    let items = self.pop_mark()?;
-                    let callable = self.new_obj(Value::Global { module, name })?;
-                    let args = self.new_obj(Value::Tuple(items))?;
-                    let v = self.call(callable, args)?;
-                    self.push(v)?
-                }
-                b'o' => {
-                    let mut items = self.pop_mark()?;
-                    if items.is_empty() {
-                        return self.err("OBJ without a class");
-                    }
-                    let callable = items.remove(0);
-                    let args = self.new_obj(Value::Tuple(items))?;
-                    let v = self.call(callable, args)?;
-                    self.push(v)?
-                }
-                b'b' => {
-                    let state = self.pop()?;
-                    let target = self.top()?;
-                    let ok = match self.value_mut(target)? {
-                        Value::Instance(inst) => {
-                            inst.state = Some(state);
-                            true
-                        }
-                        _ => false,
-                    };
-                    if !ok {
-                        return self.err("BUILD on an object that is not an instance");
-                    }
-                }
-                b'P' => {
-                    let s = self.text_line()?;
-                    let id = self.new_obj(Value::Str(s))?;
-                    self.push(Value::PersistentId(id))?
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    self.push(Value::PersistentId(pid))?
-                }
-                0x82..=0x84 => {
-                    return self.err("the extension registry (EXT1/2/4) is not supported")
-                }
-                // --- memo
-                b'p' => {
-                    let l = self.text_line()?;
-                    match l.parse::<u64>() {
-                        Ok(k) => self.memo_put(k)?,
-                        Err(_) => return self.err(format!("bad PUT `{l}`")),
-                    }
-                }
-                b'q' => {
-                    let k = u64::from(self.u8()?);
-                    self.memo_put(k)?
-                }
-                b'r' => {
-                    let k = self.le_uint(4)?;
-                    self.memo_put(k)?
-                }
-                0x94 => {
-                    let k = self.memo.len() as u64;
-                    self.memo_put(k)?
-                }
-                b'g' => {
-                    let l = self.text_line()?;
-                    match l.parse::<u64>() {
-                        Ok(k) => self.memo_get(k)?,
-                        Err(_) => return self.err(format!("bad GET `{l}`")),
-                    }
-                }
-                b'h' => {
-                    let k = u64::from(self.u8()?);
-                    self.memo_get(k)?
-                }
-                b'j' => {
-                    let k = self.le_uint(4)?;
-                    self.memo_get(k)?
-                }
-                other => return self.err(format!("unknown opcode 0x{other:02x}")),
+            if op == b'.' {
+                return self.pop(); // STOP
             }
+            self.step(op)?;
+        }
+    }
+
+    /// Executes one opcode other than `STOP`, by family.
+    fn step(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            0x80 | 0x95 | b'(' | b'0' | b'1' | b'2' => self.control_op(op),
+            b'N' | 0x88 | 0x89 | b'J' | b'K' | b'M' | 0x8a | 0x8b | b'I' | b'L' | b'G' | b'F' => {
+                self.number_op(op)
+            }
+            b'X' | 0x8c | 0x8d | b'V' | b'T' | b'U' | b'S' | b'B' | b'C' | 0x8e | 0x96 | 0x97
+            | 0x98 => self.string_op(op),
+            b')' | b't' | 0x85..=0x87 | b']' | b'l' | b'a' | b'e' => self.sequence_op(op),
+            b'}' | b'd' | b's' | b'u' | 0x8f | 0x90 | 0x91 => self.mapping_op(op),
+            b'c' | 0x93 | b'R' | 0x81 | 0x92 | b'i' | b'o' | b'b' => self.object_op(op),
+            b'P' | b'Q' | 0x82..=0x84 => self.persistent_op(op),
+            b'p' | b'q' | b'r' | 0x94 | b'g' | b'h' | b'j' => self.memo_op(op),
+            other => self.unknown(other),
+        }
+    }
+
+    fn unknown(&self, op: u8) -> Result<(), PickleError> {
+        self.err(format!("unknown opcode 0x{op:02x}"))
+    }
+
+    /// Framing, protocol and stack manipulation: `PROTO`, `FRAME`, `MARK`, `POP`,
+    /// `POP_MARK`, `DUP`.
+    fn control_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            0x80 => {
+                let proto = self.u8()?;
+                if proto > 5 {
+                    return self.err(format!("unsupported pickle protocol {proto}"));
+                }
+            }
+            0x95 => {
+                self.take(8)?; // FRAME: a length hint only
+            }
+            b'(' => self.stack.push(Item::Mark),
+            b'0' => {
+                // POP (a mark or an object)
+                if self.stack.pop().is_none() {
+                    return self.err("stack underflow");
+                }
+            }
+            b'1' => {
+                self.pop_mark()?;
+            }
+            b'2' => {
+                let id = self.top()?;
+                self.stack.push(Item::Obj(id));
+            }
+            other => return self.unknown(other),
+        }
+        Ok(())
+    }
+
+    /// Constants and numbers: `NONE`, `NEWTRUE`/`NEWFALSE`, the binary and text integers
+    /// and longs, and floats.
+    fn number_op(&mut self, op: u8) -> Result<(), PickleError> {
+        let v = match op {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'J' => Value::Int(i64::from(self.le_uint(4)? as u32 as i32)),
+            b'K' => Value::Int(i64::from(self.u8()?)),
+            b'M' => Value::Int(self.le_uint(2)? as i64),
+            0x8a | 0x8b => {
+                let n = if op == 0x8a {
+                    usize::from(self.u8()?)
+                } else {
+                    self.len_of(4)?
+                };
+                long_value(self.take(n)?.to_vec())
+            }
+            b'I' => {
+                let line = self.text_line()?;
+                match line.as_str() {
+                    "00" => Value::Bool(false),
+                    "01" => Value::Bool(true),
+                    s => match s.parse::<i64>() {
+                        Ok(i) => Value::Int(i),
+                        Err(_) => return self.err(format!("bad INT `{s}`")),
+                    },
+                }
+            }
+            b'L' => {
+                let line = self.text_line()?;
+                match line.trim_end_matches('L').parse::<i64>() {
+                    Ok(i) => Value::Int(i),
+                    Err(_) => return self.err(format!("unsupported LONG `{line}`")),
+                }
+            }
+            b'G' => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(self.take(8)?);
+                Value::Float(f64::from_be_bytes(a))
+            }
+            b'F' => {
+                let line = self.text_line()?;
+                match line.parse::<f64>() {
+                    Ok(f) => Value::Float(f),
+                    Err(_) => return self.err(format!("bad FLOAT `{line}`")),
+                }
+            }
+            other => return self.unknown(other),
+        };
+        self.push(v)
+    }
+
+    /// Text and byte strings, and the buffer opcodes.
+    fn string_op(&mut self, op: u8) -> Result<(), PickleError> {
+        let v = match op {
+            b'X' | 0x8c | 0x8d => {
+                let n = match op {
+                    b'X' => self.len_of(4)?,
+                    0x8c => usize::from(self.u8()?),
+                    _ => self.len_of(8)?,
+                };
+                let b = self.take(n)?;
+                match std::str::from_utf8(b) {
+                    Ok(s) => Value::Str(s.to_string()),
+                    Err(_) => return self.err("string is not UTF-8"),
+                }
+            }
+            // raw-unicode-escape text; plain ASCII in practice
+            b'V' => Value::Str(self.text_line()?),
+            b'T' | b'U' => {
+                // BINSTRING / SHORT_BINSTRING (Python 2 str): keep the bytes as text
+                // when they are UTF-8, else as bytes.
+                let n = if op == b'T' {
+                    self.len_of(4)?
+                } else {
+                    usize::from(self.u8()?)
+                };
+                let b = self.take(n)?;
+                match std::str::from_utf8(b) {
+                    Ok(s) => Value::Str(s.to_string()),
+                    Err(_) => Value::Bytes(b.to_vec()),
+                }
+            }
+            b'S' => {
+                let l = self.text_line()?;
+                Value::Str(l.trim_matches(|c| c == '\'' || c == '"').to_string())
+            }
+            b'B' | b'C' | 0x8e | 0x96 => {
+                let n = match op {
+                    b'B' => self.len_of(4)?,
+                    b'C' => usize::from(self.u8()?),
+                    _ => self.len_of(8)?,
+                };
+                Value::Bytes(self.take(n)?.to_vec())
+            }
+            0x97 => return self.err("out-of-band buffers (NEXT_BUFFER) are not supported"),
+            0x98 => return Ok(()), // READONLY_BUFFER: no-op on an in-band value
+            other => return self.unknown(other),
+        };
+        self.push(v)
+    }
+
+    /// Tuples and lists: `EMPTY_TUPLE`, `TUPLE`, `TUPLE1-3`, `EMPTY_LIST`, `LIST`,
+    /// `APPEND`, `APPENDS`.
+    fn sequence_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            b')' => self.push(Value::Tuple(Vec::new())),
+            b't' => {
+                let items = self.pop_mark()?;
+                self.push(Value::Tuple(items))
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push(Value::Tuple(items))
+            }
+            b']' => self.push(Value::List(Vec::new())),
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.push(Value::List(items))
+            }
+            b'a' => {
+                let item = self.pop()?;
+                let target = self.top()?;
+                self.append_items(target, vec![item])
+            }
+            b'e' => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                self.append_items(target, items)
+            }
+            other => self.unknown(other),
+        }
+    }
+
+    /// Dicts and sets: `EMPTY_DICT`, `DICT`, `SETITEM`, `SETITEMS`, `EMPTY_SET`,
+    /// `ADDITEMS`, `FROZENSET`.
+    fn mapping_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            b'}' => self.push(Value::Dict(Vec::new())),
+            b'd' => {
+                let items = self.pop_mark()?;
+                match pairs_of(items) {
+                    Some(p) => self.push(Value::Dict(p)),
+                    None => self.err("DICT with an odd number of items"),
+                }
+            }
+            b's' => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                let target = self.top()?;
+                self.set_items(target, vec![(k, v)])
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                match pairs_of(items) {
+                    Some(p) => self.set_items(target, p),
+                    None => self.err("SETITEMS with an odd number of items"),
+                }
+            }
+            0x8f => self.push(Value::Set(Vec::new())),
+            0x90 => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                match self.value_mut(target)? {
+                    Value::Set(v) => v.extend(items),
+                    _ => return self.err("ADDITEMS on an object that is not a set"),
+                }
+                Ok(())
+            }
+            0x91 => {
+                let items = self.pop_mark()?;
+                self.push(Value::Set(items))
+            }
+            other => self.unknown(other),
+        }
+    }
+
+    /// Globals and objects: `GLOBAL`, `STACK_GLOBAL`, `REDUCE`, `NEWOBJ(_EX)`, `INST`,
+    /// `OBJ`, `BUILD`. Nothing is resolved or called (see [`Machine::call`]).
+    fn object_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            b'c' => {
+                let module = self.text_line()?;
+                let name = self.text_line()?;
+                self.push(Value::Global { module, name })
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                match (self.graph.str(module), self.graph.str(name)) {
+                    (Some(m), Some(n)) => {
+                        let v = Value::Global {
+                            module: m.to_string(),
+                            name: n.to_string(),
+                        };
+                        self.push(v)
+                    }
+                    _ => self.err("STACK_GLOBAL needs two strings"),
+                }
+            }
+            b'R' => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let v = self.call(callable, args)?;
+                self.push(v)
+            }
+            0x81 | 0x92 => {
+                if op == 0x92 {
+                    self.pop()?; // kwargs of NEWOBJ_EX
+                }
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                self.push(Value::Instance(Instance::new(cls, args, Construct::NewObj)))
+            }
+            b'i' => {
+                let module = self.text_line()?;
+                let name = self.text_line()?;
+                let items = self.pop_mark()?;
+                let callable = self.new_obj(Value::Global { module, name })?;
+                self.call_with(callable, items)
+            }
+            b'o' => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return self.err("OBJ without a class");
+                }
+                let callable = items.remove(0);
+                self.call_with(callable, items)
+            }
+            b'b' => self.build(),
+            other => self.unknown(other),
+        }
+    }
+
+    /// Pushes `callable(*items)` (`INST`, `OBJ`).
+    fn call_with(&mut self, callable: ObjId, items: Vec<ObjId>) -> Result<(), PickleError> {
+        let args = self.new_obj(Value::Tuple(items))?;
+        let v = self.call(callable, args)?;
+        self.push(v)
+    }
+
+    /// `BUILD`: the state on the stack becomes the state of the instance below it.
+    fn build(&mut self) -> Result<(), PickleError> {
+        let state = self.pop()?;
+        let target = self.top()?;
+        match self.value_mut(target)? {
+            Value::Instance(inst) => {
+                inst.state = Some(state);
+                Ok(())
+            }
+            _ => self.err("BUILD on an object that is not an instance"),
+        }
+    }
+
+    /// Persistent ids (`PERSID`, `BINPERSID`) and the unsupported extension registry.
+    fn persistent_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            b'P' => {
+                let s = self.text_line()?;
+                let id = self.new_obj(Value::Str(s))?;
+                self.push(Value::PersistentId(id))
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                self.push(Value::PersistentId(pid))
+            }
+            0x82..=0x84 => self.err("the extension registry (EXT1/2/4) is not supported"),
+            other => self.unknown(other),
+        }
+    }
+
+    /// The memo: `PUT`, `BINPUT`, `LONG_BINPUT`, `MEMOIZE`, `GET`, `BINGET`, `LONG_BINGET`.
+    fn memo_op(&mut self, op: u8) -> Result<(), PickleError> {
+        match op {
+            0x94 => {
+                let k = self.memo.len() as u64;
+                self.memo_put(k)
+            }
+            b'p' | b'q' | b'r' => {
+                let k = self.memo_key(op, "PUT")?;
+                self.memo_put(k)
+            }
+            _ => {
+                let k = self.memo_key(op, "GET")?;
+                self.memo_get(k)
+            }
+        }
+    }
+
+    /// The key argument of a memo opcode: a text line (`PUT`, `GET`), one byte
+    /// (`BINPUT`, `BINGET`) or four (`LONG_BINPUT`, `LONG_BINGET`).
+    fn memo_key(&mut self, op: u8, what: &str) -> Result<u64, PickleError> {
+        match op {
+            b'p' | b'g' => {
+                let l = self.text_line()?;
+                match l.parse::<u64>() {
+                    Ok(k) => Ok(k),
+                    Err(_) => self.err(format!("bad {what} `{l}`")),
+                }
+            }
+            b'q' | b'h' => Ok(u64::from(self.u8()?)),
+            _ => self.le_uint(4),
         }
     }
 }
