@@ -86,8 +86,10 @@ struct TrainStateFile {
     pub partial_epoch: Option<PartialEpochState>,
 }
 
-/// The training state of checkpoint format 1 (no interrupted-epoch progress).
+/// The training state of checkpoint format 1 (no interrupted-epoch progress); the tests
+/// also write it, as older builds did.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct TrainStateV1 {
     format_version: u32,
     epochs_done: usize,
@@ -312,19 +314,6 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
 mod tests {
     use super::*;
 
-    /// The layout of format 1, as older builds wrote it.
-    #[derive(Serialize)]
-    struct WrittenV1 {
-        format_version: u32,
-        epochs_done: usize,
-        optimizer_steps: [u64; 3],
-        history: Vec<EpochStats>,
-        best_epoch: Option<usize>,
-        best_score: f64,
-        fingerprint: String,
-        train_seconds: f64,
-    }
-
     fn state(version: u32, partial: Option<PartialEpochState>) -> TrainStateFile {
         TrainStateFile {
             format_version: version,
@@ -343,7 +332,7 @@ mod tests {
     fn train_state_formats_1_and_2_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
         let cfg = bincode::config::standard();
         let path = Path::new("train_state.bin");
-        let v1 = WrittenV1 {
+        let v1 = TrainStateV1 {
             format_version: 1,
             epochs_done: 3,
             optimizer_steps: [1, 2, 3],

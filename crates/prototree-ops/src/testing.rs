@@ -93,8 +93,7 @@ pub(crate) fn candle_padded_conv(
 
 /// The gradient of `sum(y · up)` with respect to `x`: the backward pass of `y` under the
 /// upstream gradient `up`; an error when `y` does not depend on `x`.
-#[cfg(test)]
-pub(crate) fn weighted_sum_grad(y: &Tensor, up: &Tensor, x: &Var) -> candle_core::Result<Tensor> {
+pub fn weighted_sum_grad(y: &Tensor, up: &Tensor, x: &Var) -> candle_core::Result<Tensor> {
     let grads = (y * up)?.sum_all()?.backward()?;
     match grads.get(x.as_tensor()) {
         Some(g) => Ok(g.clone()),

@@ -7,11 +7,14 @@
 
 #![allow(missing_docs)]
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use prototree_backbone::BackboneKind;
 use prototree_tree::one_hot;
-use prototree_tree::{loss, Latent, Leaves, ProtoTree, Routing, TreeConfig};
+use prototree_tree::{loss, Latent, Leaves, ProtoTree, Routing, TreeOutput};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -24,14 +27,9 @@ fn setup(
     classes: usize,
 ) -> (ProtoTree, Var, Tensor) {
     let dev = Device::Cpu;
-    let cfg = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth,
-        proto_dim: dim,
-        num_classes: classes,
-    }
-    .check()
-    .expect("valid config");
+    let cfg = common::small_cnn(depth, dim, classes)
+        .check()
+        .expect("valid config");
     let mut tree = ProtoTree::new(&cfg, &dev, 0).expect("tree");
     let leaves = Tensor::randn(0f32, 2.0, (cfg.num_leaves(), classes), &dev)
         .and_then(|t| t.relu())
@@ -44,6 +42,17 @@ fn setup(
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
     let labels = Tensor::new(labels.as_slice(), &dev).expect("labels");
     (tree, patches, labels)
+}
+
+/// The soft forward pass of `tree` over `latent` and the backward pass of its NLL loss on
+/// `labels`.
+fn forward_backward(tree: &ProtoTree, latent: &Latent, labels: &Tensor) -> (TreeOutput, GradStore) {
+    let out = tree.forward_latent(latent).expect("fwd");
+    let grads = loss::nll_loss(&out.probabilities, labels)
+        .expect("loss")
+        .backward()
+        .expect("bwd");
+    (out, grads)
 }
 
 fn tree_head(c: &mut Criterion) {
@@ -66,15 +75,7 @@ fn tree_head(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("forward_backward", depth),
             &depth,
-            |b, _| {
-                b.iter(|| {
-                    let out = tree.forward_latent(&latent).expect("fwd");
-                    loss::nll_loss(&out.probabilities, &labels)
-                        .expect("loss")
-                        .backward()
-                        .expect("bwd")
-                })
-            },
+            |b, _| b.iter(|| forward_backward(&tree, &latent, &labels).1),
         );
         let targets = one_hot(&labels, 200).expect("one-hot");
         let epoch_start = tree.leaves().params().clone();
@@ -83,11 +84,7 @@ fn tree_head(c: &mut Criterion) {
             &depth,
             |b, _| {
                 b.iter(|| {
-                    let out = tree.forward_latent(&latent).expect("fwd");
-                    let grads = loss::nll_loss(&out.probabilities, &labels)
-                        .expect("loss")
-                        .backward()
-                        .expect("bwd");
+                    let (out, grads) = forward_backward(&tree, &latent, &labels);
                     tree.leaves_mut()
                         .derivative_free_update(
                             &out.leaf_path_probs,

@@ -1,15 +1,12 @@
 //! The model-directory workflow (`ModelDir`): each step keeps the bundle consistent and
 //! the stage follows from what was done, across saving and reopening.
 
-use std::path::{Path, PathBuf};
-
 use prototree::candle_core::Device;
 use prototree::prelude::*;
 use prototree::tree::ModelStage;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+mod common;
+use common::fixtures;
 
 #[test]
 fn prune_project_save_reopen_export() -> anyhow::Result<()> {

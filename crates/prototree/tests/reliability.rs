@@ -5,14 +5,11 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageBuffer, Luma, Rgba};
 use prototree::candle_core::Device;
-use prototree::data::Augmentation;
 use prototree::learn::load_checkpoint;
-use prototree::prelude::*;
 use prototree::train::{last_checkpoint_dir, SKIPPED_IMAGES_FILE};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+mod common;
+use common::{fixtures, run, small_job as job};
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -35,40 +32,6 @@ fn image_paths(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter_map(|l| l.split_whitespace().nth(1))
         .map(|rel| root.join("images").join(rel))
         .collect())
-}
-
-fn job(data: &Path) -> RunConfig {
-    RunConfig {
-        data: data.to_path_buf(),
-        backbone: BackboneKind::SmallCnn,
-        depth: 2,
-        proto_dim: 8,
-        schedule: TrainConfig {
-            epochs: 1,
-            batch_size: 8,
-            freeze_epochs: 0,
-            ..TrainConfig::default()
-        },
-        image_size: 32,
-        augmentation: Augmentation::None,
-        crop_to_bbox: false,
-        eval_every: 0,
-        weights: None,
-        quick: false,
-        skip_bad_images: false,
-    }
-}
-
-/// Trains `cfg` into the new run directory `out`.
-fn run(cfg: &RunConfig, out: &Path) -> prototree::Result<TrainOutcome> {
-    train(
-        cfg,
-        out,
-        RunMode::New,
-        &Device::Cpu,
-        &Interrupter::new(),
-        &mut (),
-    )
 }
 
 #[test]

@@ -10,18 +10,17 @@ use prototree::learn::load_checkpoint;
 use prototree::prelude::*;
 use prototree::train::{best_checkpoint_dir, last_checkpoint_dir};
 
+mod common;
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(name)
+    common::fixtures().join(name)
 }
 
+/// The small run of the common setup over `epochs`, with a learning rate of 2e-3 throughout,
+/// one frozen epoch, a milestone at epoch 2, seed 5, flipping augmentation and evaluation
+/// after every epoch.
 fn job(data: &Path, epochs: usize) -> RunConfig {
     RunConfig {
-        data: data.to_path_buf(),
-        backbone: BackboneKind::SmallCnn,
-        depth: 2,
-        proto_dim: 8,
         schedule: TrainConfig {
             epochs,
             batch_size: 8,
@@ -33,13 +32,9 @@ fn job(data: &Path, epochs: usize) -> RunConfig {
             seed: 5,
             ..TrainConfig::default()
         },
-        image_size: 32,
         augmentation: Augmentation::Flip,
-        crop_to_bbox: false,
         eval_every: 1,
-        weights: None,
-        quick: false,
-        skip_bad_images: false,
+        ..common::small_job(data)
     }
 }
 
