@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 use prototree::prelude::*;
 
-use super::check_output_dir;
+use super::synth::BirdCounts;
+use super::{check_output_dir, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree demo`.
@@ -16,12 +16,8 @@ pub struct DemoArgs {
     /// Output directory (data/, model/, summary.json).
     #[arg(long)]
     out: PathBuf,
-    /// Number of classes.
-    #[arg(long, default_value_t = 12)]
-    classes: usize,
-    /// Images per class.
-    #[arg(long, default_value_t = 80)]
-    per_class: usize,
+    #[command(flatten)]
+    counts: BirdCounts,
     /// Training epochs (default 40; the learning-rate milestones move in proportion).
     #[arg(long)]
     epochs: Option<usize>,
@@ -31,16 +27,16 @@ pub struct DemoArgs {
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Generates the birds, trains, prunes, projects and reports; prints the summary.
 pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
     let mut cfg = DemoConfig::new(a.out.clone());
-    cfg.synth.classes = a.classes;
-    cfg.synth.per_class = a.per_class;
+    cfg.synth.classes = a.counts.classes;
+    cfg.synth.per_class = a.counts.per_class;
     cfg.synth.seed = a.seed;
     cfg.run.depth = a.depth;
     cfg.run.schedule.seed = a.seed;
@@ -48,7 +44,7 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     if let Some(e) = a.epochs {
         cfg.set_epochs(e);
     }
-    cfg.device = candle_device(&a.device)?;
+    cfg.device = a.device.open()?;
     let s = run_demo(&cfg, obs).context("demo failed")?;
     println!(
         "demo finished in {:.0} s ({:.0} s training)",

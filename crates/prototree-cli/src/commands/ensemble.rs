@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use prototree::candle_device;
 use prototree::ensemble::{evaluate_ensemble, train_ensemble};
 use prototree::prelude::Interrupter;
 
 use super::train::{train_run_config, train_run_dir, TrainArgs};
+use super::DeviceArg;
 use crate::progress::CliProgress;
 
 /// `prototree ensemble`.
@@ -42,11 +42,11 @@ pub struct EnsembleEvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Runs `ensemble train` or `ensemble eval`.
 pub fn run(cmd: EnsembleCommand, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
     match cmd {
         EnsembleCommand::Train(a) => run_train(*a, interrupter, obs),
@@ -63,7 +63,7 @@ fn run_train(a: EnsembleTrainArgs, interrupter: &Interrupter, obs: &mut CliProgr
         bail!("no output directory: give --out DIR");
     }
     let (out, mode) = train_run_dir(&a.train)?;
-    let device = candle_device(&a.train.device)?;
+    let device = a.train.device.open()?;
     let dirs = train_ensemble(&cfg, a.n, &out, mode, &device, interrupter, obs)
         .with_context(|| format!("training an ensemble into {}", out.display()))?;
     println!("trained {} trees:", dirs.len());
@@ -82,7 +82,7 @@ fn run_train(a: EnsembleTrainArgs, interrupter: &Interrupter, obs: &mut CliProgr
 }
 
 fn run_eval(a: EnsembleEvalArgs, obs: &mut CliProgress) -> Result<()> {
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let r = evaluate_ensemble(&a.models, &a.data, &device, obs)
         .with_context(|| format!("evaluating the ensemble on {}", a.data.display()))?;
     if a.json {

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 use prototree::eval::EvalDetails;
 use prototree::explanation_metrics::ExplanationMetrics;
 
+use super::DeviceArg;
 use crate::progress::CliProgress;
 
 /// `prototree eval`.
@@ -35,13 +35,13 @@ pub struct EvalArgs {
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Evaluates the model; prints the report as text or JSON.
 pub fn run(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let d = prototree::eval::evaluate_dir_detailed(
         &a.model,
         &a.data,

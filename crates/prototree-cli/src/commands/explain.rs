@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 use prototree::prelude::*;
 
-use super::{check_image_files, check_output_dir, path_text};
+use super::{check_image_files, check_output_dir, path_text, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree explain`.
@@ -25,15 +24,15 @@ pub struct ExplainArgs {
     /// Print the index (predictions and paths) as JSON.
     #[arg(long)]
     json: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Writes one explanation page per image and prints each prediction with its path.
 pub fn run(a: ExplainArgs, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
     check_image_files(&a.images)?;
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let saved =
         load_model(&a.model, &device).with_context(|| format!("loading {}", a.model.display()))?;
     let done = explain_images(&saved, &a.images, None, &a.out, obs)

@@ -20,6 +20,7 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
+/// Writes the tree and prints where.
 pub fn run(a: ExportArgs) -> Result<()> {
     if a.out.is_dir() {
         bail!("{}: is a directory, expected a file name", a.out.display());

@@ -6,6 +6,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use prototree::reference::{import_reference, ImportOptions};
 
+/// The fields of the import report that the text output shows.
+const SUMMARY_KEYS: [&str; 5] = [
+    "backbone",
+    "depth",
+    "num_classes",
+    "num_decisions",
+    "pruned",
+];
+
 /// `prototree import`.
 #[derive(Args)]
 pub struct ImportArgs {
@@ -26,6 +35,7 @@ pub struct ImportArgs {
     json: bool,
 }
 
+/// Converts the reference checkpoint into a model directory.
 pub fn run(a: ImportArgs) -> Result<()> {
     let opts = ImportOptions {
         class_names: a.class_names.as_deref().map(read_class_names).transpose()?,
@@ -44,13 +54,7 @@ pub fn run(a: ImportArgs) -> Result<()> {
         a.out.display()
     );
     let v = serde_json::to_value(&report)?;
-    for key in [
-        "backbone",
-        "depth",
-        "num_classes",
-        "num_decisions",
-        "pruned",
-    ] {
+    for key in SUMMARY_KEYS {
         if let Some(x) = v.get(key) {
             println!("  {key}: {x}");
         }

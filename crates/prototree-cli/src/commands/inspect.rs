@@ -18,6 +18,7 @@ pub struct InspectArgs {
     json: bool,
 }
 
+/// Prints the model's configuration and size.
 pub fn run(a: InspectArgs) -> Result<()> {
     let saved = load_model(&a.model, &prototree::candle_core::Device::Cpu)
         .with_context(|| format!("loading {}", a.model.display()))?;

@@ -18,7 +18,9 @@ mod train;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use prototree::candle_core::Device;
+use prototree::candle_device;
 use prototree::prelude::Interrupter;
 
 use crate::progress::CliProgress;
@@ -111,4 +113,19 @@ fn path_text<N: std::fmt::Display>(steps: impl IntoIterator<Item = (N, bool)>) -
         .map(|(node, present)| format!("{node}{}", if present { "+" } else { "-" }))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The `--device` flag of the commands that compute.
+#[derive(Args)]
+pub struct DeviceArg {
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl DeviceArg {
+    /// The candle device named by the flag.
+    fn open(&self) -> Result<Device> {
+        Ok(candle_device(&self.device)?)
+    }
 }

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 use prototree::prelude::*;
 
-use super::{check_image_files, path_text};
+use super::{check_image_files, path_text, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree predict`.
@@ -25,14 +24,14 @@ pub struct PredictArgs {
     /// One JSON object per image and line.
     #[arg(long)]
     json: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Prints one prediction per image.
 pub fn run(a: PredictArgs, obs: &mut CliProgress) -> Result<()> {
     check_image_files(&a.images)?;
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let saved =
         load_model(&a.model, &device).with_context(|| format!("loading {}", a.model.display()))?;
     let obs: &mut dyn Observer = obs;

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 
-use super::check_output_dir;
+use super::{check_output_dir, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree project`.
@@ -24,14 +23,14 @@ pub struct ProjectArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Projects the prototypes, saves the model to `--out` and prints its accuracy.
 pub fn run(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let o = prototree::workflow::project_model_dir(&a.model, &a.data, &a.out, &device, obs)
         .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
     if a.json {

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 
-use super::check_output_dir;
+use super::{check_output_dir, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree prune`.
@@ -27,14 +26,14 @@ pub struct PruneArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Prunes the model into `--out`; with `--data`, prints the accuracy before and after.
 pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
     check_output_dir(&a.out)?;
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let o = prototree::workflow::prune_model_dir(
         &a.model,
         a.tau,

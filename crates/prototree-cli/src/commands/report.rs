@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prototree::candle_device;
 use prototree::prelude::*;
 
+use super::DeviceArg;
 use crate::progress::CliProgress;
 
 /// `prototree report`.
@@ -24,13 +24,13 @@ pub struct ReportArgs {
     /// Test images to explain and link (needs --data).
     #[arg(long, default_value_t = 8)]
     explain: usize,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
+/// Writes the report and prints its path.
 pub fn run(a: ReportArgs, obs: &mut CliProgress) -> Result<()> {
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     let out = a.out.unwrap_or_else(|| a.model.join("report.html"));
     let path = report_model_dir(&a.model, a.data.as_deref(), &out, a.explain, &device, obs)
         .with_context(|| format!("writing the report of {}", a.model.display()))?;

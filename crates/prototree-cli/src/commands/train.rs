@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use prototree::candle_device;
 use prototree::prelude::*;
 
+use super::DeviceArg;
 use crate::overrides::RunOverrides;
 use crate::progress::CliProgress;
 
@@ -28,9 +28,8 @@ pub struct TrainArgs {
     /// Replace an existing run in --out.
     #[arg(long)]
     overwrite: bool,
-    /// Device: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub(super) device: String,
+    #[command(flatten)]
+    pub(super) device: DeviceArg,
 }
 
 /// The run configuration of `prototree train`: the file (or RUN/run.toml when resuming),
@@ -62,8 +61,9 @@ pub(super) fn train_run_dir(a: &TrainArgs) -> Result<(PathBuf, RunMode)> {
     })
 }
 
+/// Trains (or resumes) the run and prints its test accuracy.
 pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
-    let device = candle_device(&a.device)?;
+    let device = a.device.open()?;
     if a.resume.is_some() && a.overrides.quick {
         bail!("--quick cannot be combined with --resume");
     }
