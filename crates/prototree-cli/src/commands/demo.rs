@@ -7,7 +7,7 @@ use clap::Args;
 use prototree::prelude::*;
 
 use super::synth::BirdCounts;
-use super::{check_output_dir, DeviceArg};
+use super::{output_dir, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree demo`.
@@ -33,7 +33,7 @@ pub struct DemoArgs {
 
 /// Generates the birds, trains, prunes, projects and reports; prints the summary.
 pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
-    check_output_dir(&a.out)?;
+    output_dir(&a.out)?;
     let mut cfg = DemoConfig::new(a.out.clone());
     cfg.synth.classes = a.counts.classes;
     cfg.synth.per_class = a.counts.per_class;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use prototree::prelude::*;
 
-use super::{check_image_files, check_output_dir, path_text, DeviceArg};
+use super::{check_image_files, output_dir, path_text, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree explain`.
@@ -30,11 +30,9 @@ pub struct ExplainArgs {
 
 /// Writes one explanation page per image and prints each prediction with its path.
 pub fn run(a: ExplainArgs, obs: &mut CliProgress) -> Result<()> {
-    check_output_dir(&a.out)?;
+    output_dir(&a.out)?;
     check_image_files(&a.images)?;
-    let device = a.device.open()?;
-    let saved =
-        load_model(&a.model, &device).with_context(|| format!("loading {}", a.model.display()))?;
+    let saved = a.device.load_model(&a.model)?;
     let done = explain_images(&saved, &a.images, None, &a.out, obs)
         .with_context(|| format!("explaining with {}", a.model.display()))?;
     if a.json {

@@ -17,11 +17,12 @@ mod train;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use prototree::candle_core::Device;
 use prototree::candle_device;
-use prototree::prelude::Interrupter;
+use prototree::prelude::{load_model, Interrupter};
+use prototree::tree::SavedModel;
 
 use crate::progress::CliProgress;
 
@@ -85,15 +86,15 @@ impl Command {
     }
 }
 
-/// Fails when `out`, meant to be an output directory, is a file.
-fn check_output_dir(out: &Path) -> Result<()> {
+/// `out`, checked not to be a file: an output directory.
+fn output_dir(out: &Path) -> Result<&Path> {
     if out.is_file() {
         bail!(
             "{}: exists and is a file, expected a directory",
             out.display()
         );
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Fails on the first of `images` that is not a file.
@@ -127,5 +128,11 @@ impl DeviceArg {
     /// The candle device named by the flag.
     fn open(&self) -> Result<Device> {
         Ok(candle_device(&self.device)?)
+    }
+
+    /// The saved model in `dir`, loaded onto the device.
+    fn load_model(&self, dir: &Path) -> Result<SavedModel> {
+        let device = self.open()?;
+        load_model(dir, &device).with_context(|| format!("loading {}", dir.display()))
     }
 }

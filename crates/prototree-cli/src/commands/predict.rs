@@ -31,9 +31,7 @@ pub struct PredictArgs {
 /// Prints one prediction per image.
 pub fn run(a: PredictArgs, obs: &mut CliProgress) -> Result<()> {
     check_image_files(&a.images)?;
-    let device = a.device.open()?;
-    let saved =
-        load_model(&a.model, &device).with_context(|| format!("loading {}", a.model.display()))?;
+    let saved = a.device.load_model(&a.model)?;
     let obs: &mut dyn Observer = obs;
     obs.stage_started(Stage::Evaluate, a.images.len());
     let preds = prototree::predict::predict_images(&saved, &a.images, a.routing, &mut |done| {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{check_output_dir, DeviceArg};
+use super::{output_dir, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree project`.
@@ -29,10 +29,14 @@ pub struct ProjectArgs {
 
 /// Projects the prototypes, saves the model to `--out` and prints its accuracy.
 pub fn run(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
-    check_output_dir(&a.out)?;
-    let device = a.device.open()?;
-    let o = prototree::workflow::project_model_dir(&a.model, &a.data, &a.out, &device, obs)
-        .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
+    let o = prototree::workflow::project_model_dir(
+        &a.model,
+        &a.data,
+        output_dir(&a.out)?,
+        &a.device.open()?,
+        obs,
+    )
+    .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&o)?);
         return Ok(());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{check_output_dir, DeviceArg};
+use super::{output_dir, DeviceArg};
 use crate::progress::CliProgress;
 
 /// `prototree prune`.
@@ -32,14 +32,12 @@ pub struct PruneArgs {
 
 /// Prunes the model into `--out`; with `--data`, prints the accuracy before and after.
 pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
-    check_output_dir(&a.out)?;
-    let device = a.device.open()?;
     let o = prototree::workflow::prune_model_dir(
         &a.model,
         a.tau,
-        &a.out,
+        output_dir(&a.out)?,
         a.data.as_deref(),
-        &device,
+        &a.device.open()?,
         obs,
     )
     .with_context(|| format!("pruning {}", a.model.display()))?;

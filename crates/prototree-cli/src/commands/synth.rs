@@ -7,7 +7,7 @@ use clap::Args;
 use prototree::data::SynthConfig;
 use prototree::prelude::*;
 
-use super::check_output_dir;
+use super::output_dir;
 use crate::progress::CliProgress;
 
 /// `prototree synth`.
@@ -42,7 +42,7 @@ pub struct BirdCounts {
 
 /// Writes the data set and prints its summary.
 pub fn run(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
-    check_output_dir(&a.out)?;
+    output_dir(&a.out)?;
     let cfg = SynthConfig {
         classes: a.counts.classes,
         per_class: a.counts.per_class,
