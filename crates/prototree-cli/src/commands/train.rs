@@ -1,0 +1,98 @@
+//! `prototree train`: train (or resume) a prototype tree.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use prototree::prelude::*;
+
+use super::DeviceArg;
+use crate::overrides::RunOverrides;
+use crate::progress::CliProgress;
+
+/// `prototree train` (also the member flags of `prototree ensemble train`).
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run configuration (TOML); flags below override its values.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in RUN from its last checkpoint (RUN/run.toml; flags below, e.g. a
+    /// longer --epochs, override it).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "out"])]
+    pub(super) resume: Option<PathBuf>,
+    /// Output run directory.
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) overrides: RunOverrides,
+    /// Replace an existing run in --out.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    pub(super) device: DeviceArg,
+}
+
+/// The run configuration of `prototree train`: the file (or RUN/run.toml when resuming),
+/// then the flags on top.
+pub(super) fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
+    let mut c = match (&a.resume, &a.config) {
+        (Some(run), _) => {
+            let path = run.join(prototree::run_config::RUN_CONFIG_FILE);
+            RunConfig::from_file(&path)
+                .with_context(|| format!("{} is not a resumable run", run.display()))?
+        }
+        (None, Some(path)) => RunConfig::from_file(path)?,
+        (None, None) => RunConfig::default(),
+    };
+    a.overrides.apply(&mut c);
+    if c.data.as_os_str().is_empty() {
+        bail!("no data set: give --data DIR or `data = \"DIR\"` in the --config file");
+    }
+    Ok(c)
+}
+
+/// The run directory of `prototree train` and how to open it.
+pub(super) fn train_run_dir(a: &TrainArgs) -> Result<(PathBuf, RunMode)> {
+    Ok(match (&a.resume, &a.out) {
+        (Some(run), _) => (run.clone(), RunMode::Resume),
+        (None, Some(out)) if a.overwrite => (out.clone(), RunMode::Overwrite),
+        (None, Some(out)) => (out.clone(), RunMode::New),
+        (None, None) => bail!("no output directory: give --out RUN"),
+    })
+}
+
+/// Trains (or resumes) the run and prints its test accuracy.
+pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Result<()> {
+    let device = a.device.open()?;
+    if a.resume.is_some() && a.overrides.quick {
+        bail!("--quick cannot be combined with --resume");
+    }
+    let cfg = train_run_config(&a)?;
+    let (out, mode) = train_run_dir(&a)?;
+    let outcome = match train(&cfg, &out, mode, &device, interrupter, obs) {
+        Ok(o) => o,
+        Err(prototree::Error::Learn(prototree::learn::Error::Interrupted)) => {
+            bail!(
+                "interrupted; the training so far is saved (up to the last finished batch): continue with `prototree train --resume {}`",
+                out.display()
+            )
+        }
+        Err(e @ prototree::Error::Learn(prototree::learn::Error::RunExists(_))) => {
+            return Err(e.into())
+        }
+        Err(e) => return Err(e).context("training failed"),
+    };
+    let t = &outcome.test;
+    println!(
+        "test accuracy: soft {:.1}%  greedy {:.1}%  max-leaf {:.1}%  (fidelity greedy {:.1}%)",
+        100.0 * t.accuracy_soft,
+        100.0 * t.accuracy_greedy,
+        100.0 * t.accuracy_max_leaf,
+        100.0 * t.fidelity_greedy
+    );
+    println!(
+        "model saved to {} (run.toml, metrics.jsonl, curves.png, checkpoints/)",
+        out.display()
+    );
+    Ok(())
+}
