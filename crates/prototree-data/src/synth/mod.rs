@@ -216,6 +216,32 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(io_error(path))
 }
 
+/// The training share of each class (at least one image each way), drawn per class with
+/// its own seed: the number per class and, per image, whether it trains.
+fn train_split(cfg: &SynthConfig) -> (usize, Vec<bool>) {
+    let n_train =
+        ((cfg.per_class as f32 * cfg.train_fraction).round() as usize).clamp(1, cfg.per_class - 1);
+    let mut is_train = vec![false; cfg.classes * cfg.per_class];
+    for c in 0..cfg.classes {
+        let mut idx: Vec<usize> = (0..cfg.per_class).collect();
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            cfg.seed.wrapping_add(1 + c as u64),
+        ));
+        for &k in &idx[..n_train] {
+            is_train[c * cfg.per_class + k] = true;
+        }
+    }
+    (n_train, is_train)
+}
+
+/// `"{first + i} {item}\n"` for each item: the CUB metadata-file layout.
+fn numbered_lines<T: std::fmt::Display>(items: impl Iterator<Item = T>, first: usize) -> String {
+    items
+        .enumerate()
+        .map(|(i, item)| format!("{} {item}\n", i + first))
+        .collect()
+}
+
 /// Generates the data set into `out`; `progress(done, total)` reports rendered images.
 pub fn generate(
     cfg: &SynthConfig,
@@ -235,19 +261,8 @@ pub fn generate(
         .enumerate()
         .map(|(i, v)| format!("{:03}.{}", i + 1, class_name(v)))
         .collect();
-    let n_train =
-        ((cfg.per_class as f32 * cfg.train_fraction).round() as usize).clamp(1, cfg.per_class - 1);
     let total = cfg.classes * cfg.per_class;
-    let mut is_train = vec![false; total];
-    for c in 0..cfg.classes {
-        let mut idx: Vec<usize> = (0..cfg.per_class).collect();
-        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            cfg.seed.wrapping_add(1 + c as u64),
-        ));
-        for &k in &idx[..n_train] {
-            is_train[c * cfg.per_class + k] = true;
-        }
-    }
+    let (n_train, is_train) = train_split(cfg);
     let rel = |i: usize| -> String {
         let (c, k) = (i / cfg.per_class, i % cfg.per_class);
         format!(
@@ -288,16 +303,8 @@ pub fn generate(
         }
         progress(end, total);
     }
-    let classes_txt: String = folders
-        .iter()
-        .enumerate()
-        .map(|(i, f)| format!("{} {f}\n", i + 1))
-        .collect();
-    let parts_txt: String = PART_NAMES
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{} {p}\n", i + 1))
-        .collect();
+    let classes_txt = numbered_lines(folders.iter(), 1);
+    let parts_txt = numbered_lines(PART_NAMES.iter(), 1);
     write(&out.join("images.txt"), images.as_bytes())?;
     write(&out.join("classes.txt"), classes_txt.as_bytes())?;
     write(&out.join("image_class_labels.txt"), labels.as_bytes())?;
@@ -307,11 +314,7 @@ pub fn generate(
     write(&out.join("parts").join("part_locs.txt"), locs.as_bytes())?;
     let mut mask_labels = vec!["background".to_string(), "body".to_string()];
     mask_labels.extend(PART_NAMES.iter().map(|p| p.to_string()));
-    let labels_txt: String = mask_labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{i} {l}\n"))
-        .collect();
+    let labels_txt = numbered_lines(mask_labels.iter(), 0);
     write(
         &out.join("segmentations").join("labels.txt"),
         labels_txt.as_bytes(),
