@@ -297,6 +297,47 @@ impl ExplanationMetrics {
         ]
     }
 
+    /// The report rows of faithfulness and path statistics (perturbation locality,
+    /// deletion, fidelity, path lengths, prototypes per class).
+    fn faithfulness_rows(&self) -> Vec<(String, String)> {
+        let pct = |v: f64| format!("{:.1}%", 100.0 * v);
+        vec![
+            (
+                "perturbing the matched region hurts more than the rest".to_string(),
+                pct(self.explanation_perturbation_locality),
+            ),
+            (
+                "deleting a present decision's patch changes the prediction".to_string(),
+                format!(
+                    "{} of {} (decision flips {}, mean similarity drop {:.3})",
+                    pct(self.explanation_deletion_prediction_change),
+                    self.deletion.deletions,
+                    pct(self.explanation_deletion_decision_flip),
+                    self.deletion.mean_similarity_drop
+                ),
+            ),
+            (
+                "greedy fidelity / greedy accuracy".to_string(),
+                format!(
+                    "{} / {}",
+                    pct(self.explanation_greedy_fidelity),
+                    pct(self.accuracy_greedy)
+                ),
+            ),
+            (
+                "mean path length".to_string(),
+                format!("{:.2}", self.mean_path_length),
+            ),
+            (
+                "distinct prototypes per class (test paths / tree)".to_string(),
+                format!(
+                    "{:.2} / {:.2}",
+                    self.distinct_prototypes_per_class, self.prototypes_per_class_in_tree
+                ),
+            ),
+        ]
+    }
+
     /// Rows for a report table: readable labels and formatted values.
     pub fn report_rows(&self) -> Vec<(String, String)> {
         let pct = |v: f64| format!("{:.1}%", 100.0 * v);
@@ -375,40 +416,8 @@ impl ExplanationMetrics {
                 ),
                 pct(self.explanation_pointing_game),
             ),
-            (
-                "perturbing the matched region hurts more than the rest".to_string(),
-                pct(self.explanation_perturbation_locality),
-            ),
-            (
-                "deleting a present decision's patch changes the prediction".to_string(),
-                format!(
-                    "{} of {} (decision flips {}, mean similarity drop {:.3})",
-                    pct(self.explanation_deletion_prediction_change),
-                    self.deletion.deletions,
-                    pct(self.explanation_deletion_decision_flip),
-                    self.deletion.mean_similarity_drop
-                ),
-            ),
-            (
-                "greedy fidelity / greedy accuracy".to_string(),
-                format!(
-                    "{} / {}",
-                    pct(self.explanation_greedy_fidelity),
-                    pct(self.accuracy_greedy)
-                ),
-            ),
-            (
-                "mean path length".to_string(),
-                format!("{:.2}", self.mean_path_length),
-            ),
-            (
-                "distinct prototypes per class (test paths / tree)".to_string(),
-                format!(
-                    "{:.2} / {:.2}",
-                    self.distinct_prototypes_per_class, self.prototypes_per_class_in_tree
-                ),
-            ),
         ];
+        rows.extend(self.faithfulness_rows());
         for p in &self.perturbation {
             rows.push((
                 format!(
