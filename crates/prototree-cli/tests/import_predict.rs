@@ -3,21 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{ReferenceFixture, ROUTINGS};
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_prototree"))
-        .arg("--quiet")
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "prototree {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    common::run_quiet_in(None, args)
 }
 
 #[test]

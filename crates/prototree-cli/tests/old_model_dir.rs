@@ -2,25 +2,12 @@
 //! `fixtures/models/main-2026-12-01`) still loads and answers as that build did: the same
 //! `predict --json` in every routing and the same `inspect --json` (stage included).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+use common::fixtures;
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_prototree"))
-        .current_dir(fixtures().join("cub-tiny"))
-        .arg("--quiet")
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "prototree {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    common::run_quiet_in(Some(&fixtures().join("cub-tiny")), args)
 }
 
 fn json_lines(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {

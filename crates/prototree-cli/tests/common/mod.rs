@@ -72,3 +72,19 @@ impl ReferenceFixture {
             .unwrap_or_default()
     }
 }
+
+/// Runs `prototree --quiet ARGS` in `dir` (the current directory when `None`), returning
+/// its stdout; an error with its stderr when it fails.
+pub fn run_quiet_in(dir: Option<&Path>, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_prototree"));
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.arg("--quiet").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "prototree {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
