@@ -7,19 +7,24 @@ use crate::config::TreeConfig;
 use crate::model::ProtoTree;
 use crate::Result;
 
-/// A tree over the small CNN on the CPU, initialised with `seed`.
+/// The configuration of a tree of `depth` over the small CNN with `proto_dim`-channel
+/// prototypes and `num_classes` classes (not yet checked).
+pub fn small_cnn_config(depth: usize, proto_dim: usize, num_classes: usize) -> TreeConfig {
+    TreeConfig {
+        backbone: BackboneKind::SmallCnn,
+        depth,
+        proto_dim,
+        num_classes,
+    }
+}
+
+/// A tree of [`small_cnn_config`] on the CPU, initialised with `seed`.
 pub fn small_cnn_tree(
     depth: usize,
     proto_dim: usize,
     num_classes: usize,
     seed: u64,
 ) -> Result<ProtoTree> {
-    let config = TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth,
-        proto_dim,
-        num_classes,
-    }
-    .check()?;
+    let config = small_cnn_config(depth, proto_dim, num_classes).check()?;
     ProtoTree::new(&config, &Device::Cpu, seed)
 }

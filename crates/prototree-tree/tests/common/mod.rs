@@ -3,20 +3,11 @@
 //! model directories they write. Each binary uses a part.
 #![allow(dead_code)]
 
-use prototree_backbone::BackboneKind;
 use prototree_tree::io::Preprocessing;
 use prototree_tree::{ModelMeta, TreeConfig};
 
-/// The tree configuration of a test: the small CNN backbone with a tree of `depth`,
-/// prototypes of `proto_dim` channels and `num_classes` classes (not yet checked).
-pub fn small_cnn(depth: usize, proto_dim: usize, num_classes: usize) -> TreeConfig {
-    TreeConfig {
-        backbone: BackboneKind::SmallCnn,
-        depth,
-        proto_dim,
-        num_classes,
-    }
-}
+/// The tree configuration of a test (the library's small-CNN test configuration).
+pub use prototree_tree::testing::small_cnn_config as small_cnn;
 
 /// The metadata of a trained test model of `tree` whose classes are `class_names`, for
 /// `image_size`-pixel inputs normalised with mean 0.5 and standard deviation `std`.
