@@ -275,17 +275,10 @@ mod tests {
     use candle_core::{Device, Tensor};
     use prototree_tree::inference::greedy_path;
     use prototree_tree::topology::{prune_branch, Direction, Topology};
-    use prototree_tree::Leaves;
 
     #[test]
     fn binarized_prediction_equals_greedy_on_a_pruned_tree() -> anyhow::Result<()> {
-        let mut t = prototree_tree::testing::small_cnn_tree(4, 4, 3, 0)?;
-        t.set_leaves(Leaves::from_params(Tensor::randn(
-            0f32,
-            2.0,
-            (16, 3),
-            &Device::Cpu,
-        )?)?)?;
+        let mut t = prototree_tree::testing::small_cnn_tree_with_random_leaves(4, 4, 3, 0)?;
         let mut topo = Topology::complete(4)?;
         prune_branch(&mut topo, 1, Direction::Right);
         prune_branch(&mut topo, 6, Direction::Left);

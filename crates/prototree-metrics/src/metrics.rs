@@ -3,6 +3,7 @@
 
 use prototree_tree::geometry::PixelBox;
 use prototree_tree::topology::NodeId;
+use prototree_tree::{Observer, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::consistency::{Consistency, PartShare};
@@ -106,6 +107,27 @@ impl Phase {
             Phase::Deletion => "deleting matched patches",
             Phase::Perturbation => "perturbation analysis",
         }
+    }
+
+    /// The stage a phase is reported as: loading as [`Stage::LoadImages`], every pass
+    /// over the images as [`Stage::Evaluate`].
+    pub fn stage(self) -> Stage {
+        match self {
+            Phase::LoadImages => Stage::LoadImages,
+            _ => Stage::Evaluate,
+        }
+    }
+
+    /// Reports the start of this phase: a message naming it, then its stage with `total`
+    /// steps.
+    pub(crate) fn started(self, obs: &mut dyn Observer, total: usize) {
+        obs.message(&format!("explanation metrics: {}", self.label()));
+        obs.stage_started(self.stage(), total);
+    }
+
+    /// Reports the end of this phase.
+    pub(crate) fn finished(self, obs: &mut dyn Observer) {
+        obs.stage_finished(self.stage());
     }
 }
 

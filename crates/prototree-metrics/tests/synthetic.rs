@@ -10,7 +10,29 @@ use prototree_data::{
 };
 use prototree_metrics::{explanation_metrics, ExplanationMetrics, Phase};
 use prototree_tree::io::{ModelMeta, Preprocessing, FORMAT_VERSION};
-use prototree_tree::{load_model, save_model, Batch, BatchSource, Leaves, ProtoTree, TreeConfig};
+use prototree_tree::{
+    load_model, save_model, Batch, BatchSource, Event, Leaves, Observer, ProtoTree, Stage,
+    TreeConfig,
+};
+
+/// Records the messages and the stages that start and finish.
+#[derive(Default)]
+struct Recorder {
+    messages: Vec<String>,
+    started: Vec<Stage>,
+    finished: Vec<Stage>,
+}
+
+impl Observer for Recorder {
+    fn on_event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Message(text) => self.messages.push(text.to_string()),
+            Event::StageStarted { stage, .. } => self.started.push(*stage),
+            Event::StageFinished(stage) => self.finished.push(*stage),
+            _ => {}
+        }
+    }
+}
 
 /// Unshuffled batches of a loader, for projection.
 struct Batches<'a>(&'a Loader);
@@ -132,23 +154,25 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     let (data, model_dir) = (dir.path().join("data"), dir.path().join("model"));
     build(&data, &model_dir)?;
     let saved = load_model(&model_dir, &Device::Cpu)?;
-    let mut phases = Vec::new();
-    let m = explanation_metrics(&saved, &data, &Device::Cpu, &mut |phase, done, total| {
-        if done == total {
-            phases.push(phase);
-        }
-    })?;
+    let mut events = Recorder::default();
+    let m = explanation_metrics(&saved, &data, &Device::Cpu, &mut events)?;
     check_ranges(&m);
-    assert_eq!(
-        phases,
-        [
-            Phase::LoadImages,
-            Phase::Activations,
-            Phase::Noise,
-            Phase::Deletion,
-            Phase::Perturbation
-        ]
-    );
+    let phases = [
+        Phase::LoadImages,
+        Phase::Activations,
+        Phase::Noise,
+        Phase::Deletion,
+        Phase::Perturbation,
+    ];
+    let expected: Vec<String> = phases
+        .iter()
+        .map(|p| format!("explanation metrics: {}", p.label()))
+        .collect();
+    assert_eq!(events.messages, expected);
+    // Each phase's stage starts and finishes once, in order.
+    let stages: Vec<Stage> = phases.iter().map(|p| p.stage()).collect();
+    assert_eq!(events.started, stages);
+    assert_eq!(events.finished, stages);
     assert_eq!(m.num_test_images, 20);
     assert_eq!(m.num_prototypes, 3);
     assert_eq!(m.part_source, "mask");
@@ -174,18 +198,18 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
         assert!(json[key].is_number(), "{key} missing from the JSON");
     }
     // Deterministic: the same numbers again.
-    let again = explanation_metrics(&saved, &data, &Device::Cpu, &mut |_, _, _| {})?;
+    let again = explanation_metrics(&saved, &data, &Device::Cpu, &mut ())?;
     assert_eq!(m, again);
     assert!(!m.report_rows().is_empty());
 
     // Without the part-labelled mask, parts come from part_locs.txt keypoints.
     std::fs::remove_file(data.join("segmentations").join("labels.txt"))?;
-    let k = explanation_metrics(&saved, &data, &Device::Cpu, &mut |_, _, _| {})?;
+    let k = explanation_metrics(&saved, &data, &Device::Cpu, &mut ())?;
     check_ranges(&k);
     assert_eq!(k.part_source, "keypoints");
     // Without any part annotation the metrics refuse to run.
     std::fs::remove_file(data.join("parts").join("part_locs.txt"))?;
-    let err = explanation_metrics(&saved, &data, &Device::Cpu, &mut |_, _, _| {})
+    let err = explanation_metrics(&saved, &data, &Device::Cpu, &mut ())
         .unwrap_err()
         .to_string();
     assert!(err.contains("no part annotations"), "{err}");

@@ -152,19 +152,11 @@ impl fmt::Display for DotExport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Tensor};
     use prototree_tree::topology::{prune_branch, Direction, Topology};
-    use prototree_tree::Leaves;
 
     #[test]
     fn dot_parses_back_with_graphviz_rust() -> anyhow::Result<()> {
-        let mut t = prototree_tree::testing::small_cnn_tree(3, 4, 3, 0)?;
-        t.set_leaves(Leaves::from_params(Tensor::randn(
-            0f32,
-            2.0,
-            (8, 3),
-            &Device::Cpu,
-        )?)?)?;
+        let mut t = prototree_tree::testing::small_cnn_tree_with_random_leaves(3, 4, 3, 0)?;
         let mut topo = Topology::complete(3)?;
         prune_branch(&mut topo, 2, Direction::Left);
         t.set_topology(topo)?;

@@ -277,18 +277,10 @@ impl fmt::Display for SvgExport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Tensor};
-    use prototree_tree::Leaves;
 
     #[test]
     fn svg_has_every_node_and_embedded_patches() -> anyhow::Result<()> {
-        let mut t = prototree_tree::testing::small_cnn_tree(2, 4, 3, 0)?;
-        t.set_leaves(Leaves::from_params(Tensor::randn(
-            0f32,
-            2.0,
-            (4, 3),
-            &Device::Cpu,
-        )?)?)?;
+        let t = prototree_tree::testing::small_cnn_tree_with_random_leaves(2, 4, 3, 0)?;
         let names = vec!["a<b".to_string(), "b".into(), "c".into()];
         let tree = DecisionTree::from_model(&t, &[], &names)?;
         let mut patches = HashMap::new();

@@ -28,3 +28,17 @@ pub fn small_cnn_tree(
     let config = small_cnn_config(depth, proto_dim, num_classes).check()?;
     ProtoTree::new(&config, &Device::Cpu, seed)
 }
+
+/// A [`small_cnn_tree`] whose leaves hold random logits (normal, σ = 2), so that leaves
+/// differ in their top class.
+pub fn small_cnn_tree_with_random_leaves(
+    depth: usize,
+    proto_dim: usize,
+    num_classes: usize,
+    seed: u64,
+) -> Result<ProtoTree> {
+    let mut tree = small_cnn_tree(depth, proto_dim, num_classes, seed)?;
+    let logits = candle_core::Tensor::randn(0f32, 2.0, (1 << depth, num_classes), &Device::Cpu)?;
+    tree.set_leaves(crate::Leaves::from_params(logits)?)?;
+    Ok(tree)
+}

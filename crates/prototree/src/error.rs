@@ -20,6 +20,10 @@ pub enum Error {
     /// A pruning / projection / export problem.
     #[error(transparent)]
     Interpret(#[from] prototree_interpret::Error),
+    /// An explanation-metrics problem (missing part annotations, a model that does not fit
+    /// the data set).
+    #[error(transparent)]
+    Metrics(#[from] prototree_metrics::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

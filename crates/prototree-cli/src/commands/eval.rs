@@ -58,7 +58,11 @@ pub fn run(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
     let metrics = if a.explanations {
         Some(
             prototree::explanation_metrics::explanation_metrics_dir(
-                &a.model, &a.data, &device, obs,
+                &a.model,
+                &a.data,
+                &prototree::explanation_metrics::MetricsConfig::default(),
+                &device,
+                obs,
             )
             .with_context(|| format!("measuring the explanations of {}", a.model.display()))?,
         )

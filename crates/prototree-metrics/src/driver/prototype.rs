@@ -1,0 +1,205 @@
+//! The figures of one prototype: consistency, stability, purity, relevance of its
+//! similarity map, perturbation drops and whether its part separates its subtrees.
+
+use std::collections::HashMap;
+
+use crate::consistency::{consistency, purity, stability};
+use crate::dataset::AnnotationSource;
+use crate::discriminative::{classes_below, separating_parts, variant_table};
+use crate::faithfulness::PRESENT_THRESHOLD;
+use crate::metrics::{PerturbationDrop, PrototypeMetrics, SourceRegion};
+use crate::parts::PartSet;
+use crate::perturb::Perturbation;
+use crate::relevance::{attribution_map, energy_share, pointing_game};
+
+use super::activations::Activations;
+use super::edits::Drops;
+use super::{mean, share, TestSet};
+
+/// What the per-prototype figures are computed from.
+pub(super) struct Inputs<'a> {
+    pub test: &'a TestSet<'a>,
+    pub acts: &'a Activations,
+    noisy: &'a [Vec<PartSet>],
+    drops: &'a Drops,
+    sources: &'a HashMap<usize, SourceRegion>,
+    /// Per heap node, the classes whose top leaf lies below it.
+    below: Vec<Vec<bool>>,
+    /// Per image, its visible parts.
+    visible: Vec<PartSet>,
+    /// The synthetic generator's part variants per class, when known.
+    table: Option<Vec<Vec<usize>>>,
+}
+
+impl<'a> Inputs<'a> {
+    pub fn new(
+        test: &'a TestSet<'a>,
+        source: &AnnotationSource,
+        acts: &'a Activations,
+        noisy: &'a [Vec<PartSet>],
+        drops: &'a Drops,
+        sources: &'a HashMap<usize, SourceRegion>,
+    ) -> Self {
+        let num_classes = test.model.num_classes();
+        Self {
+            test,
+            acts,
+            noisy,
+            drops,
+            sources,
+            below: classes_below(test.model.topology(), &test.leaf_top, num_classes),
+            visible: test.anns.iter().map(|a| a.visible_parts()).collect(),
+            table: source
+                .truth()
+                .and_then(|t| variant_table(t, source.part_names(), num_classes)),
+        }
+    }
+
+    /// The `(inside, outside)` similarity drops of perturbation `p` on prototype `ri`'s
+    /// top images.
+    pub fn drop_pairs(&self, ri: usize, p: Perturbation) -> Vec<(f64, f64)> {
+        self.acts.top[ri]
+            .iter()
+            .filter_map(|t| self.drops.get(&(ri, p, t.image)).copied())
+            .collect()
+    }
+
+    /// The test images whose class is in `mask`.
+    fn images_of(&self, mask: &[bool]) -> Vec<usize> {
+        (0..self.test.num_images())
+            .filter(|&i| mask.get(self.test.labels[i]).copied().unwrap_or(false))
+            .collect()
+    }
+
+    /// The figures of prototype `ri`.
+    pub fn metrics(&self, ri: usize) -> PrototypeMetrics {
+        let row = self.test.rows[ri];
+        let cfg = self.test.cfg;
+        let acts = &self.acts.acts;
+        let present = self.below.get(2 * row + 2).cloned().unwrap_or_default();
+        let absent = self.below.get(2 * row + 1).cloned().unwrap_or_default();
+        let served = self.below[row].clone();
+        let present_imgs = self.images_of(&present);
+        let served_imgs = self.images_of(&served);
+        let gather = |imgs: &[usize]| -> (Vec<PartSet>, Vec<PartSet>) {
+            (
+                imgs.iter().map(|&i| acts[i][ri].parts).collect(),
+                imgs.iter().map(|&i| self.visible[i]).collect(),
+            )
+        };
+        let (a_p, v_p) = gather(&present_imgs);
+        let (a_s, v_s) = gather(&served_imgs);
+        let noisy_p: Vec<PartSet> = present_imgs.iter().map(|&i| self.noisy[i][ri]).collect();
+        let firing: Vec<PartSet> = (0..self.test.num_images())
+            .filter(|&i| acts[i][ri].similarity > PRESENT_THRESHOLD)
+            .map(|i| acts[i][ri].parts)
+            .collect();
+        let top_parts: Vec<PartSet> = self.acts.top[ri]
+            .iter()
+            .map(|t| acts[t.image][ri].parts)
+            .collect();
+        let src = self.sources.get(&row).cloned();
+        let relevance = self.relevance(ri, src.as_ref().and_then(|s| s.region.label.part()));
+        let separating = self
+            .table
+            .as_ref()
+            .map(|t| separating_parts(t, &absent, &present));
+        PrototypeMetrics {
+            node: self.test.model.topology().node_id(row),
+            row,
+            discriminative: match (&src, separating) {
+                (Some(s), Some(sep)) => {
+                    Some(s.region.label.part().is_some_and(|p| sep.contains(p)))
+                }
+                _ => None,
+            },
+            source: src,
+            present_classes: classes_of(&present),
+            served_classes: classes_of(&served),
+            present_images: present_imgs.len(),
+            consistency: consistency(&a_p, &v_p, cfg.consistency_threshold),
+            consistency_served: consistency(&a_s, &v_s, cfg.consistency_threshold),
+            stability: stability(&a_p, &noisy_p),
+            firing_images: firing.len(),
+            firing_purity: purity(&firing),
+            top_k_purity: purity(&top_parts),
+            object_energy: mean(relevance.object_energy.into_iter()),
+            part_energy: mean(relevance.part_energy.into_iter()),
+            pointing_game: mean(relevance.pointing.into_iter()),
+            object_area_share: mean(relevance.object_area.into_iter()),
+            part_area_share: mean(relevance.part_area.into_iter()),
+            separating_parts: separating,
+            perturbation: self.perturbation(ri),
+        }
+    }
+
+    /// Energy and pointing game of prototype `ri`'s upsampled similarity maps on its top
+    /// images, against the object and against its source part `src_part`.
+    fn relevance(&self, ri: usize, src_part: Option<usize>) -> Relevance {
+        let grid = &self.acts.grid;
+        let mut r = Relevance::default();
+        let area =
+            |mask: &[bool]| mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;
+        for t in &self.acts.top[ri] {
+            let attribution = attribution_map(&t.map, grid.fh, grid.fw, grid.size, grid.size);
+            let ann = &self.test.anns[t.image];
+            if let Some(mask) = ann.object_mask() {
+                r.object_area.push(area(&mask));
+                if let Some(e) = energy_share(&attribution, &mask) {
+                    r.object_energy.push(e);
+                }
+                if let Some(pg) = pointing_game(&attribution, &mask, self.test.cfg.pointing_share) {
+                    r.pointing.push(pg);
+                }
+            }
+            if let Some(mask) = src_part.and_then(|p| ann.part_mask(p)) {
+                r.part_area.push(area(&mask));
+                if let Some(e) = energy_share(&attribution, &mask) {
+                    r.part_energy.push(e);
+                }
+            }
+        }
+        r
+    }
+
+    /// Prototype `ri`'s drops per analysis perturbation.
+    fn perturbation(&self, ri: usize) -> Vec<PerturbationDrop> {
+        Perturbation::ANALYSIS
+            .into_iter()
+            .filter_map(|p| drop_summary(p, &self.drop_pairs(ri, p)))
+            .collect()
+    }
+}
+
+/// Per top image of one prototype: energy shares, pointing-game hits and mask areas.
+#[derive(Default)]
+struct Relevance {
+    object_energy: Vec<f64>,
+    part_energy: Vec<f64>,
+    pointing: Vec<f64>,
+    object_area: Vec<f64>,
+    part_area: Vec<f64>,
+}
+
+/// Mean drops of perturbation `p` over `(inside, outside)` pairs; `None` without pairs.
+pub(super) fn drop_summary(p: Perturbation, pairs: &[(f64, f64)]) -> Option<PerturbationDrop> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let exceeds = pairs.iter().filter(|(a, b)| a > b).count();
+    Some(PerturbationDrop {
+        perturbation: p,
+        mean_drop_inside: mean(pairs.iter().map(|x| x.0)).unwrap_or(0.0),
+        mean_drop_outside: mean(pairs.iter().map(|x| x.1)).unwrap_or(0.0),
+        inside_exceeds_outside: share(exceeds, pairs.len()),
+        images: pairs.len(),
+    })
+}
+
+fn classes_of(mask: &[bool]) -> Vec<usize> {
+    mask.iter()
+        .enumerate()
+        .filter(|(_, on)| **on)
+        .map(|(c, _)| c)
+        .collect()
+}
