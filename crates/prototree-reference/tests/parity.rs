@@ -103,12 +103,45 @@ fn max_abs_diff(ours: &[Vec<f32>], theirs: &[Vec<f32>]) -> Result<f32> {
     Ok(worst)
 }
 
+/// Checks a routing mode that ends in one leaf (greedy, max-leaf) against the reference:
+/// classes, reached leaves and (greedy) paths must be equal; returns the largest
+/// difference of the leaf distributions.
+fn check_leaf_routing(
+    model: &ProtoTree,
+    x: &Tensor,
+    routing: Routing,
+    want: &ModeOutputs,
+    expected: &Expected,
+) -> Result<f32> {
+    let topo = model.topology();
+    let leaf_node = |leaf: usize| topo.node_id(topo.leaf_heap(leaf)).0;
+    let got = model.predict(x, routing)?;
+    let probs: Vec<Vec<f32>> = got.iter().map(|p| p.probabilities.clone()).collect();
+    let name = (&expected.name, routing.name());
+    for (b, p) in got.iter().enumerate() {
+        assert_eq!(
+            p.class_index, want.predictions[b],
+            "{name:?}: class of image {b}"
+        );
+        assert_eq!(
+            leaf_node(p.leaf),
+            want.leaf_nodes[b],
+            "{name:?}: leaf of image {b}"
+        );
+        if routing == Routing::Greedy {
+            let mut path: Vec<u32> = p.path.iter().map(|s| s.node.0).collect();
+            path.push(leaf_node(p.leaf));
+            assert_eq!(path, want.paths[b], "{name:?}: path of image {b}");
+        }
+    }
+    max_abs_diff(&probs, &want.probabilities)
+}
+
 /// Checks every routing mode of `model` against the reference; returns the largest
 /// absolute differences (soft, greedy, max-leaf, similarities).
 fn check_outputs(model: &ProtoTree, expected: &Expected) -> Result<[f32; 4]> {
     let x = inputs(expected)?;
     let topo = model.topology();
-    let leaf_node = |leaf: usize| topo.node_id(topo.leaf_heap(leaf)).0;
 
     let out = model.forward(&x, false)?;
     let soft = out.probabilities.to_vec2::<f32>()?;
@@ -134,46 +167,8 @@ fn check_outputs(model: &ProtoTree, expected: &Expected) -> Result<[f32; 4]> {
         }
     }
 
-    let greedy = model.predict(&x, Routing::Greedy)?;
-    let probs: Vec<Vec<f32>> = greedy.iter().map(|p| p.probabilities.clone()).collect();
-    let d_greedy = max_abs_diff(&probs, &expected.greedy.probabilities)?;
-    for (b, p) in greedy.iter().enumerate() {
-        assert_eq!(
-            p.class_index, expected.greedy.predictions[b],
-            "{}: greedy class of image {b}",
-            expected.name
-        );
-        assert_eq!(
-            leaf_node(p.leaf),
-            expected.greedy.leaf_nodes[b],
-            "{}: greedy leaf of image {b}",
-            expected.name
-        );
-        let mut path: Vec<u32> = p.path.iter().map(|s| s.node.0).collect();
-        path.push(leaf_node(p.leaf));
-        assert_eq!(
-            path, expected.greedy.paths[b],
-            "{}: greedy path of image {b}",
-            expected.name
-        );
-    }
-
-    let max_leaf = model.predict(&x, Routing::MaxLeaf)?;
-    let probs: Vec<Vec<f32>> = max_leaf.iter().map(|p| p.probabilities.clone()).collect();
-    let d_max = max_abs_diff(&probs, &expected.max_leaf.probabilities)?;
-    for (b, p) in max_leaf.iter().enumerate() {
-        assert_eq!(
-            p.class_index, expected.max_leaf.predictions[b],
-            "{}: max-leaf class of image {b}",
-            expected.name
-        );
-        assert_eq!(
-            leaf_node(p.leaf),
-            expected.max_leaf.leaf_nodes[b],
-            "{}: max-leaf leaf of image {b}",
-            expected.name
-        );
-    }
+    let d_greedy = check_leaf_routing(model, &x, Routing::Greedy, &expected.greedy, expected)?;
+    let d_max = check_leaf_routing(model, &x, Routing::MaxLeaf, &expected.max_leaf, expected)?;
     let diffs = [d_soft, d_greedy, d_max, d_sim];
     eprintln!(
         "{}: max |ours - reference|: soft {:.2e}, greedy {:.2e}, max-leaf {:.2e}, similarities {:.2e}",
