@@ -231,23 +231,30 @@ impl Annotation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `side`×`side` background mask with each `(rows, columns, label)` painted in order.
+    pub(crate) fn mask_with(
+        side: usize,
+        painted: &[(std::ops::Range<usize>, std::ops::Range<usize>, u8)],
+    ) -> Vec<u8> {
+        let mut mask = vec![LABEL_BACKGROUND; side * side];
+        for (ys, xs, label) in painted {
+            for y in ys.clone() {
+                mask[y * side + xs.start..y * side + xs.end].fill(*label);
+            }
+        }
+        mask
+    }
 
     /// A 16×16 image: background, an object square [4, 12)², part 0 in [4, 8)², part 1
     /// a single pixel at (11, 11).
     pub(crate) fn square_bird() -> Annotation {
-        let mut mask = vec![LABEL_BACKGROUND; 256];
-        for y in 4..12 {
-            for x in 4..12 {
-                mask[y * 16 + x] = LABEL_OBJECT;
-            }
-        }
-        for y in 4..8 {
-            for x in 4..8 {
-                mask[y * 16 + x] = part_label(0);
-            }
-        }
+        let mut mask = mask_with(
+            16,
+            &[(4..12, 4..12, LABEL_OBJECT), (4..8, 4..8, part_label(0))],
+        );
         mask[11 * 16 + 11] = part_label(1);
         Annotation {
             width: 16,

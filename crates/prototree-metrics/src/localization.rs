@@ -58,7 +58,8 @@ pub fn localization_shares(regions: &[Region]) -> LocalizationShares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotation::{part_label, LABEL_BACKGROUND, LABEL_OBJECT};
+    use crate::annotation::tests::mask_with;
+    use crate::annotation::{part_label, LABEL_OBJECT};
     use prototree_tree::topology::NodeId;
 
     fn record(row: u32, patch_row: u32, patch_col: u32) -> ProjectionRecord {
@@ -78,17 +79,13 @@ mod tests {
     /// A 64×64 image (8×8 map, 8-px cells): background left half, body right half,
     /// part 1 ("beak") filling the 24×24 square around cell (2, 6).
     fn bird() -> Annotation {
-        let mut mask = vec![LABEL_BACKGROUND; 64 * 64];
-        for y in 0..64 {
-            for x in 32..64 {
-                mask[y * 64 + x] = LABEL_OBJECT;
-            }
-        }
-        for y in 8..32 {
-            for x in 40..64 {
-                mask[y * 64 + x] = part_label(1);
-            }
-        }
+        let mask = mask_with(
+            64,
+            &[
+                (0..64, 32..64, LABEL_OBJECT),
+                (8..32, 40..64, part_label(1)),
+            ],
+        );
         Annotation {
             width: 64,
             height: 64,
