@@ -96,9 +96,22 @@ impl CliProgress {
         } else {
             ""
         };
+        // The leaf-sharing signature: classes without a leaf of their own stall a run.
+        let sharing = s
+            .leaf_sharing
+            .as_ref()
+            .map(|l| {
+                format!(
+                    " | leafless classes {} shared leaves {} routing H {:.2}",
+                    l.classes_without_leaf.len(),
+                    l.shared_leaves,
+                    l.routing_entropy.unwrap_or(f64::NAN)
+                )
+            })
+            .unwrap_or_default();
         if !self.quiet {
             eprintln!(
-                "epoch {:>3}: loss {:.4} train acc {:.3}{eval} lr {:.1e} ({:.1}s){frozen}",
+                "epoch {:>3}: loss {:.4} train acc {:.3}{eval} lr {:.1e} ({:.1}s){frozen}{sharing}",
                 s.epoch, s.train_loss, s.train_accuracy, s.learning_rates[2], s.seconds
             );
         }

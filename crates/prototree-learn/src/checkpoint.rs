@@ -14,7 +14,9 @@
 //! that epoch at the next batch.
 //!
 //! What is saved is the learner's one [`LearnerState`]; the private `TrainStateFile`
-//! below is only its byte layout in `train_state.bin` (formats 1 and 2 load).
+//! below is only its byte layout in `train_state.bin` (formats 1, 2 and 3 load; format 3
+//! added the leaf-sharing signature of each epoch and the interrupted epoch's routing
+//! entropy).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,8 +39,9 @@ fn bad_file(path: PathBuf, reason: String) -> crate::Error {
     prototree_tree::Error::BadModelFile { path, reason }.into()
 }
 
-/// Version of the checkpoint state written by this build (2: interrupted-epoch progress).
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// Version of the checkpoint state written by this build (2: interrupted-epoch progress;
+/// 3: leaf sharing per epoch).
+pub const CHECKPOINT_VERSION: u32 = 3;
 /// File name of the training state.
 pub const TRAIN_STATE_FILE: &str = "train_state.bin";
 /// File name of the optimiser moments.
@@ -59,11 +62,13 @@ struct PartialEpochState {
     pub loss_sum: f64,
     /// Sum of their accuracies.
     pub accuracy_sum: f64,
+    /// Sum of their mean routing entropies.
+    pub routing_entropy_sum: f64,
     /// Seconds spent on them.
     pub seconds: f64,
 }
 
-/// The layout of [`LearnerState`] in `train_state.bin` (format 2).
+/// The layout of [`LearnerState`] in `train_state.bin` (format 3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TrainStateFile {
     /// Format version ([`CHECKPOINT_VERSION`]).
@@ -86,6 +91,45 @@ struct TrainStateFile {
     pub partial_epoch: Option<PartialEpochState>,
 }
 
+/// An epoch's statistics in formats 1 and 2 (no leaf sharing).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EpochStatsV2 {
+    epoch: usize,
+    train_loss: f64,
+    train_accuracy: f64,
+    eval: Option<prototree_tree::EvalReport>,
+    learning_rates: [f64; 3],
+    backbone_frozen: bool,
+    seconds: f64,
+}
+
+impl From<EpochStatsV2> for EpochStats {
+    fn from(v: EpochStatsV2) -> Self {
+        Self {
+            epoch: v.epoch,
+            train_loss: v.train_loss,
+            train_accuracy: v.train_accuracy,
+            eval: v.eval,
+            learning_rates: v.learning_rates,
+            backbone_frozen: v.backbone_frozen,
+            seconds: v.seconds,
+            leaf_sharing: None,
+        }
+    }
+}
+
+/// An interrupted epoch in format 2 (no routing entropy).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct PartialEpochStateV2 {
+    epoch: usize,
+    batches_done: usize,
+    loss_sum: f64,
+    accuracy_sum: f64,
+    seconds: f64,
+}
+
 /// The training state of checkpoint format 1 (no interrupted-epoch progress); the tests
 /// also write it, as older builds did.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,14 +138,30 @@ struct TrainStateV1 {
     format_version: u32,
     epochs_done: usize,
     optimizer_steps: [u64; 3],
-    history: Vec<EpochStats>,
+    history: Vec<EpochStatsV2>,
     best_epoch: Option<usize>,
     best_score: f64,
     fingerprint: String,
     train_seconds: f64,
 }
 
-impl From<TrainStateV1> for TrainStateFile {
+/// The training state of checkpoint format 2; the tests also write it, as older builds
+/// did.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct TrainStateV2 {
+    format_version: u32,
+    epochs_done: usize,
+    optimizer_steps: [u64; 3],
+    history: Vec<EpochStatsV2>,
+    best_epoch: Option<usize>,
+    best_score: f64,
+    fingerprint: String,
+    train_seconds: f64,
+    partial_epoch: Option<PartialEpochStateV2>,
+}
+
+impl From<TrainStateV1> for TrainStateV2 {
     fn from(v: TrainStateV1) -> Self {
         Self {
             format_version: v.format_version,
@@ -113,6 +173,31 @@ impl From<TrainStateV1> for TrainStateFile {
             fingerprint: v.fingerprint,
             train_seconds: v.train_seconds,
             partial_epoch: None,
+        }
+    }
+}
+
+impl From<TrainStateV2> for TrainStateFile {
+    fn from(v: TrainStateV2) -> Self {
+        Self {
+            format_version: v.format_version,
+            epochs_done: v.epochs_done,
+            optimizer_steps: v.optimizer_steps,
+            history: v.history.into_iter().map(EpochStats::from).collect(),
+            best_epoch: v.best_epoch,
+            best_score: v.best_score,
+            fingerprint: v.fingerprint,
+            train_seconds: v.train_seconds,
+            partial_epoch: v.partial_epoch.map(|p| PartialEpochState {
+                epoch: p.epoch,
+                batches_done: p.batches_done,
+                loss_sum: p.loss_sum,
+                accuracy_sum: p.accuracy_sum,
+                // Not measured by format 2: the interrupted epoch's batches before the
+                // resume count as zero entropy.
+                routing_entropy_sum: 0.0,
+                seconds: p.seconds,
+            }),
         }
     }
 }
@@ -142,6 +227,7 @@ impl TrainStateFile {
                 batches_done: p.batches_done,
                 loss_sum: p.loss_sum,
                 accuracy_sum: p.accuracy_sum,
+                routing_entropy_sum: p.routing_entropy_sum,
                 seconds: p.seconds,
             }
         });
@@ -186,6 +272,7 @@ impl TrainStateFile {
                     batches_done: p.batches_done,
                     loss_sum: p.loss_sum,
                     accuracy_sum: p.accuracy_sum,
+                    routing_entropy_sum: p.routing_entropy_sum,
                     seconds: p.seconds,
                     epoch_start_leaves: leaves.clone(),
                 })
@@ -272,7 +359,12 @@ fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainStateFile> {
     if version == 1 {
         let (v1, _): (TrainStateV1, usize) =
             bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
-        return Ok(v1.into());
+        return Ok(TrainStateV2::from(v1).into());
+    }
+    if version == 2 {
+        let (v2, _): (TrainStateV2, usize) =
+            bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
+        return Ok(v2.into());
     }
     let (state, _): (TrainStateFile, usize) =
         bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
@@ -328,33 +420,80 @@ mod tests {
         }
     }
 
+    fn old_epoch(epoch: usize) -> EpochStatsV2 {
+        EpochStatsV2 {
+            epoch,
+            train_loss: 1.5,
+            train_accuracy: 0.5,
+            eval: None,
+            learning_rates: [1e-3, 1e-3, 1e-3],
+            backbone_frozen: false,
+            seconds: 2.0,
+        }
+    }
+
     #[test]
-    fn train_state_formats_1_and_2_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
+    fn train_state_formats_1_to_3_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
         let cfg = bincode::config::standard();
         let path = Path::new("train_state.bin");
+        let migrated_history = vec![EpochStats::from(old_epoch(1))];
+        assert_eq!(migrated_history[0].leaf_sharing, None);
         let v1 = TrainStateV1 {
             format_version: 1,
             epochs_done: 3,
             optimizer_steps: [1, 2, 3],
-            history: Vec::new(),
+            history: vec![old_epoch(1)],
             best_epoch: Some(2),
             best_score: 0.75,
             fingerprint: "run".into(),
             train_seconds: 12.5,
         };
         let bytes = bincode::serde::encode_to_vec(&v1, cfg)?;
-        assert_eq!(decode_train_state(&bytes, path)?, state(1, None));
+        let want = TrainStateFile {
+            history: migrated_history.clone(),
+            ..state(1, None)
+        };
+        assert_eq!(decode_train_state(&bytes, path)?, want);
 
+        let v2 = TrainStateV2 {
+            format_version: 2,
+            partial_epoch: Some(PartialEpochStateV2 {
+                epoch: 4,
+                batches_done: 7,
+                loss_sum: 3.5,
+                accuracy_sum: 2.0,
+                seconds: 1.25,
+            }),
+            ..TrainStateV2::from(v1)
+        };
+        let bytes = bincode::serde::encode_to_vec(&v2, cfg)?;
         let partial = PartialEpochState {
             epoch: 4,
             batches_done: 7,
             loss_sum: 3.5,
             accuracy_sum: 2.0,
+            routing_entropy_sum: 0.0,
             seconds: 1.25,
         };
-        let v2 = state(2, Some(partial));
-        let bytes = bincode::serde::encode_to_vec(&v2, cfg)?;
-        assert_eq!(decode_train_state(&bytes, path)?, v2);
+        let want = TrainStateFile {
+            history: migrated_history,
+            ..state(2, Some(partial.clone()))
+        };
+        assert_eq!(decode_train_state(&bytes, path)?, want);
+
+        let mut v3 = state(
+            3,
+            Some(PartialEpochState {
+                routing_entropy_sum: 4.5,
+                ..partial
+            }),
+        );
+        let mut epoch = EpochStats::from(old_epoch(1));
+        let tree = prototree_tree::testing::small_cnn_tree(2, 4, 3, 0)?;
+        epoch.leaf_sharing = Some(prototree_tree::LeafSharing::of(&tree, Some(1.25))?);
+        v3.history.push(epoch);
+        let bytes = bincode::serde::encode_to_vec(&v3, cfg)?;
+        assert_eq!(decode_train_state(&bytes, path)?, v3);
         // Truncated: a clear error, never a panic.
         let err = decode_train_state(&bytes[..bytes.len() - 3], path).unwrap_err();
         assert!(err.to_string().contains("corrupt or truncated"), "{err}");

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
 use prototree_tree::loss::nll_loss;
 use prototree_tree::{
     evaluate, one_hot, BatchSource, BatchStats, EpochStats, Event, Observer, ProtoTree, Stage,
@@ -37,6 +38,7 @@ struct EpochProgress {
     epoch_start_leaves: Tensor,
     loss_sum: f64,
     accuracy_sum: f64,
+    routing_entropy_sum: f64,
     batches_done: usize,
     num_batches: usize,
     seconds_before: f64,
@@ -92,6 +94,7 @@ impl Learner {
                 epoch_start_leaves: p.epoch_start_leaves,
                 loss_sum: p.loss_sum,
                 accuracy_sum: p.accuracy_sum,
+                routing_entropy_sum: p.routing_entropy_sum,
                 batches_done: p.batches_done,
                 num_batches,
                 seconds_before: p.seconds,
@@ -100,6 +103,7 @@ impl Learner {
                 epoch_start_leaves: self.model.leaves().params().clone(),
                 loss_sum: 0.0,
                 accuracy_sum: 0.0,
+                routing_entropy_sum: 0.0,
                 batches_done: 0,
                 num_batches,
                 seconds_before: 0.0,
@@ -147,6 +151,7 @@ impl Learner {
                         batches_done: index,
                         loss_sum: p.loss_sum,
                         accuracy_sum: p.accuracy_sum,
+                        routing_entropy_sum: p.routing_entropy_sum,
                         seconds: p.seconds_before + start.elapsed().as_secs_f64(),
                         epoch_start_leaves: p.epoch_start_leaves,
                     });
@@ -158,6 +163,7 @@ impl Learner {
                 self.train_batch(&batch, epoch, index, frozen, detach_backbone, &lrs, &p)?;
             p.loss_sum += f64::from(stats.loss);
             p.accuracy_sum += f64::from(stats.accuracy);
+            p.routing_entropy_sum += stats.routing_entropy;
             p.batches_done += 1;
             observer.on_event(&Event::BatchFinished(&stats));
         }
@@ -177,6 +183,10 @@ impl Learner {
             learning_rates: lrs.into_array(),
             backbone_frozen: frozen,
             seconds: p.seconds_before + start.elapsed().as_secs_f64(),
+            leaf_sharing: Some(LeafSharing::of(
+                &self.model,
+                Some(p.routing_entropy_sum / seen),
+            )?),
         };
         self.state.record(stats.clone());
         observer.on_event(&Event::EpochFinished(&stats));
@@ -243,6 +253,7 @@ impl Learner {
             batch: index,
             loss: loss_value,
             accuracy,
+            routing_entropy: routing_entropy(&out.leaf_path_probs)?,
         })
     }
 

@@ -46,6 +46,29 @@ impl MetricsLog {
         Ok(write_atomic(&self.path, text.as_bytes())?)
     }
 
+    /// The epochs in the log; an empty list when there is no log. Lines that do not read
+    /// as an epoch (a line cut by a kill) are an error naming the file and the line.
+    pub fn read(&self) -> Result<Vec<EpochStats>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| Error::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("line {}: {e}", i + 1),
+                    ),
+                })
+            })
+            .collect()
+    }
+
     /// Appends one epoch.
     pub fn append(&self, stats: &EpochStats) -> Result<()> {
         let line = json_line(stats, &self.path)?;

@@ -21,6 +21,8 @@ pub struct PartialEpoch {
     pub loss_sum: f64,
     /// Sum of their accuracies.
     pub accuracy_sum: f64,
+    /// Sum of their mean routing entropies.
+    pub routing_entropy_sum: f64,
     /// Seconds spent on them.
     pub seconds: f64,
     /// The leaf parameters at the start of the epoch (the derivative-free update

@@ -11,6 +11,7 @@ pub mod explanation_page;
 pub mod plot;
 pub mod report;
 pub mod svg;
+mod training_section;
 pub mod visualize;
 
 pub use dot::DotExport;

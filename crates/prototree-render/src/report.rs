@@ -6,7 +6,7 @@
 
 use std::fmt::{self, Write as _};
 
-use prototree_tree::EvalReport;
+use prototree_tree::{EpochStats, EvalReport};
 
 use crate::svg::{escape, png_data_uri};
 
@@ -63,6 +63,10 @@ pub struct Report {
     pub gallery: Vec<GalleryEntry>,
     /// Links to local explanations.
     pub explanations: Vec<ExplanationLink>,
+    /// The training run's epochs (the section is left out when empty).
+    pub training: Vec<EpochStats>,
+    /// Class names, for the training section.
+    pub class_names: Vec<String>,
 }
 
 const STYLE: &str = "body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}\
@@ -158,6 +162,7 @@ impl fmt::Display for Report {
             }
             s.push_str("</div>\n");
         }
+        crate::training_section::write_training(&mut s, &self.training, &self.class_names);
         s.push_str("</body></html>\n");
         f.write_str(&s)
     }
@@ -194,6 +199,8 @@ mod tests {
                 thumbnail_png: vec![5],
                 caption: "x".into(),
             }],
+            training: Vec::new(),
+            class_names: Vec::new(),
         };
         let html = report.to_string();
         assert!(html.contains("<title>Tree &lt;1&gt;</title>"));
@@ -211,5 +218,67 @@ mod tests {
             ..report
         };
         assert!(!plain.to_string().contains("Explanation quality"));
+        assert!(!plain.to_string().contains("<h2>Training</h2>"));
+    }
+
+    #[test]
+    fn training_section_names_the_classes_without_a_leaf() -> anyhow::Result<()> {
+        use prototree_tree::leaf_sharing::{ClassMass, LeafClasses, LeafSharing};
+        let epoch = |epoch: usize, leafless: Vec<usize>| EpochStats {
+            epoch,
+            train_loss: 1.0,
+            train_accuracy: 0.5,
+            eval: None,
+            learning_rates: [0.0; 3],
+            backbone_frozen: false,
+            seconds: 1.0,
+            leaf_sharing: Some(LeafSharing {
+                leaves: vec![
+                    LeafClasses {
+                        leaf: 0,
+                        top: vec![ClassMass {
+                            class: 0,
+                            mass: 0.9,
+                        }],
+                    },
+                    LeafClasses {
+                        leaf: 1,
+                        top: vec![
+                            ClassMass {
+                                class: 1,
+                                mass: 0.48,
+                            },
+                            ClassMass {
+                                class: 2,
+                                mass: 0.47,
+                            },
+                        ],
+                    },
+                ],
+                classes_without_leaf: leafless,
+                shared_leaves: 1,
+                routing_entropy: Some(0.25),
+            }),
+        };
+        let report = Report {
+            training: (1..=100).map(|e| epoch(e, vec![1, 2])).collect(),
+            class_names: vec!["a".into(), "b<".into(), "c".into()],
+            ..Report::default()
+        };
+        let html = report.to_string();
+        assert!(html.contains("<h2>Training</h2>"));
+        assert!(html.contains("2 (b&lt;, c)"), "{html}");
+        // 100 epochs: every third row (epochs 1, 4, …, 100: the last is one of them),
+        // then the two leaves.
+        assert_eq!(html.matches("<tr><td class=\"num\">").count(), 34 + 2);
+        // The shared leaf is listed first.
+        let shared = html
+            .find("b&lt; 48%, c 47%")
+            .ok_or_else(|| anyhow::anyhow!("no leaf row"))?;
+        let owned = html
+            .find("a 90%")
+            .ok_or_else(|| anyhow::anyhow!("no leaf row"))?;
+        assert!(shared < owned);
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! `metrics.jsonl` and checkpoints.
 
 use crate::inference::EvalReport;
+use crate::leaf_sharing::LeafSharing;
 
 /// Statistics of one training batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -14,6 +15,8 @@ pub struct BatchStats {
     pub loss: f32,
     /// Soft accuracy on the batch.
     pub accuracy: f32,
+    /// Mean entropy (nats) of the batch's images' distributions over leaves.
+    pub routing_entropy: f64,
 }
 
 /// Statistics of one epoch.
@@ -33,4 +36,8 @@ pub struct EpochStats {
     pub backbone_frozen: bool,
     /// Wall-clock seconds of the epoch (training + evaluation).
     pub seconds: f64,
+    /// How the leaves share the classes at the end of the epoch (absent in logs of
+    /// builds before 2026-12-02).
+    #[serde(default)]
+    pub leaf_sharing: Option<LeafSharing>,
 }

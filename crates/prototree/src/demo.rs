@@ -277,6 +277,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
             pruning: Some(pruning.clone()),
             explanations,
             explanation_metrics: quality.report_rows(),
+            training: outcome.history.clone(),
         },
         &report_path,
     )?;

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use prototree_data::Split;
 use prototree_interpret::{DecisionTree, PruneReport};
+use prototree_learn::{MetricsLog, METRICS_FILE};
 use prototree_render::{AccuracyRow, ExplanationLink, GalleryEntry, Report, SvgExport};
 use prototree_tree::io::write_atomic;
-use prototree_tree::{load_model, NodeId, SavedModel};
+use prototree_tree::{load_model, EpochStats, NodeId, SavedModel};
 
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage, PrototypePicture};
 use crate::workflow::{eval_loader, evaluate_on, PRUNING_FILE};
@@ -31,6 +32,8 @@ pub struct ReportContent {
     /// Explanation quality rows (label, value), e.g. from
     /// [`ExplanationMetrics::report_rows`](crate::explanation_metrics::ExplanationMetrics::report_rows).
     pub explanation_metrics: Vec<(String, String)>,
+    /// The training run's epochs (from its `metrics.jsonl`), for the training section.
+    pub training: Vec<EpochStats>,
 }
 
 /// `target` relative to directory `base` when it lies below it, else as given.
@@ -199,6 +202,8 @@ pub fn build_report(
         tree_svg: SvgExport::new(&tree).with_patches(&patches).to_string(),
         gallery: gallery(saved, &pictures),
         explanations: explanation_links(&content.explanations, class_names, base),
+        training: content.training.clone(),
+        class_names: class_names.clone(),
     })
 }
 
@@ -246,6 +251,9 @@ pub fn report_model(
     let mut content = ReportContent {
         title: Some(format!("ProtoTree model {}", model_dir.display())),
         pruning: read_pruning(model_dir),
+        training: MetricsLog::new(model_dir.join(METRICS_FILE))
+            .read()
+            .unwrap_or_default(),
         ..Default::default()
     };
     if let Some(data) = data {

@@ -125,13 +125,27 @@ impl RunConfig {
         toml::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))
     }
 
-    /// The parts of the configuration that must match for a checkpoint to resume this run
-    /// (everything except the number of epochs and the evaluation interval).
+    /// The parts of the configuration that must match for a checkpoint to resume this run:
+    /// everything except the number of epochs, the evaluation interval and the data
+    /// folder (a moved data set resumes; the checkpoint's classes are checked against the
+    /// data's separately).
     pub fn fingerprint(&self) -> String {
         let mut c = self.clone();
         c.schedule.epochs = 0;
         c.eval_every = 0;
+        c.data = PathBuf::new();
         serde_json::to_string(&c).unwrap_or_default()
+    }
+
+    /// What a checkpoint's stored fingerprint stands for in this build: read as a
+    /// configuration (settings added since it was written take their defaults, which are
+    /// what older builds did) and fingerprinted again. A fingerprint that does not read as
+    /// a configuration is returned as it is, and so refused by the comparison.
+    pub fn normalized_fingerprint(stored: &str) -> String {
+        match serde_json::from_str::<RunConfig>(stored) {
+            Ok(c) => c.fingerprint(),
+            Err(_) => stored.to_string(),
+        }
     }
 
     /// The configuration a run trains with: for a `quick` run, one epoch per phase
@@ -222,5 +236,31 @@ mod tests {
         let d = prototree_learn::fingerprint_differences(&cfg.fingerprint(), &other.fingerprint());
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].starts_with("schedule.lr:"));
+    }
+
+    #[test]
+    fn fingerprints_ignore_the_data_folder_and_read_older_ones_with_defaults() -> anyhow::Result<()>
+    {
+        let cfg = RunConfig {
+            data: "/data/a".into(),
+            ..RunConfig::default()
+        };
+        let moved = RunConfig {
+            data: "/elsewhere/a".into(),
+            ..cfg.clone()
+        };
+        assert_eq!(cfg.fingerprint(), moved.fingerprint());
+        // A fingerprint written before a setting existed (here: with the data folder and
+        // without `skip_bad_images`) stands for the default of that setting.
+        let mut old: serde_json::Value = serde_json::from_str(&cfg.fingerprint())?;
+        old["data"] = "/data/a".into();
+        old.as_object_mut()
+            .map(|m| m.remove("skip_bad_images"))
+            .ok_or_else(|| anyhow::anyhow!("not an object"))?;
+        let old = old.to_string();
+        assert_ne!(old, cfg.fingerprint());
+        assert_eq!(RunConfig::normalized_fingerprint(&old), cfg.fingerprint());
+        assert_eq!(RunConfig::normalized_fingerprint("garbage"), "garbage");
+        Ok(())
     }
 }

@@ -180,10 +180,10 @@ fn learner_for(
     device: &Device,
 ) -> Result<LearnerBuilder> {
     let builder = if run.mode() == RunMode::Resume {
-        Learner::resume(
-            load_checkpoint(&run.last_checkpoint(), device)?,
-            &cfg.schedule,
-        )
+        let mut checkpoint = load_checkpoint(&run.last_checkpoint(), device)?;
+        checkpoint.state.fingerprint =
+            RunConfig::normalized_fingerprint(&checkpoint.state.fingerprint);
+        Learner::resume(checkpoint, &cfg.schedule)
     } else {
         let tree = meta.tree.check().map_err(prototree_tree::Error::from)?;
         let model = ProtoTree::new(&tree, device, cfg.schedule.seed)?;
