@@ -75,6 +75,9 @@ pub struct RunOverrides {
     /// Leave out unreadable images (counted, listed in RUN/skipped_images.txt) instead of failing.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// The same model on any number of threads (reductions in a fixed order; slightly slower).
+    #[arg(long)]
+    pub deterministic: bool,
 }
 
 fn parse_augmentation(s: &str) -> Result<Augmentation> {
@@ -108,6 +111,7 @@ impl RunOverrides {
         set(&mut cfg.eval_every, &self.eval_every);
         cfg.crop_to_bbox |= self.crop_bbox;
         cfg.skip_bad_images |= self.skip_bad_images;
+        cfg.deterministic |= self.deterministic;
         cfg.quick |= self.quick;
         let s = &mut cfg.schedule;
         set(&mut s.epochs, &self.epochs);

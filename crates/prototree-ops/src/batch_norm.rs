@@ -10,6 +10,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::reduction::sum_in_order;
+
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec};
 use crate::dispatch::fused_cpu_f32;
 
@@ -99,7 +101,8 @@ fn channel_sums<F>(x: &[f32], c: usize, f: F) -> Vec<f64>
 where
     F: Fn(&[f32], &mut [f32]) + Sync,
 {
-    x.par_chunks((CHUNK_ROWS * c).max(1))
+    let parts = x
+        .par_chunks((CHUNK_ROWS * c).max(1))
         .map(|chunk| {
             let mut acc = vec![0f32; c];
             for row in chunk.chunks_exact(c) {
@@ -107,15 +110,9 @@ where
             }
             acc.into_iter().map(f64::from).collect::<Vec<f64>>()
         })
-        .reduce(
-            || vec![0f64; c],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        )
+        .collect::<Vec<_>>();
+    // Chunks of fixed size summed in order: the same bits on any number of threads.
+    sum_in_order(&parts, c)
 }
 
 /// `(rows, c)` → `(2, c)`: per-channel mean and biased variance (two passes).
@@ -346,15 +343,9 @@ impl CustomOp3 for BnBackward {
                     .map(f64::from)
                     .collect::<Vec<f64>>()
             })
-            .reduce(
-                || vec![0f64; 2 * c],
-                |mut a, b| {
-                    for (p, q) in a.iter_mut().zip(b) {
-                        *p += q;
-                    }
-                    a
-                },
-            );
+            .collect::<Vec<_>>();
+        // Chunks of fixed size summed in order: the same bits on any number of threads.
+        let sums = sum_in_order(&sums, 2 * c);
         let n = rows.max(1) as f64;
         let (sum_g, sum_gx) = sums.split_at(c);
         let scale: Vec<f32> = self.gamma.iter().zip(invstd).map(|(g, i)| g * i).collect();

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::cpu::{assume_init, fused_cpu_fwd, uninit_vec, zeroed};
 use crate::gemm::{gemm_into, MatView};
 use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output, PackedBackward};
+use crate::reduction::{reduction_tasks, sum_in_order};
 use crate::window::Window;
 
 /// Fewest output rows per block: enough to amortise the packing of the weight matrix
@@ -190,9 +191,9 @@ impl CustomOp3 for PackedBackward<Geometry> {
         let mut out = packed_buffer((self.dx, nx), (self.dw, w.len()));
         let (dx_all, dw_out) = out.split_at_mut(if self.dx { nx } else { 0 });
 
-        // Whole images per task, one task per thread: each task accumulates its own weight
-        // gradient.
-        let tasks = rayon::current_num_threads().clamp(1, g.win.b.max(1));
+        // Whole images per task (one task per thread, or a fixed number for deterministic
+        // reductions): each task accumulates its own weight gradient.
+        let tasks = reduction_tasks(g.win.b);
         let per = g.win.b.div_ceil(tasks).max(1);
         let parts = image_tasks(self.dx.then_some(dx_all), g.win.b, img_in, per);
         let pointwise = g.win.pointwise();
@@ -264,13 +265,7 @@ impl CustomOp3 for PackedBackward<Geometry> {
             })
             .collect::<candle_core::Result<_>>()?;
         if want_dw {
-            let mut total = vec![0f32; k * o];
-            for acc in &accs {
-                for (t, a) in total.iter_mut().zip(acc) {
-                    *t += *a;
-                }
-            }
-            g.weight_grad_to_torch(&total, dw_out);
+            g.weight_grad_to_torch(&sum_in_order(&accs, k * o), dw_out);
         }
         Ok(packed_output(out))
     });

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu::fused_cpu_fwd;
 use crate::packed_grads::{image_tasks, packed_buffer, packed_bwd, packed_output, PackedBackward};
+use crate::reduction::{reduction_tasks, sum_in_order};
 use crate::window::Window;
 
 /// Geometry of one depthwise convolution: its window (the weights' taps per channel).
@@ -102,13 +103,19 @@ impl CustomOp3 for PackedBackward<Geometry> {
             let mut out = packed_buffer((want_dx, nx), (want_dw, w.len()));
             let (dx_all, dw_out) = out.split_at_mut(if want_dx { nx } else { 0 });
 
-            // One image per task: a task accumulates its own (tap-major) weight gradient.
-            let parts = image_tasks(want_dx.then_some(dx_all), g.b, img_in, 1);
-            let dw_tap_major = parts
+            // Whole images per task (one task per thread, or a fixed number for
+            // deterministic reductions): a task accumulates its own (tap-major) weight
+            // gradient; the tasks' sums are added in order.
+            let per = g.b.div_ceil(reduction_tasks(g.b)).max(1);
+            let parts = image_tasks(want_dx.then_some(dx_all), g.b, img_in, per);
+            let accs: Vec<Vec<f32>> = parts
                 .into_par_iter()
-                .fold(
-                    || vec![0f32; if want_dw { t * c } else { 0 }],
-                    |mut acc, (bi, mut dx)| {
+                .map(|(img0, mut dx_part)| {
+                    let mut acc = vec![0f32; if want_dw { t * c } else { 0 }];
+                    for bi in img0..(img0 + per).min(g.b) {
+                        let mut dx = dx_part
+                            .as_deref_mut()
+                            .map(|d| &mut d[(bi - img0) * img_in..][..img_in]);
                         let ximg = &x[bi * img_in..][..img_in];
                         let dyimg = &dy[bi * img_out..][..img_out];
                         for oy in 0..g.ho {
@@ -145,18 +152,11 @@ impl CustomOp3 for PackedBackward<Geometry> {
                                 }
                             }
                         }
-                        acc
-                    },
-                )
-                .reduce(
-                    || vec![0f32; if want_dw { t * c } else { 0 }],
-                    |mut a, b| {
-                        for (p, q) in a.iter_mut().zip(b) {
-                            *p += q;
-                        }
-                        a
-                    },
-                );
+                    }
+                    acc
+                })
+                .collect();
+            let dw_tap_major = sum_in_order(&accs, if want_dw { t * c } else { 0 });
             if want_dw {
                 // Tap-major (t, c) back to PyTorch's (c, 1, kh, kw).
                 for ci in 0..c {

@@ -37,6 +37,7 @@ mod min_distance_cpu;
 mod mismatch;
 mod nhwc;
 mod packed_grads;
+pub mod reduction;
 mod simd;
 pub mod testing;
 mod window;

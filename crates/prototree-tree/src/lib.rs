@@ -48,6 +48,7 @@ pub mod train_config;
 
 /// Prototype distances (the ops crate's; spec §1.4).
 pub use prototree_ops::distance;
+pub use prototree_ops::reduction;
 
 pub use batch::{one_hot, Batch, BatchSource};
 pub use bundle::{load_model, SavedModel};

@@ -61,6 +61,10 @@ pub struct RunConfig {
     pub eval_every: usize,
     /// Leave out unreadable images (listed in the run directory) instead of failing.
     pub skip_bad_images: bool,
+    /// Split the CPU kernels' reductions independently of the thread count, so that the
+    /// run gives the same model on any number of threads (see docs/training.md for the
+    /// cost).
+    pub deterministic: bool,
     /// Check the configuration end to end on about 1% of the data, one epoch per phase
     /// (frozen, then unfrozen), without evaluation during training.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -82,6 +86,7 @@ impl Default for RunConfig {
             crop_to_bbox: false,
             eval_every: 0,
             skip_bad_images: false,
+            deterministic: false,
             quick: false,
             schedule: TrainConfig::default(),
         }

@@ -227,7 +227,14 @@ pub fn train(
     write_atomic(&out.join(RUN_CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
     let mut train_src = LoaderSource::new(&data.train, device, cfg.schedule.seed);
     let mut test_src = LoaderSource::new(&data.test, device, cfg.schedule.seed);
-    match learner.fit(&mut train_src, Some(&mut test_src), obs) {
+    let fitted = if cfg.deterministic {
+        prototree_tree::reduction::with_deterministic_reductions(|| {
+            learner.fit(&mut train_src, Some(&mut test_src), obs)
+        })
+    } else {
+        learner.fit(&mut train_src, Some(&mut test_src), obs)
+    };
+    match fitted {
         Ok(_) => {}
         Err(e @ prototree_learn::Error::Interrupted) => return Err(e.into()),
         Err(e) => {

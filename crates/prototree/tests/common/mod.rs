@@ -35,6 +35,7 @@ pub fn small_job(data: &Path) -> RunConfig {
         weights: None,
         quick: false,
         skip_bad_images: false,
+        deterministic: false,
     }
 }
 
