@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use prototree::backbone::BackboneKind;
 use prototree::data::Augmentation;
-use prototree::prelude::RunConfig;
+use prototree::prelude::{Recipe, RunConfig};
 
 /// Settings given on the command line; each one given replaces the configuration's.
 #[derive(Args, Debug, Default, Clone)]
@@ -78,6 +78,20 @@ pub struct RunOverrides {
     /// The same model on any number of threads (reductions in a fixed order; slightly slower).
     #[arg(long)]
     pub deterministic: bool,
+    /// The preset a new run starts from, before --config and the flags: reference (the
+    /// paper's, for pretrained weights) or scratch (for random initial weights). Default:
+    /// reference with --weights, else scratch.
+    #[arg(long, value_parser = parse_recipe)]
+    pub recipe: Option<Recipe>,
+}
+
+fn parse_recipe(s: &str) -> Result<Recipe> {
+    Recipe::from_name(s).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown recipe `{s}` (expected {})",
+            Recipe::NAMES.join(" or ")
+        )
+    })
 }
 
 fn parse_augmentation(s: &str) -> Result<Augmentation> {

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
-use prototree_backbone::BackboneKind;
-use prototree_data::{generate, Augmentation, Split, SynthConfig};
+use prototree_data::{generate, Split, SynthConfig};
 use prototree_interpret::Interpret;
 use prototree_learn::{Interrupter, RunMode};
 use prototree_render::AccuracyRow;
@@ -17,6 +16,7 @@ use crate::explain::explain_images;
 use crate::explanation_metrics::{
     explanation_metrics, write_explanation_metrics, EXPLANATION_METRICS_FILE,
 };
+use crate::recipe::Recipe;
 use crate::report::{spread_samples, write_report, ReportContent};
 use crate::run_config::RunConfig;
 use crate::train::{train, TrainOutcome};
@@ -56,25 +56,7 @@ impl DemoConfig {
         Self {
             out,
             synth: SynthConfig::default(),
-            run: RunConfig {
-                backbone: BackboneKind::SmallCnn,
-                depth: 5,
-                proto_dim: 64,
-                augmentation: Augmentation::Flip,
-                eval_every: 5,
-                schedule: TrainConfig {
-                    epochs: 40,
-                    batch_size: 32,
-                    lr: 2e-3,
-                    lr_block: 2e-3,
-                    lr_net: 2e-3,
-                    freeze_epochs: 0,
-                    milestones: vec![28, 34],
-                    gamma: 0.5,
-                    ..TrainConfig::default()
-                },
-                ..RunConfig::default()
-            },
+            run: demo_run(),
             tau: None,
             explain_images: 8,
             device: Device::Cpu,
@@ -96,6 +78,21 @@ impl DemoConfig {
         milestones.dedup();
         schedule.milestones = milestones;
         schedule.epochs = epochs;
+    }
+}
+
+/// The demo's training: the scratch recipe over 40 epochs (learning rates halve after
+/// epochs 28 and 34), evaluated every 5 epochs.
+fn demo_run() -> RunConfig {
+    let preset = Recipe::Scratch.preset();
+    RunConfig {
+        eval_every: 5,
+        schedule: TrainConfig {
+            epochs: 40,
+            milestones: vec![28, 34],
+            ..preset.schedule.clone()
+        },
+        ..preset
     }
 }
 

@@ -25,6 +25,7 @@ pub mod export;
 pub mod model_dir;
 pub mod out_of_memory;
 pub mod predict;
+pub mod recipe;
 pub mod report;
 pub mod run_config;
 pub mod source;
@@ -56,6 +57,7 @@ pub mod prelude {
     pub use crate::explain::{explain_images, ExplainedImage};
     pub use crate::export::{export_model_dir, ExportFormat};
     pub use crate::model_dir::ModelDir;
+    pub use crate::recipe::Recipe;
     pub use crate::report::{report_model_dir, write_report, ReportContent};
     pub use crate::run_config::RunConfig;
     pub use crate::train::{train, TrainOutcome};

@@ -32,6 +32,7 @@ use prototree_tree::io::{Preprocessing, FORMAT_VERSION};
 use prototree_tree::{ModelMeta, TrainConfig, TreeConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::recipe::Recipe;
 use crate::{Error, Result};
 
 /// File name of the effective configuration in a run directory.
@@ -71,6 +72,10 @@ pub struct RunConfig {
     pub quick: bool,
     /// The schedule.
     pub schedule: TrainConfig,
+    /// The recipe the run started from ([`Recipe::preset`]); informative, the values
+    /// above are what counts. Absent in configurations written before recipes existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
 }
 
 impl Default for RunConfig {
@@ -89,6 +94,7 @@ impl Default for RunConfig {
             deterministic: false,
             quick: false,
             schedule: TrainConfig::default(),
+            recipe: None,
         }
     }
 }
@@ -105,14 +111,35 @@ impl RunConfig {
         })
     }
 
-    /// Reads a TOML file. A relative `data` or `weights` path is taken relative to the
-    /// file's directory.
+    /// Reads a TOML file; settings it leaves out take the defaults of [`RunConfig`]. A
+    /// relative `data` or `weights` path is taken relative to the file's directory.
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_over(path, &RunConfig::default())
+    }
+
+    /// Parses TOML text over `base`: the settings the text leaves out keep `base`'s
+    /// values (a recipe's preset, say). `source` names the file in errors.
+    pub fn from_toml_over(text: &str, source: &Path, base: &RunConfig) -> Result<Self> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Invalid(format!(
+                "{}: {}",
+                source.display(),
+                e.to_string().trim_end()
+            ))
+        };
+        let given: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;
+        let mut merged = toml::Table::try_from(base).map_err(|e| bad(&e))?;
+        merge_tables(&mut merged, given);
+        Self::from_toml(&toml::to_string(&merged).map_err(|e| bad(&e))?, source)
+    }
+
+    /// [`RunConfig::from_file`] over `base` (see [`RunConfig::from_toml_over`]).
+    pub fn from_file_over(path: &Path, base: &RunConfig) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut cfg = Self::from_toml(&text, path)?;
+        let mut cfg = Self::from_toml_over(&text, path, base)?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.data.is_relative() && !cfg.data.as_os_str().is_empty() {
             cfg.data = base.join(&cfg.data);
@@ -123,6 +150,27 @@ impl RunConfig {
             }
         }
         Ok(cfg)
+    }
+
+    /// One line naming the recipe and the schedule a run trains with, for the start of a
+    /// run.
+    pub fn recipe_summary(&self) -> String {
+        let s = &self.schedule;
+        let recipe = self.recipe.map(Recipe::name).unwrap_or("custom");
+        let weights = match &self.weights {
+            Some(w) => format!("pretrained weights {}", w.display()),
+            None => "random initial weights".to_string(),
+        };
+        format!(
+            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e}, {} frozen epochs, milestones {:?} (×{}), augmentation {:?}",
+            self.backbone, self.depth, self.proto_dim, self.image_size, s.epochs, s.batch_size,
+            s.lr, s.lr_block, s.lr_net, s.freeze_epochs, s.milestones, s.gamma,
+            match self.augmentation {
+                Augmentation::None => "none",
+                Augmentation::Flip => "flip",
+                Augmentation::Reference => "reference",
+            }
+        )
     }
 
     /// The configuration as TOML text.
@@ -195,6 +243,18 @@ impl RunConfig {
             class_names,
             preprocessing: self.preprocessing(),
             train: Some(self.schedule.clone()),
+        }
+    }
+}
+
+/// Copies every key of `given` into `base`, merging nested tables key by key.
+fn merge_tables(base: &mut toml::Table, given: toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(g)) => merge_tables(b, g),
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
 }

@@ -216,6 +216,7 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     let cfg = cfg.effective();
     cfg.schedule.check().map_err(prototree_tree::Error::from)?;
+    obs.message(&cfg.recipe_summary());
     let run = RunDir::open(out, mode)?;
     let data = load_data(&cfg, obs)?;
     let meta = cfg.model_meta(data.dataset.class_names().to_vec());

@@ -32,17 +32,36 @@ pub struct TrainArgs {
     pub(super) device: DeviceArg,
 }
 
-/// The run configuration of `prototree train`: the file (or RUN/run.toml when resuming),
-/// then the flags on top.
+/// The run configuration of `prototree train`: the recipe's preset (or RUN/run.toml when
+/// resuming), the --config file over it, then the flags on top.
 pub(super) fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
     let mut c = match (&a.resume, &a.config) {
         (Some(run), _) => {
+            if a.overrides.recipe.is_some() {
+                bail!("--recipe cannot be combined with --resume (the run keeps its recipe)");
+            }
             let path = run.join(prototree::run_config::RUN_CONFIG_FILE);
             RunConfig::from_file(&path)
                 .with_context(|| format!("{} is not a resumable run", run.display()))?
         }
-        (None, Some(path)) => RunConfig::from_file(path)?,
-        (None, None) => RunConfig::default(),
+        (None, file) => {
+            // The file's own `recipe` and `weights`, if it names them, choose the preset.
+            let probe = file.as_deref().map(RunConfig::from_file).transpose()?;
+            let pretrained = a.overrides.weights.is_some()
+                || probe.as_ref().is_some_and(|p| p.weights.is_some());
+            let recipe = a
+                .overrides
+                .recipe
+                .or(probe.and_then(|p| p.recipe))
+                .unwrap_or_else(|| Recipe::for_weights(pretrained));
+            let preset = recipe.preset();
+            let mut c = match file {
+                Some(path) => RunConfig::from_file_over(path, &preset)?,
+                None => preset,
+            };
+            c.recipe = Some(recipe);
+            c
+        }
     };
     a.overrides.apply(&mut c);
     if c.data.as_os_str().is_empty() {
@@ -95,4 +114,55 @@ pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Re
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<RunConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied()))?;
+        train_run_config(&cli.train)
+    }
+
+    #[test]
+    fn the_recipe_follows_the_weights_the_flag_and_the_file() -> Result<()> {
+        let scratch = config(&["--data", "d", "--out", "o"])?;
+        assert_eq!(scratch.recipe, Some(Recipe::Scratch));
+        assert_eq!(scratch.schedule, Recipe::Scratch.preset().schedule);
+        let pretrained = config(&["--data", "d", "--out", "o", "--weights", "w.pth"])?;
+        assert_eq!(pretrained.recipe, Some(Recipe::Reference));
+        assert_eq!(pretrained.schedule.lr_net, 1e-5);
+        assert_eq!(pretrained.schedule.freeze_epochs, 2);
+        let chosen = config(&["--data", "d", "--out", "o", "--recipe", "reference"])?;
+        assert_eq!(chosen.schedule, Recipe::Reference.preset().schedule);
+        // Flags override the preset.
+        let flagged = config(&["--data", "d", "--out", "o", "--lr-net", "0.5"])?;
+        assert_eq!(flagged.schedule.lr_net, 0.5);
+        assert_eq!(flagged.schedule.lr, 2e-3);
+        // A file overrides only the settings it names.
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("run.toml");
+        std::fs::write(&file, "data = \"d\"\n[schedule]\nepochs = 7\n")?;
+        let f = file.display().to_string();
+        let from_file = config(&["--config", &f, "--out", "o"])?;
+        assert_eq!(from_file.schedule.epochs, 7);
+        assert_eq!(from_file.schedule.lr_net, 2e-3);
+        assert_eq!(from_file.depth, Recipe::Scratch.preset().depth);
+        std::fs::write(&file, "data = \"d\"\nrecipe = \"reference\"\n")?;
+        assert_eq!(
+            config(&["--config", &f, "--out", "o"])?.schedule.lr_net,
+            1e-5
+        );
+        let err = config(&["--data", "d", "--out", "o", "--recipe", "fast"]);
+        assert!(err.is_err());
+        Ok(())
+    }
 }

@@ -36,6 +36,7 @@ pub fn small_job(data: &Path) -> RunConfig {
         quick: false,
         skip_bad_images: false,
         deterministic: false,
+        recipe: None,
     }
 }
 
