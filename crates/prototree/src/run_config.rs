@@ -162,7 +162,7 @@ impl RunConfig {
             None => "random initial weights".to_string(),
         };
         format!(
-            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e}, {} frozen epochs, milestones {:?} (×{}), augmentation {:?}",
+            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e}, {} frozen epochs, milestones {:?} (×{}), augmentation {}",
             self.backbone, self.depth, self.proto_dim, self.image_size, s.epochs, s.batch_size,
             s.lr, s.lr_block, s.lr_net, s.freeze_epochs, s.milestones, s.gamma,
             match self.augmentation {

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The stall sweep of docs/results.md ("Training that lands"): trains a from-scratch tree on
+# synthetic bird sets for several seeds and thread counts with each recipe, and reports per
+# set and recipe the mean, minimum and 25th percentile of the soft test accuracy and the
+# number of stalled runs (final training accuracy below 95 %).
+#
+#   benches/stall_sweep.sh OUT [SEEDS] [THREADS] [SETS]
+#     SEEDS    number of seeds, 0..SEEDS-1        (default 8)
+#     THREADS  thread counts, comma-separated     (default 1,2)
+#     SETS     comma-separated set names          (default demo,small,wide)
+#   RECIPES="name=flags;name=flags" chooses the training settings compared (default: one,
+#   `scratch`, the demo's training: the scratch recipe over 40 epochs).
+#   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
+#   cargo build --release -p prototree-cli).
+#
+# Each run writes OUT/runs/SET/RECIPE/seed-S-threads-T/ (a normal run directory); the table
+# is OUT/results.csv and OUT/summary.md. Runs already finished are not repeated, so an
+# interrupted sweep continues where it stopped.
+set -euo pipefail
+out="${1:?usage: benches/stall_sweep.sh OUT [SEEDS] [THREADS] [SETS]}"
+seeds="${2:-8}"
+threads="${3:-1,2}"
+sets="${4:-demo,small,wide}"
+bin="${PROTOTREE:-target/release/prototree}"
+[ -x "$bin" ] || { echo "no $bin: build it with cargo build --release -p prototree-cli" >&2; exit 1; }
+# The demo's training (scratch recipe over 40 epochs, milestones 28 and 34).
+demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --eval-every 0"
+recipes="${RECIPES:-scratch=$demo_flags}"
+
+declare -A synth_flags=(
+  [demo]="--classes 12 --per-class 80 --size 64"
+  [small]="--classes 6 --per-class 100 --size 48"
+  [wide]="--classes 20 --per-class 60 --size 64"
+)
+declare -A image_size=([demo]=64 [small]=48 [wide]=64)
+
+mkdir -p "$out"
+csv="$out/results.csv"
+[ -f "$csv" ] || echo "set,recipe,seed,threads,test_soft,train_final,seconds" > "$csv"
+IFS=',' read -ra set_list <<< "$sets"
+IFS=',' read -ra thread_list <<< "$threads"
+IFS=';' read -ra recipe_list <<< "$recipes"
+for set in "${set_list[@]}"; do
+  [ -n "${synth_flags[$set]:-}" ] || { echo "unknown set $set (demo, small, wide)" >&2; exit 1; }
+  data="$out/data-$set"
+  [ -f "$data/images.txt" ] || "$bin" synth --out "$data" ${synth_flags[$set]} --seed 0 -q
+  for recipe in "${recipe_list[@]}"; do
+    name="${recipe%%=*}"; flags="${recipe#*=}"
+    for ((seed = 0; seed < seeds; seed++)); do
+      for t in "${thread_list[@]}"; do
+        run="$out/runs/$set/$name/seed-$seed-threads-$t"
+        if grep -q "^$set,$name,$seed,$t," "$csv"; then continue; fi
+        rm -rf "$run"; mkdir -p "$(dirname "$run")"
+        start=$(date +%s.%N)
+        line=$("$bin" train --data "$data" --out "$run" --image-size "${image_size[$set]}" \
+          $flags --seed "$seed" --threads "$t" -q | grep '^test accuracy')
+        end=$(date +%s.%N)
+        soft=$(sed -E 's/.*soft ([0-9.]+)%.*/\1/' <<< "$line")
+        train=$(tail -n 1 "$run/metrics.jsonl" | sed -E 's/.*"train_accuracy":([0-9.e-]+).*/\1/')
+        secs=$(echo "$end - $start" | bc)
+        echo "$set,$name,$seed,$t,$soft,$train,$secs" | tee -a "$csv"
+      done
+    done
+  done
+done
+
+python3 - "$csv" > "$out/summary.md" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+groups = {}
+for r in rows:
+    groups.setdefault((r["set"], r["recipe"]), []).append(r)
+print("| set | recipe | runs | mean soft test | min | 25th pct | stalled (train < 95 %) | median s |")
+print("|---|---|---|---|---|---|---|---|")
+for (s, rec), rs in sorted(groups.items()):
+    acc = sorted(float(r["test_soft"]) for r in rs)
+    q = statistics.quantiles(acc, n=4)[0] if len(acc) > 1 else acc[0]
+    stalled = sum(float(r["train_final"]) < 0.95 for r in rs)
+    secs = statistics.median(float(r["seconds"]) for r in rs)
+    print(f"| {s} | {rec} | {len(rs)} | {statistics.mean(acc):.1f} % | {acc[0]:.1f} % | {q:.1f} % | {stalled} | {secs:.0f} |")
+PY
+cat "$out/summary.md"
