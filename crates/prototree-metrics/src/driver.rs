@@ -64,7 +64,9 @@ pub fn explanation_metrics_with(
     let drops = edits::perturbation_pass(&test, &acts, obs)?;
     let sources = sources::projection_sources(saved, &ds, &source, &test)?;
     let inputs = prototype::Inputs::new(&test, &source, &acts, &noisy, &drops, &sources);
-    let prototypes: Vec<_> = (0..test.rows.len()).map(|ri| inputs.metrics(ri)).collect();
+    let prototypes = (0..test.rows.len())
+        .map(|ri| inputs.metrics(ri))
+        .collect::<Result<Vec<_>>>()?;
     Ok(aggregate::aggregate(&inputs, &source, deletion, prototypes))
 }
 

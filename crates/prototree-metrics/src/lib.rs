@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod parts;
 pub mod perturb;
 pub mod relevance;
+pub mod smoothgrad;
 
 pub use annotation::{Annotation, Keypoint};
 pub use consistency::{Consistency, PartShare};

@@ -38,6 +38,10 @@ pub struct MetricsConfig {
     pub batch_size: usize,
     /// Use at most this many test images (spread evenly over the split).
     pub max_images: Option<usize>,
+    /// Noisy copies per SmoothGrad map of a prototype's top images (0: no SmoothGrad).
+    pub smoothgrad_samples: usize,
+    /// SmoothGrad's noise, as a share of the image's value range.
+    pub smoothgrad_sigma: f32,
 }
 
 impl Default for MetricsConfig {
@@ -52,6 +56,8 @@ impl Default for MetricsConfig {
             seed: 0,
             batch_size: 64,
             max_images: None,
+            smoothgrad_samples: 8,
+            smoothgrad_sigma: 0.15,
         }
     }
 }
@@ -74,6 +80,9 @@ impl MetricsConfig {
         }
         if !(self.pointing_share > 0.0 && self.pointing_share <= 1.0) {
             return bad("pointing_share must be in (0, 1]");
+        }
+        if !(self.smoothgrad_sigma.is_finite() && self.smoothgrad_sigma >= 0.0) {
+            return bad("smoothgrad_sigma must be finite and non-negative");
         }
         if self.max_images == Some(0) {
             return bad("max_images must be at least 1");
@@ -198,6 +207,15 @@ pub struct PrototypeMetrics {
     pub part_area_share: Option<f64>,
     /// Mean pointing game inside the object mask (top-k images).
     pub pointing_game: Option<f64>,
+    /// [`PrototypeMetrics::object_energy`] of the SmoothGrad maps.
+    #[serde(default)]
+    pub smoothgrad_object_energy: Option<f64>,
+    /// [`PrototypeMetrics::part_energy`] of the SmoothGrad maps.
+    #[serde(default)]
+    pub smoothgrad_part_energy: Option<f64>,
+    /// [`PrototypeMetrics::pointing_game`] of the SmoothGrad maps.
+    #[serde(default)]
+    pub smoothgrad_pointing_game: Option<f64>,
     /// Parts separating the node's subtrees (with a variant table).
     pub separating_parts: Option<PartSet>,
     /// Whether the prototype sits on a separating part.
@@ -239,6 +257,16 @@ pub struct ExplanationMetrics {
     pub part_area_share: f64,
     /// Mean pointing game inside the object mask.
     pub explanation_pointing_game: f64,
+    /// [`ExplanationMetrics::explanation_object_energy`] of the SmoothGrad maps (0 when
+    /// not measured).
+    #[serde(default)]
+    pub explanation_smoothgrad_object_energy: f64,
+    /// [`ExplanationMetrics::explanation_part_energy`] of the SmoothGrad maps.
+    #[serde(default)]
+    pub explanation_smoothgrad_part_energy: f64,
+    /// [`ExplanationMetrics::explanation_pointing_game`] of the SmoothGrad maps.
+    #[serde(default)]
+    pub explanation_smoothgrad_pointing_game: f64,
     /// Share of (prototype, image, perturbation) where perturbing the matched region
     /// lowers the similarity more than perturbing the rest of the image.
     pub explanation_perturbation_locality: f64,
@@ -300,6 +328,14 @@ impl ExplanationMetrics {
             ("explanation_object_energy", self.explanation_object_energy),
             ("explanation_part_energy", self.explanation_part_energy),
             ("explanation_pointing_game", self.explanation_pointing_game),
+            (
+                "explanation_smoothgrad_object_energy",
+                self.explanation_smoothgrad_object_energy,
+            ),
+            (
+                "explanation_smoothgrad_pointing_game",
+                self.explanation_smoothgrad_pointing_game,
+            ),
             (
                 "explanation_perturbation_locality",
                 self.explanation_perturbation_locality,
@@ -439,6 +475,20 @@ impl ExplanationMetrics {
                 pct(self.explanation_pointing_game),
             ),
         ];
+        if self.config.smoothgrad_samples > 0 {
+            rows.push((
+                "SmoothGrad energy on the object / the part".to_string(),
+                format!(
+                    "{} / {}",
+                    pct(self.explanation_smoothgrad_object_energy),
+                    pct(self.explanation_smoothgrad_part_energy)
+                ),
+            ));
+            rows.push((
+                "SmoothGrad pointing game (object)".to_string(),
+                pct(self.explanation_smoothgrad_pointing_game),
+            ));
+        }
         rows.extend(self.faithfulness_rows());
         for p in &self.perturbation {
             rows.push((

@@ -139,6 +139,9 @@ fn check_ranges(m: &ExplanationMetrics) {
             p.pointing_game,
             p.object_area_share,
             p.part_area_share,
+            p.smoothgrad_object_energy,
+            p.smoothgrad_part_energy,
+            p.smoothgrad_pointing_game,
         ]
         .into_iter()
         .flatten()
@@ -157,6 +160,10 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     let mut events = Recorder::default();
     let m = explanation_metrics(&saved, &data, &Device::Cpu, &mut events)?;
     check_ranges(&m);
+    // SmoothGrad runs by default; with the part-labelled mask, some of its energy lies
+    // on the object.
+    assert!(m.prototypes.iter().all(|p| p.smoothgrad_object_energy.is_some()));
+    assert!(m.explanation_smoothgrad_object_energy > 0.0);
     let phases = [
         Phase::LoadImages,
         Phase::Activations,

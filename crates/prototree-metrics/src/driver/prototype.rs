@@ -3,14 +3,18 @@
 
 use std::collections::HashMap;
 
+use crate::annotation::Annotation;
 use crate::consistency::{consistency, purity, stability};
 use crate::dataset::AnnotationSource;
 use crate::discriminative::{classes_below, separating_parts, variant_table};
 use crate::faithfulness::PRESENT_THRESHOLD;
+use crate::metrics::MetricsConfig;
 use crate::metrics::{PerturbationDrop, PrototypeMetrics, SourceRegion};
 use crate::parts::PartSet;
 use crate::perturb::Perturbation;
 use crate::relevance::{attribution_map, energy_share, pointing_game};
+use crate::smoothgrad::{smoothgrad_map, SmoothGrad};
+use crate::Result;
 
 use super::activations::Activations;
 use super::edits::Drops;
@@ -72,7 +76,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// The figures of prototype `ri`.
-    pub fn metrics(&self, ri: usize) -> PrototypeMetrics {
+    pub fn metrics(&self, ri: usize) -> Result<PrototypeMetrics> {
         let row = self.test.rows[ri];
         let cfg = self.test.cfg;
         let acts = &self.acts.acts;
@@ -99,12 +103,14 @@ impl<'a> Inputs<'a> {
             .map(|t| acts[t.image][ri].parts)
             .collect();
         let src = self.sources.get(&row).cloned();
-        let relevance = self.relevance(ri, src.as_ref().and_then(|s| s.region.label.part()));
+        let src_part = src.as_ref().and_then(|s| s.region.label.part());
+        let relevance = self.relevance(ri, src_part);
+        let smoothgrad = self.smoothgrad_relevance(ri, src_part)?;
         let separating = self
             .table
             .as_ref()
             .map(|t| separating_parts(t, &absent, &present));
-        PrototypeMetrics {
+        Ok(PrototypeMetrics {
             node: self.test.model.topology().node_id(row),
             row,
             discriminative: match (&src, separating) {
@@ -126,11 +132,14 @@ impl<'a> Inputs<'a> {
             object_energy: mean(relevance.object_energy.into_iter()),
             part_energy: mean(relevance.part_energy.into_iter()),
             pointing_game: mean(relevance.pointing.into_iter()),
+            smoothgrad_object_energy: mean(smoothgrad.object_energy.into_iter()),
+            smoothgrad_part_energy: mean(smoothgrad.part_energy.into_iter()),
+            smoothgrad_pointing_game: mean(smoothgrad.pointing.into_iter()),
             object_area_share: mean(relevance.object_area.into_iter()),
             part_area_share: mean(relevance.part_area.into_iter()),
             separating_parts: separating,
             perturbation: self.perturbation(ri),
-        }
+        })
     }
 
     /// Energy and pointing game of prototype `ri`'s upsampled similarity maps on its top
@@ -138,28 +147,44 @@ impl<'a> Inputs<'a> {
     fn relevance(&self, ri: usize, src_part: Option<usize>) -> Relevance {
         let grid = &self.acts.grid;
         let mut r = Relevance::default();
-        let area =
-            |mask: &[bool]| mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;
         for t in &self.acts.top[ri] {
             let attribution = attribution_map(&t.map, grid.fh, grid.fw, grid.size, grid.size);
-            let ann = &self.test.anns[t.image];
-            if let Some(mask) = ann.object_mask() {
-                r.object_area.push(area(&mask));
-                if let Some(e) = energy_share(&attribution, &mask) {
-                    r.object_energy.push(e);
-                }
-                if let Some(pg) = pointing_game(&attribution, &mask, self.test.cfg.pointing_share) {
-                    r.pointing.push(pg);
-                }
-            }
-            if let Some(mask) = src_part.and_then(|p| ann.part_mask(p)) {
-                r.part_area.push(area(&mask));
-                if let Some(e) = energy_share(&attribution, &mask) {
-                    r.part_energy.push(e);
-                }
-            }
+            r.add(
+                &attribution,
+                &self.test.anns[t.image],
+                src_part,
+                self.test.cfg,
+            );
         }
         r
+    }
+
+    /// [`Inputs::relevance`] of the SmoothGrad maps (empty when switched off).
+    fn smoothgrad_relevance(&self, ri: usize, src_part: Option<usize>) -> Result<Relevance> {
+        let test = self.test;
+        let cfg = test.cfg;
+        let mut r = Relevance::default();
+        if cfg.smoothgrad_samples == 0 {
+            return Ok(r);
+        }
+        for t in &self.acts.top[ri] {
+            let settings = SmoothGrad {
+                samples: cfg.smoothgrad_samples,
+                sigma: cfg.smoothgrad_sigma,
+                seed: cfg.seed ^ ((t.image as u64) << 20) ^ ((ri as u64) << 4) ^ 0x5e0,
+            };
+            let chw = test.chw_of(&[test.image(t.image)?]);
+            let map = smoothgrad_map(
+                test.model,
+                &chw,
+                test.size as usize,
+                test.rows[ri],
+                &settings,
+                test.device,
+            )?;
+            r.add(&map, &test.anns[t.image], src_part, cfg);
+        }
+        Ok(r)
     }
 
     /// Prototype `ri`'s drops per analysis perturbation.
@@ -179,6 +204,35 @@ struct Relevance {
     pointing: Vec<f64>,
     object_area: Vec<f64>,
     part_area: Vec<f64>,
+}
+
+impl Relevance {
+    /// Adds the figures of one attribution map on an image annotated by `ann`.
+    fn add(
+        &mut self,
+        attribution: &[f32],
+        ann: &Annotation,
+        src_part: Option<usize>,
+        cfg: &MetricsConfig,
+    ) {
+        let area =
+            |mask: &[bool]| mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;
+        if let Some(mask) = ann.object_mask() {
+            self.object_area.push(area(&mask));
+            if let Some(e) = energy_share(attribution, &mask) {
+                self.object_energy.push(e);
+            }
+            if let Some(pg) = pointing_game(attribution, &mask, cfg.pointing_share) {
+                self.pointing.push(pg);
+            }
+        }
+        if let Some(mask) = src_part.and_then(|p| ann.part_mask(p)) {
+            self.part_area.push(area(&mask));
+            if let Some(e) = energy_share(attribution, &mask) {
+                self.part_energy.push(e);
+            }
+        }
+    }
 }
 
 /// Mean drops of perturbation `p` over `(inside, outside)` pairs; `None` without pairs.
