@@ -57,7 +57,7 @@ pub struct RunOverrides {
     /// AdamW weight decay.
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Augmentation: none, flip or reference.
+    /// Augmentation: none, flip, shift (translation only) or reference.
     #[arg(long, value_parser = parse_augmentation)]
     pub augment: Option<Augmentation>,
     /// Crop images to their bounding boxes.
@@ -98,8 +98,9 @@ fn parse_augmentation(s: &str) -> Result<Augmentation> {
     Ok(match s {
         "none" => Augmentation::None,
         "flip" => Augmentation::Flip,
+        "shift" => Augmentation::Shift,
         "reference" => Augmentation::Reference,
-        other => bail!("unknown augmentation `{other}` (expected none, flip or reference)"),
+        other => bail!("unknown augmentation `{other}` (expected none, flip, shift or reference)"),
     })
 }
 

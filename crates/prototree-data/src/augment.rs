@@ -21,6 +21,9 @@ pub enum Augmentation {
     None,
     /// Horizontal flip and a small random translation (cheap; the synthetic demo).
     Flip,
+    /// A small random translation only (up to 1/16 of the side): for data whose mirror
+    /// image is another class or no class (digits, text).
+    Shift,
     /// The reference's CUB recipe.
     #[default]
     Reference,
@@ -239,6 +242,18 @@ pub fn color_jitter(img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
     })
 }
 
+/// `img` moved by up to 1/16 of its larger side in each direction (edges repeated as
+/// the warp does).
+fn random_shift(img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let max_shift = f64::from(w.max(h)) / 16.0;
+    let t = (
+        rng.random_range(-max_shift..=max_shift),
+        rng.random_range(-max_shift..=max_shift),
+    );
+    warp(img, &affine(w, h, 0.0, (0.0, 0.0), t))
+}
+
 /// Applies `aug` to `img` with randomness from `rng`.
 pub fn augment(img: &RgbImage, aug: Augmentation, rng: &mut impl Rng) -> RgbImage {
     let (w, h) = img.dimensions();
@@ -250,13 +265,9 @@ pub fn augment(img: &RgbImage, aug: Augmentation, rng: &mut impl Rng) -> RgbImag
             } else {
                 img.clone()
             };
-            let max_shift = f64::from(w.max(h)) / 16.0;
-            let t = (
-                rng.random_range(-max_shift..=max_shift),
-                rng.random_range(-max_shift..=max_shift),
-            );
-            warp(&base, &affine(w, h, 0.0, (0.0, 0.0), t))
+            random_shift(&base, rng)
         }
+        Augmentation::Shift => random_shift(img, rng),
         Augmentation::Reference => {
             let mut steps = [0u8, 1, 2, 3];
             steps.shuffle(rng);

@@ -162,7 +162,10 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     check_ranges(&m);
     // SmoothGrad runs by default; with the part-labelled mask, some of its energy lies
     // on the object.
-    assert!(m.prototypes.iter().all(|p| p.smoothgrad_object_energy.is_some()));
+    assert!(m
+        .prototypes
+        .iter()
+        .all(|p| p.smoothgrad_object_energy.is_some()));
     assert!(m.explanation_smoothgrad_object_energy > 0.0);
     let phases = [
         Phase::LoadImages,

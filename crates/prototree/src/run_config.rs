@@ -168,6 +168,7 @@ impl RunConfig {
             match self.augmentation {
                 Augmentation::None => "none",
                 Augmentation::Flip => "flip",
+                Augmentation::Shift => "shift",
                 Augmentation::Reference => "reference",
             }
         )
