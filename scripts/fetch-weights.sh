@@ -6,8 +6,33 @@
 #
 #   scripts/fetch-weights.sh            # prints e.g. ~/.cache/prototree/weights/efficientnet-lite0-57934424.pth
 #   prototree train --backbone efficientnet-lite0 --weights "$(scripts/fetch-weights.sh)" ...
+#
+# `scripts/fetch-weights.sh resnet50-inat` finds the iNaturalist-2017 ResNet-50 of BBN that
+# the ProtoTree paper's CUB experiments start from. Its authors share it only through a
+# Google Drive folder, which needs a browser: download
+# BBN.iNaturalist2017.res50.180epoch.best_model.pth from the folder the BBN README links
+# (github.com/Megvii-Nanjing/BBN, "Pretrain models for iNaturalist", iNaturalist 2017) and
+# put it into the cache folder below; the script then prints its path.
 set -euo pipefail
 cache="${PROTOTREE_CACHE:-$HOME/.cache/prototree}/weights"
+case "${1:-efficientnet-lite0}" in
+efficientnet-lite0) ;;
+resnet50-inat)
+    bbn="BBN.iNaturalist2017.res50.180epoch.best_model.pth"
+    if [ -s "$cache/$bbn" ]; then
+        echo "$cache/$bbn"
+        exit 0
+    fi
+    echo "fetch-weights: $bbn is shared only through a Google Drive folder (a browser download):" >&2
+    echo "  open the iNaturalist 2017 link under \"Pretrain models for iNaturalist\" in the README of github.com/Megvii-Nanjing/BBN," >&2
+    echo "  download $bbn and put it at $cache/$bbn" >&2
+    exit 1
+    ;;
+*)
+    echo "fetch-weights: unknown weights \`$1\` (expected efficientnet-lite0 or resnet50-inat)" >&2
+    exit 1
+    ;;
+esac
 file="efficientnet-lite0-57934424.pth"
 sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 if [ -s "$cache/$file" ]; then

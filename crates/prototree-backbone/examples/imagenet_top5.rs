@@ -6,9 +6,9 @@
 //!     --arch efficientnet-lite0 --weights efficientnet-lite0-57934424.pth IMAGE...
 //! ```
 //! prints one JSON line per image: `{"image": PATH, "top5": [[class_index, probability], …]}`.
-//! Preprocessing ([`EvalTransform::for_kind`]): resize the shorter side (ResNet: 256,
-//! bilinear as torchvision; EfficientNet-Lite: native resolution + 32, bicubic as the
-//! TensorFlow reference), centre crop (224; Lite: native resolution), scale to [0, 1],
+//! Preprocessing ([`EvalTransform::for_kind`]): resize the shorter side with Pillow's
+//! filters (ResNet: 256, bilinear as torchvision; EfficientNet-Lite: native resolution +
+//! 32, bicubic as the TensorFlow reference), centre crop (224; Lite: native resolution), scale to [0, 1],
 //! normalise with the architecture's mean/std (ImageNet statistics for ResNets, 0.5/0.5
 //! for EfficientNet-Lite).
 //!
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use image::imageops::FilterType;
+use prototree_data::transform::{resize, Filter};
 use prototree_backbone::{BackboneKind, EvalTransform, ImageNetClassifier};
 use prototree_torch::read_state_dict;
 
@@ -36,12 +36,13 @@ fn preprocess(path: &Path, kind: BackboneKind) -> Result<Tensor> {
         ((w as f32 * scale).round() as u32).max(t.crop),
         ((h as f32 * scale).round() as u32).max(t.crop),
     );
+    // Pillow's filters, as torchvision / the TensorFlow reference's PIL pipeline resize.
     let filter = if t.bicubic {
-        FilterType::CatmullRom
+        Filter::Bicubic
     } else {
-        FilterType::Triangle
+        Filter::Bilinear
     };
-    let img = image::imageops::resize(&img, nw, nh, filter);
+    let img = resize(&img, nw, nh, filter);
     let (x0, y0) = ((nw - t.crop) / 2, (nh - t.crop) / 2);
     let img = image::imageops::crop_imm(&img, x0, y0, t.crop, t.crop).to_image();
     let side = t.crop as usize;

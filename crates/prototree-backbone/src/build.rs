@@ -11,6 +11,7 @@ pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Back
         BackboneKind::Resnet18
         | BackboneKind::Resnet34
         | BackboneKind::Resnet50
+        | BackboneKind::Resnet50Inat
         | BackboneKind::Resnet101
         | BackboneKind::Resnet152 => Ok(Box::new(ResNet::new(kind, vb)?)),
         BackboneKind::EfficientnetLite0
@@ -37,7 +38,10 @@ mod tests {
             let channels = match kind {
                 BackboneKind::SmallCnn => 128,
                 BackboneKind::Resnet18 | BackboneKind::Resnet34 => 512,
-                BackboneKind::Resnet50 | BackboneKind::Resnet101 | BackboneKind::Resnet152 => 2048,
+                BackboneKind::Resnet50
+                | BackboneKind::Resnet50Inat
+                | BackboneKind::Resnet101
+                | BackboneKind::Resnet152 => 2048,
                 _ => 1280,
             };
             assert_eq!(net.out_channels(), channels, "{kind}");

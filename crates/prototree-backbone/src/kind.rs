@@ -14,6 +14,11 @@ pub enum BackboneKind {
     Resnet34,
     /// torchvision ResNet-50 (2048 channels, stride 32).
     Resnet50,
+    /// ResNet-50 with BBN's iNaturalist-2017 weights, the reference's CUB backbone
+    /// (torchvision's architecture; its checkpoint is renamed by [`crate::bbn`]). Its last
+    /// block trains with the add-on by default, as in the reference.
+    #[serde(rename = "resnet50-inat")]
+    Resnet50Inat,
     /// torchvision ResNet-101 (2048 channels, stride 32).
     Resnet101,
     /// torchvision ResNet-152 (2048 channels, stride 32).
@@ -32,11 +37,12 @@ pub enum BackboneKind {
 
 impl BackboneKind {
     /// Every kind, in the order of [`BackboneKind::NAMES`].
-    pub const ALL: [BackboneKind; 11] = [
+    pub const ALL: [BackboneKind; 12] = [
         BackboneKind::SmallCnn,
         BackboneKind::Resnet18,
         BackboneKind::Resnet34,
         BackboneKind::Resnet50,
+        BackboneKind::Resnet50Inat,
         BackboneKind::Resnet101,
         BackboneKind::Resnet152,
         BackboneKind::EfficientnetLite0,
@@ -47,11 +53,12 @@ impl BackboneKind {
     ];
 
     /// The command-line / config names, in the order of [`BackboneKind::ALL`].
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "small-cnn",
         "resnet18",
         "resnet34",
         "resnet50",
+        "resnet50-inat",
         "resnet101",
         "resnet152",
         "efficientnet-lite0",
@@ -65,6 +72,14 @@ impl BackboneKind {
     pub fn name(self) -> &'static str {
         let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
         Self::NAMES[i]
+    }
+
+    /// Whether the reference trains the backbone's last block with the add-on (at
+    /// `lr_block`, never frozen) rather than with the rest of the backbone: only for the
+    /// iNaturalist ResNet-50 (spec §2.2; the reference also does so for ResNet-50 on
+    /// Stanford Cars, which `--last-block-with-addon` reproduces).
+    pub fn reference_trains_last_block_with_addon(self) -> bool {
+        self == BackboneKind::Resnet50Inat
     }
 
     /// The per-channel input normalisation `(mean, std)` the architecture's weights expect.
@@ -107,5 +122,8 @@ mod tests {
             assert_eq!(kind.name().parse::<BackboneKind>().unwrap(), kind);
         }
         assert!("resnet19".parse::<BackboneKind>().is_err());
+        let json = serde_json::to_string(&BackboneKind::Resnet50Inat).unwrap();
+        assert_eq!(json, "\"resnet50-inat\"");
+        assert_eq!(BackboneKind::Resnet50Inat.name(), "resnet50-inat");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod backbone;
 pub mod batch_norm;
+pub mod bbn;
 pub mod build;
 pub mod classifier;
 pub mod efficientnet_lite;
@@ -25,4 +26,4 @@ pub use error::{Error, Result};
 pub use kind::BackboneKind;
 pub use resnet::{BlockKind, ResNet};
 pub use small_cnn::SmallCnn;
-pub use weights::{load_weights, load_weights_from, WeightsReport};
+pub use weights::{load_pretrained, load_weights, load_weights_from, WeightsReport};

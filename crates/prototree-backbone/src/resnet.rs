@@ -125,7 +125,9 @@ impl ResNet {
         let (block, counts) = match kind {
             BackboneKind::Resnet18 => (BlockKind::Basic, [2, 2, 2, 2]),
             BackboneKind::Resnet34 => (BlockKind::Basic, [3, 4, 6, 3]),
-            BackboneKind::Resnet50 => (BlockKind::Bottleneck, [3, 4, 6, 3]),
+            BackboneKind::Resnet50 | BackboneKind::Resnet50Inat => {
+                (BlockKind::Bottleneck, [3, 4, 6, 3])
+            }
             BackboneKind::Resnet101 => (BlockKind::Bottleneck, [3, 4, 23, 3]),
             BackboneKind::Resnet152 => (BlockKind::Bottleneck, [3, 8, 36, 3]),
             other => return Err(Error::UnknownBackbone(format!("{other} is not a ResNet"))),

@@ -14,7 +14,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 
-use crate::{Error, Result};
+use crate::{BackboneKind, Error, Result};
 
 /// What a weight file contributed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,22 @@ pub fn load_weights(
 ) -> Result<WeightsReport> {
     let file = prototree_torch::read_state_dict(path)?;
     load_weights_from(varmap, prefix, &file, path, arch)
+}
+
+/// [`load_weights`] for the backbone `kind`: the file is read and, for
+/// [`BackboneKind::Resnet50Inat`], renamed from BBN's layout ([`crate::bbn`]) first.
+pub fn load_pretrained(
+    varmap: &VarMap,
+    prefix: &str,
+    path: &Path,
+    kind: BackboneKind,
+) -> Result<WeightsReport> {
+    let file = prototree_torch::read_state_dict(path)?;
+    let file = match kind {
+        BackboneKind::Resnet50Inat => crate::bbn::bbn_to_torchvision(file, path)?,
+        _ => file,
+    };
+    load_weights_from(varmap, prefix, &file, path, kind.name())
 }
 
 /// [`load_weights`] from tensors already read (e.g. by another reader); `path` names the

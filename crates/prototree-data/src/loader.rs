@@ -1,7 +1,9 @@
 //! Decoding, caching and batching images for training and evaluation.
 //!
 //! [`Loader::new`] decodes every image once (in parallel), applies the optional
-//! bounding-box crop and the resize, and keeps the RGB pixels in memory. Each
+//! bounding-box crop and the resize, and keeps the RGB pixels in memory;
+//! [`Loader::with_views`] takes several [`View`]s of each image (the reference protocol's
+//! corner crops), decoding it once. Each
 //! [`Loader::epoch`] shuffles (by seed), augments (in parallel, one random stream per
 //! position so results do not depend on the thread count) and normalises.
 
@@ -13,7 +15,8 @@ use rayon::prelude::*;
 
 use crate::augment::{augment, Augmentation};
 use crate::cub::Sample;
-use crate::transform::{crop_to_bbox, resize_square, to_chw, Normalization};
+use crate::protocol::{image_ref, CropRect, View};
+use crate::transform::{resize_square, to_chw, Normalization};
 use crate::{Error, Result};
 
 /// How a [`Loader`] prepares batches.
@@ -71,12 +74,22 @@ pub fn load_rgb(path: &std::path::Path) -> Result<RgbImage> {
 
 /// Decodes, crops and resizes one sample as the loader does.
 pub fn prepare(sample: &Sample, size: u32, crop: bool) -> Result<RgbImage> {
+    let view = if crop { View::BBox } else { View::Full };
+    let mut views = prepare_views(sample, &[view], size)?;
+    Ok(views.pop().map(|(img, _)| img).unwrap_or_default())
+}
+
+/// Decodes one sample once and returns each of `views`, resized to `size × size`, with
+/// the rectangle it was cropped to (`None`: the whole image).
+pub fn prepare_views(sample: &Sample, views: &[View], size: u32) -> Result<Views> {
     let img = load_rgb(&sample.path)?;
-    let img = match (&sample.bbox, crop) {
-        (Some(b), true) => crop_to_bbox(&img, b),
-        _ => img,
-    };
-    Ok(resize_square(&img, size))
+    Ok(views
+        .iter()
+        .map(|v| {
+            let (crop, rect) = v.apply(&img, sample.bbox.as_ref());
+            (resize_square(&crop, size), rect)
+        })
+        .collect())
 }
 
 /// An image left out by [`Loader::new_skipping_bad`].
@@ -92,9 +105,24 @@ pub struct SkippedImage {
 #[derive(Debug, Clone)]
 pub struct Loader {
     samples: Vec<Sample>,
+    crops: Vec<Option<CropRect>>,
     images: Vec<RgbImage>,
     config: LoaderConfig,
 }
+
+/// The samples of a loader with the views taken of each.
+type ViewList = Vec<(Sample, Vec<View>)>;
+
+/// The resized views of one image with their crop rectangles.
+type Views = Vec<(RgbImage, Option<CropRect>)>;
+
+/// What [`Loader::build`] decoded: samples (one per view), crops, images, skipped files.
+type Decoded = (
+    Vec<Sample>,
+    Vec<Option<CropRect>>,
+    Vec<RgbImage>,
+    Vec<SkippedImage>,
+);
 
 impl Loader {
     /// Decodes every sample; `progress(done, total)` is called as images finish. The first
@@ -104,8 +132,40 @@ impl Loader {
         config: LoaderConfig,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
+        let (loader, _) = Self::build(Self::crop_views(samples, &config), config, false, progress)?;
+        Ok(loader)
+    }
+
+    /// A loader of the given views of each sample (each image decoded once), in order:
+    /// entry `i` of [`Loader::samples`] is the sample of the `i`-th view. `config`'s
+    /// `crop_to_bbox` is not used. Fails like [`Loader::new`].
+    pub fn with_views(
+        samples: Vec<(Sample, Vec<View>)>,
+        config: LoaderConfig,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         let (loader, _) = Self::build(samples, config, false, progress)?;
         Ok(loader)
+    }
+
+    /// [`Loader::with_views`] that skips images that cannot be read, as
+    /// [`Loader::new_skipping_bad`] does.
+    pub fn with_views_skipping_bad(
+        samples: Vec<(Sample, Vec<View>)>,
+        config: LoaderConfig,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Self, Vec<SkippedImage>)> {
+        Self::build(samples, config, true, progress)
+    }
+
+    /// The one view of each sample that `config.crop_to_bbox` asks for.
+    fn crop_views(samples: Vec<Sample>, config: &LoaderConfig) -> ViewList {
+        let view = if config.crop_to_bbox {
+            View::BBox
+        } else {
+            View::Full
+        };
+        samples.into_iter().map(|s| (s, vec![view])).collect()
     }
 
     /// [`Loader::new`] that skips images that cannot be read, returning them with the
@@ -115,11 +175,12 @@ impl Loader {
         config: LoaderConfig,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Self, Vec<SkippedImage>)> {
-        Self::build(samples, config, true, progress)
+        let views = Self::crop_views(samples, &config);
+        Self::build(views, config, true, progress)
     }
 
     fn build(
-        samples: Vec<Sample>,
+        samples: ViewList,
         config: LoaderConfig,
         skip_bad: bool,
         progress: &mut dyn FnMut(usize, usize),
@@ -130,23 +191,50 @@ impl Loader {
         if config.image_size < 8 {
             return Err(Error::Config("image size must be at least 8 pixels".into()));
         }
+        let (samples, crops, images, skipped) =
+            Self::decode(&samples, config.image_size, skip_bad, progress)?;
+        Ok((
+            Self {
+                samples,
+                crops,
+                images,
+                config,
+            },
+            skipped,
+        ))
+    }
+
+    /// Decodes every sample's views (in parallel chunks, so progress can be reported from
+    /// this thread).
+    fn decode(
+        samples: &[(Sample, Vec<View>)],
+        size: u32,
+        skip_bad: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Decoded> {
         let total = samples.len();
-        let mut kept = Vec::with_capacity(total);
-        let mut images = Vec::with_capacity(total);
+        let views: usize = samples.iter().map(|(_, v)| v.len()).sum();
+        let (mut kept, mut crops, mut images) = (
+            Vec::with_capacity(views),
+            Vec::with_capacity(views),
+            Vec::with_capacity(views),
+        );
         let mut skipped = Vec::new();
-        // Decode in parallel chunks so progress can be reported from this thread.
         let chunk = 64;
         for start in (0..total).step_by(chunk) {
             let end = (start + chunk).min(total);
-            let decoded: Vec<Result<RgbImage>> = samples[start..end]
+            let decoded: Vec<Result<Views>> = samples[start..end]
                 .par_iter()
-                .map(|s| prepare(s, config.image_size, config.crop_to_bbox))
+                .map(|(s, v)| prepare_views(s, v, size))
                 .collect();
-            for (sample, img) in samples[start..end].iter().zip(decoded) {
-                match img {
-                    Ok(img) => {
-                        kept.push(sample.clone());
-                        images.push(img);
+            for ((sample, _), result) in samples[start..end].iter().zip(decoded) {
+                match result {
+                    Ok(views) => {
+                        for (img, rect) in views {
+                            kept.push(sample.clone());
+                            crops.push(rect);
+                            images.push(img);
+                        }
                     }
                     Err(e) if skip_bad => skipped.push(SkippedImage {
                         path: sample.path.clone(),
@@ -163,14 +251,7 @@ impl Loader {
                 skipped.first().map(|s| s.reason.as_str()).unwrap_or("")
             )));
         }
-        Ok((
-            Self {
-                samples: kept,
-                images,
-                config,
-            },
-            skipped,
-        ))
+        Ok((kept, crops, images, skipped))
     }
 
     /// Number of images.
@@ -196,6 +277,18 @@ impl Loader {
     /// The samples, in the loader's order.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
+    }
+
+    /// The rectangle image `i` was cropped to before resizing (`None`: the whole image).
+    pub fn crop(&self, i: usize) -> Option<CropRect> {
+        self.crops.get(i).copied().flatten()
+    }
+
+    /// Image `i` as an [`image_ref`] string: its path, with a `#xywh=` fragment when it is
+    /// a crop (what projection records name their sources by).
+    pub fn image_ref(&self, i: usize) -> Option<String> {
+        let s = self.samples.get(i)?;
+        Some(image_ref(&s.path, self.crop(i).as_ref()))
     }
 
     /// The cached, resized image `i`.

@@ -103,7 +103,9 @@ impl LearnerBuilder {
             }
         };
         let adam = AdamConfig::of_schedule(&schedule);
-        let optimizers = partition(&self.model)?.map(|_, vars| Adam::new(vars, adam));
+        let kind = self.model.config().backbone();
+        let with_addon = schedule.config().last_block_with_addon_for(kind);
+        let optimizers = partition(&self.model, with_addon)?.map(|_, vars| Adam::new(vars, adam));
         Ok(Learner {
             model: self.model,
             schedule,

@@ -20,7 +20,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
 }
 
 /// The settings (dotted JSON paths) that differ between two JSON fingerprints, as
-/// `path: a vs b`, for error messages.
+/// `path: a vs b` (a setting only one of them has is `(absent)` in the other), for error
+/// messages.
 pub fn fingerprint_differences(a: &str, b: &str) -> Vec<String> {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_default();
     let (mut fa, mut fb) = (Vec::new(), Vec::new());
@@ -32,6 +33,11 @@ pub fn fingerprint_differences(a: &str, b: &str) -> Vec<String> {
             Some((_, vb)) if vb == va => {}
             Some((_, vb)) => diffs.push(format!("{k}: {va} vs {vb}")),
             None => diffs.push(format!("{k}: {va} vs (absent)")),
+        }
+    }
+    for (k, vb) in &fb {
+        if !fa.iter().any(|(ka, _)| ka == k) {
+            diffs.push(format!("{k}: (absent) vs {vb}"));
         }
     }
     diffs
@@ -48,5 +54,7 @@ mod tests {
             r#"{"a":1,"s":{"lr":0.5}}"#,
         );
         assert_eq!(d, vec!["s.lr: 0.1 vs 0.5", "s.x: 2 vs (absent)"]);
+        let d = fingerprint_differences(r#"{"a":1}"#, r#"{"a":1,"p":"plain"}"#);
+        assert_eq!(d, vec![r#"p: (absent) vs "plain""#]);
     }
 }

@@ -17,7 +17,7 @@ use prototree_tree::{
 use crate::adam::Adam;
 use crate::checkpointer::Checkpointer;
 use crate::interrupt::Interrupter;
-use crate::param_group::{GroupMap, ParamGroup};
+use crate::param_group::{block_prefixes, GroupMap, ParamGroup};
 use crate::state::{LearnerState, PartialEpoch};
 use crate::{Error, Result};
 
@@ -135,7 +135,9 @@ impl Learner {
         let frozen = self.schedule.backbone_frozen(epoch);
         // When the whole backbone is frozen (no last block trains with the add-on), its
         // backward pass is skipped entirely.
-        let detach_backbone = frozen && self.model.backbone().last_block_prefixes().is_empty();
+        let kind = self.model.config().backbone();
+        let with_addon = self.schedule.config().last_block_with_addon_for(kind);
+        let detach_backbone = frozen && block_prefixes(&self.model, with_addon).is_empty();
         observer.on_event(&Event::EpochStarted {
             epoch,
             num_epochs: self.schedule.config().epochs,

@@ -1,5 +1,6 @@
-//! Parameter groups (spec §2.2): the backbone, the "block" (add-on and the backbone's
-//! last block, which train while the rest of the backbone is frozen) and the prototypes.
+//! Parameter groups (spec §2.2): the backbone, the "block" (the add-on, and the backbone's
+//! last block when the schedule says so: it then trains while the rest of the backbone is
+//! frozen) and the prototypes.
 //! Each group has its own optimiser and learning rate; leaves are outside every group
 //! (updated derivative-free).
 
@@ -121,9 +122,24 @@ impl<T> IndexMut<ParamGroup> for GroupMap<T> {
     }
 }
 
-/// The trainable variables of `model` by group, each sorted by name.
-pub fn partition(model: &ProtoTree) -> Result<GroupMap<Vec<(String, Var)>>> {
-    let last_block = model.backbone().last_block_prefixes();
+/// The name prefixes (below the backbone's) of the parameters in the [`ParamGroup::Block`]
+/// group with the add-on: the backbone's last block when `last_block_with_addon`, else
+/// none (the whole backbone is [`ParamGroup::Backbone`]).
+pub fn block_prefixes(model: &ProtoTree, last_block_with_addon: bool) -> Vec<String> {
+    if last_block_with_addon {
+        model.backbone().last_block_prefixes()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The trainable variables of `model` by group, each sorted by name; the backbone's last
+/// block is with the add-on when `last_block_with_addon`.
+pub fn partition(
+    model: &ProtoTree,
+    last_block_with_addon: bool,
+) -> Result<GroupMap<Vec<(String, Var)>>> {
+    let last_block = block_prefixes(model, last_block_with_addon);
     let mut groups: GroupMap<Vec<(String, Var)>> = GroupMap::default();
     let data = model
         .varmap()
@@ -158,6 +174,35 @@ mod tests {
         assert_eq!(of("_net.bn1.running_mean"), None);
         assert_eq!(of(ADD_ON_WEIGHT), Some(ParamGroup::Block));
         assert_eq!(of(PROTOTYPES), Some(ParamGroup::Prototypes));
+    }
+
+    #[test]
+    fn the_last_block_joins_the_add_on_only_when_asked() -> anyhow::Result<()> {
+        let cfg = prototree_tree::TreeConfig {
+            backbone: prototree_backbone::BackboneKind::Resnet18,
+            depth: 1,
+            proto_dim: 4,
+            num_classes: 2,
+        }
+        .check()?;
+        let model = ProtoTree::new(&cfg, &candle_core::Device::Cpu, 0)?;
+        assert!(block_prefixes(&model, false).is_empty());
+        assert_eq!(
+            block_prefixes(&model, true),
+            model.backbone().last_block_prefixes()
+        );
+        let is_last = |n: &String| n.starts_with("_net.layer4.");
+        let with = partition(&model, true)?;
+        assert!(with[ParamGroup::Block].iter().any(|(n, _)| is_last(n)));
+        let without = partition(&model, false)?;
+        assert!(!without[ParamGroup::Block].iter().any(|(n, _)| is_last(n)));
+        assert!(without[ParamGroup::Backbone]
+            .iter()
+            .any(|(n, _)| is_last(n)));
+        let count =
+            |m: &GroupMap<Vec<(String, Var)>>| m.iter().map(|(_, v)| v.len()).sum::<usize>();
+        assert_eq!(count(&with), count(&without));
+        Ok(())
     }
 
     #[test]

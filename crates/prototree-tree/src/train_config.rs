@@ -1,5 +1,7 @@
 //! Training schedule (`TrainConfig`), with the reference's defaults (spec §2.1–2.3).
 
+use prototree_backbone::BackboneKind;
+use prototree_data::Protocol;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
@@ -30,6 +32,18 @@ pub struct TrainConfig {
     pub gamma: f64,
     /// Seed of parameter initialisation, shuffling and augmentation.
     pub seed: u64,
+    /// How the training, projection and test images are drawn from the data set. `None`:
+    /// not recorded (configurations of builds before it, which trained with
+    /// [`Protocol::Plain`]); a new run without one uses [`Protocol::Reference`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Whether the backbone's last block trains with the add-on (at `lr_block`, never
+    /// frozen) instead of with the rest of the backbone (at `lr_net`). `None`: as the
+    /// reference does for the backbone ([`BackboneKind::reference_trains_last_block_with_addon`]:
+    /// only the iNaturalist ResNet-50). Builds before this setting trained every backbone's
+    /// last block with the add-on and recorded nothing; resuming such a run keeps that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_block_with_addon: Option<bool>,
 }
 
 impl Default for TrainConfig {
@@ -46,6 +60,8 @@ impl Default for TrainConfig {
             milestones: Vec::new(),
             gamma: 0.5,
             seed: 0,
+            protocol: None,
+            last_block_with_addon: None,
         }
     }
 }
@@ -63,6 +79,17 @@ fn positive(name: &'static str, v: f64) -> Result<(), ConfigError> {
 }
 
 impl TrainConfig {
+    /// Whether the last block of `backbone` trains with the add-on under this schedule.
+    pub fn last_block_with_addon_for(&self, backbone: BackboneKind) -> bool {
+        self.last_block_with_addon
+            .unwrap_or_else(|| backbone.reference_trains_last_block_with_addon())
+    }
+
+    /// The data protocol of a new run under this schedule (the reference's unless set).
+    pub fn protocol_or_default(&self) -> Protocol {
+        self.protocol.unwrap_or_default()
+    }
+
     /// Validates the schedule.
     pub fn check(&self) -> Result<ValidTrainConfig, ConfigError> {
         if self.epochs == 0 {
@@ -140,5 +167,24 @@ mod tests {
         }
         .check()
         .is_err());
+    }
+
+    #[test]
+    fn unrecorded_settings_are_left_out_and_resolved_by_backbone() {
+        let old = r#"{"epochs":2,"batch_size":4,"lr":0.001,"lr_block":0.001,"lr_net":0.00001,"weight_decay":0.0,"adam_eps":1e-7,"freeze_epochs":1,"milestones":[],"gamma":0.5,"seed":0}"#;
+        let cfg: TrainConfig = serde_json::from_str(old).unwrap();
+        assert_eq!((cfg.protocol, cfg.last_block_with_addon), (None, None));
+        assert_eq!(serde_json::to_string(&cfg).unwrap(), old);
+        assert!(cfg.last_block_with_addon_for(BackboneKind::Resnet50Inat));
+        assert!(!cfg.last_block_with_addon_for(BackboneKind::Resnet50));
+        assert_eq!(cfg.protocol_or_default(), Protocol::Reference);
+        let set = TrainConfig {
+            protocol: Some(Protocol::Plain),
+            last_block_with_addon: Some(true),
+            ..cfg
+        };
+        assert!(set.last_block_with_addon_for(BackboneKind::Resnet18));
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(json.ends_with(r#""protocol":"plain","last_block_with_addon":true}"#));
     }
 }
