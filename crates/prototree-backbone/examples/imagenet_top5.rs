@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use prototree_data::transform::{resize, Filter};
 use prototree_backbone::{BackboneKind, EvalTransform, ImageNetClassifier};
+use prototree_data::transform::{resize, Filter};
 use prototree_torch::read_state_dict;
 
 fn preprocess(path: &Path, kind: BackboneKind) -> Result<Tensor> {

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use prototree_backbone::BackboneKind;
-use prototree_data::Augmentation;
+use prototree_data::{Augmentation, Protocol};
 use prototree_tree::TrainConfig;
 
 use crate::run_config::RunConfig;
@@ -25,7 +25,8 @@ pub enum Recipe {
     Reference,
     /// For a backbone trained from random weights (the small CNN): depth 5, prototypes of
     /// 64, 64 px, 60 epochs of 32, every learning rate 2e-3 from the first step, decays
-    /// by half after 70 % and 85 % of the epochs, flips as augmentation.
+    /// by half after 70 % and 85 % of the epochs, flips as augmentation, the plain data
+    /// protocol (each training image once).
     Scratch,
 }
 
@@ -82,6 +83,9 @@ impl Recipe {
                     freeze_epochs: 0,
                     milestones: vec![42, 51],
                     gamma: 0.5,
+                    // Each training image once: the reference's five views per image
+                    // belong to its CUB recipe.
+                    protocol: Some(Protocol::Plain),
                     ..TrainConfig::default()
                 },
                 ..base
