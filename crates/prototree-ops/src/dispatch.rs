@@ -8,9 +8,10 @@
 //! exercise the GPU's code end to end.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
 
 use candle_core::{DType, Tensor};
+
+use crate::switch::Switch;
 
 /// The environment variable that forces the generic path of every op (`1`, `true`, `yes`).
 pub const GENERIC_OPS_ENV: &str = "PROTOTREE_GENERIC_OPS";
@@ -19,33 +20,18 @@ thread_local! {
     static FORCED_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether the environment asks for the generic path (read once per process).
-fn forced_by_env() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| {
-        std::env::var(GENERIC_OPS_ENV)
-            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-            .unwrap_or(false)
-    })
-}
+static GENERIC: Switch = Switch::new(GENERIC_OPS_ENV, &FORCED_HERE);
 
 /// Whether the ops take their generic path on this thread: forced by
 /// [`GENERIC_OPS_ENV`] or inside [`with_generic_ops`].
 pub fn generic_ops_forced() -> bool {
-    forced_by_env() || FORCED_HERE.with(Cell::get)
+    GENERIC.is_on()
 }
 
 /// Runs `f` with every op called from this thread on its generic path (nested calls keep
 /// it forced; the previous setting is restored afterwards, also on a panic).
 pub fn with_generic_ops<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            FORCED_HERE.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(FORCED_HERE.with(|c| c.replace(true)));
-    f()
+    GENERIC.scoped(f)
 }
 
 /// Whether the fused CPU kernel applies: every tensor f32 on the CPU and the generic path

@@ -39,6 +39,7 @@ mod nhwc;
 mod packed_grads;
 pub mod reduction;
 mod simd;
+mod switch;
 pub mod testing;
 mod window;
 

@@ -12,7 +12,8 @@
 //! products, which split outputs, not sums) need no switch.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+
+use crate::switch::Switch;
 
 /// The environment variable that makes every reduction deterministic (`1`, `true`, `yes`).
 pub const DETERMINISTIC_ENV: &str = "PROTOTREE_DETERMINISTIC";
@@ -24,19 +25,12 @@ thread_local! {
     static DETERMINISTIC_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
-fn deterministic_by_env() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var(DETERMINISTIC_ENV)
-            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-            .unwrap_or(false)
-    })
-}
+static DETERMINISTIC: Switch = Switch::new(DETERMINISTIC_ENV, &DETERMINISTIC_HERE);
 
 /// Whether reductions started from this thread are deterministic: set by
 /// [`DETERMINISTIC_ENV`] or inside [`with_deterministic_reductions`].
 pub fn deterministic_reductions() -> bool {
-    deterministic_by_env() || DETERMINISTIC_HERE.with(Cell::get)
+    DETERMINISTIC.is_on()
 }
 
 /// Runs `f` with every reduction started from this thread split independently of the
@@ -44,14 +38,7 @@ pub fn deterministic_reductions() -> bool {
 /// also on a panic). Training on this thread then gives the same bits on any number of
 /// threads.
 pub fn with_deterministic_reductions<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            DETERMINISTIC_HERE.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(DETERMINISTIC_HERE.with(|c| c.replace(true)));
-    f()
+    DETERMINISTIC.scoped(f)
 }
 
 /// How many tasks a reduction over `items` images is split into.
@@ -95,7 +82,7 @@ mod tests {
                 }
             }))
         };
-        if !deterministic_by_env() {
+        if !DETERMINISTIC.on_by_env() {
             assert_eq!(tasks(1, false)?, 1);
             assert_eq!(tasks(3, false)?, 3);
         }
