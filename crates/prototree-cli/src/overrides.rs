@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use prototree::backbone::BackboneKind;
-use prototree::data::Augmentation;
+use prototree::data::{Augmentation, Protocol};
 use prototree::prelude::{Recipe, RunConfig};
 
 /// Settings given on the command line; each one given replaces the configuration's.
@@ -60,9 +60,20 @@ pub struct RunOverrides {
     /// Augmentation: none, flip, shift (translation only) or reference.
     #[arg(long, value_parser = parse_augmentation)]
     pub augment: Option<Augmentation>,
-    /// Crop images to their bounding boxes.
+    /// Crop images to their bounding boxes (training and test; plain protocol only).
     #[arg(long)]
     pub crop_bbox: bool,
+    /// Data protocol: reference (the reference's CUB preparation: each training image
+    /// whole and as four corner crops around its box, projection on box crops, whole test
+    /// images; the default of new runs with the reference recipe) or plain (each image
+    /// once, whole or with --crop-bbox cropped).
+    #[arg(long, value_parser = parse_protocol)]
+    pub protocol: Option<Protocol>,
+    /// Train the backbone's last block with the add-on (at --lr-block, never frozen)
+    /// instead of with the rest of the backbone. Default: as the reference, only for
+    /// resnet50-inat.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub last_block_with_addon: Option<bool>,
     /// Evaluate on the test split every N epochs (0: only at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -92,6 +103,10 @@ fn parse_recipe(s: &str) -> Result<Recipe> {
             Recipe::NAMES.join(" or ")
         )
     })
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol> {
+    Ok(s.parse()?)
 }
 
 fn parse_augmentation(s: &str) -> Result<Augmentation> {
@@ -139,6 +154,12 @@ impl RunOverrides {
         set(&mut s.gamma, &self.gamma);
         set(&mut s.weight_decay, &self.weight_decay);
         set(&mut s.seed, &self.seed);
+        if self.protocol.is_some() {
+            s.protocol = self.protocol;
+        }
+        if self.last_block_with_addon.is_some() {
+            s.last_block_with_addon = self.last_block_with_addon;
+        }
     }
 }
 

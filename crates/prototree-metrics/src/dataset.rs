@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
 use prototree_data::synth::SynthTruth;
-use prototree_data::{CubDataset, Sample};
+use prototree_data::{CropRect, CubDataset, Sample};
 
 use crate::annotation::{part_label, Annotation, Keypoint, LABEL_BACKGROUND, LABEL_OBJECT};
 use crate::parts::MAX_PARTS;
@@ -159,6 +159,19 @@ impl AnnotationSource {
     /// The annotations of `sample` (an image of `dataset`) resized to `size × size` (the
     /// model's input; masks nearest-neighbour, keypoints and boxes scaled).
     pub fn load(&self, dataset: &CubDataset, sample: &Sample, size: u32) -> Result<Annotation> {
+        self.load_view(dataset, sample, size, None)
+    }
+
+    /// [`Self::load`] of the part `crop` of the image (the whole image for `None`): what
+    /// the model saw of a crop, such as the bounding-box crop a prototype was projected
+    /// onto. Keypoints outside the crop are left out; the object box is clipped to it.
+    pub fn load_view(
+        &self,
+        dataset: &CubDataset,
+        sample: &Sample,
+        size: u32,
+        crop: Option<CropRect>,
+    ) -> Result<Annotation> {
         let mask_path = self.mask_path(sample).filter(|p| p.is_file());
         let (mask, (orig_w, orig_h)) = match &mask_path {
             Some(p) => {
@@ -166,7 +179,13 @@ impl AnnotationSource {
                     path: p.clone(),
                     reason: e.to_string(),
                 })?;
-                let luma = img.to_luma8();
+                let mut luma = img.to_luma8();
+                if let Some(r) =
+                    crop.filter(|r| r.right <= luma.width() && r.bottom <= luma.height())
+                {
+                    luma =
+                        imageops::crop_imm(&luma, r.left, r.top, r.width(), r.height()).to_image();
+                }
                 let dims = luma.dimensions();
                 let resized = if dims == (size, size) {
                     luma
@@ -189,32 +208,39 @@ impl AnnotationSource {
                 (Some(labels), dims)
             }
             None => {
-                let dims =
-                    image::image_dimensions(&sample.path).map_err(|e| Error::BadAnnotation {
-                        path: sample.path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let dims = match crop {
+                    Some(r) => (r.width(), r.height()),
+                    None => {
+                        image::image_dimensions(&sample.path).map_err(|e| Error::BadAnnotation {
+                            path: sample.path.clone(),
+                            reason: e.to_string(),
+                        })?
+                    }
+                };
                 (None, dims)
             }
         };
-        let sx = size as f32 / orig_w.max(1) as f32;
-        let sy = size as f32 / orig_h.max(1) as f32;
+        let (ox, oy) = crop.map_or((0.0, 0.0), |r| (r.left as f32, r.top as f32));
+        let (cw, ch) = (orig_w.max(1) as f32, orig_h.max(1) as f32);
+        let (sx, sy) = (size as f32 / cw, size as f32 / ch);
+        let inside = |x: f32, y: f32| (0.0..cw).contains(&x) && (0.0..ch).contains(&y);
         let keypoints = dataset
             .part_locations(sample.image_id)
             .iter()
-            .filter(|l| l.visible && l.part_id >= 1)
+            .filter(|l| l.visible && l.part_id >= 1 && inside(l.x - ox, l.y - oy))
             .map(|l| Keypoint {
                 part: l.part_id as usize - 1,
-                x: l.x * sx,
-                y: l.y * sy,
+                x: (l.x - ox) * sx,
+                y: (l.y - oy) * sy,
             })
             .collect();
         let object_box = sample.bbox.map(|b| {
+            let clip = |v: f32, max: f32| v.clamp(0.0, max);
             [
-                b.x * sx,
-                b.y * sy,
-                (b.x + b.width) * sx,
-                (b.y + b.height) * sy,
+                clip(b.x - ox, cw) * sx,
+                clip(b.y - oy, ch) * sy,
+                clip(b.x + b.width - ox, cw) * sx,
+                clip(b.y + b.height - oy, ch) * sy,
             ]
         });
         let ann = Annotation {
@@ -234,6 +260,67 @@ impl AnnotationSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_shows_the_annotations_inside_it_shifted_and_scaled() -> anyhow::Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cub-tiny");
+        let ds = CubDataset::open(&root)?;
+        let source = AnnotationSource::open(&ds)?;
+        let sample = ds
+            .samples(prototree_data::Split::Train)
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no training image"))?;
+        let (w, h) = image::image_dimensions(&sample.path)?;
+        let whole = source.load_view(&ds, &sample, w, None)?;
+        assert_eq!(whole, source.load(&ds, &sample, w)?);
+        // The lower-right quarter, shown at its own size: keypoints inside it move by the
+        // offset, the others are gone; the mask is that quarter of the whole mask.
+        anyhow::ensure!(w == h && w % 2 == 0, "the fixture's images are square");
+        let q = w / 2;
+        let crop = CropRect {
+            left: q,
+            top: q,
+            right: w,
+            bottom: h,
+        };
+        let quarter = source.load_view(&ds, &sample, q, Some(crop))?;
+        let off = q as f32;
+        let expected: Vec<(usize, f32, f32)> = whole
+            .keypoints
+            .iter()
+            .filter(|k| k.x >= off && k.y >= off)
+            .map(|k| (k.part, k.x - off, k.y - off))
+            .collect();
+        let got: Vec<(usize, f32, f32)> = quarter
+            .keypoints
+            .iter()
+            .map(|k| (k.part, k.x, k.y))
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        for (a, b) in got.iter().zip(&expected) {
+            assert_eq!(a.0, b.0);
+            assert!(
+                (a.1 - b.1).abs() < 1e-3 && (a.2 - b.2).abs() < 1e-3,
+                "{a:?} vs {b:?}"
+            );
+        }
+        if let (Some(m), Some(full)) = (&quarter.mask, &whole.mask) {
+            let (q, w) = (q as usize, w as usize);
+            for y in 0..q {
+                let row = (q + y) * w;
+                assert_eq!(m[y * q..(y + 1) * q], full[row + q..row + w], "row {y}");
+            }
+        }
+        if let (Some(b), Some(f)) = (quarter.object_box, whole.object_box) {
+            let expect =
+                [f[0] - off, f[1] - off, f[2] - off, f[3] - off].map(|v| v.clamp(0.0, off));
+            for (x, y) in b.iter().zip(expect) {
+                assert!((x - y).abs() < 1e-3, "{b:?} vs {expect:?}");
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn mask_labels_by_name() -> anyhow::Result<()> {

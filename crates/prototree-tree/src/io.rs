@@ -58,6 +58,17 @@ pub struct ModelMeta {
     pub train: Option<TrainConfig>,
 }
 
+impl ModelMeta {
+    /// The data protocol the model was trained with: the one its schedule records, else
+    /// the plain protocol (imported models, and builds before protocols were recorded).
+    pub fn protocol(&self) -> prototree_data::Protocol {
+        self.train
+            .as_ref()
+            .and_then(|t| t.protocol)
+            .unwrap_or(prototree_data::Protocol::Plain)
+    }
+}
+
 /// `config.json` as written: the configuration and the bundle's stage.
 #[derive(Serialize)]
 struct ConfigOut<'a> {

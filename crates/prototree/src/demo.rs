@@ -21,8 +21,8 @@ use crate::report::{spread_samples, write_report, ReportContent};
 use crate::run_config::RunConfig;
 use crate::train::{train, TrainOutcome};
 use crate::workflow::{
-    eval_loader, evaluate_on, mean_projection_distance, project_on_loader, write_pruning,
-    PruneOutcome,
+    eval_loader, evaluate_on, mean_projection_distance, project_on_loader, projection_loader,
+    write_pruning, PruneOutcome,
 };
 use crate::{Error, Result};
 use prototree_tree::{Observer, Stage};
@@ -222,7 +222,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
     let k = outcome.model.num_classes();
     let tau = cfg.tau.unwrap_or(2.0 / k as f32);
     let (_, test_loader) = eval_loader(&data_dir, Split::Test, &outcome.meta, 64, obs)?;
-    let (_, train_loader) = eval_loader(&data_dir, Split::Train, &outcome.meta, 64, obs)?;
+    let (_, train_loader) = projection_loader(&data_dir, &outcome.meta, 64, obs)?;
     let mut bundle = SavedModel::new(outcome.model, outcome.meta.clone());
     obs.stage_started(Stage::Prune, 0);
     let pruning = bundle.prune(tau)?;

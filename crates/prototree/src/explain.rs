@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use prototree_data::load_rgb;
+use prototree_data::load_image_ref;
 use prototree_data::transform::resize_square;
 use prototree_interpret::{explain_latent, LocalExplanation};
 use prototree_render::visualize::png_bytes;
@@ -39,7 +39,7 @@ pub fn prototype_pictures(saved: &SavedModel) -> (HashMap<NodeId, PrototypePictu
         let source = cache
             .entry(record.image_path.as_str())
             .or_insert_with(|| {
-                load_rgb(Path::new(&record.image_path))
+                load_image_ref(&record.image_path)
                     .ok()
                     .map(|img| resize_square(&img, size))
             })

@@ -18,7 +18,6 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use prototree_data::Split;
 use prototree_interpret::{Interpret, PruneReport};
 use prototree_tree::{load_model, EvalReport, ModelStage, ProjectionRecord, Routing, SavedModel};
 
@@ -26,7 +25,7 @@ use crate::eval::{evaluate_model, EvalDetails};
 use crate::explain::{explain_images, ExplainedImage};
 use crate::export::{export_model, ExportFormat, ExportOutcome};
 use crate::report::report_model;
-use crate::workflow::{eval_loader, project_on_loader};
+use crate::workflow::{project_on_loader, projection_loader};
 use crate::Result;
 use prototree_tree::Observer;
 
@@ -70,9 +69,10 @@ impl ModelDir {
     }
 
     /// Projects every prototype onto its nearest allowed patch of the training split of
-    /// `data` (CUB or ImageFolder layout).
+    /// `data` (CUB or ImageFolder layout), as the model's data protocol shows the training
+    /// images to projection (the reference protocol: cropped to their bounding boxes).
     pub fn project(&mut self, data: &Path, obs: &mut dyn Observer) -> Result<&[ProjectionRecord]> {
-        let (_, train) = eval_loader(data, Split::Train, &self.saved.meta, BATCH_SIZE, obs)?;
+        let (_, train) = projection_loader(data, &self.saved.meta, BATCH_SIZE, obs)?;
         let device = self.saved.model.device().clone();
         project_on_loader(&mut self.saved, &train, &device, obs)?;
         Ok(self.saved.projections())

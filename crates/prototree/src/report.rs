@@ -121,10 +121,14 @@ fn gallery(saved: &SavedModel, pictures: &HashMap<NodeId, PrototypePicture>) -> 
         .iter()
         .filter_map(|r| {
             let pic = pictures.get(&r.node)?;
-            let file = Path::new(&r.image_path)
+            let (path, crop) = prototree_data::parse_image_ref(&r.image_path);
+            let mut file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if let Some(c) = crop {
+                file.push_str(&format!(" (its {}×{} box crop)", c.width(), c.height()));
+            }
             Some(GalleryEntry {
                 node: r.node.to_string(),
                 patch_png: pic.patch_png.clone(),

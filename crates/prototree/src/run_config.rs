@@ -27,7 +27,7 @@
 use std::path::{Path, PathBuf};
 
 use prototree_backbone::BackboneKind;
-use prototree_data::Augmentation;
+use prototree_data::{Augmentation, Protocol};
 use prototree_tree::io::{Preprocessing, FORMAT_VERSION};
 use prototree_tree::{ModelMeta, TrainConfig, TreeConfig};
 use serde::{Deserialize, Serialize};
@@ -161,8 +161,14 @@ impl RunConfig {
             Some(w) => format!("pretrained weights {}", w.display()),
             None => "random initial weights".to_string(),
         };
+        let protocol = s.protocol.map(Protocol::name).unwrap_or("unset");
+        let last_block = if s.last_block_with_addon_for(self.backbone) {
+            "the add-on's"
+        } else {
+            "the backbone's"
+        };
         format!(
-            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e}, {} frozen epochs, milestones {:?} (×{}), augmentation {}",
+            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e} (last block at {last_block}), {} frozen epochs, milestones {:?} (×{}), augmentation {}, {protocol} data protocol",
             self.backbone, self.depth, self.proto_dim, self.image_size, s.epochs, s.batch_size,
             s.lr, s.lr_block, s.lr_net, s.freeze_epochs, s.milestones, s.gamma,
             match self.augmentation {
@@ -197,9 +203,46 @@ impl RunConfig {
     /// a configuration is returned as it is, and so refused by the comparison.
     pub fn normalized_fingerprint(stored: &str) -> String {
         match serde_json::from_str::<RunConfig>(stored) {
-            Ok(c) => c.fingerprint(),
+            Ok(c) => c.settled(false).fingerprint(),
             Err(_) => stored.to_string(),
         }
+    }
+
+    /// The configuration with the settings a file may leave unset made explicit, so that
+    /// `run.toml` and `config.json` record what the run does. For a new run (`new_run`)
+    /// they are the reference's choices: its CUB protocol (the plain one when
+    /// `crop_to_bbox` asks for the plain protocol's box crops), and the backbone's last
+    /// block with the add-on only for the iNaturalist ResNet-50. For a run being resumed they are
+    /// what the builds before those settings did: the plain protocol, and the last block
+    /// with the add-on.
+    pub fn settled(&self, new_run: bool) -> Self {
+        let mut c = self.clone();
+        let s = &mut c.schedule;
+        if s.protocol.is_none() {
+            s.protocol = Some(if new_run && !self.crop_to_bbox {
+                Protocol::Reference
+            } else {
+                Protocol::Plain
+            });
+        }
+        if s.last_block_with_addon.is_none() {
+            s.last_block_with_addon = Some(!new_run || s.last_block_with_addon_for(self.backbone));
+        }
+        c
+    }
+
+    /// [`Self::settled`] for resuming the run in `run_dir`: the settings left unset take
+    /// what the run recorded in its `run.toml` (or, where it recorded nothing, what builds
+    /// before those settings did).
+    pub fn settled_for_resume(&self, run_dir: &Path) -> Self {
+        let recorded = RunConfig::from_file(&run_dir.join(RUN_CONFIG_FILE))
+            .map(|c| c.settled(false).schedule)
+            .unwrap_or_else(|_| self.settled(false).schedule);
+        let mut c = self.clone();
+        let s = &mut c.schedule;
+        s.protocol = s.protocol.or(recorded.protocol);
+        s.last_block_with_addon = s.last_block_with_addon.or(recorded.last_block_with_addon);
+        c.settled(false)
     }
 
     /// The configuration a run trains with: for a `quick` run, one epoch per phase
@@ -317,7 +360,7 @@ mod tests {
         };
         assert_eq!(cfg.fingerprint(), moved.fingerprint());
         // A fingerprint written before a setting existed (here: with the data folder and
-        // without `skip_bad_images`) stands for the default of that setting.
+        // without `skip_bad_images`) stands for the default of that setting …
         let mut old: serde_json::Value = serde_json::from_str(&cfg.fingerprint())?;
         old["data"] = "/data/a".into();
         old.as_object_mut()
@@ -325,7 +368,11 @@ mod tests {
             .ok_or_else(|| anyhow::anyhow!("not an object"))?;
         let old = old.to_string();
         assert_ne!(old, cfg.fingerprint());
-        assert_eq!(RunConfig::normalized_fingerprint(&old), cfg.fingerprint());
+        // … and settings older builds did not record stand for what they did.
+        assert_eq!(
+            RunConfig::normalized_fingerprint(&old),
+            cfg.settled(false).fingerprint()
+        );
         assert_eq!(RunConfig::normalized_fingerprint("garbage"), "garbage");
         Ok(())
     }

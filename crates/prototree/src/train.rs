@@ -5,7 +5,8 @@ use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::{
-    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Sample, SkippedImage, Split,
+    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Sample,
+    SkippedImage, Split, View,
 };
 use prototree_learn::{load_checkpoint, Interrupter, Learner, LearnerBuilder, RunDir, RunMode};
 use prototree_tree::io::write_atomic;
@@ -53,8 +54,8 @@ pub struct LoadedData {
     pub skipped: Vec<SkippedImage>,
 }
 
-/// Opens the data set of `cfg` (CUB or ImageFolder layout) and decodes its train and test
-/// splits (about 1% of each class's images, at least two training images and one test
+/// Opens the data set of `cfg` (CUB or ImageFolder layout) and decodes the views of its
+/// train and test splits that the run's data protocol takes (about 1% of each class's images, at least two training images and one test
 /// image per class, for a `quick` run).
 pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> {
     let dir = &cfg.data;
@@ -90,17 +91,34 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
         shuffle: false,
         ..base.clone()
     };
+    let protocol = cfg.schedule.protocol_or_default();
+    let views = |samples: Vec<Sample>, role: Role| -> Vec<(Sample, Vec<View>)> {
+        samples
+            .into_iter()
+            .map(|s| {
+                let v = protocol.views(role, &s, cfg.crop_to_bbox);
+                (s, v)
+            })
+            .collect()
+    };
+    let (train_views, test_views) = (
+        views(train_samples, Role::Train),
+        views(test_samples, Role::Test),
+    );
     let (train, test, skipped) = if cfg.skip_bad_images {
         let (train, mut skipped) =
-            Loader::new_skipping_bad(train_samples, base, &mut |done, _| obs.stage_progress(done))?;
-        let (test, more) = Loader::new_skipping_bad(test_samples, test_cfg, &mut |done, _| {
-            obs.stage_progress(n_train + done)
-        })?;
+            Loader::with_views_skipping_bad(train_views, base, &mut |done, _| {
+                obs.stage_progress(done)
+            })?;
+        let (test, more) =
+            Loader::with_views_skipping_bad(test_views, test_cfg, &mut |done, _| {
+                obs.stage_progress(n_train + done)
+            })?;
         skipped.extend(more);
         (train, test, skipped)
     } else {
-        let train = Loader::new(train_samples, base, &mut |done, _| obs.stage_progress(done))?;
-        let test = Loader::new(test_samples, test_cfg, &mut |done, _| {
+        let train = Loader::with_views(train_views, base, &mut |done, _| obs.stage_progress(done))?;
+        let test = Loader::with_views(test_views, test_cfg, &mut |done, _| {
             obs.stage_progress(n_train + done)
         })?;
         (train, test, Vec::new())
@@ -214,8 +232,16 @@ pub fn train(
     interrupter: &Interrupter,
     obs: &mut dyn Observer,
 ) -> Result<TrainOutcome> {
-    let cfg = cfg.effective();
+    let cfg = match mode {
+        RunMode::Resume => cfg.effective().settled_for_resume(out),
+        _ => cfg.effective().settled(true),
+    };
     cfg.schedule.check().map_err(prototree_tree::Error::from)?;
+    if cfg.crop_to_bbox && cfg.schedule.protocol == Some(Protocol::Reference) {
+        return Err(Error::Invalid(
+            "crop_to_bbox belongs to the plain data protocol (the reference protocol makes its own crops): set `protocol = \"plain\"` (--protocol plain) or drop it".into(),
+        ));
+    }
     obs.message(&cfg.recipe_summary());
     let run = RunDir::open(out, mode)?;
     let data = load_data(&cfg, obs)?;

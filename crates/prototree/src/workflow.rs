@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use candle_core::Device;
-use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Normalization, Split};
+use prototree_data::{
+    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Role, Sample, Split, View,
+};
 use prototree_interpret::{Interpret, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, EvalReport, ProtoTree, SavedModel};
@@ -36,10 +38,8 @@ pub fn project_on_loader(
             "projection needs an unshuffled loader".into(),
         ));
     }
-    let paths: Vec<String> = loader
-        .samples()
-        .iter()
-        .map(|s| s.path.display().to_string())
+    let paths: Vec<String> = (0..loader.len())
+        .filter_map(|i| loader.image_ref(i))
         .collect();
     let mut source = LoaderSource::new(loader, device, 0);
     obs.stage_started(Stage::Project, loader.num_batches());
@@ -48,11 +48,39 @@ pub fn project_on_loader(
     Ok(())
 }
 
-/// A loader over `split` of a data set (CUB or ImageFolder layout) with a model's preprocessing and no
-/// augmentation or shuffling.
+/// A loader over `split` of a data set (CUB or ImageFolder layout), whole images, with a
+/// model's preprocessing and no augmentation or shuffling.
 pub fn eval_loader(
     data_dir: &Path,
     split: Split,
+    meta: &prototree_tree::ModelMeta,
+    batch_size: usize,
+    obs: &mut dyn Observer,
+) -> Result<(Dataset, Loader)> {
+    let whole = |_: &Sample| vec![View::Full];
+    views_loader(data_dir, split, &whole, meta, batch_size, obs)
+}
+
+/// The loader prototypes are projected onto: the training images as the model's data
+/// protocol shows them to projection (for the reference protocol, cropped to their
+/// bounding boxes), with its preprocessing, not shuffled.
+pub fn projection_loader(
+    data_dir: &Path,
+    meta: &prototree_tree::ModelMeta,
+    batch_size: usize,
+    obs: &mut dyn Observer,
+) -> Result<(Dataset, Loader)> {
+    let protocol = meta.protocol();
+    let views = |s: &Sample| protocol.views(Role::Projection, s, false);
+    views_loader(data_dir, Split::Train, &views, meta, batch_size, obs)
+}
+
+/// A loader of the `views` of each image of `split`, with `meta`'s preprocessing and no
+/// augmentation or shuffling.
+fn views_loader(
+    data_dir: &Path,
+    split: Split,
+    views: &dyn Fn(&Sample) -> Vec<View>,
     meta: &prototree_tree::ModelMeta,
     batch_size: usize,
     obs: &mut dyn Observer,
@@ -87,7 +115,14 @@ pub fn eval_loader(
         drop_last: false,
     };
     obs.stage_started(Stage::LoadImages, samples.len());
-    let loader = Loader::new(samples, cfg, &mut |done, _| obs.stage_progress(done))?;
+    let samples = samples
+        .into_iter()
+        .map(|s| {
+            let v = views(&s);
+            (s, v)
+        })
+        .collect();
+    let loader = Loader::with_views(samples, cfg, &mut |done, _| obs.stage_progress(done))?;
     obs.stage_finished(Stage::LoadImages);
     Ok((dataset, loader))
 }
@@ -164,7 +199,8 @@ pub struct ProjectOutcome {
     pub after: EvalReport,
 }
 
-/// Projects the model in `model_dir` onto the training images of `data` and saves it to
+/// Projects the model in `model_dir` onto the training images of `data` (as its data
+/// protocol shows them to projection) and saves it to
 /// `out`, with the projection records; evaluates on the test split.
 pub fn project_model_dir(
     model_dir: &Path,
@@ -174,7 +210,7 @@ pub fn project_model_dir(
     obs: &mut dyn Observer,
 ) -> Result<ProjectOutcome> {
     let mut saved = load_model(model_dir, device)?;
-    let (_, train) = eval_loader(data, Split::Train, &saved.meta, 64, obs)?;
+    let (_, train) = projection_loader(data, &saved.meta, 64, obs)?;
     project_on_loader(&mut saved, &train, device, obs)?;
     let records = saved.projections();
     let (_, test) = eval_loader(data, Split::Test, &saved.meta, 64, obs)?;

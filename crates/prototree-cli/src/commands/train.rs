@@ -165,4 +165,29 @@ mod tests {
         assert!(err.is_err());
         Ok(())
     }
+
+    #[test]
+    fn the_protocol_and_the_last_block_grouping_are_flags() -> Result<()> {
+        use prototree::data::Protocol;
+        let unset = config(&["--data", "d", "--out", "o"])?.schedule;
+        assert_eq!(unset.last_block_with_addon, None);
+        let set = config(&[
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--protocol",
+            "plain",
+            "--last-block-with-addon",
+        ])?
+        .schedule;
+        assert_eq!(set.protocol, Some(Protocol::Plain));
+        assert_eq!(set.last_block_with_addon, Some(true));
+        let off = config(&["--data", "d", "--out", "o", "--last-block-with-addon=false"])?;
+        assert_eq!(off.schedule.last_block_with_addon, Some(false));
+        let bad = config(&["--data", "d", "--out", "o", "--protocol", "cub"]);
+        let msg = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("expected reference or plain"), "{msg}");
+        Ok(())
+    }
 }

@@ -34,10 +34,11 @@ pub(super) fn projection_sources(
         if !test.rows.contains(&row) {
             continue;
         }
-        let Some(sample) = find_sample(&by_path, &by_tail, &rec.image_path) else {
+        let (path, crop) = prototree_data::parse_image_ref(&rec.image_path);
+        let Some(sample) = find_sample(&by_path, &by_tail, &path.display().to_string()) else {
             continue;
         };
-        let ann = source.load(ds, sample, test.size)?;
+        let ann = source.load_view(ds, sample, test.size, crop)?;
         let region = locate(&ann, rec, test.cfg.min_part_share);
         if region.label == RegionLabel::Unknown {
             continue;
