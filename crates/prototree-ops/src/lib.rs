@@ -23,16 +23,25 @@ mod batch_norm;
 mod conv;
 mod conv_cpu;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod depthwise;
 mod depthwise_cpu;
 pub mod dispatch;
 pub mod distance;
 mod gemm;
 mod greedy;
+#[cfg(feature = "cuda")]
+mod greedy_cuda;
 mod leaf_paths;
+#[cfg(feature = "cuda")]
+mod leaf_paths_cuda;
 mod leaves;
+#[cfg(feature = "cuda")]
+mod leaves_cuda;
 mod max_pool;
 mod max_pool_cpu;
+pub mod min_distance_argmin;
 mod min_distance_cpu;
 mod mismatch;
 mod nhwc;
@@ -47,7 +56,9 @@ pub use add_relu::add_relu;
 pub use batch_norm::{batch_norm_apply, batch_norm_stats, Activation};
 pub use conv::{conv2d_nhwc, conv2d_nhwc_padded};
 pub use depthwise::depthwise_conv2d_nhwc;
-pub use dispatch::{fused_cpu_f32, generic_ops_forced, with_generic_ops, GENERIC_OPS_ENV};
+pub use dispatch::{
+    cuda_f32, fused_cpu_f32, generic_ops_forced, with_generic_ops, GENERIC_OPS_ENV,
+};
 pub use distance::{min_distances, DISTANCE_EPS};
 pub use greedy::{greedy_paths, GreedyBranch, GreedyDecision, GreedyPath};
 pub use leaf_paths::{leaf_path_probabilities, leaf_path_probabilities_generic};
