@@ -2,8 +2,10 @@
 //!
 //! Each public function checks its inputs and picks its path itself: the fused CPU kernel
 //! for f32 tensors on the CPU (`*_cpu` modules: blocked `gemm`, AVX2 where the CPU has it,
-//! sparse or packed backward passes), and for every other device and dtype a generic path
-//! of plain candle ops, which is what a GPU runs. `PROTOTREE_GENERIC_OPS=1` (or
+//! sparse or packed backward passes); on a CUDA device in f32 the tree-head ops
+//! (min-distance, leaf paths, leaf update, greedy path-only) run their own CUDA kernels
+//! (`cuda` feature, `kernels/tree_head.cu`); for every other op, device and dtype a
+//! generic path of plain candle ops. `PROTOTREE_GENERIC_OPS=1` (or
 //! [`with_generic_ops`]) forces the generic path on the CPU too, so a CPU-only machine
 //! tests the GPU's code; [`testing`] compares the two paths.
 //!
