@@ -168,8 +168,21 @@ write_summary() {
       echo '```'
     done
   } > "$OUT/summary.md"
+  SUMMARY_WRITTEN=1
   say "summary: $OUT/summary.json, $OUT/summary.md"
 }
+
+# Whatever stops the script (a bug, set -u), a summary is written.
+SUMMARY_WRITTEN=0
+GPU=null
+on_exit() {
+  local rc=$?
+  if [ "$SUMMARY_WRITTEN" -eq 0 ]; then
+    record script aborted "$(elapsed)" "$rc" null "gpu-check.sh stopped early (exit status $rc)"
+    write_summary aborted "$GPU"
+  fi
+}
+trap on_exit EXIT
 
 # ---- 1. the device: a GPU and the driver library ----------------------------------
 have_driver_lib() {
@@ -180,7 +193,6 @@ have_driver_lib() {
   done
   return 1
 }
-GPU=null
 if command -v nvidia-smi > /dev/null 2>&1; then
   info="$(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1 | head -1)"
   GPU="$(json_str "$info")"
@@ -219,6 +231,7 @@ fi
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
   [ -d "$d" ] && libdirs+=("$d")
 done
+LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"
 for d in "${libdirs[@]}"; do
   case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d" ;; esac
 done
