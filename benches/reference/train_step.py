@@ -9,6 +9,8 @@ the head the reference-style one of tree_head.py (nodes routing in Python).
 Prints one JSON line: {"step_ms": median, "step_cpu_ms": median CPU time, "peak_rss_mb": ..., ...}.
 
 usage: python train_step.py --backbone resnet18 --size 224 --batch 16 --depth 9 --features 256 --classes 200 --iters 5 --threads 2
+       python train_step.py --backbone resnet50 --batch 64 --device cuda   (timed after torch.cuda.synchronize;
+       adds peak_device_mb = torch.cuda.max_memory_allocated and images_per_s)
 """
 import argparse
 import json
@@ -35,7 +37,17 @@ ap.add_argument("--features", type=int, default=256)
 ap.add_argument("--classes", type=int, default=200)
 ap.add_argument("--iters", type=int, default=5)
 ap.add_argument("--threads", type=int, default=0)
+ap.add_argument("--device", default="cpu")
 a = ap.parse_args()
+dev = torch.device(a.device)
+cuda = dev.type == "cuda"
+
+
+def sync():
+    if cuda:
+        torch.cuda.synchronize(dev)
+
+
 if a.threads > 0:
     torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -61,8 +73,9 @@ head = Head(a.depth, a.features, a.classes)
 leaves = list(head.root.leaves())
 for leaf in leaves:
     leaf._dist_params.data = torch.relu(torch.randn(a.classes) * 2)
-x = torch.rand(a.batch, 3, a.size, a.size)
-y = torch.arange(a.batch) % a.classes
+features, add_on, head = features.to(dev), add_on.to(dev), head.to(dev)
+x = torch.rand(a.batch, 3, a.size, a.size, device=dev)
+y = torch.arange(a.batch, device=dev) % a.classes
 params = [
     {"params": features.parameters(), "lr": 1e-5},
     {"params": add_on.parameters(), "lr": 1e-3},
@@ -90,14 +103,20 @@ def step():
 step()
 ts, cpu = [], []
 for _ in range(a.iters):
+    sync()
     t, c = time.perf_counter(), time.process_time()
     step()
+    sync()
     ts.append((time.perf_counter() - t) * 1e3)
     cpu.append((time.process_time() - c) * 1e3)
-print(json.dumps({
+res = {
     "step_ms": statistics.median(ts),
     "step_cpu_ms": statistics.median(cpu),  # user + system CPU time of the process
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "backbone": a.backbone, "size": a.size, "batch": a.batch, "depth": a.depth,
-    "threads": torch.get_num_threads(), "torch": torch.__version__,
-}))
+    "threads": torch.get_num_threads(), "torch": torch.__version__, "device": a.device,
+}
+if cuda:
+    res["peak_device_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    res["images_per_s"] = a.batch * 1e3 / res["step_ms"]
+print(json.dumps(res))

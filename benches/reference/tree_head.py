@@ -8,6 +8,7 @@ as a Python loop over leaves. Prints one JSON line with the same keys as
 `cargo run --release -p prototree-tree --example tree_head_bench`.
 
 usage: python tree_head.py --depth 9 --features 256 --fmap 7 --batch 64 --classes 200 --iters 10 --threads 2
+       python tree_head.py ... --device cuda   (timings after torch.cuda.synchronize; adds peak_device_mb)
 """
 import argparse
 import json
@@ -119,7 +120,15 @@ def main():
     ap.add_argument("--classes", type=int, default=200)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -127,16 +136,19 @@ def main():
     leaves = list(head.root.leaves())
     for leaf in leaves:
         leaf._dist_params.data = torch.relu(torch.randn(a.classes) * 2)
-    z = torch.rand(a.batch, a.features, a.fmap, a.fmap, requires_grad=True)
-    y = torch.arange(a.batch) % a.classes
+    head = head.to(dev)
+    z = torch.rand(a.batch, a.features, a.fmap, a.fmap, device=dev, requires_grad=True)
+    y = torch.arange(a.batch, device=dev) % a.classes
     opt = torch.optim.AdamW([head.prototype_vectors], lr=1e-3, eps=1e-7, weight_decay=0.0)
 
     def timed(fn):
         fn()
         ts = []
         for _ in range(a.iters):
+            sync()
             t = time.perf_counter()
             fn()
+            sync()
             ts.append((time.perf_counter() - t) * 1e3)
         return statistics.median(ts)
 
@@ -176,7 +188,11 @@ def main():
         "classes": a.classes,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": a.device,
     }
+    if cuda:
+        res["peak_device_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        res["soft_images_per_s"] = a.batch * 1e3 / res["fwd_ms"]
     print(json.dumps(res))
 
 

@@ -5,7 +5,9 @@
 //! other dtypes) takes the generic path, which is exactly the code a GPU runs. Setting the
 //! environment variable `PROTOTREE_GENERIC_OPS=1` (or calling [`with_generic_ops`] on a
 //! thread) makes every op take its generic path on the CPU too, so a CPU-only machine can
-//! exercise the GPU's code end to end.
+//! exercise the GPU's code end to end. On a CUDA device in f32 the tree-head ops
+//! (min-distance, leaf paths, leaf update, greedy path-only) run their own CUDA kernels
+//! ([`cuda_f32`], `cuda` feature); the switch forces the generic path there too.
 
 use std::cell::Cell;
 
@@ -43,6 +45,16 @@ pub fn fused_cpu_f32(tensors: &[&Tensor]) -> bool {
             .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
+/// Whether the CUDA kernels of the tree-head ops apply: every tensor f32 on a CUDA device
+/// and the generic path not forced (always false in a build without the `cuda` feature).
+pub fn cuda_f32(tensors: &[&Tensor]) -> bool {
+    cfg!(feature = "cuda")
+        && !generic_ops_forced()
+        && tensors
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == DType::F32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +68,7 @@ mod tests {
         assert_eq!(fused_cpu_f32(&[&t]), before);
         let f64_tensor = Tensor::zeros(2, DType::F64, &Device::Cpu)?;
         assert!(!fused_cpu_f32(&[&t, &f64_tensor]));
+        assert!(!cuda_f32(&[&t]));
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use candle_core::{Tensor, D};
 
-use crate::dispatch::fused_cpu_f32;
+use crate::dispatch::{cuda_f32, fused_cpu_f32};
 
 /// The ops' result type (candle's errors).
 type Result<T> = candle_core::Result<T>;
@@ -40,7 +40,10 @@ pub fn distances_from_squared(dist_sq: &Tensor) -> Result<Tensor> {
 /// The minimum distance of each prototype over all patches of each image (global min-pool).
 ///
 /// On the CPU in f32 this runs the fused kernel of [`crate::min_distance_cpu`] (same values,
-/// sparse backward); elsewhere the generic tensor-op path.
+/// sparse backward); on a CUDA device in f32 one cuBLAS product, the fused nearest-patch
+/// kernel and the distance to the winning patch
+/// ([`crate::min_distance_argmin::min_distances_by_nearest`], sparse backward too);
+/// elsewhere the generic tensor-op path.
 ///
 /// # Shapes
 /// - `patches`: `(b, n, d)`, `prototypes`: `(p, d)` or `(p, d, 1, 1)`
@@ -48,6 +51,14 @@ pub fn distances_from_squared(dist_sq: &Tensor) -> Result<Tensor> {
 pub fn min_distances(patches: &Tensor, prototypes: &Tensor) -> Result<Tensor> {
     if fused_cpu_f32(&[patches, prototypes]) {
         return Ok(crate::min_distance_cpu::min_distances_fused(
+            patches,
+            prototypes,
+            DISTANCE_EPS,
+        )?
+        .0);
+    }
+    if cuda_f32(&[patches, prototypes]) {
+        return Ok(crate::min_distance_argmin::min_distances_by_nearest(
             patches,
             prototypes,
             DISTANCE_EPS,

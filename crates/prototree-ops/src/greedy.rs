@@ -4,8 +4,9 @@
 //!
 //! Fused on the CPU (image by image in parallel: the squared norms of the image's patches
 //! once, then per level one sweep of dot products against the reached node's prototype);
-//! elsewhere level by level over the batch with tensor ops (one batched product per level
-//! against each image's own prototype). Both turn the minimum squared distance into a
+//! on a CUDA device one kernel launch for the whole batch (`greedy_cuda`: a block per image
+//! walks its path); elsewhere level by level over the batch with tensor ops (one batched
+//! product per level against each image's own prototype). Both turn the minimum squared distance into a
 //! similarity with the same host arithmetic, so they differ only by dot-product rounding.
 
 use candle_core::{DType, Tensor};
@@ -86,6 +87,12 @@ pub fn greedy_paths(
     }
     if fused_cpu_f32(&[patches, prototypes]) {
         return greedy_paths_cpu(&patches.contiguous()?, &prototypes.contiguous()?, branches);
+    }
+    #[cfg(feature = "cuda")]
+    if crate::dispatch::cuda_f32(&[patches, prototypes])
+        && crate::greedy_cuda::fits(patches.dim(1)?)
+    {
+        return crate::greedy_cuda::greedy_paths_cuda(patches, prototypes, branches, similarity_of);
     }
     greedy_paths_generic(patches, prototypes, branches)
 }

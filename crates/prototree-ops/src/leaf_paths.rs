@@ -2,14 +2,16 @@
 //!
 //! With `s` the probability of going right at each branch (heap order), the root's path
 //! probability is 1 and each level splits every node's probability into `(1 − s)` (left)
-//! and `s` (right). Fused on the CPU (one pass per image forward, one backward); elsewhere
-//! level by level: `depth` small tensor ops for any tree size.
+//! and `s` (right). Fused on the CPU (one pass per image forward, one backward) and on a
+//! CUDA device (one kernel each way, `leaf_paths_cuda`, for trees whose nodes fit a
+//! block's shared memory: depth ≤ 11); elsewhere level by level: `depth` small tensor ops
+//! for any tree size.
 
 use candle_core::{CpuStorage, CustomOp1, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
-use crate::dispatch::fused_cpu_f32;
+use crate::dispatch::{cuda_f32, fused_cpu_f32};
 
 /// Path probability of every leaf (left to right) from effective routing probabilities.
 ///
@@ -27,10 +29,16 @@ pub fn leaf_path_probabilities(routing: &Tensor, depth: usize) -> candle_core::R
             (1usize << depth) - 1
         );
     }
-    if fused_cpu_f32(&[routing]) {
+    if fused_cpu_f32(&[routing]) || (cuda_f32(&[routing]) && fits_a_cuda_block(p)) {
         return routing.contiguous()?.apply_op1(LeafPaths);
     }
     leaf_path_probabilities_generic(routing, depth)
+}
+
+/// Whether the CUDA kernels' shared memory holds a tree of `p` branches (the backward
+/// keeps `2 (2p + 1)` values: depth ≤ 11 in 48 KiB).
+fn fits_a_cuda_block(p: usize) -> bool {
+    2 * (2 * p + 1) * std::mem::size_of::<f32>() <= 48 * 1024
 }
 
 /// [`leaf_path_probabilities`] with plain tensor ops, level by level (any device, dtype).
@@ -89,6 +97,15 @@ impl CustomOp1 for LeafPaths {
         Ok((CpuStorage::F32(out), Shape::from((b, leaves))))
     });
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::leaf_paths_cuda::forward(s, l)
+    }
+
     fn bwd(
         &self,
         arg: &Tensor,
@@ -98,6 +115,10 @@ impl CustomOp1 for LeafPaths {
         let (b, p) = arg.dims2()?;
         let arg = arg.contiguous()?;
         let grad = grad_res.contiguous()?;
+        #[cfg(feature = "cuda")]
+        if arg.device().is_cuda() {
+            return Ok(Some(crate::leaf_paths_cuda::backward(&arg, &grad)?));
+        }
         let gs = with_cpu_slice(&arg, "leaf paths", |routing| {
             with_cpu_slice(&grad, "leaf paths", |g| {
                 let mut gs = vec![0f32; b * p];
@@ -146,6 +167,7 @@ mod tests {
         })?;
         assert!(diff < 1e-6, "{diff}");
         assert!(leaf_path_probabilities(s.as_tensor(), depth + 1).is_err());
+        assert!(fits_a_cuda_block((1 << 11) - 1) && !fits_a_cuda_block((1 << 12) - 1));
         Ok(())
     }
 }

@@ -1,13 +1,14 @@
 //! The leaves' two ops (spec §1.6, §2.5): the soft output `π · C` (constants `C`: leaves
 //! learn without gradients) and the derivative-free update of the leaf parameters. Fused
-//! on the CPU (one matrix product and one pass each, no temporaries); elsewhere the same
+//! on the CPU (one matrix product and one pass each, no temporaries); on a CUDA device the
+//! update is one cuBLAS product and one fused kernel (`leaves_cuda`); elsewhere the same
 //! formulas as tensor ops.
 
 use candle_core::{CpuStorage, CustomOp1, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{fused_cpu_fwd, with_cpu_slice};
-use crate::dispatch::fused_cpu_f32;
+use crate::dispatch::{cuda_f32, fused_cpu_f32};
 use crate::gemm::{gemm_into, MatView};
 
 /// The update's name in errors.
@@ -65,6 +66,18 @@ pub fn leaf_update(
         );
     }
     let evidence = path_probs.detach().t()?.matmul(&ratio)?; // (L, k)
+    if cuda_f32(&[params, &evidence, epoch_start, &distributions])
+        && epoch_start.dims() == params.dims()
+    {
+        #[cfg(feature = "cuda")]
+        return crate::leaves_cuda::leaf_step(
+            params,
+            epoch_start,
+            &distributions,
+            &evidence,
+            (1.0 / num_batches.max(1) as f64) as f32,
+        );
+    }
     let update = (distributions * evidence)?;
     let decayed = (params - (epoch_start / num_batches.max(1) as f64)?)?.relu()?;
     Ok((decayed + update)?.detach())
