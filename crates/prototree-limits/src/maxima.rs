@@ -39,7 +39,7 @@ pub const MAX_TREE_BIN_BYTES: u64 = 64 << 20;
 pub const MAX_RUN_TOML_BYTES: u64 = 1 << 20;
 /// Largest checkpoint state file (`train_state.bin`: optimiser moments are in
 /// safetensors, this holds counters and small vectors).
-pub const MAX_STATE_BIN_BYTES: u64 = 256 << 20;
+pub const MAX_STATE_BIN_BYTES: u64 = 64 << 20;
 
 /// Highest tensor rank (PyTorch's own maximum is 64).
 pub const MAX_TENSOR_RANK: u64 = 64;

@@ -215,7 +215,7 @@ pub fn train(
     obs: &mut dyn Observer,
 ) -> Result<TrainOutcome> {
     let cfg = cfg.effective();
-    cfg.schedule.check().map_err(prototree_tree::Error::from)?;
+    cfg.check(Path::new("the run configuration"))?;
     obs.message(&cfg.recipe_summary());
     let run = RunDir::open(out, mode)?;
     let data = load_data(&cfg, obs)?;
