@@ -23,6 +23,6 @@ cargo fuzz run -s "$sanitizer" -a "$target" "corpus/$target" "seeds/$target" -- 
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="artifacts/$target/" \
     > "logs/$target.log" 2>&1 && status=0 || status=$?
-grep -E "^#[0-9]+ +DONE|^stat::|^==[0-9]+==|SUMMARY|panicked|Test unit written" "logs/$target.log" || true
+grep -E "^#[0-9]+[[:space:]]+DONE|^stat::|^==[0-9]+==|SUMMARY|panicked|Test unit written" "logs/$target.log" || true
 echo "corpus: $(ls "corpus/$target" | wc -l) files; exit $status"
 exit $status
