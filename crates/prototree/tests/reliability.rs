@@ -84,10 +84,14 @@ fn non_finite_training_stops_with_a_diagnostic_and_keeps_the_last_checkpoint() -
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
     let mut j = job(&fixtures().join("cub-tiny"));
-    // The learning rates explode after the first epoch.
+    // The learning rates explode after the first epoch (each within its limit: 1 in the
+    // first epoch, 1000 from the second).
     j.schedule.epochs = 3;
+    j.schedule.lr = 1.0;
+    j.schedule.lr_block = 1.0;
+    j.schedule.lr_net = 1.0;
     j.schedule.milestones = vec![1];
-    j.schedule.gamma = 1e30;
+    j.schedule.gamma = 1000.0;
     let err = run(&j, &out).unwrap_err().to_string();
     assert!(
         err.contains("non-finite") && err.contains("epoch 2"),
