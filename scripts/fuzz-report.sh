@@ -8,8 +8,9 @@ echo "| target | seconds | executions | exec/s | coverage (edges) | features | c
 echo "|---|---|---|---|---|---|---|---|---|"
 for log in logs/*.log; do
     t=$(basename "$log" .log)
-    stat() { grep -a "^stat::$1:" "$log" | awk '{print $2}'; }
+    stat() { grep -a "^stat::$1:" "$log" | awk '{print $2}' || true; }
     done_line=$(grep -a -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1 || true)
+    [ -n "$done_line" ] || continue  # still running
     cov=$(sed -E 's/.*cov: ([0-9]+).*/\1/' <<<"$done_line")
     ft=$(sed -E 's/.*ft: ([0-9]+).*/\1/' <<<"$done_line")
     execs=$(stat number_of_executed_units)
