@@ -9,6 +9,10 @@
 //! root/parts/parts.txt            <part_id> <part name>                  (optional)
 //! root/parts/part_locs.txt        <image_id> <part_id> <x> <y> <visible> (optional)
 //! ```
+//!
+//! Each file is streamed line by line under the limits of [`prototree_limits::maxima`]
+//! (`MAX_CUB_FILE_BYTES`, `MAX_CUB_LINES`, `MAX_CUB_LINE_BYTES`), at most
+//! `MAX_CLASSES` classes are read, and coordinates must be finite.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -105,15 +109,58 @@ pub struct CubDataset {
     part_locations: HashMap<u32, Vec<PartLocation>>,
 }
 
-/// Reads a whitespace-separated metadata file into `(line number, fields)` rows.
+/// Reads a whitespace-separated metadata file into `(line number, fields)` rows,
+/// streaming it line by line within the file, line-count and line-length limits.
 fn read_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>> {
-    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l.split_whitespace().map(str::to_string).collect()))
-        .collect())
+    use prototree_limits::maxima::{MAX_CUB_FILE_BYTES, MAX_CUB_LINES, MAX_CUB_LINE_BYTES};
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    let over = |field: &str, value: u64, max: u64| Error::Invalid {
+        path: path.to_path_buf(),
+        reason: prototree_limits::LimitError::new(
+            "",
+            field,
+            value,
+            format!("over the limit of {max}"),
+        )
+        .to_string(),
+    };
+    if len > MAX_CUB_FILE_BYTES {
+        return Err(over("file length", len, MAX_CUB_FILE_BYTES));
+    }
+    let mut reader = std::io::BufReader::new(file.take(MAX_CUB_FILE_BYTES));
+    let mut rows = Vec::new();
+    let mut buf = Vec::new();
+    for number in 1.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_CUB_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(io_error(path))?;
+        if n == 0 {
+            break;
+        }
+        if number > MAX_CUB_LINES {
+            return Err(over("lines", number, MAX_CUB_LINES));
+        }
+        if buf.last() != Some(&b'\n') && n as u64 > MAX_CUB_LINE_BYTES {
+            return Err(parse_err(
+                path,
+                number as usize,
+                format!("line longer than the limit of {MAX_CUB_LINE_BYTES} bytes"),
+            ));
+        }
+        let line = std::str::from_utf8(&buf)
+            .map_err(|_| parse_err(path, number as usize, "not UTF-8 text"))?;
+        if !line.trim().is_empty() {
+            rows.push((
+                number as usize,
+                line.split_whitespace().map(str::to_string).collect(),
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 fn parse_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
@@ -185,6 +232,16 @@ fn read_classes(root: &Path) -> Result<Vec<String>> {
     let mut class_names = Vec::new();
     for (line, f) in read_rows(&classes_path)? {
         sequential_id(&classes_path, line, &f, "class id", class_names.len() + 1)?;
+        if class_names.len() as u64 >= prototree_limits::maxima::MAX_CLASSES {
+            return Err(parse_err(
+                &classes_path,
+                line,
+                format!(
+                    "more than {} classes (the limit)",
+                    prototree_limits::maxima::MAX_CLASSES
+                ),
+            ));
+        }
         let folder = f
             .get(1)
             .ok_or_else(|| parse_err(&classes_path, line, "missing class name"))?;
@@ -219,6 +276,13 @@ fn read_boxes(root: &Path) -> Result<HashMap<u32, BBox>> {
                 &bbox_path,
                 line,
                 "box width and height must be positive",
+            ));
+        }
+        if ![b.x, b.y, b.width, b.height].iter().all(|v| v.is_finite()) {
+            return Err(parse_err(
+                &bbox_path,
+                line,
+                "box coordinates must be finite numbers",
             ));
         }
         if boxes.insert(id, b).is_some() {
@@ -346,6 +410,13 @@ fn read_parts(root: &Path, seen: &HashMap<u32, usize>) -> Result<(Vec<String>, P
         }
         let x: f32 = field(&locs_path, line, &f, 2, "x")?;
         let y: f32 = field(&locs_path, line, &f, 3, "y")?;
+        if !(x.is_finite() && y.is_finite()) {
+            return Err(parse_err(
+                &locs_path,
+                line,
+                "part coordinates must be finite numbers",
+            ));
+        }
         let v: u8 = field(&locs_path, line, &f, 4, "visible flag")?;
         part_locations.entry(id).or_default().push(PartLocation {
             part_id,

@@ -47,7 +47,7 @@ pub const TRAIN_STATE_FILE: &str = "train_state.bin";
 /// File name of the optimiser moments.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Largest `train_state.bin` accepted.
-const STATE_FILE_LIMIT: usize = 64 << 20;
+const STATE_FILE_LIMIT: usize = prototree_limits::maxima::MAX_STATE_BIN_BYTES as usize;
 /// Name of an interrupted epoch's epoch-start leaf parameters in `optimizer.safetensors`.
 const PARTIAL_LEAVES: &str = "partial_epoch.epoch_start_leaves";
 
@@ -374,7 +374,19 @@ fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainStateFile> {
 fn load_from(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let saved = load_model(dir, device)?;
     let state_path = dir.join(TRAIN_STATE_FILE);
-    let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
+    let bytes = prototree_limits::read_bounded(&state_path, STATE_FILE_LIMIT as u64).map_err(
+        |e| match e {
+            prototree_limits::Error::Io { source, .. } => io_err(&state_path)(source),
+            prototree_limits::Error::Limit(l) => bad_file(
+                state_path.clone(),
+                prototree_limits::LimitError {
+                    file: String::new(),
+                    ..l
+                }
+                .to_string(),
+            ),
+        },
+    )?;
     let file = decode_train_state(&bytes, &state_path)?;
     let opt_path = dir.join(OPTIMIZER_FILE);
     let tensors = candle_core::safetensors::load(&opt_path, device)

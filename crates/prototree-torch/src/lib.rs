@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod pickle;
+pub mod safetensors_header;
 pub mod state_dict;
 pub mod torch_file;
 

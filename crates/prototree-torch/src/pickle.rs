@@ -16,8 +16,20 @@
 //! Every opcode of protocols 0 to 5 is understood except the extension registry
 //! (`EXT1/2/4`) and out-of-band buffers (`NEXT_BUFFER`), which `torch.save` and
 //! `pickle.dump` to a file never write.
+//!
+//! Memory is bounded by the stream's length and by the limits of
+//! [`prototree_limits::maxima`]: a string or byte string is never longer than the bytes
+//! left; memo entries, objects, stack items and the items of one container have hard
+//! maxima; open `MARK`s (unfinished containers and calls) nest at most
+//! [`MAX_PICKLE_NESTING`](prototree_limits::maxima::MAX_PICKLE_NESTING) deep; and the
+//! data constructors that copy (`bytearray`, `set`, `_codecs.encode`) copy at most
+//! [`PICKLE_COPY_FACTOR`](prototree_limits::maxima::PICKLE_COPY_FACTOR) × the stream's
+//! length in all, so a short stream that applies one to a memoised value again and again
+//! is refused instead of growing without end.
 
 use std::collections::HashMap;
+
+use prototree_limits::{maxima, LimitError};
 
 /// Index of an object in a [`Graph`].
 pub type ObjId = usize;
@@ -238,8 +250,10 @@ impl Graph {
     }
 }
 
-/// Largest object count accepted (guards against pathological streams).
-const MAX_OBJECTS: usize = 1 << 26;
+/// A hard maximum of [`maxima`] as a `usize`.
+fn max_of(limit: u64) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
 
 enum Item {
     Obj(ObjId),
@@ -252,7 +266,11 @@ struct Machine<'a> {
     op_start: usize,
     graph: Graph,
     stack: Vec<Item>,
+    /// Open `MARK`s on the stack.
+    marks: usize,
     memo: HashMap<u64, ObjId>,
+    /// Bytes and items copied by data constructors so far.
+    copied: usize,
 }
 
 /// Reads one pickle stream from the start of `data`.
@@ -266,7 +284,9 @@ pub fn parse(data: &[u8]) -> Result<(Graph, ObjId, usize), PickleError> {
         op_start: 0,
         graph: Graph::default(),
         stack: Vec::new(),
+        marks: 0,
         memo: HashMap::new(),
+        copied: 0,
     };
     let root = m.run()?;
     Ok((m.graph, root, m.pos))
@@ -278,6 +298,63 @@ impl<'a> Machine<'a> {
             offset: self.op_start,
             reason: reason.into(),
         })
+    }
+
+    /// A [`LimitError`] on `field` as an error at the current opcode.
+    fn over<T>(&self, field: &str, value: usize, max: u64) -> Result<T, PickleError> {
+        let e = LimitError::new("", field, value, format!("over the limit of {max}"));
+        self.err(e.to_string())
+    }
+
+    /// Counts `n` bytes or items copied by a data constructor against the stream's
+    /// copy budget.
+    fn copy_budget(&mut self, n: usize) -> Result<(), PickleError> {
+        let budget = self
+            .data
+            .len()
+            .saturating_mul(max_of(maxima::PICKLE_COPY_FACTOR))
+            .max(1 << 16);
+        self.copied = self.copied.saturating_add(n);
+        if self.copied > budget {
+            return self.over(
+                "bytes copied by data constructors",
+                self.copied,
+                budget as u64,
+            );
+        }
+        Ok(())
+    }
+
+    /// Pushes a stack item, within the stack and nesting limits.
+    fn push_item(&mut self, item: Item) -> Result<(), PickleError> {
+        if self.stack.len() >= max_of(maxima::MAX_PICKLE_CONTAINER) {
+            return self.over(
+                "pickle stack items",
+                self.stack.len() + 1,
+                maxima::MAX_PICKLE_CONTAINER,
+            );
+        }
+        if matches!(item, Item::Mark) {
+            if self.marks >= max_of(maxima::MAX_PICKLE_NESTING) {
+                return self.over(
+                    "pickle nesting depth",
+                    self.marks + 1,
+                    maxima::MAX_PICKLE_NESTING,
+                );
+            }
+            self.marks += 1;
+        }
+        self.stack.push(item);
+        Ok(())
+    }
+
+    /// Pops a stack item, keeping the count of open marks.
+    fn pop_item(&mut self) -> Option<Item> {
+        let item = self.stack.pop();
+        if matches!(item, Some(Item::Mark)) {
+            self.marks -= 1;
+        }
+        item
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
@@ -332,20 +409,23 @@ impl<'a> Machine<'a> {
     }
 
     fn new_obj(&mut self, v: Value) -> Result<ObjId, PickleError> {
-        if self.graph.len() >= MAX_OBJECTS {
-            return self.err("too many objects");
+        if self.graph.len() >= max_of(maxima::MAX_PICKLE_OBJECTS) {
+            return self.over(
+                "pickle objects",
+                self.graph.len() + 1,
+                maxima::MAX_PICKLE_OBJECTS,
+            );
         }
         Ok(self.graph.push(v))
     }
 
     fn push(&mut self, v: Value) -> Result<(), PickleError> {
         let id = self.new_obj(v)?;
-        self.stack.push(Item::Obj(id));
-        Ok(())
+        self.push_item(Item::Obj(id))
     }
 
     fn pop(&mut self) -> Result<ObjId, PickleError> {
-        match self.stack.pop() {
+        match self.pop_item() {
             Some(Item::Obj(id)) => Ok(id),
             Some(Item::Mark) => self.err("unexpected mark on the stack"),
             None => self.err("stack underflow"),
@@ -363,7 +443,7 @@ impl<'a> Machine<'a> {
     fn pop_mark(&mut self) -> Result<Vec<ObjId>, PickleError> {
         let mut items = Vec::new();
         loop {
-            match self.stack.pop() {
+            match self.pop_item() {
                 Some(Item::Obj(id)) => items.push(id),
                 Some(Item::Mark) => {
                     items.reverse();
@@ -376,6 +456,13 @@ impl<'a> Machine<'a> {
 
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
         let id = self.top()?;
+        if self.memo.len() >= max_of(maxima::MAX_PICKLE_MEMO) && !self.memo.contains_key(&key) {
+            return self.over(
+                "pickle memo entries",
+                self.memo.len() + 1,
+                maxima::MAX_PICKLE_MEMO,
+            );
+        }
         self.memo.insert(key, id);
         Ok(())
     }
@@ -383,8 +470,8 @@ impl<'a> Machine<'a> {
     fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
         match self.memo.get(&key) {
             Some(id) => {
-                self.stack.push(Item::Obj(*id));
-                Ok(())
+                let id = *id;
+                self.push_item(Item::Obj(id))
             }
             None => self.err(format!("memo entry {key} is missing")),
         }
@@ -400,7 +487,22 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// Refuses a container that would grow past [`maxima::MAX_PICKLE_CONTAINER`] items.
+    fn container_room(&self, len: usize, more: usize) -> Result<(), PickleError> {
+        let n = len.saturating_add(more);
+        if n > max_of(maxima::MAX_PICKLE_CONTAINER) {
+            return self.over("pickle container length", n, maxima::MAX_PICKLE_CONTAINER);
+        }
+        Ok(())
+    }
+
     fn set_items(&mut self, target: ObjId, pairs: Vec<(ObjId, ObjId)>) -> Result<(), PickleError> {
+        let len = match self.graph.get(target) {
+            Some(Value::Dict(items)) => items.len(),
+            Some(Value::Instance(inst)) => inst.dict_items.len(),
+            _ => return self.err("SETITEM(S) on an object that is not a dict"),
+        };
+        self.container_room(len, pairs.len())?;
         match self.value_mut(target)? {
             Value::Dict(items) => items.extend(pairs),
             Value::Instance(inst) => inst.dict_items.extend(pairs),
@@ -410,6 +512,12 @@ impl<'a> Machine<'a> {
     }
 
     fn append_items(&mut self, target: ObjId, items: Vec<ObjId>) -> Result<(), PickleError> {
+        let len = match self.graph.get(target) {
+            Some(Value::List(v)) => v.len(),
+            Some(Value::Instance(inst)) => inst.list_items.len(),
+            _ => return self.err("APPEND(S) on an object that is not a list"),
+        };
+        self.container_room(len, items.len())?;
         match self.value_mut(target)? {
             Value::List(v) => v.extend(items),
             Value::Instance(inst) => inst.list_items.extend(items),
@@ -427,20 +535,28 @@ impl<'a> Machine<'a> {
     /// A call `callable(*args)`: pure data constructors are interpreted, everything else
     /// is recorded.
     fn call(&mut self, callable: ObjId, args: ObjId) -> Result<Value, PickleError> {
-        let arg_list: Vec<ObjId> = self.graph.seq(args).map(|s| s.to_vec()).unwrap_or_default();
+        // Only the first argument is ever used: never copy the whole tuple.
+        let first = self.graph.seq(args).and_then(|s| s.first().copied());
         if let Some((module, name)) = self.global_name(callable) {
             let module = module.as_str();
             let builtin = module == "builtins" || module == "__builtin__";
             match (module, name.as_str()) {
                 (_, "set" | "frozenset") if builtin => {
-                    let items = match arg_list.first() {
-                        Some(a) => self.graph.seq(*a).map(|s| s.to_vec()).unwrap_or_default(),
-                        None => Vec::new(),
-                    };
+                    let n = first.and_then(|a| self.graph.seq(a)).map_or(0, <[_]>::len);
+                    self.copy_budget(n)?;
+                    let items = first
+                        .and_then(|a| self.graph.seq(a))
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default();
                     return Ok(Value::Set(items));
                 }
                 (_, "bytearray") if builtin => {
-                    let bytes = match arg_list.first().and_then(|a| self.graph.get(*a)) {
+                    let n = match first.and_then(|a| self.graph.get(a)) {
+                        Some(Value::Bytes(b)) => b.len(),
+                        _ => 0,
+                    };
+                    self.copy_budget(n)?;
+                    let bytes = match first.and_then(|a| self.graph.get(a)) {
                         Some(Value::Bytes(b)) => b.clone(),
                         _ => Vec::new(),
                     };
@@ -448,7 +564,9 @@ impl<'a> Machine<'a> {
                 }
                 ("_codecs", "encode") => {
                     // Protocol 2 writes bytes as _codecs.encode(text, 'latin1').
-                    if let Some(text) = arg_list.first().and_then(|a| self.graph.str(*a)) {
+                    let n = first.and_then(|a| self.graph.str(a)).map_or(0, str::len);
+                    self.copy_budget(n)?;
+                    if let Some(text) = first.and_then(|a| self.graph.str(a)) {
                         let bytes: Option<Vec<u8>> = text
                             .chars()
                             .map(|c| u8::try_from(u32::from(c)).ok())
@@ -459,10 +577,10 @@ impl<'a> Machine<'a> {
                     }
                 }
                 ("copyreg" | "copy_reg", "_reconstructor") => {
-                    if let Some(cls) = arg_list.first() {
+                    if let Some(cls) = first {
                         let empty = self.new_obj(Value::Tuple(Vec::new()))?;
                         return Ok(Value::Instance(Instance::new(
-                            *cls,
+                            cls,
                             empty,
                             Construct::NewObj,
                         )));
@@ -524,10 +642,10 @@ impl<'a> Machine<'a> {
             0x95 => {
                 self.take(8)?; // FRAME: a length hint only
             }
-            b'(' => self.stack.push(Item::Mark),
+            b'(' => self.push_item(Item::Mark)?,
             b'0' => {
                 // POP (a mark or an object)
-                if self.stack.pop().is_none() {
+                if self.pop_item().is_none() {
                     return self.err("stack underflow");
                 }
             }
@@ -536,7 +654,7 @@ impl<'a> Machine<'a> {
             }
             b'2' => {
                 let id = self.top()?;
-                self.stack.push(Item::Obj(id));
+                self.push_item(Item::Obj(id))?;
             }
             other => return self.unknown(other),
         }
@@ -713,6 +831,9 @@ impl<'a> Machine<'a> {
             0x90 => {
                 let items = self.pop_mark()?;
                 let target = self.top()?;
+                if let Some(Value::Set(v)) = self.graph.get(target) {
+                    self.container_room(v.len(), items.len())?;
+                }
                 match self.value_mut(target)? {
                     Value::Set(v) => v.extend(items),
                     _ => return self.err("ADDITEMS on an object that is not a set"),
@@ -922,6 +1043,71 @@ mod tests {
         assert!(parse(b"\x80\x02\x82\x01.").is_err());
         assert!(parse(b"\x80\x02h\x05.").is_err());
         assert!(parse(b"\x80\x02u.").is_err());
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded() {
+        let deep: Vec<u8> = std::iter::once(0x80)
+            .chain([2])
+            .chain(std::iter::repeat_n(b'(', 1001))
+            .collect();
+        let e = parse(&deep).unwrap_err();
+        assert!(
+            e.reason
+                .contains("`pickle nesting depth` is 1001, over the limit of 1000"),
+            "{e}"
+        );
+        // 1000 open marks are fine (the stream is then truncated).
+        let e = parse(&deep[..1002]).unwrap_err();
+        assert!(e.reason.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn memo_entries_are_bounded() {
+        // `N`, then MEMOIZE under fresh keys: one byte per entry.
+        let n = maxima::MAX_PICKLE_MEMO as usize + 1;
+        let mut s = vec![0x80, 4, b'N'];
+        s.extend(std::iter::repeat_n(0x94, n));
+        let e = parse(&s).unwrap_err();
+        assert!(e.reason.contains("`pickle memo entries`"), "{e}");
+        // Re-putting one key does not count again.
+        let mut s = vec![0x80, 2, b'N'];
+        for _ in 0..1000 {
+            s.extend([b'q', 0]);
+        }
+        s.push(b'.');
+        assert!(parse(&s).is_ok());
+    }
+
+    #[test]
+    fn repeated_copies_of_a_memoised_value_are_bounded() {
+        // bytes of 60 000 bytes memoised, then `bytearray(b)` 1000 times: 60 MB of
+        // copies from a 64 kB stream.
+        let mut s = vec![0x80, 2, b'B'];
+        s.extend(60_000u32.to_le_bytes());
+        s.extend(std::iter::repeat_n(b'x', 60_000));
+        s.extend([b'q', 0, b'c']);
+        s.extend(b"builtins\nbytearray\n");
+        s.extend([b'q', 1, b'0', b'0']);
+        for _ in 0..1000 {
+            s.extend([b'h', 1, b'h', 0, 0x85, b'R', b'0']);
+        }
+        s.extend([b'N', b'.']);
+        let e = parse(&s).unwrap_err();
+        assert!(
+            e.reason.contains("`bytes copied by data constructors`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn containers_and_the_stack_are_bounded() {
+        // DUP over and over: the stack would grow one item per byte.
+        let n = maxima::MAX_PICKLE_CONTAINER as usize + 1;
+        let mut s = vec![0x80, 2, b'N'];
+        s.extend(std::iter::repeat_n(b'2', n));
+        let e = parse(&s).unwrap_err();
+        assert!(e.reason.contains("`pickle stack items`"), "{e}");
     }
 
     #[test]

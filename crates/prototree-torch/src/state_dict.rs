@@ -75,8 +75,11 @@ fn head(path: &Path) -> Result<Vec<u8>> {
 /// damaged, not a state dict, or without any tensor.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     let tensors = match sniff(&head(path)?) {
-        Some(Container::Safetensors) => candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?,
+        Some(Container::Safetensors) => {
+            crate::safetensors_header::check_header(path)?;
+            candle_core::safetensors::load(path, &Device::Cpu)
+                .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?
+        }
         Some(Container::TorchZip | Container::Pickle) => read_torch(path)?,
         None => {
             return Err(bad(

@@ -11,12 +11,25 @@
 //!   its raw little-endian bytes;
 //! - plain pickle: a storage is `torch.storage._load_from_bytes(b)`, where `b` is itself a
 //!   pre-1.6 stream holding that one storage.
+//!
+//! Sizes are bounded before anything is allocated: the whole file must fit the memory
+//! budget ([`prototree_limits::memory`]); a zip entry cannot claim more bytes than the
+//! archive holds, nor an archive more than [`maxima::MAX_ZIP_ENTRIES`] entries; a tensor's
+//! rank, element count and byte count are checked against its storage and
+//! [`maxima`]; the tensors rebuilt from one file together must fit the memory budget
+//! (storages shared by many tensors are not copied per tensor); inline storages nest at
+//! most [`maxima::MAX_INLINE_STORAGE_NESTING`] deep and are parsed at most
+//! [`maxima::PICKLE_COPY_FACTOR`] × the file's length in all.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+
+use prototree_limits::{maxima, memory, LimitError};
 
 use crate::pickle::{self, Graph, ObjId, Value};
 use crate::{Error, Result};
@@ -73,11 +86,18 @@ impl StorageType {
     }
 }
 
-/// A tensor storage: its type and raw bytes.
+/// A tensor storage: its type and raw bytes (borrowed from the file where it can be).
 #[derive(Debug, Clone)]
-struct Storage {
+struct Storage<'a> {
     kind: StorageType,
-    bytes: Vec<u8>,
+    bytes: Cow<'a, [u8]>,
+}
+
+/// What rebuilding the tensors of one file may still spend: bytes of tensors, bytes of
+/// inline storages parsed.
+struct Spend {
+    tensor_bytes: Cell<u64>,
+    inline_bytes: Cell<u64>,
 }
 
 /// One PyTorch file, parsed.
@@ -91,6 +111,11 @@ pub struct TorchFile {
     storages: HashMap<String, Vec<u8>>,
 }
 
+/// A [`LimitError`] about `path` as an [`Error::BadFile`].
+pub(crate) fn limit(path: &Path, e: LimitError) -> Error {
+    bad(path, e.to_string())
+}
+
 /// A [`Error::BadFile`] for `path`.
 pub(crate) fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadFile {
@@ -102,9 +127,16 @@ pub(crate) fn bad(path: &Path, reason: impl Into<String>) -> Error {
 impl TorchFile {
     /// Reads and parses `path` (any of the three [`FileFormat`]s).
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        let budget = memory::budget().map_err(|e| limit(path, e))?;
+        let bytes = prototree_limits::read_bounded(path, budget.bytes).map_err(|e| match e {
+            prototree_limits::Error::Io { path, source } => Error::Io { path, source },
+            prototree_limits::Error::Limit(e) => {
+                let e = LimitError {
+                    file: String::new(),
+                    ..e
+                };
+                bad(path, format!("{e} (the memory budget: {})", budget.source))
+            }
         })?;
         Self::from_bytes(path, bytes)
     }
@@ -138,7 +170,15 @@ impl TorchFile {
 
     fn from_zip(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         let zip_err = |e: zip::result::ZipError| bad(path, format!("zip archive: {e}"));
+        let archive_len = bytes.len() as u64;
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?;
+        prototree_limits::check::at_most(
+            "",
+            "zip entries",
+            archive.len() as u64,
+            maxima::MAX_ZIP_ENTRIES,
+        )
+        .map_err(|e| limit(path, e))?;
         let names: Vec<String> = archive
             .file_names()
             .map(|n| n.map(|n| n.into_owned()))
@@ -153,9 +193,20 @@ impl TorchFile {
         let read_entry = |archive: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>,
                           name: &str|
          -> Result<Vec<u8>> {
-            let mut entry = archive.by_name(name).map_err(zip_err)?;
-            let mut out = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+            let entry = archive.by_name(name).map_err(zip_err)?;
+            // Entries are stored uncompressed (torch.save never compresses, and no
+            // decompressor is built in): none can hold more than the archive.
+            let claimed = entry.size();
+            prototree_limits::check::at_most(
+                "",
+                &format!("size of zip entry `{name}`"),
+                claimed,
+                archive_len,
+            )
+            .map_err(|e| limit(path, e))?;
+            let mut out = Vec::with_capacity(usize::try_from(claimed).unwrap_or(0));
             entry
+                .take(archive_len)
                 .read_to_end(&mut out)
                 .map_err(|e| bad(path, format!("zip entry `{name}`: {e}")))?;
             Ok(out)
@@ -261,7 +312,7 @@ impl TorchFile {
         self.root
     }
 
-    fn storage(&self, id: ObjId) -> Result<Storage> {
+    fn storage<'s>(&'s self, id: ObjId, spend: &Spend, nesting: u64) -> Result<Storage<'s>> {
         let g = &self.graph;
         match g.get(id) {
             Some(Value::PersistentId(pid)) => {
@@ -275,18 +326,16 @@ impl TorchFile {
                     )
                 })?;
                 let bytes = match view {
-                    None => bytes.clone(),
+                    None => Cow::Borrowed(bytes.as_slice()),
                     Some((offset, len)) => {
                         let range = offset
                             .checked_mul(kind.element_size)
                             .zip(len.checked_mul(kind.element_size))
                             .and_then(|(s, n)| Some(s..s.checked_add(n)?));
-                        range
-                            .and_then(|r| bytes.get(r))
-                            .ok_or_else(|| {
-                                bad(&self.path, format!("storage view of `{key}` out of range"))
-                            })?
-                            .to_vec()
+                        let view = range.and_then(|r| bytes.get(r)).ok_or_else(|| {
+                            bad(&self.path, format!("storage view of `{key}` out of range"))
+                        })?;
+                        Cow::Borrowed(view)
                     }
                 };
                 Ok(Storage { kind, bytes })
@@ -303,15 +352,44 @@ impl TorchFile {
                     .seq(inst.args)
                     .and_then(|a| a.first())
                     .and_then(|b| match g.get(*b) {
-                        Some(Value::Bytes(b)) => Some(b.clone()),
+                        Some(Value::Bytes(b)) => Some(b),
                         _ => None,
                     })
                     .ok_or_else(|| bad(&self.path, "_load_from_bytes without bytes"))?;
-                let inner = TorchFile::from_bytes(&self.path, blob)?;
+                prototree_limits::check::at_most(
+                    "",
+                    "nesting of inline storages",
+                    nesting + 1,
+                    maxima::MAX_INLINE_STORAGE_NESTING,
+                )
+                .map_err(|e| limit(&self.path, e))?;
+                let parsed = spend.inline_bytes.get() + blob.len() as u64;
+                let budget = self
+                    .graph_bytes()
+                    .saturating_mul(maxima::PICKLE_COPY_FACTOR);
+                if parsed > budget {
+                    return Err(limit(
+                        &self.path,
+                        LimitError::new(
+                            "",
+                            "bytes of inline storages parsed",
+                            parsed,
+                            format!(
+                                "over the limit of {budget} (a storage shared by many tensors?)"
+                            ),
+                        ),
+                    ));
+                }
+                spend.inline_bytes.set(parsed);
+                let inner = TorchFile::from_bytes(&self.path, blob.clone())?;
                 if inner.format == FileFormat::Pickle {
                     return Err(bad(&self.path, "inline storage is not a torch.save stream"));
                 }
-                inner.storage(inner.root)
+                let s = inner.storage(inner.root, spend, nesting + 1)?;
+                Ok(Storage {
+                    kind: s.kind,
+                    bytes: Cow::Owned(s.bytes.into_owned()),
+                })
             }
             _ => Err(bad(
                 &self.path,
@@ -323,10 +401,28 @@ impl TorchFile {
     /// Rebuilds the tensor recorded at `id` (a `_rebuild_tensor_v2` / `_rebuild_parameter`
     /// call) on the CPU. `Ok(None)` when its element type has no candle equivalent.
     pub fn tensor(&self, id: ObjId) -> Result<Option<Tensor>> {
-        self.tensor_at_depth(id, 0)
+        self.tensor_at_depth(id, 0, &self.spend())
     }
 
-    fn tensor_at_depth(&self, id: ObjId, depth: usize) -> Result<Option<Tensor>> {
+    /// The spending allowance of one file: its tensors within the memory budget.
+    fn spend(&self) -> Spend {
+        Spend {
+            tensor_bytes: Cell::new(0),
+            inline_bytes: Cell::new(0),
+        }
+    }
+
+    /// A size that bounds how much inline-storage parsing the file may ask for: the bytes
+    /// the pickle holds (at least 1 MiB).
+    fn graph_bytes(&self) -> u64 {
+        let stored: usize = self.storages.values().map(Vec::len).sum();
+        (self.graph.len() as u64)
+            .saturating_mul(16)
+            .saturating_add(stored as u64)
+            .max(1 << 20)
+    }
+
+    fn tensor_at_depth(&self, id: ObjId, depth: usize, spend: &Spend) -> Result<Option<Tensor>> {
         let g = &self.graph;
         let not_tensor = || bad(&self.path, "an entry is not a tensor");
         if depth > 8 {
@@ -337,7 +433,7 @@ impl TorchFile {
         match g.global(inst.callable) {
             Some(("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state")) => {
                 let data = *args.first().ok_or_else(not_tensor)?;
-                self.tensor_at_depth(data, depth + 1)
+                self.tensor_at_depth(data, depth + 1, spend)
             }
             Some(("torch._utils", "_rebuild_from_type_v2")) => {
                 // (func, type, args, state): the tensor is func(*args).
@@ -350,14 +446,14 @@ impl TorchFile {
                     return Err(not_tensor());
                 }
                 let inner = g.seq(fargs).ok_or_else(not_tensor)?.to_vec();
-                self.rebuild(name, &inner)
+                self.rebuild(name, &inner, spend)
             }
-            Some(("torch._utils", name)) => self.rebuild(name, args),
+            Some(("torch._utils", name)) => self.rebuild(name, args, spend),
             _ => Err(not_tensor()),
         }
     }
 
-    fn rebuild(&self, func: &str, args: &[ObjId]) -> Result<Option<Tensor>> {
+    fn rebuild(&self, func: &str, args: &[ObjId], spend: &Spend) -> Result<Option<Tensor>> {
         let g = &self.graph;
         if func != "_rebuild_tensor_v2" && func != "_rebuild_tensor" {
             return Err(bad(
@@ -387,7 +483,14 @@ impl TorchFile {
         if size.len() != stride.len() {
             return Err(bad(&self.path, "tensor size and stride differ in rank"));
         }
-        let storage = self.storage(*storage)?;
+        prototree_limits::check::at_most(
+            "",
+            "tensor rank",
+            size.len() as u64,
+            maxima::MAX_TENSOR_RANK,
+        )
+        .map_err(|e| limit(&self.path, e))?;
+        let storage = self.storage(*storage, spend, 0)?;
         let Some(dtype) = storage.kind.dtype else {
             return Ok(None);
         };
@@ -418,6 +521,12 @@ impl TorchFile {
             if last >= n_storage || numel > n_storage {
                 return Err(past_storage());
             }
+            let n_bytes = (numel as u64).saturating_mul(es as u64);
+            let total = spend.tensor_bytes.get().saturating_add(n_bytes);
+            prototree_limits::check::at_most("", "tensor bytes", n_bytes, maxima::MAX_TENSOR_BYTES)
+                .and_then(|_| memory::check("", "tensors of the file", total))
+                .map_err(|e| limit(&self.path, e))?;
+            spend.tensor_bytes.set(total);
             gather(&storage.bytes, es, offset, &size, &stride)
         };
         let t = Tensor::from_raw_buffer(&bytes, dtype, &size, &Device::Cpu)?;
@@ -501,8 +610,9 @@ impl TorchFile {
     ) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
         let mut map = HashMap::new();
         let mut skipped = Vec::new();
+        let spend = self.spend();
         for (name, id) in entries {
-            match self.tensor(*id).map_err(|e| match e {
+            match self.tensor_at_depth(*id, 0, &spend).map_err(|e| match e {
                 Error::BadFile { path, reason } => Error::BadFile {
                     path,
                     reason: format!("tensor `{name}`: {reason}"),

@@ -1,6 +1,7 @@
 //! Model configuration (`TreeConfig`) and its checked form (`ValidTreeConfig`).
 
 use prototree_backbone::BackboneKind;
+use prototree_limits::{check, maxima};
 use serde::{Deserialize, Serialize};
 
 use crate::topology::MAX_DEPTH;
@@ -43,6 +44,12 @@ impl TreeConfig {
         if self.proto_dim == 0 {
             return Err(ConfigError::Zero { name: "proto_dim" });
         }
+        check::at_most(
+            "",
+            "proto_dim",
+            self.proto_dim as u64,
+            maxima::MAX_PROTO_DIM,
+        )?;
         if self.num_classes < 2 {
             return Err(ConfigError::OutOfRange {
                 name: "num_classes",
@@ -50,6 +57,12 @@ impl TreeConfig {
                 got: self.num_classes as f64,
             });
         }
+        check::at_most(
+            "",
+            "num_classes",
+            self.num_classes as u64,
+            maxima::MAX_CLASSES,
+        )?;
         Ok(ValidTreeConfig(self.clone()))
     }
 }

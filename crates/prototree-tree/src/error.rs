@@ -33,6 +33,36 @@ pub enum ConfigError {
     /// Milestones are not strictly increasing.
     #[error("milestones must be strictly increasing epochs >= 1, got {0:?}")]
     Milestones(Vec<usize>),
+    /// A size or rate over its limit ([`prototree_limits::maxima`], the memory budget).
+    #[error(transparent)]
+    Limit(Box<prototree_limits::LimitError>),
+}
+
+impl From<prototree_limits::LimitError> for ConfigError {
+    fn from(e: prototree_limits::LimitError) -> Self {
+        ConfigError::Limit(Box::new(e))
+    }
+}
+
+impl ConfigError {
+    /// The same error with its field named inside `section` (`tree.proto_dim`,
+    /// `preprocessing.std[1]`), as a line for a file's error message.
+    pub fn in_section(&self, section: &str) -> String {
+        match self {
+            ConfigError::Limit(l) => prototree_limits::LimitError {
+                field: format!("{section}.{}", l.field),
+                ..(**l).clone()
+            }
+            .to_string(),
+            ConfigError::Zero { name } => format!("`{section}.{name}` must be at least 1"),
+            ConfigError::OutOfRange {
+                name,
+                requirement,
+                got,
+            } => format!("`{section}.{name}` must be {requirement}, got {got}"),
+            other => format!("{section}: {other}"),
+        }
+    }
 }
 
 /// Everything that can go wrong in the tree crate.
@@ -94,6 +124,12 @@ pub enum Error {
     /// An error raised by the caller's data source.
     #[error("data source: {0}")]
     Data(String),
+    /// A prediction came out NaN or infinite: garbage arithmetic is an error, not output.
+    #[error("the prediction for image {image} is not finite (NaN or infinity): the model's weights or the input are damaged")]
+    NonFinitePrediction {
+        /// The image's index in the batch.
+        image: usize,
+    },
 }
 
 /// Result type of this crate.

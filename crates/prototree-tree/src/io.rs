@@ -5,6 +5,14 @@
 //! Every file is written atomically (temporary file in the same directory, then rename),
 //! so an interrupted save leaves the previous model intact. Loading checks the format
 //! version, the tensor names and shapes and the class count, and says what mismatched.
+//!
+//! Every size a file claims is bounded before anything is allocated (docs/limits.md):
+//! `config.json` and `tree.bin` are read only up to their maxima, bincode decodes under
+//! a claim limit, every configuration value is checked against its limit (image side,
+//! depth, prototype length, class count, finite normalisation), the model and one batch
+//! of prediction must fit the memory budget, and `model.safetensors` must fit it too
+//! (its header's shapes are cross-checked against the byte ranges by the safetensors
+//! reader) and hold only finite values.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +36,10 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const TENSORS_FILE: &str = "model.safetensors";
 /// File name of the topology and projection records.
 pub const TREE_FILE: &str = "tree.bin";
-/// Largest `tree.bin` accepted (guards against corrupt length fields).
-const TREE_FILE_LIMIT: usize = 256 << 20;
+/// Largest `tree.bin` accepted, and bincode's limit on the bytes its length fields claim.
+const TREE_FILE_LIMIT: usize = prototree_limits::maxima::MAX_TREE_BIN_BYTES as usize;
+/// Images per forward pass of prediction (`prototree predict`), for the memory check.
+pub const PREDICT_BATCH: usize = 16;
 
 /// Input preprocessing stored with a model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,6 +50,31 @@ pub struct Preprocessing {
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by.
     pub std: [f32; 3],
+}
+
+impl Preprocessing {
+    /// Checks the input side and that the normalisation is finite, with a standard
+    /// deviation that is neither zero nor tiny (see docs/limits.md).
+    pub fn check(&self) -> std::result::Result<(), crate::ConfigError> {
+        use prototree_limits::check::{finite_in, in_range, Bounds};
+        use prototree_limits::maxima;
+        in_range(
+            "",
+            "image_size",
+            u64::from(self.image_size),
+            maxima::MIN_IMAGE_SIDE,
+            maxima::MAX_IMAGE_SIDE,
+        )?;
+        for c in 0..3 {
+            let m = f64::from(self.mean[c]);
+            let s = f64::from(self.std[c]);
+            let (lo, hi) = (-maxima::MAX_NORM_MEAN, maxima::MAX_NORM_MEAN);
+            finite_in("", &format!("mean[{c}]"), m, lo, hi, Bounds::Closed)?;
+            let (lo, hi) = (maxima::MIN_NORM_STD, maxima::MAX_NORM_STD);
+            finite_in("", &format!("std[{c}]"), s, lo, hi, Bounds::Closed)?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything in `config.json`.
@@ -259,12 +294,16 @@ pub fn load_meta(dir: &Path) -> Result<ModelMeta> {
 /// Reads and checks `config.json`: the configuration and the stage.
 fn load_config(dir: &Path) -> Result<(ModelMeta, ModelStage)> {
     let path = dir.join(CONFIG_FILE);
-    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+    let bytes = read_limited(&path, prototree_limits::maxima::MAX_CONFIG_JSON_BYTES)?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::BadModelFile {
             path: path.clone(),
             reason: format!("not valid JSON: {e}"),
         })?;
+    check_json_fields(&value).map_err(|reason| Error::BadModelFile {
+        path: path.clone(),
+        reason,
+    })?;
     if let Some(v) = value.get("format_version").and_then(|v| v.as_u64()) {
         if v > u64::from(FORMAT_VERSION) {
             return Err(Error::UnsupportedVersion {
@@ -279,10 +318,31 @@ fn load_config(dir: &Path) -> Result<(ModelMeta, ModelStage)> {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-    meta.tree.check().map_err(|e| Error::BadModelFile {
+    let bad = |reason: String| Error::BadModelFile {
         path: path.clone(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let valid = meta.tree.check().map_err(|e| bad(e.in_section("tree")))?;
+    meta.preprocessing
+        .check()
+        .map_err(|e| bad(e.in_section("preprocessing")))?;
+    if let Some(train) = &meta.train {
+        train.check().map_err(|e| bad(e.in_section("train")))?;
+    }
+    if let Some((i, name)) = meta
+        .class_names
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.len() as u64 > prototree_limits::maxima::MAX_CLASS_NAME_BYTES)
+    {
+        return Err(bad(format!(
+            "`class_names[{i}]` is {} bytes long, over the limit of {}",
+            name.len(),
+            prototree_limits::maxima::MAX_CLASS_NAME_BYTES
+        )));
+    }
+    crate::memory::check_inference("", &valid, meta.preprocessing.image_size, PREDICT_BATCH)
+        .map_err(|e| bad(e.to_string()))?;
     if meta.class_names.len() != meta.tree.num_classes {
         return Err(Error::BadModelFile {
             path,
@@ -304,7 +364,7 @@ pub(crate) fn read_model_dir(
 ) -> Result<(ProtoTree, ModelMeta, Vec<ProjectionRecord>, ModelStage)> {
     let (meta, stage) = load_config(dir)?;
     let tree_path = dir.join(TREE_FILE);
-    let bytes = std::fs::read(&tree_path).map_err(io_err(&tree_path))?;
+    let bytes = read_limited(&tree_path, TREE_FILE_LIMIT as u64)?;
     let bad_tree = |reason: String| Error::BadModelFile {
         path: tree_path.clone(),
         reason,
@@ -338,11 +398,21 @@ pub(crate) fn read_model_dir(
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing"),
         });
     }
+    prototree_torch::safetensors_header::check_header(&tensors_path).map_err(|e| match e {
+        prototree_torch::Error::Io { path, source } => Error::Io { path, source },
+        other => Error::BadModelFile {
+            path: tensors_path.clone(),
+            reason: other
+                .to_string()
+                .replacen(&format!("{}: ", tensors_path.display()), "", 1),
+        },
+    })?;
     let tensors =
         candle_core::safetensors::load(&tensors_path, device).map_err(|e| Error::BadModelFile {
             path: tensors_path.clone(),
             reason: format!("corrupt or truncated: {e}"),
         })?;
+    check_finite(&tensors, &tensors_path)?;
     model.load_tensors(&tensors, &tensors_path)?;
     let (l, k) = (valid.num_leaves(), valid.num_classes());
     let mut rows = Vec::with_capacity(l);
@@ -366,6 +436,7 @@ pub(crate) fn read_model_dir(
     }
     model.set_leaves(Leaves::from_params(Tensor::stack(&rows, 0)?)?)?;
     model.set_topology(topology)?;
+    let side = meta.preprocessing.image_size;
     for rec in &tree.projections {
         if rec.row as usize >= valid.num_prototypes() {
             return Err(bad_tree(format!(
@@ -374,13 +445,156 @@ pub(crate) fn read_model_dir(
                 valid.num_prototypes()
             )));
         }
+        let in_map = rec.fmap_height <= side
+            && rec.fmap_width <= side
+            && rec.patch_row < rec.fmap_height
+            && rec.patch_col < rec.fmap_width;
+        if !(in_map && rec.distance.is_finite() && rec.distance >= 0.0) {
+            return Err(bad_tree(format!(
+                "projection record of prototype row {}: patch ({}, {}) of a {} × {} feature map at distance {} (the map must be at most the input side {side}, the patch inside it, the distance finite and >= 0)",
+                rec.row, rec.patch_row, rec.patch_col, rec.fmap_height, rec.fmap_width, rec.distance
+            )));
+        }
     }
     Ok((model, meta, tree.projections, stage))
+}
+
+/// The integer fields of `config.json` (JSON pointer, largest value of the field's type).
+const INTEGER_FIELDS: [(&str, u64); 9] = [
+    ("/format_version", u32::MAX as u64),
+    ("/tree/depth", usize::MAX as u64),
+    ("/tree/proto_dim", usize::MAX as u64),
+    ("/tree/num_classes", usize::MAX as u64),
+    ("/preprocessing/image_size", u32::MAX as u64),
+    ("/train/epochs", usize::MAX as u64),
+    ("/train/batch_size", usize::MAX as u64),
+    ("/train/freeze_epochs", usize::MAX as u64),
+    ("/train/seed", u64::MAX),
+];
+
+/// The floating-point fields of `config.json`.
+const FLOAT_FIELDS: [&str; 12] = [
+    "/preprocessing/mean/0",
+    "/preprocessing/mean/1",
+    "/preprocessing/mean/2",
+    "/preprocessing/std/0",
+    "/preprocessing/std/1",
+    "/preprocessing/std/2",
+    "/train/lr",
+    "/train/lr_block",
+    "/train/lr_net",
+    "/train/weight_decay",
+    "/train/adam_eps",
+    "/train/gamma",
+];
+
+/// `tree.depth`, `preprocessing.mean[0]` for a JSON pointer.
+fn field_name(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.trim_start_matches('/').split('/') {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// Names the field of a number that does not fit its type (a negative or fractional
+/// count, a count past 64 bits, `null` where JSON cannot hold NaN), which serde would
+/// only report as "invalid value" without the field.
+fn check_json_fields(value: &serde_json::Value) -> std::result::Result<(), String> {
+    for (pointer, max) in INTEGER_FIELDS {
+        if let Some(v) = value.pointer(pointer) {
+            if v.as_u64().is_none_or(|n| n > max) {
+                return Err(format!(
+                    "`{}` is {v}, must be an integer between 0 and {max}",
+                    field_name(pointer)
+                ));
+            }
+        }
+    }
+    for pointer in FLOAT_FIELDS {
+        if let Some(v) = value.pointer(pointer) {
+            if !v.is_number() {
+                return Err(format!(
+                    "`{}` is {v}, must be a finite number",
+                    field_name(pointer)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`prototree_limits::read_bounded`] with this crate's errors.
+fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
+    prototree_limits::read_bounded(path, max).map_err(|e| match e {
+        prototree_limits::Error::Io { path, source } => Error::Io { path, source },
+        prototree_limits::Error::Limit(l) => Error::BadModelFile {
+            path: path.to_path_buf(),
+            reason: prototree_limits::LimitError {
+                file: String::new(),
+                ..l
+            }
+            .to_string(),
+        },
+    })
+}
+
+/// Refuses a tensor file holding NaN or infinite values.
+fn check_finite(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let values = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::BadModelFile {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{name}` holds {v}: every weight must be finite"),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_fields_are_named() {
+        assert_eq!(field_name("/tree/depth"), "tree.depth");
+        assert_eq!(field_name("/preprocessing/std/1"), "preprocessing.std[1]");
+        let v = serde_json::json!({"tree": {"depth": -1}});
+        assert_eq!(
+            check_json_fields(&v).unwrap_err(),
+            format!(
+                "`tree.depth` is -1, must be an integer between 0 and {}",
+                usize::MAX
+            )
+        );
+        let v = serde_json::json!({"preprocessing": {"image_size": 4294967296u64}});
+        assert!(check_json_fields(&v)
+            .unwrap_err()
+            .contains("preprocessing.image_size"));
+        let v = serde_json::json!({"preprocessing": {"std": [0.2, null, 0.2]}});
+        assert_eq!(
+            check_json_fields(&v).unwrap_err(),
+            "`preprocessing.std[1]` is null, must be a finite number"
+        );
+    }
 
     #[test]
     fn leaf_keys_follow_the_reference() {

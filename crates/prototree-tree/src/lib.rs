@@ -36,6 +36,7 @@ pub mod io;
 pub mod leaf_sharing;
 pub mod leaves;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod observer;
 pub mod predict;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::inference::{greedy_path, PathStep, Routing};
 use crate::model::{Latent, ProtoTree};
 use crate::topology::BranchState;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The prediction for one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct Prediction {
 
 impl ProtoTree {
     /// Predicts each image of a normalised batch `(b, 3, h, w)` with `routing`.
+    ///
+    /// A prediction that comes out NaN or infinite (damaged weights, a hostile input) is
+    /// [`Error::NonFinitePrediction`], never output.
     pub fn predict(&self, images: &Tensor, routing: Routing) -> Result<Vec<Prediction>> {
         let latent = self.latent(images, false)?;
         self.predict_latent(&latent, routing)
@@ -34,6 +37,27 @@ impl ProtoTree {
 
     /// [`ProtoTree::predict`] on latent patches.
     pub fn predict_latent(&self, latent: &Latent, routing: Routing) -> Result<Vec<Prediction>> {
+        let preds = self.predict_latent_unchecked(latent, routing)?;
+        for (image, p) in preds.iter().enumerate() {
+            let similarities = p.path.iter().map(|s| s.similarity);
+            if !p
+                .probabilities
+                .iter()
+                .copied()
+                .chain(similarities)
+                .all(f32::is_finite)
+            {
+                return Err(Error::NonFinitePrediction { image });
+            }
+        }
+        Ok(preds)
+    }
+
+    fn predict_latent_unchecked(
+        &self,
+        latent: &Latent,
+        routing: Routing,
+    ) -> Result<Vec<Prediction>> {
         if routing == Routing::Greedy {
             let paths = self.greedy_paths(latent)?;
             let reached: Vec<usize> = paths.iter().map(|(leaf, _)| *leaf).collect();

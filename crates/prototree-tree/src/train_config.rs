@@ -2,6 +2,7 @@
 
 use prototree_backbone::BackboneKind;
 use prototree_data::Protocol;
+use prototree_limits::{check, maxima};
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
@@ -66,13 +67,14 @@ impl Default for TrainConfig {
     }
 }
 
+/// A rate: finite, above 0 and at most [`maxima::MAX_RATE`].
 fn positive(name: &'static str, v: f64) -> Result<(), ConfigError> {
-    if v.is_finite() && v > 0.0 {
+    if v.is_finite() && v > 0.0 && v <= maxima::MAX_RATE {
         Ok(())
     } else {
         Err(ConfigError::OutOfRange {
             name,
-            requirement: "finite and > 0",
+            requirement: "finite, > 0 and <= 1000",
             got: v,
         })
     }
@@ -98,15 +100,33 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(ConfigError::Zero { name: "batch_size" });
         }
+        check::at_most("", "epochs", self.epochs as u64, maxima::MAX_EPOCHS)?;
+        check::at_most(
+            "",
+            "freeze_epochs",
+            self.freeze_epochs as u64,
+            maxima::MAX_EPOCHS,
+        )?;
+        check::at_most(
+            "",
+            "batch_size",
+            self.batch_size as u64,
+            maxima::MAX_BATCH_SIZE,
+        )?;
+        let last = self.milestones.last().copied().unwrap_or(0);
+        check::at_most("", "milestones", last as u64, maxima::MAX_EPOCHS)?;
         positive("lr", self.lr)?;
         positive("lr_block", self.lr_block)?;
         positive("lr_net", self.lr_net)?;
         positive("adam_eps", self.adam_eps)?;
         positive("gamma", self.gamma)?;
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+        if !(self.weight_decay.is_finite()
+            && self.weight_decay >= 0.0
+            && self.weight_decay <= maxima::MAX_RATE)
+        {
             return Err(ConfigError::OutOfRange {
                 name: "weight_decay",
-                requirement: "finite and >= 0",
+                requirement: "finite, >= 0 and <= 1000",
                 got: self.weight_decay,
             });
         }

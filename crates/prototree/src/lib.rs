@@ -36,6 +36,7 @@ pub use prototree_backbone as backbone;
 pub use prototree_data as data;
 pub use prototree_interpret as interpret;
 pub use prototree_learn as learn;
+pub use prototree_limits as limits;
 pub use prototree_ops as ops;
 pub use prototree_reference as reference;
 pub use prototree_render as render;

@@ -135,9 +135,13 @@ impl RunConfig {
 
     /// [`RunConfig::from_file`] over `base` (see [`RunConfig::from_toml_over`]).
     pub fn from_file_over(path: &Path, base: &RunConfig) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        let text = prototree_limits::read::read_bounded_text(
+            path,
+            prototree_limits::maxima::MAX_RUN_TOML_BYTES,
+        )
+        .map_err(|e| match e {
+            prototree_limits::Error::Io { path, source } => Error::Io { path, source },
+            prototree_limits::Error::Limit(l) => Error::Invalid(l.to_string()),
         })?;
         let mut cfg = Self::from_toml_over(&text, path, base)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -257,6 +261,31 @@ impl RunConfig {
             c.eval_every = 0;
         }
         c
+    }
+
+    /// Checks every size and rate against its limit (see docs/limits.md): the
+    /// architecture, the input side, the schedule, and the memory one training batch and
+    /// the model need. `source` names the file (or the flags) in errors.
+    pub fn check(&self, source: &Path) -> Result<()> {
+        let file = source.display().to_string();
+        let bad = |e: String| Error::Invalid(format!("{file}: {e}"));
+        prototree_limits::check::in_range(
+            "",
+            "image_size",
+            u64::from(self.image_size),
+            prototree_limits::maxima::MIN_IMAGE_SIDE,
+            prototree_limits::maxima::MAX_IMAGE_SIDE,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let tree = self.tree(2).check().map_err(|e| bad(e.to_string()))?;
+        let schedule = self.schedule.check().map_err(|e| bad(e.to_string()))?;
+        prototree_tree::memory::check_training(
+            &tree,
+            self.image_size,
+            schedule.config().batch_size,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        Ok(())
     }
 
     /// The architecture for `num_classes` classes.

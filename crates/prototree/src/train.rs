@@ -236,7 +236,7 @@ pub fn train(
         RunMode::Resume => cfg.effective().settled_for_resume(out),
         _ => cfg.effective().settled(true),
     };
-    cfg.schedule.check().map_err(prototree_tree::Error::from)?;
+    cfg.check(Path::new("the run configuration"))?;
     if cfg.crop_to_bbox && cfg.schedule.protocol == Some(Protocol::Reference) {
         return Err(Error::Invalid(
             "crop_to_bbox belongs to the plain data protocol (the reference protocol makes its own crops): set `protocol = \"plain\"` (--protocol plain) or drop it".into(),

@@ -41,6 +41,14 @@ pub struct EvalArgs {
 
 /// Evaluates the model; prints the report as text or JSON.
 pub fn run(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
+    use prototree::limits::{check, maxima};
+    check::in_range(
+        "",
+        "--batch-size",
+        a.batch_size as u64,
+        1,
+        maxima::MAX_BATCH_SIZE,
+    )?;
     let device = a.device.open()?;
     let d = prototree::eval::evaluate_dir_detailed(
         &a.model,

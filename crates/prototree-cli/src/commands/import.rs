@@ -37,6 +37,16 @@ pub struct ImportArgs {
 
 /// Converts the reference checkpoint into a model directory.
 pub fn run(a: ImportArgs) -> Result<()> {
+    if let Some(s) = a.image_size {
+        use prototree::limits::{check, maxima};
+        check::in_range(
+            "",
+            "--image-size",
+            u64::from(s),
+            maxima::MIN_IMAGE_SIDE,
+            maxima::MAX_IMAGE_SIDE,
+        )?;
+    }
     let opts = ImportOptions {
         class_names: a.class_names.as_deref().map(read_class_names).transpose()?,
         image_size: a.image_size,

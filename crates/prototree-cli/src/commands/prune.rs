@@ -32,6 +32,8 @@ pub struct PruneArgs {
 
 /// Prunes the model into `--out`; with `--data`, prints the accuracy before and after.
 pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
+    use prototree::limits::check::{finite_in, Bounds};
+    finite_in("", "--tau", f64::from(a.tau), 0.0, 1.0, Bounds::Closed)?;
     let o = prototree::workflow::prune_model_dir(
         &a.model,
         a.tau,

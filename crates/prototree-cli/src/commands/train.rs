@@ -67,6 +67,12 @@ pub(super) fn train_run_config(a: &TrainArgs) -> Result<RunConfig> {
     if c.data.as_os_str().is_empty() {
         bail!("no data set: give --data DIR or `data = \"DIR\"` in the --config file");
     }
+    let source = match (&a.resume, &a.config) {
+        (Some(run), _) => format!("{} with the flags", run.join("run.toml").display()),
+        (None, Some(file)) => format!("{} with the flags", file.display()),
+        (None, None) => "the flags".to_string(),
+    };
+    c.check(std::path::Path::new(&source))?;
     Ok(c)
 }
 
