@@ -49,8 +49,37 @@ fn stop_training_on_interrupt(interrupter: Interrupter) {
     }
 }
 
+/// The command line, or the process ends: help and version print and exit 0; a flag or
+/// value clap refuses gives its one-line message and exit code 1, as every other refused
+/// input does.
+fn parse_command_line() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid command line");
+            eprintln!("{first} (`prototree help` lists the commands and their options)");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     if let Some(n) = cli.threads {
         // Read by candle's and rayon's thread pools when they first start.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());

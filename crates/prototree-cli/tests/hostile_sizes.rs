@@ -344,7 +344,11 @@ fn hostile_training_flags_are_refused() -> Result<()> {
         "--backbone",
         "small-cnn",
     ];
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 19] = [
+        // Values that do not parse at all: clap's message, on one line, exit code 1.
+        (&["--depth=-1"], "--depth"),
+        (&["--image-size", "99999999999999999999"], "--image-size"),
+        (&["--protocol", "cub"], "--protocol"),
         (&["--image-size", "1000000"], "image_size"),
         (&["--image-size", "4"], "image_size"),
         (&["--depth", "60"], "depth"),

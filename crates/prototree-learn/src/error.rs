@@ -37,6 +37,19 @@ pub enum Error {
         /// The parameter.
         parameter: String,
     },
+    /// An epoch left a weight or a running statistic non-finite (its checkpoint is not
+    /// written, so the last checkpoint stays the previous epoch's).
+    #[error("non-finite value in `{parameter}` ({group}) after epoch {epoch}: lower the learning rates or check the input data; the last checkpoint is of epoch {previous}")]
+    NonFiniteWeights {
+        /// 1-based epoch.
+        epoch: usize,
+        /// The epoch of the last checkpoint.
+        previous: usize,
+        /// The parameter group, or `running statistic` for a buffer.
+        group: &'static str,
+        /// The parameter or buffer.
+        parameter: String,
+    },
     /// A data source produced no batches.
     #[error("the {0} data produced no batches")]
     EmptyData(&'static str),

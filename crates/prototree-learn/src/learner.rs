@@ -195,6 +195,41 @@ impl Learner {
         Ok(stats)
     }
 
+    /// Refuses to go on (and so to checkpoint) when epoch `epoch` left any weight or
+    /// running statistic NaN or infinite: a diverged BatchNorm variance can do so while
+    /// the loss and the gradients are still finite.
+    fn check_finite_weights(&self, epoch: usize) -> Result<()> {
+        let kind = self.model.config().backbone();
+        let with_addon = self.schedule.config().last_block_with_addon_for(kind);
+        let last_block = block_prefixes(&self.model, with_addon);
+        let data = self.model.varmap().data().lock().map_err(|_| {
+            Error::Candle(candle_core::Error::Msg(
+                "the variable map's lock is poisoned".into(),
+            ))
+        })?;
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let t = data[name].as_tensor();
+            let finite = t
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite {
+                return Err(Error::NonFiniteWeights {
+                    epoch,
+                    previous: epoch - 1,
+                    group: ParamGroup::of(name, &last_block)
+                        .map_or("running statistic", ParamGroup::name),
+                    parameter: name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// One optimiser step and leaf update on `batch`.
     #[allow(clippy::too_many_arguments)]
     fn train_batch(
@@ -315,6 +350,7 @@ impl Learner {
             }
             let improved = self.state.best_epoch == Some(epoch);
             self.state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
+            self.check_finite_weights(epoch)?;
             if let Some(c) = &self.checkpointer {
                 c.save(&self.model, &self.state, improved)?;
             }
