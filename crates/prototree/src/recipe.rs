@@ -24,8 +24,8 @@ pub enum Recipe {
     /// 1e-5 (backbone), 2 frozen epochs, the reference's augmentation.
     Reference,
     /// For a backbone trained from random weights (the small CNN): depth 5, prototypes of
-    /// 64, 64 px, 60 epochs of 32, every learning rate 2e-3 from the first step, decays
-    /// by half after 70 % and 85 % of the epochs, flips as augmentation, the plain data
+    /// 64, 64 px, 60 epochs of 32, every learning rate 4e-3 from the first step, decays
+    /// by half after 70 % and 85 % of the epochs, random translations as augmentation, the plain data
     /// protocol (each training image once).
     Scratch,
 }
@@ -79,9 +79,11 @@ impl Recipe {
                 schedule: TrainConfig {
                     epochs: 60,
                     batch_size: 32,
-                    lr: 2e-3,
-                    lr_block: 2e-3,
-                    lr_net: 2e-3,
+                    // 4e-3 rather than 2e-3: with translations the tree underfits at
+                    // 2e-3 (digits 90.0 %, 95.8 % train); 4e-3 gives 95.5 % (docs/results.md).
+                    lr: 4e-3,
+                    lr_block: 4e-3,
+                    lr_net: 4e-3,
                     freeze_epochs: 0,
                     milestones: vec![42, 51],
                     gamma: 0.5,

@@ -152,7 +152,7 @@ mod tests {
         // Flags override the preset.
         let flagged = config(&["--data", "d", "--out", "o", "--lr-net", "0.5"])?;
         assert_eq!(flagged.schedule.lr_net, 0.5);
-        assert_eq!(flagged.schedule.lr, 2e-3);
+        assert_eq!(flagged.schedule.lr, 4e-3);
         // A file overrides only the settings it names.
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("run.toml");
@@ -160,7 +160,7 @@ mod tests {
         let f = file.display().to_string();
         let from_file = config(&["--config", &f, "--out", "o"])?;
         assert_eq!(from_file.schedule.epochs, 7);
-        assert_eq!(from_file.schedule.lr_net, 2e-3);
+        assert_eq!(from_file.schedule.lr_net, 4e-3);
         assert_eq!(from_file.depth, Recipe::Scratch.preset().depth);
         std::fs::write(&file, "data = \"d\"\nrecipe = \"reference\"\n")?;
         assert_eq!(
