@@ -60,6 +60,25 @@ impl Protocol {
     }
 }
 
+impl Protocol {
+    /// Each of `samples` with its views for the set `role` ([`Protocol::views`]), as
+    /// [`crate::Loader::with_views`] takes them.
+    pub fn view_list(
+        self,
+        role: Role,
+        samples: Vec<Sample>,
+        crop_to_bbox: bool,
+    ) -> Vec<(Sample, Vec<View>)> {
+        samples
+            .into_iter()
+            .map(|s| {
+                let v = self.views(role, &s, crop_to_bbox);
+                (s, v)
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Display for Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::Device;
 use prototree_data::{
     Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Sample,
-    SkippedImage, Split, View,
+    SkippedImage, Split,
 };
 use prototree_learn::{load_checkpoint, Interrupter, Learner, LearnerBuilder, RunDir, RunMode};
 use prototree_tree::io::write_atomic;
@@ -92,18 +92,9 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
         ..base.clone()
     };
     let protocol = cfg.schedule.protocol_or_default();
-    let views = |samples: Vec<Sample>, role: Role| -> Vec<(Sample, Vec<View>)> {
-        samples
-            .into_iter()
-            .map(|s| {
-                let v = protocol.views(role, &s, cfg.crop_to_bbox);
-                (s, v)
-            })
-            .collect()
-    };
     let (train_views, test_views) = (
-        views(train_samples, Role::Train),
-        views(test_samples, Role::Test),
+        protocol.view_list(Role::Train, train_samples, cfg.crop_to_bbox),
+        protocol.view_list(Role::Test, test_samples, cfg.crop_to_bbox),
     );
     let (train, test, skipped) = if cfg.skip_bad_images {
         let (train, mut skipped) =

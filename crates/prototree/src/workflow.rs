@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::{
-    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Role, Sample, Split, View,
+    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Split,
 };
 use prototree_interpret::{Interpret, PruneReport};
 use prototree_tree::io::ProjectionRecord;
@@ -57,8 +57,16 @@ pub fn eval_loader(
     batch_size: usize,
     obs: &mut dyn Observer,
 ) -> Result<(Dataset, Loader)> {
-    let whole = |_: &Sample| vec![View::Full];
-    views_loader(data_dir, split, &whole, meta, batch_size, obs)
+    // The plain protocol without box crops: every image whole.
+    views_loader(
+        data_dir,
+        split,
+        Protocol::Plain,
+        Role::Test,
+        meta,
+        batch_size,
+        obs,
+    )
 }
 
 /// The loader prototypes are projected onto: the training images as the model's data
@@ -71,16 +79,24 @@ pub fn projection_loader(
     obs: &mut dyn Observer,
 ) -> Result<(Dataset, Loader)> {
     let protocol = meta.protocol();
-    let views = |s: &Sample| protocol.views(Role::Projection, s, false);
-    views_loader(data_dir, Split::Train, &views, meta, batch_size, obs)
+    views_loader(
+        data_dir,
+        Split::Train,
+        protocol,
+        Role::Projection,
+        meta,
+        batch_size,
+        obs,
+    )
 }
 
-/// A loader of the `views` of each image of `split`, with `meta`'s preprocessing and no
-/// augmentation or shuffling.
+/// A loader of the views `protocol` takes of each image of `split` for the set `role`,
+/// with `meta`'s preprocessing and no augmentation or shuffling.
 fn views_loader(
     data_dir: &Path,
     split: Split,
-    views: &dyn Fn(&Sample) -> Vec<View>,
+    protocol: Protocol,
+    role: Role,
     meta: &prototree_tree::ModelMeta,
     batch_size: usize,
     obs: &mut dyn Observer,
@@ -115,13 +131,7 @@ fn views_loader(
         drop_last: false,
     };
     obs.stage_started(Stage::LoadImages, samples.len());
-    let samples = samples
-        .into_iter()
-        .map(|s| {
-            let v = views(&s);
-            (s, v)
-        })
-        .collect();
+    let samples = protocol.view_list(role, samples, false);
     let loader = Loader::with_views(samples, cfg, &mut |done, _| obs.stage_progress(done))?;
     obs.stage_finished(Stage::LoadImages);
     Ok((dataset, loader))
