@@ -32,7 +32,7 @@ pub struct SynthArgs {
 /// How many synthetic birds (shared with `prototree demo`).
 #[derive(Args)]
 pub struct BirdCounts {
-    /// Number of classes.
+    /// Number of classes (2–243; up to 81 every two differ in at least two parts).
     #[arg(long, default_value_t = 12)]
     pub(super) classes: usize,
     /// Images per class.

@@ -1,7 +1,8 @@
 //! Synthetic fine-grained "birds" in CUB-200-2011's layout, with ground-truth parts.
 //!
 //! Each class is a unique combination of part variants (crest, beak, eye ring, wing bars,
-//! tail; three variants each). Any two classes differ in at least two parts and every
+//! tail; three variants each). Any two classes differ in at least two parts (up to 81
+//! classes; above, up to 243, some differ in one part only) and every
 //! variant is shared by several classes, while body colour, pose, scale, position, flip
 //! and the cluttered background are drawn from the same distribution for every class: no
 //! global cue separates classes, a model has to find the parts. Part locations go into
@@ -29,7 +30,7 @@ use render::{part_label, render, Pose};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SynthConfig {
-    /// Number of classes (2 ..= 81).
+    /// Number of classes (2 ..= 243; up to 81, every two differ in at least two parts).
     pub classes: usize,
     /// Images per class.
     pub per_class: usize,

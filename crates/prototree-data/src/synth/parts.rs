@@ -39,8 +39,13 @@ const TOKENS: [[&str; 3]; 5] = [
     ["Fantail", "Forktail", "Longtail"],
 ];
 
-/// Largest number of classes (combinations at Hamming distance ≥ 2 in {0,1,2}^5).
-pub const MAX_CLASSES: usize = 81;
+/// Largest number of classes whose every two differ in at least two parts (a code of
+/// Hamming distance 2 in {0,1,2}^5 has at most 3^4 = 81 words).
+pub const MAX_CLASSES_TWO_PARTS_APART: usize = 81;
+
+/// Largest number of classes: every combination of variants (3^5). Above
+/// [`MAX_CLASSES_TWO_PARTS_APART`], some pairs of classes differ in one part only.
+pub const MAX_CLASSES: usize = 243;
 
 /// A class's name from its variants, e.g. `Spiky_Hookbill_Whiteeye_Barwing_Forktail`.
 pub fn class_name(v: &Variants) -> String {
@@ -54,9 +59,10 @@ fn hamming(a: &Variants, b: &Variants) -> usize {
     a.iter().zip(b).filter(|(x, y)| x != y).count()
 }
 
-/// Chooses `n` distinct variant combinations: every two classes differ in at least two
-/// parts, and every variant of every part is used by at least two classes when `n >= 9`
-/// (by at least one when `n >= 3`).
+/// Chooses `n` distinct variant combinations (`n <= MAX_CLASSES`): every two classes differ
+/// in at least two parts when `n <= MAX_CLASSES_TWO_PARTS_APART` (in at least one above,
+/// as CUB's closest species do), and every variant of every part is used by at least two
+/// classes when `n >= 9` (by at least one when `n >= 3`).
 pub fn choose_classes(n: usize, seed: u64) -> Option<Vec<Variants>> {
     let mut all: Vec<Variants> = Vec::with_capacity(243);
     for i in 0..243usize {
@@ -68,6 +74,14 @@ pub fn choose_classes(n: usize, seed: u64) -> Option<Vec<Variants>> {
         }
         all.push(v);
     }
+    if n > MAX_CLASSES {
+        return None;
+    }
+    let min_distance = if n <= MAX_CLASSES_TWO_PARTS_APART {
+        2
+    } else {
+        1
+    };
     let need = match n {
         0..=2 => 0,
         3..=8 => 1,
@@ -93,7 +107,7 @@ pub fn choose_classes(n: usize, seed: u64) -> Option<Vec<Variants>> {
             if chosen.len() == n {
                 break;
             }
-            if chosen.iter().all(|c| hamming(c, v) >= 2) {
+            if chosen.iter().all(|c| hamming(c, v) >= min_distance) {
                 chosen.push(*v);
                 if chosen.len() == n {
                     break;
@@ -148,5 +162,15 @@ mod tests {
             }
         }
         assert_eq!(choose_classes(12, 1), choose_classes(12, 1));
+        // CUB's class count: all distinct, every variant used by many classes.
+        let c = choose_classes(200, 0).unwrap();
+        for i in 0..c.len() {
+            for j in 0..i {
+                assert!(hamming(&c[i], &c[j]) >= 1);
+            }
+        }
+        assert!((0..5).all(|p| (0..3).all(|k| c.iter().filter(|v| v[p] == k).count() >= 2)));
+        assert_eq!(choose_classes(243, 0).map(|c| c.len()), Some(243));
+        assert_eq!(choose_classes(244, 0), None);
     }
 }
