@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::fused_cpu_fwd;
+use crate::simd::avx2_dispatch;
 use crate::window::Window;
 
 /// The pooling window (padding reads as `−∞`).
@@ -29,26 +30,7 @@ impl CustomOp1 for MaxPool {
         let mut y = vec![f32::NEG_INFINITY; b * p.ho * p.wo * c];
         y.par_chunks_mut((p.ho * p.wo * c).max(1))
             .zip(x.par_chunks((p.h * p.w * c).max(1)))
-            .for_each(|(yi, xi)| {
-                for oy in 0..p.ho {
-                    let (y0, y1) = p.span_rows(oy);
-                    for ox in 0..p.wo {
-                        let (x0, x1) = p.span_cols(ox);
-                        let dst = &mut yi[(oy * p.wo + ox) * c..][..c];
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                let src = &xi[(iy * p.w + ix) * c..][..c];
-                                for (d, v) in dst.iter_mut().zip(src) {
-                                    // `>` keeps the first maximum; NaN propagates as in PyTorch.
-                                    if *v > *d || v.is_nan() {
-                                        *d = *v;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            });
+            .for_each(|(yi, xi)| pool_image(&p, xi, yi));
         Ok((CpuStorage::F32(y), Shape::from((b, p.ho, p.wo, c))))
     });
 
@@ -76,34 +58,87 @@ impl CustomOp3 for MaxPoolBackward {
             .zip(x.par_chunks(img_in))
             .zip(y.par_chunks(img_out).zip(dy.par_chunks(img_out)))
             .for_each(|((dxi, xi), (yi, gi))| {
-                let mut done = vec![false; c];
-                for oy in 0..p.ho {
-                    let (y0, y1) = p.span_rows(oy);
-                    for ox in 0..p.wo {
-                        let (x0, x1) = p.span_cols(ox);
-                        let o = (oy * p.wo + ox) * c;
-                        let (ym, gm) = (&yi[o..][..c], &gi[o..][..c]);
-                        done.fill(false);
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                let at = (iy * p.w + ix) * c;
-                                let src = &xi[at..][..c];
-                                let dst = &mut dxi[at..][..c];
-                                for ci in 0..c {
-                                    let hit =
-                                        src[ci] == ym[ci] || (src[ci].is_nan() && ym[ci].is_nan());
-                                    if !done[ci] && hit {
-                                        dst[ci] += gm[ci];
-                                        done[ci] = true;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                let mut left = vec![0f32; c];
+                unpool_image(&p, xi, yi, gi, dxi, &mut left);
             });
         Ok((CpuStorage::F32(dx), Shape::from((b, p.h, p.w, c))))
     });
+}
+
+/// The pooled image `yi` (filled with `−∞`) of the image `xi`: each output channel the
+/// largest input of its window, NaN winning as in PyTorch. Written as a select rather
+/// than a conditional store, so it vectorises over the channels.
+#[inline(always)]
+fn pool_image_portable(p: &Pool, xi: &[f32], yi: &mut [f32]) {
+    let c = p.c;
+    for oy in 0..p.ho {
+        let (y0, y1) = p.span_rows(oy);
+        for ox in 0..p.wo {
+            let (x0, x1) = p.span_cols(ox);
+            let dst = &mut yi[(oy * p.wo + ox) * c..][..c];
+            for iy in y0..y1 {
+                for ix in x0..x1 {
+                    let src = &xi[(iy * p.w + ix) * c..][..c];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        // `>` keeps the first maximum; `v != v` is NaN.
+                        #[allow(clippy::eq_op)]
+                        let wins = v > *d || v != v;
+                        *d = if wins { v } else { *d };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The input gradient `dxi` (zero on entry) of one image: each output's gradient goes to
+/// the first input of its window equal to the output (NaN matching NaN), scanned in
+/// window order. `left` (`c` values) holds, per channel, the gradient not yet handed out,
+/// so the scan is branch-free and vectorises over the channels.
+#[inline(always)]
+fn unpool_image_portable(
+    p: &Pool,
+    xi: &[f32],
+    yi: &[f32],
+    gi: &[f32],
+    dxi: &mut [f32],
+    left: &mut [f32],
+) {
+    let c = p.c;
+    for oy in 0..p.ho {
+        let (y0, y1) = p.span_rows(oy);
+        for ox in 0..p.wo {
+            let (x0, x1) = p.span_cols(ox);
+            let o = (oy * p.wo + ox) * c;
+            let ym = &yi[o..][..c];
+            left.copy_from_slice(&gi[o..][..c]);
+            for iy in y0..y1 {
+                for ix in x0..x1 {
+                    let at = (iy * p.w + ix) * c;
+                    let src = &xi[at..][..c];
+                    let dst = &mut dxi[at..][..c];
+                    for (((d, &v), &m), g) in dst.iter_mut().zip(src).zip(ym).zip(left.iter_mut()) {
+                        #[allow(clippy::eq_op)]
+                        let hit = v == m || (v != v && m != m);
+                        *d += if hit { *g } else { 0.0 };
+                        *g = if hit { 0.0 } else { *g };
+                    }
+                }
+            }
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// [`pool_image_portable`], with AVX2 where the CPU has it.
+    fn pool_image = pool_image_portable(p: &Pool, xi: &[f32], yi: &mut [f32]);
+}
+
+avx2_dispatch! {
+    /// [`unpool_image_portable`], with AVX2 where the CPU has it.
+    fn unpool_image = unpool_image_portable(
+        p: &Pool, xi: &[f32], yi: &[f32], gi: &[f32], dxi: &mut [f32], left: &mut [f32],
+    );
 }
 
 /// `k × k` max-pooling with `stride` and `padding` (padded cells never win) of a
