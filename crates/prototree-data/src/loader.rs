@@ -12,8 +12,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::augment::{augment, Augmentation};
+use crate::prefetch::Prefetched;
 use crate::cub::Sample;
 use crate::protocol::{image_ref, CropRect, View};
 use crate::transform::{resize_square, to_chw, Normalization};
@@ -101,13 +103,19 @@ pub struct SkippedImage {
     pub reason: String,
 }
 
-/// In-memory images with batching.
+/// In-memory images with batching. Cloning is cheap: the decoded images are shared.
 #[derive(Debug, Clone)]
 pub struct Loader {
+    cache: Arc<Cache>,
+    config: LoaderConfig,
+}
+
+/// What a [`Loader`] decoded, shared between its clones (and a prefetching thread).
+#[derive(Debug)]
+struct Cache {
     samples: Vec<Sample>,
     crops: Vec<Option<CropRect>>,
     images: Vec<RgbImage>,
-    config: LoaderConfig,
 }
 
 /// The samples of a loader with the views taken of each.
@@ -195,9 +203,11 @@ impl Loader {
             Self::decode(&samples, config.image_size, skip_bad, progress)?;
         Ok((
             Self {
-                samples,
-                crops,
-                images,
+                cache: Arc::new(Cache {
+                    samples,
+                    crops,
+                    images,
+                }),
                 config,
             },
             skipped,
@@ -256,12 +266,12 @@ impl Loader {
 
     /// Number of images.
     pub fn len(&self) -> usize {
-        self.samples.len()
+        self.cache.samples.len()
     }
 
     /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.cache.samples.is_empty()
     }
 
     /// Batches per epoch.
@@ -276,24 +286,24 @@ impl Loader {
 
     /// The samples, in the loader's order.
     pub fn samples(&self) -> &[Sample] {
-        &self.samples
+        &self.cache.samples
     }
 
     /// The rectangle image `i` was cropped to before resizing (`None`: the whole image).
     pub fn crop(&self, i: usize) -> Option<CropRect> {
-        self.crops.get(i).copied().flatten()
+        self.cache.crops.get(i).copied().flatten()
     }
 
     /// Image `i` as an [`image_ref`] string: its path, with a `#xywh=` fragment when it is
     /// a crop (what projection records name their sources by).
     pub fn image_ref(&self, i: usize) -> Option<String> {
-        let s = self.samples.get(i)?;
+        let s = self.cache.samples.get(i)?;
         Some(image_ref(&s.path, self.crop(i).as_ref()))
     }
 
     /// The cached, resized image `i`.
     pub fn image(&self, i: usize) -> Option<&RgbImage> {
-        self.images.get(i)
+        self.cache.images.get(i)
     }
 
     /// The configuration.
@@ -302,17 +312,25 @@ impl Loader {
     }
 
     /// The batches of one epoch; `seed` drives shuffling and augmentation.
-    pub fn epoch(&self, seed: u64) -> impl Iterator<Item = ImageBatch> + '_ {
+    pub fn epoch(&self, seed: u64) -> Epoch {
         let mut order: Vec<usize> = (0..self.len()).collect();
         if self.config.shuffle {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         }
-        let b = self.config.batch_size;
-        let n = self.num_batches();
-        (0..n).map(move |k| {
-            let idx = &order[k * b..((k + 1) * b).min(order.len())];
-            self.make_batch(idx, seed, k * b)
-        })
+        Epoch {
+            loader: self.clone(),
+            order,
+            seed,
+            next: 0,
+            num_batches: self.num_batches(),
+        }
+    }
+
+    /// [`Loader::epoch`] prepared up to `depth` batches ahead on a thread of its own, so
+    /// augmentation overlaps with whatever consumes the batches; the same batches in the
+    /// same order (each image's augmentation depends only on the seed and its position).
+    pub fn epoch_prefetched(&self, seed: u64, depth: usize) -> Prefetched {
+        Prefetched::new(self.epoch(seed), depth)
     }
 
     fn make_batch(&self, idx: &[usize], seed: u64, offset: usize) -> ImageBatch {
@@ -324,7 +342,7 @@ impl Loader {
             .zip(idx.par_iter())
             .enumerate()
             .for_each(|(j, (out, &i))| {
-                let img = &self.images[i];
+                let img = &self.cache.images[i];
                 let position = (offset + j) as u64;
                 let mut rng =
                     ChaCha8Rng::seed_from_u64(seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -339,7 +357,7 @@ impl Loader {
             images,
             labels: idx
                 .iter()
-                .map(|&i| self.samples[i].class_index as u32)
+                .map(|&i| self.cache.samples[i].class_index as u32)
                 .collect(),
             sample_indices: idx.to_vec(),
             batch_size: idx.len(),
@@ -348,3 +366,35 @@ impl Loader {
         }
     }
 }
+
+/// The batches of one epoch of a [`Loader`] ([`Loader::epoch`]), in order.
+#[derive(Debug, Clone)]
+pub struct Epoch {
+    loader: Loader,
+    order: Vec<usize>,
+    seed: u64,
+    next: usize,
+    num_batches: usize,
+}
+
+impl Iterator for Epoch {
+    type Item = ImageBatch;
+
+    fn next(&mut self) -> Option<ImageBatch> {
+        if self.next >= self.num_batches {
+            return None;
+        }
+        let b = self.loader.config.batch_size;
+        let k = self.next;
+        self.next += 1;
+        let idx = &self.order[k * b..((k + 1) * b).min(self.order.len())];
+        Some(self.loader.make_batch(idx, self.seed, k * b))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.num_batches - self.next.min(self.num_batches);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Epoch {}

@@ -4,7 +4,12 @@ use candle_core::{Device, Tensor};
 use prototree_data::Loader;
 use prototree_tree::{Batch, BatchSource};
 
-/// A [`BatchSource`] over an in-memory image loader.
+/// Batches prepared ahead of the one being trained on: two keep the trainer fed when one
+/// batch takes longer to augment than usual, at the memory of two batches.
+const PREFETCH_DEPTH: usize = 2;
+
+/// A [`BatchSource`] over an in-memory image loader; the next batches are augmented on a
+/// thread of their own while the current one trains ([`Loader::epoch_prefetched`]).
 pub struct LoaderSource<'a> {
     loader: &'a Loader,
     device: Device,
@@ -37,7 +42,7 @@ impl BatchSource for LoaderSource<'_> {
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(epoch as u64);
         let device = self.device.clone();
-        Box::new(self.loader.epoch(seed).map(move |b| {
+        Box::new(self.loader.epoch_prefetched(seed, PREFETCH_DEPTH).map(move |b| {
             let images = Tensor::from_vec(b.images, (b.batch_size, 3, b.height, b.width), &device)?;
             let labels = Tensor::from_vec(b.labels, b.batch_size, &device)?;
             Ok(Batch { images, labels })
