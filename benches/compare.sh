@@ -12,7 +12,7 @@ PY="${1:-python3}"
 ROUNDS="${ROUNDS:-3}"
 ARGS=(--depth 9 --features 256 --fmap 7 --batch 64 --classes 200 --iters "${ITERS:-10}" --threads "${THREADS:-2}")
 "$PY" -c 'import torch' 2>/dev/null || { echo "error: $PY cannot import torch (pip install torch in a venv and pass its python)" >&2; exit 1; }
-cargo build --release -q -p prototree-tree --example tree_head_bench
+cargo build --release -q -p prototree-learn --example tree_head_bench
 BIN=target/release/examples/tree_head_bench
 ours=()
 theirs=()

@@ -5,7 +5,7 @@ head, written from its description (see docs/model.md): node objects that route
 recursively in Python, the L2 distance as a convolution with a ones kernel for ||z||^2,
 leaves that expand their distribution to the batch, and the derivative-free leaf update
 as a Python loop over leaves. Prints one JSON line with the same keys as
-`cargo run --release -p prototree-tree --example tree_head_bench`.
+`cargo run --release -p prototree-learn --example tree_head_bench`.
 
 usage: python tree_head.py --depth 9 --features 256 --fmap 7 --batch 64 --classes 200 --iters 10 --threads 2
        python tree_head.py ... --device cuda   (timings after torch.cuda.synchronize; adds peak_device_mb)
