@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::augment::{augment, Augmentation};
-use crate::prefetch::Prefetched;
 use crate::cub::Sample;
+use crate::prefetch::Prefetched;
 use crate::protocol::{image_ref, CropRect, View};
 use crate::transform::{resize_square, to_chw, Normalization};
 use crate::{Error, Result};

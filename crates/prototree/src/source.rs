@@ -42,11 +42,16 @@ impl BatchSource for LoaderSource<'_> {
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(epoch as u64);
         let device = self.device.clone();
-        Box::new(self.loader.epoch_prefetched(seed, PREFETCH_DEPTH).map(move |b| {
-            let images = Tensor::from_vec(b.images, (b.batch_size, 3, b.height, b.width), &device)?;
-            let labels = Tensor::from_vec(b.labels, b.batch_size, &device)?;
-            Ok(Batch { images, labels })
-        }))
+        Box::new(
+            self.loader
+                .epoch_prefetched(seed, PREFETCH_DEPTH)
+                .map(move |b| {
+                    let images =
+                        Tensor::from_vec(b.images, (b.batch_size, 3, b.height, b.width), &device)?;
+                    let labels = Tensor::from_vec(b.labels, b.batch_size, &device)?;
+                    Ok(Batch { images, labels })
+                }),
+        )
     }
 }
 
