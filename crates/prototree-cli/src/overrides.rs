@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use prototree::backbone::BackboneKind;
 use prototree::data::{Augmentation, Protocol};
@@ -110,13 +110,7 @@ fn parse_protocol(s: &str) -> Result<Protocol> {
 }
 
 fn parse_augmentation(s: &str) -> Result<Augmentation> {
-    Ok(match s {
-        "none" => Augmentation::None,
-        "flip" => Augmentation::Flip,
-        "shift" => Augmentation::Shift,
-        "reference" => Augmentation::Reference,
-        other => bail!("unknown augmentation `{other}` (expected none, flip, shift or reference)"),
-    })
+    Ok(s.parse()?)
 }
 
 /// `target = value` for every given value.

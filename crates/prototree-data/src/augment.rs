@@ -29,6 +29,22 @@ pub enum Augmentation {
     Reference,
 }
 
+impl std::str::FromStr for Augmentation {
+    type Err = crate::Error;
+    /// The kebab-case name (`none`, `flip`, `shift`, `reference`), as in run.toml.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "none" => Ok(Augmentation::None),
+            "flip" => Ok(Augmentation::Flip),
+            "shift" => Ok(Augmentation::Shift),
+            "reference" => Ok(Augmentation::Reference),
+            other => Err(crate::Error::Config(format!(
+                "unknown augmentation `{other}` (expected none, flip, shift or reference)"
+            ))),
+        }
+    }
+}
+
 /// A 3×3 homography mapping output pixel coordinates to input coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Homography(pub [f64; 9]);
@@ -300,6 +316,21 @@ pub fn augment(img: &RgbImage, aug: Augmentation, rng: &mut impl Rng) -> RgbImag
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_parse_as_run_toml_writes_them() {
+        for a in [
+            Augmentation::None,
+            Augmentation::Flip,
+            Augmentation::Shift,
+            Augmentation::Reference,
+        ] {
+            let name = serde_json::to_string(&a).unwrap_or_default();
+            assert_eq!(name.trim_matches('"').parse::<Augmentation>().ok(), Some(a));
+        }
+        let err = "flips".parse::<Augmentation>().err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("unknown augmentation `flips`")));
+    }
     use rand::SeedableRng;
 
     fn pattern() -> RgbImage {

@@ -16,6 +16,8 @@
 //! `--protocol reference|plain` as `prototree train` (default plain: the PyTorch twin
 //! reads each image once per epoch).
 
+mod common;
+
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -78,30 +80,6 @@ impl Observer for Clock {
     }
 }
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn parse_augmentation(s: &str) -> Result<Augmentation> {
-    Ok(match s {
-        "none" => Augmentation::None,
-        "flip" => Augmentation::Flip,
-        "shift" => Augmentation::Shift,
-        "reference" => Augmentation::Reference,
-        other => bail!("unknown augmentation {other}"),
-    })
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -126,7 +104,7 @@ fn main() -> Result<()> {
             "--features" => cfg.proto_dim = v.parse()?,
             "--epochs" => s.epochs = v.parse()?,
             "--max-batches" => max_batches = v.parse()?,
-            "--augmentation" => cfg.augmentation = parse_augmentation(&v)?,
+            "--augmentation" => cfg.augmentation = v.parse()?,
             "--protocol" => s.protocol = Some(v.parse()?),
             "--lr" => s.lr = v.parse()?,
             "--lr-block" => s.lr_block = v.parse()?,
@@ -191,7 +169,7 @@ fn main() -> Result<()> {
             "load_s": load_s,
             "setup_s": setup_s,
             "total_s": start.elapsed().as_secs_f64(),
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": common::peak_rss_mb(),
             "backbone": cfg.backbone.name(),
             "size": cfg.image_size,
             "batch": cfg.schedule.batch_size,

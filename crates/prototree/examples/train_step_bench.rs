@@ -7,6 +7,8 @@
 //!     --backbone resnet18 --size 224 --batch 16 --depth 9 --features 256 --classes 200 --iters 5 --threads 2
 //! ```
 
+mod common;
+
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -44,20 +46,6 @@ fn cpu_ms() -> f64 {
             );
             Some((u + k) * 10.0)
         })
-        .unwrap_or(0.0)
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 
@@ -150,7 +138,7 @@ fn main() -> Result<()> {
         serde_json::json!({
             "step_ms": median,
             "step_cpu_ms": cpu_median,
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": common::peak_rss_mb(),
             "backbone": backbone.name(),
             "size": size,
             "batch": batch,
