@@ -22,9 +22,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use prototree::candle_core::Device;
-use prototree::data::{
-    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Split,
-};
+use prototree::data::{Augmentation, Dataset, Loader, Protocol, Role, Split};
 use prototree::prelude::*;
 use prototree::source::LoaderSource;
 use prototree::tree::{Batch, BatchSource};
@@ -120,16 +118,7 @@ fn main() -> Result<()> {
     let cfg = cfg.settled(true);
     cfg.check(std::path::Path::new("the flags"))?;
     let dataset = Dataset::open(&cfg.data).with_context(|| cfg.data.display().to_string())?;
-    let (mean, std) = cfg.backbone.normalization();
-    let loader_cfg = LoaderConfig {
-        batch_size: cfg.schedule.batch_size,
-        image_size: cfg.image_size,
-        crop_to_bbox: cfg.crop_to_bbox,
-        augmentation: cfg.augmentation,
-        normalization: Normalization { mean, std },
-        shuffle: true,
-        drop_last: false,
-    };
+    let loader_cfg = cfg.training_loader_config();
     let views = cfg.schedule.protocol_or_default().view_list(
         Role::Train,
         dataset.samples(Split::Train),

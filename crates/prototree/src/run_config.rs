@@ -27,7 +27,7 @@
 use std::path::{Path, PathBuf};
 
 use prototree_backbone::BackboneKind;
-use prototree_data::{Augmentation, Protocol};
+use prototree_data::{Augmentation, LoaderConfig, Normalization, Protocol};
 use prototree_tree::io::{Preprocessing, FORMAT_VERSION};
 use prototree_tree::{ModelMeta, TrainConfig, TreeConfig};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,21 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// How the training images are batched: this run's batch size, image size, crop,
+    /// augmentation and its backbone's normalisation, shuffled, the last batch kept.
+    pub fn training_loader_config(&self) -> LoaderConfig {
+        let (mean, std) = self.backbone.normalization();
+        LoaderConfig {
+            batch_size: self.schedule.batch_size,
+            image_size: self.image_size,
+            crop_to_bbox: self.crop_to_bbox,
+            augmentation: self.augmentation,
+            normalization: Normalization { mean, std },
+            shuffle: true,
+            drop_last: false,
+        }
+    }
+
     /// Parses TOML text; `source` names the file in errors.
     pub fn from_toml(text: &str, source: &Path) -> Result<Self> {
         toml::from_str(text).map_err(|e| {

@@ -5,8 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use prototree_data::{
-    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Sample,
-    SkippedImage, Split,
+    Augmentation, Dataset, Loader, LoaderConfig, Protocol, Role, Sample, SkippedImage, Split,
 };
 use prototree_learn::{load_checkpoint, Interrupter, Learner, LearnerBuilder, RunDir, RunMode};
 use prototree_tree::io::write_atomic;
@@ -74,16 +73,7 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
             )));
         }
     }
-    let (mean, std) = cfg.backbone.normalization();
-    let base = LoaderConfig {
-        batch_size: cfg.schedule.batch_size,
-        image_size: cfg.image_size,
-        crop_to_bbox: cfg.crop_to_bbox,
-        augmentation: cfg.augmentation,
-        normalization: Normalization { mean, std },
-        shuffle: true,
-        drop_last: false,
-    };
+    let base = cfg.training_loader_config();
     obs.stage_started(Stage::LoadImages, train_samples.len() + test_samples.len());
     let n_train = train_samples.len();
     let test_cfg = LoaderConfig {
