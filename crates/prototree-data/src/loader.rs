@@ -322,7 +322,6 @@ impl Loader {
             order,
             seed,
             next: 0,
-            num_batches: self.num_batches(),
         }
     }
 
@@ -374,14 +373,13 @@ pub struct Epoch {
     order: Vec<usize>,
     seed: u64,
     next: usize,
-    num_batches: usize,
 }
 
 impl Iterator for Epoch {
     type Item = ImageBatch;
 
     fn next(&mut self) -> Option<ImageBatch> {
-        if self.next >= self.num_batches {
+        if self.next >= self.loader.num_batches() {
             return None;
         }
         let b = self.loader.config.batch_size;
@@ -392,7 +390,7 @@ impl Iterator for Epoch {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.num_batches - self.next.min(self.num_batches);
+        let left = self.loader.num_batches().saturating_sub(self.next);
         (left, Some(left))
     }
 }

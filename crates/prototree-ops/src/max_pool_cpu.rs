@@ -57,10 +57,7 @@ impl CustomOp3 for MaxPoolBackward {
         dx.par_chunks_mut(img_in)
             .zip(x.par_chunks(img_in))
             .zip(y.par_chunks(img_out).zip(dy.par_chunks(img_out)))
-            .for_each(|((dxi, xi), (yi, gi))| {
-                let mut left = vec![0f32; c];
-                unpool_image(&p, xi, yi, gi, dxi, &mut left);
-            });
+            .for_each(|((dxi, xi), (yi, gi))| unpool_image(&p, xi, yi, gi, dxi));
         Ok((CpuStorage::F32(dx), Shape::from((b, p.h, p.w, c))))
     });
 }
@@ -93,18 +90,12 @@ fn pool_image_portable(p: &Pool, xi: &[f32], yi: &mut [f32]) {
 
 /// The input gradient `dxi` (zero on entry) of one image: each output's gradient goes to
 /// the first input of its window equal to the output (NaN matching NaN), scanned in
-/// window order. `left` (`c` values) holds, per channel, the gradient not yet handed out,
-/// so the scan is branch-free and vectorises over the channels.
+/// window order. `left` holds, per channel, the gradient not yet handed out, so the scan
+/// is branch-free and vectorises over the channels.
 #[inline(always)]
-fn unpool_image_portable(
-    p: &Pool,
-    xi: &[f32],
-    yi: &[f32],
-    gi: &[f32],
-    dxi: &mut [f32],
-    left: &mut [f32],
-) {
+fn unpool_image_portable(p: &Pool, xi: &[f32], yi: &[f32], gi: &[f32], dxi: &mut [f32]) {
     let c = p.c;
+    let mut left = vec![0f32; c];
     for oy in 0..p.ho {
         let (y0, y1) = p.span_rows(oy);
         for ox in 0..p.wo {
@@ -137,7 +128,7 @@ avx2_dispatch! {
 avx2_dispatch! {
     /// [`unpool_image_portable`], with AVX2 where the CPU has it.
     fn unpool_image = unpool_image_portable(
-        p: &Pool, xi: &[f32], yi: &[f32], gi: &[f32], dxi: &mut [f32], left: &mut [f32],
+        p: &Pool, xi: &[f32], yi: &[f32], gi: &[f32], dxi: &mut [f32],
     );
 }
 
