@@ -9,7 +9,7 @@
 #     THREADS  thread counts, comma-separated     (default 1,2)
 #     SETS     comma-separated set names          (default demo,small,wide)
 #   RECIPES="name=flags;name=flags" chooses the training settings compared (default: one,
-#   `scratch`, the demo's training: the scratch recipe over 40 epochs).
+#   `demo`, the demo's training).
 #   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
 #   cargo build --release -p prototree-cli).
 #
@@ -23,9 +23,10 @@ threads="${3:-1,2}"
 sets="${4:-demo,small,wide}"
 bin="${PROTOTREE:-target/release/prototree}"
 [ -x "$bin" ] || { echo "no $bin: build it with cargo build --release -p prototree-cli" >&2; exit 1; }
-# The demo's training (scratch recipe over 40 epochs, milestones 28 and 34).
-demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --eval-every 0"
-recipes="${RECIPES:-scratch=$demo_flags}"
+# The demo's training (crates/prototree/src/demo.rs: the scratch recipe over 40 epochs at
+# learning rates 2e-3, halved after epochs 28 and 34, flips and translations).
+demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0"
+recipes="${RECIPES:-demo=$demo_flags}"
 
 declare -A synth_flags=(
   [demo]="--classes 12 --per-class 80 --size 64"
