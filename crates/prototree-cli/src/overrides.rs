@@ -74,6 +74,11 @@ pub struct RunOverrides {
     /// resnet50-inat.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub last_block_with_addon: Option<bool>,
+    /// Give a class without a leaf of its own a spare leaf at the end of each epoch before
+    /// the first milestone (the stall repair; docs/training.md). Default: on in the scratch
+    /// recipe, off in the reference recipe.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub reseed_leaves: Option<bool>,
     /// Evaluate on the test split every N epochs (0: only at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -154,6 +159,7 @@ impl RunOverrides {
         if self.last_block_with_addon.is_some() {
             s.last_block_with_addon = self.last_block_with_addon;
         }
+        set(&mut s.reseed_leaves, &self.reseed_leaves);
     }
 }
 

@@ -96,22 +96,29 @@ impl CliProgress {
         } else {
             ""
         };
-        // The leaf-sharing signature: classes without a leaf of their own stall a run.
+        // The leaf-sharing signature: classes without a leaf of their own, or routed to
+        // other classes' leaves, stall a run.
         let sharing = s
             .leaf_sharing
             .as_ref()
             .map(|l| {
                 format!(
-                    " | leafless classes {} shared leaves {} routing H {:.2}",
+                    " | leafless classes {} misrouted {} shared leaves {} routing H {:.2}",
                     l.classes_without_leaf.len(),
+                    l.misrouted_classes.len(),
                     l.shared_leaves,
                     l.routing_entropy.unwrap_or(f64::NAN)
                 )
             })
             .unwrap_or_default();
+        let reseeds = if s.leaf_reseeds.is_empty() {
+            String::new()
+        } else {
+            format!(" re-seeded leaves {}", s.leaf_reseeds.len())
+        };
         if !self.quiet {
             eprintln!(
-                "epoch {:>3}: loss {:.4} train acc {:.3}{eval} lr {:.1e} ({:.1}s){frozen}{sharing}",
+                "epoch {:>3}: loss {:.4} train acc {:.3}{eval} lr {:.1e} ({:.1}s){frozen}{sharing}{reseeds}",
                 s.epoch, s.train_loss, s.train_accuracy, s.learning_rates[2], s.seconds
             );
         }

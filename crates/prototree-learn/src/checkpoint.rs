@@ -14,9 +14,9 @@
 //! that epoch at the next batch.
 //!
 //! What is saved is the learner's one [`LearnerState`]; the private `TrainStateFile`
-//! below is only its byte layout in `train_state.bin` (formats 1, 2 and 3 load; format 3
+//! below is only its byte layout in `train_state.bin` (formats 1 to 4 load; format 3
 //! added the leaf-sharing signature of each epoch and the interrupted epoch's routing
-//! entropy).
+//! entropy, format 4 each epoch's misrouted classes and re-seeded leaves).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,8 +40,8 @@ fn bad_file(path: PathBuf, reason: String) -> crate::Error {
 }
 
 /// Version of the checkpoint state written by this build (2: interrupted-epoch progress;
-/// 3: leaf sharing per epoch).
-pub const CHECKPOINT_VERSION: u32 = 3;
+/// 3: leaf sharing per epoch; 4: misrouted classes and re-seeded leaves per epoch).
+pub const CHECKPOINT_VERSION: u32 = 4;
 /// File name of the training state.
 pub const TRAIN_STATE_FILE: &str = "train_state.bin";
 /// File name of the optimiser moments.
@@ -50,6 +50,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE_LIMIT: usize = prototree_limits::maxima::MAX_STATE_BIN_BYTES as usize;
 /// Name of an interrupted epoch's epoch-start leaf parameters in `optimizer.safetensors`.
 const PARTIAL_LEAVES: &str = "partial_epoch.epoch_start_leaves";
+/// Name of an interrupted epoch's class leaf tally so far in `optimizer.safetensors`.
+const PARTIAL_CLASS_LEAF_TALLY: &str = "partial_epoch.class_leaf_tally";
 
 /// The progress of an interrupted epoch, as saved ([`PartialEpoch`] without its tensor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,7 +70,7 @@ struct PartialEpochState {
     pub seconds: f64,
 }
 
-/// The layout of [`LearnerState`] in `train_state.bin` (format 3).
+/// The layout of [`LearnerState`] in `train_state.bin` (format 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TrainStateFile {
     /// Format version ([`CHECKPOINT_VERSION`]).
@@ -115,6 +117,59 @@ impl From<EpochStatsV2> for EpochStats {
             backbone_frozen: v.backbone_frozen,
             seconds: v.seconds,
             leaf_sharing: None,
+            leaf_reseeds: Vec::new(),
+        }
+    }
+}
+
+/// An epoch's statistics in format 3 (no re-seeded leaves).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EpochStatsV3 {
+    epoch: usize,
+    train_loss: f64,
+    train_accuracy: f64,
+    eval: Option<prototree_tree::EvalReport>,
+    learning_rates: [f64; 3],
+    backbone_frozen: bool,
+    seconds: f64,
+    leaf_sharing: Option<LeafSharingV3>,
+}
+
+/// The leaf sharing of format 3 (no misrouted classes).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct LeafSharingV3 {
+    leaves: Vec<prototree_tree::leaf_sharing::LeafClasses>,
+    classes_without_leaf: Vec<usize>,
+    shared_leaves: usize,
+    routing_entropy: Option<f64>,
+}
+
+impl From<LeafSharingV3> for prototree_tree::LeafSharing {
+    fn from(v: LeafSharingV3) -> Self {
+        Self {
+            leaves: v.leaves,
+            classes_without_leaf: v.classes_without_leaf,
+            shared_leaves: v.shared_leaves,
+            misrouted_classes: Vec::new(),
+            routing_entropy: v.routing_entropy,
+        }
+    }
+}
+
+impl From<EpochStatsV3> for EpochStats {
+    fn from(v: EpochStatsV3) -> Self {
+        Self {
+            epoch: v.epoch,
+            train_loss: v.train_loss,
+            train_accuracy: v.train_accuracy,
+            eval: v.eval,
+            learning_rates: v.learning_rates,
+            backbone_frozen: v.backbone_frozen,
+            seconds: v.seconds,
+            leaf_sharing: v.leaf_sharing.map(Into::into),
+            leaf_reseeds: Vec::new(),
         }
     }
 }
@@ -159,6 +214,38 @@ struct TrainStateV2 {
     fingerprint: String,
     train_seconds: f64,
     partial_epoch: Option<PartialEpochStateV2>,
+}
+
+/// The training state of checkpoint format 3; the tests also write it, as older builds
+/// did.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct TrainStateV3 {
+    format_version: u32,
+    epochs_done: usize,
+    optimizer_steps: [u64; 3],
+    history: Vec<EpochStatsV3>,
+    best_epoch: Option<usize>,
+    best_score: f64,
+    fingerprint: String,
+    train_seconds: f64,
+    partial_epoch: Option<PartialEpochState>,
+}
+
+impl From<TrainStateV3> for TrainStateFile {
+    fn from(v: TrainStateV3) -> Self {
+        Self {
+            format_version: v.format_version,
+            epochs_done: v.epochs_done,
+            optimizer_steps: v.optimizer_steps,
+            history: v.history.into_iter().map(EpochStats::from).collect(),
+            best_epoch: v.best_epoch,
+            best_score: v.best_score,
+            fingerprint: v.fingerprint,
+            train_seconds: v.train_seconds,
+            partial_epoch: v.partial_epoch,
+        }
+    }
 }
 
 impl From<TrainStateV1> for TrainStateV2 {
@@ -222,6 +309,9 @@ impl TrainStateFile {
         }
         let partial_epoch = state.partial_epoch.as_ref().map(|p| {
             tensors.insert(PARTIAL_LEAVES.to_string(), p.epoch_start_leaves.clone());
+            if let Some(tally) = &p.class_leaf_tally {
+                tensors.insert(PARTIAL_CLASS_LEAF_TALLY.to_string(), tally.clone());
+            }
             PartialEpochState {
                 epoch: p.epoch,
                 batches_done: p.batches_done,
@@ -275,6 +365,7 @@ impl TrainStateFile {
                     routing_entropy_sum: p.routing_entropy_sum,
                     seconds: p.seconds,
                     epoch_start_leaves: leaves.clone(),
+                    class_leaf_tally: tensors.get(PARTIAL_CLASS_LEAF_TALLY).cloned(),
                 })
             }
         };
@@ -338,7 +429,7 @@ pub fn checkpoint_exists(dir: &Path) -> bool {
     dir.join(TRAIN_STATE_FILE).is_file() || sibling(dir, ".old").join(TRAIN_STATE_FILE).is_file()
 }
 
-/// Decodes `train_state.bin` of any supported format version (1 or 2); `path` names the
+/// Decodes `train_state.bin` of any supported format version (1 to 4); `path` names the
 /// file in errors.
 fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainStateFile> {
     let config = bincode::config::standard().with_limit::<STATE_FILE_LIMIT>();
@@ -365,6 +456,11 @@ fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainStateFile> {
         let (v2, _): (TrainStateV2, usize) =
             bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
         return Ok(v2.into());
+    }
+    if version == 3 {
+        let (v3, _): (TrainStateV3, usize) =
+            bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
+        return Ok(v3.into());
     }
     let (state, _): (TrainStateFile, usize) =
         bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
@@ -445,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn train_state_formats_1_to_3_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
+    fn train_state_formats_1_to_4_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
         let cfg = bincode::config::standard();
         let path = Path::new("train_state.bin");
         let migrated_history = vec![EpochStats::from(old_epoch(1))];
@@ -493,19 +589,59 @@ mod tests {
         };
         assert_eq!(decode_train_state(&bytes, path)?, want);
 
-        let mut v3 = state(
-            3,
-            Some(PartialEpochState {
-                routing_entropy_sum: 4.5,
-                ..partial
-            }),
-        );
-        let mut epoch = EpochStats::from(old_epoch(1));
+        let partial3 = PartialEpochState {
+            routing_entropy_sum: 4.5,
+            ..partial
+        };
         let tree = prototree_tree::testing::small_cnn_tree(2, 4, 3, 0)?;
-        epoch.leaf_sharing = Some(prototree_tree::LeafSharing::of(&tree, Some(1.25))?);
-        v3.history.push(epoch);
+        let sharing = prototree_tree::LeafSharing::of(&tree, Some(1.25))?;
+        let old = old_epoch(1);
+        let v3 = TrainStateV3 {
+            format_version: 3,
+            epochs_done: 3,
+            optimizer_steps: [1, 2, 3],
+            history: vec![EpochStatsV3 {
+                epoch: old.epoch,
+                train_loss: old.train_loss,
+                train_accuracy: old.train_accuracy,
+                eval: None,
+                learning_rates: old.learning_rates,
+                backbone_frozen: old.backbone_frozen,
+                seconds: old.seconds,
+                leaf_sharing: Some(LeafSharingV3 {
+                    leaves: sharing.leaves.clone(),
+                    classes_without_leaf: sharing.classes_without_leaf.clone(),
+                    shared_leaves: sharing.shared_leaves,
+                    routing_entropy: sharing.routing_entropy,
+                }),
+            }],
+            best_epoch: Some(2),
+            best_score: 0.75,
+            fingerprint: "run".into(),
+            train_seconds: 12.5,
+            partial_epoch: Some(partial3.clone()),
+        };
+        let mut epoch = EpochStats::from(old_epoch(1));
+        epoch.leaf_sharing = Some(sharing);
+        let mut want = state(3, Some(partial3.clone()));
+        want.history.push(epoch.clone());
         let bytes = bincode::serde::encode_to_vec(&v3, cfg)?;
-        assert_eq!(decode_train_state(&bytes, path)?, v3);
+        assert_eq!(decode_train_state(&bytes, path)?, want);
+
+        let mut v4 = state(4, Some(partial3));
+        if let Some(s) = epoch.leaf_sharing.as_mut() {
+            s.misrouted_classes = vec![2];
+        }
+        epoch.leaf_reseeds = vec![prototree_tree::LeafReseed {
+            leaf: 1,
+            class: 2,
+            previous_class: Some(0),
+            from_leaf: None,
+            rerouted_nodes: Vec::new(),
+        }];
+        v4.history.push(epoch);
+        let bytes = bincode::serde::encode_to_vec(&v4, cfg)?;
+        assert_eq!(decode_train_state(&bytes, path)?, v4);
         // Truncated: a clear error, never a panic.
         let err = decode_train_state(&bytes[..bytes.len() - 3], path).unwrap_err();
         assert!(err.to_string().contains("corrupt or truncated"), "{err}");

@@ -7,12 +7,20 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHistory};
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
 use prototree_tree::loss::nll_loss;
+use prototree_tree::route_repair::{path_to_leaf, plan_route, ClassPatches};
 use prototree_tree::{
     evaluate, one_hot, BatchSource, BatchStats, EpochStats, Event, Observer, ProtoTree, Stage,
     ValidTrainConfig,
 };
+use prototree_tree::{plan_reseeds, ClassLeafTally, LeafReseed};
+
+/// Images of a re-seeded class sampled for its route ([`Learner::repair_routes`]).
+const ROUTE_TARGET_IMAGES: usize = 16;
+/// Images of the other classes sampled together (spread over them, 1 to 8 each).
+const ROUTE_OTHER_IMAGES: usize = 96;
 
 use crate::adam::Adam;
 use crate::checkpointer::Checkpointer;
@@ -39,6 +47,10 @@ struct EpochProgress {
     loss_sum: f64,
     accuracy_sum: f64,
     routing_entropy_sum: f64,
+    /// Where the images of each class went, `(2, leaves, classes)`
+    /// ([`prototree_tree::ClassLeafTally`]; `None` when an epoch interrupted by an older
+    /// build is continued).
+    class_leaf_tally: Option<Tensor>,
     batches_done: usize,
     num_batches: usize,
     seconds_before: f64,
@@ -83,32 +95,42 @@ impl Learner {
     }
 
     /// The running sums of `epoch`: continued from an interrupted epoch, or fresh.
-    fn epoch_progress(&mut self, epoch: usize, num_batches: usize) -> EpochProgress {
+    fn epoch_progress(&mut self, epoch: usize, num_batches: usize) -> Result<EpochProgress> {
         let resumed = self
             .state
             .partial_epoch
             .take()
             .filter(|p| p.epoch == epoch && p.batches_done < num_batches);
-        match resumed {
+        Ok(match resumed {
             Some(p) => EpochProgress {
                 epoch_start_leaves: p.epoch_start_leaves,
                 loss_sum: p.loss_sum,
                 accuracy_sum: p.accuracy_sum,
                 routing_entropy_sum: p.routing_entropy_sum,
+                // A checkpoint without it (older builds): not measured this epoch.
+                class_leaf_tally: p.class_leaf_tally,
                 batches_done: p.batches_done,
                 num_batches,
                 seconds_before: p.seconds,
             },
-            None => EpochProgress {
-                epoch_start_leaves: self.model.leaves().params().clone(),
-                loss_sum: 0.0,
-                accuracy_sum: 0.0,
-                routing_entropy_sum: 0.0,
-                batches_done: 0,
-                num_batches,
-                seconds_before: 0.0,
-            },
-        }
+            None => {
+                let leaves = self.model.leaves().params();
+                EpochProgress {
+                    epoch_start_leaves: leaves.clone(),
+                    loss_sum: 0.0,
+                    accuracy_sum: 0.0,
+                    routing_entropy_sum: 0.0,
+                    class_leaf_tally: Some(Tensor::zeros(
+                        (2, leaves.dim(0)?, leaves.dim(1)?),
+                        DType::F32,
+                        leaves.device(),
+                    )?),
+                    batches_done: 0,
+                    num_batches,
+                    seconds_before: 0.0,
+                }
+            }
+        })
     }
 
     /// Trains the next epoch on `source`, then evaluates on `eval` if given, and records
@@ -143,7 +165,7 @@ impl Learner {
             num_epochs: self.schedule.config().epochs,
             num_batches,
         });
-        let mut p = self.epoch_progress(epoch, num_batches);
+        let mut p = self.epoch_progress(epoch, num_batches)?;
         let skip = p.batches_done;
         for (index, batch) in source.batches(epoch).enumerate().skip(skip) {
             if self.interrupter.is_stopped() {
@@ -156,13 +178,14 @@ impl Learner {
                         routing_entropy_sum: p.routing_entropy_sum,
                         seconds: p.seconds_before + start.elapsed().as_secs_f64(),
                         epoch_start_leaves: p.epoch_start_leaves,
+                        class_leaf_tally: p.class_leaf_tally,
                     });
                 }
                 return Err(Error::Interrupted);
             }
             let batch = batch?;
             let stats =
-                self.train_batch(&batch, epoch, index, frozen, detach_backbone, &lrs, &p)?;
+                self.train_batch(&batch, epoch, index, frozen, detach_backbone, &lrs, &mut p)?;
             p.loss_sum += f64::from(stats.loss);
             p.accuracy_sum += f64::from(stats.accuracy);
             p.routing_entropy_sum += stats.routing_entropy;
@@ -172,11 +195,42 @@ impl Learner {
         if p.batches_done == 0 {
             return Err(Error::EmptyData("training"));
         }
+        let seen = p.batches_done as f64;
+        let mut leaf_sharing = LeafSharing::of(&self.model, Some(p.routing_entropy_sum / seen))?;
+        let tally = match &p.class_leaf_tally {
+            Some(t) => Some(ClassLeafTally::from_tensor(t)?),
+            None => None,
+        };
+        if let Some(tally) = &tally {
+            leaf_sharing.measure_misrouting(&tally.counts);
+        }
+        let previous: Vec<ReseedHistory> = self
+            .state
+            .history
+            .iter()
+            .map(|e| ReseedHistory {
+                needing: e
+                    .leaf_sharing
+                    .as_ref()
+                    .map(LeafSharing::classes_needing_a_leaf)
+                    .unwrap_or_default(),
+                reseeded: e.leaf_reseeds.iter().map(|r| r.class).collect(),
+            })
+            .collect();
+        let needing = persistently_needing(&previous, &leaf_sharing.classes_needing_a_leaf());
+        let mut leaf_reseeds = match &tally {
+            Some(tally) if self.schedule.reseeds_leaves_after(epoch) && !needing.is_empty() => {
+                self.reseed_leaves(tally, &needing)?
+            }
+            _ => Vec::new(),
+        };
+        if !leaf_reseeds.is_empty() {
+            self.repair_routes(source, epoch, &mut leaf_reseeds)?;
+        }
         let eval = match eval {
             Some(src) => Some(evaluate(&self.model, src, observer)?),
             None => None,
         };
-        let seen = p.batches_done as f64;
         let stats = EpochStats {
             epoch,
             train_loss: p.loss_sum / seen,
@@ -185,14 +239,137 @@ impl Learner {
             learning_rates: lrs.into_array(),
             backbone_frozen: frozen,
             seconds: p.seconds_before + start.elapsed().as_secs_f64(),
-            leaf_sharing: Some(LeafSharing::of(
-                &self.model,
-                Some(p.routing_entropy_sum / seen),
-            )?),
+            leaf_sharing: Some(leaf_sharing),
+            leaf_reseeds,
         };
         self.state.record(stats.clone());
         observer.on_event(&Event::EpochFinished(&stats));
         Ok(stats)
+    }
+
+    /// Gives `classes` (those without a leaf, or misrouted) spare leaves (the stall repair,
+    /// [`prototree_tree::leaf_reseed`]), chosen by where the epoch's images of each class
+    /// went (`tally`). A re-seeded leaf's parameter for its new class is the largest
+    /// parameter of any leaf (the evidence of the most confident leaf), and at least what
+    /// gives the class 90 % of the leaf's mass.
+    fn reseed_leaves(
+        &mut self,
+        tally: &ClassLeafTally,
+        classes: &[usize],
+    ) -> Result<Vec<LeafReseed>> {
+        let leaves = self.model.leaves();
+        let distributions = leaves.distributions()?.to_dtype(DType::F32)?.to_vec2()?;
+        let live = self.model.topology().live_leaves();
+        let plan = plan_reseeds(&distributions, &live, tally, classes);
+        if plan.is_empty() {
+            return Ok(plan);
+        }
+        let largest = leaves
+            .params()
+            .to_dtype(DType::F32)?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        // softmax gives the class 90 % when e^v = 9 (classes - 1).
+        let others = self.model.num_classes().saturating_sub(1).max(1) as f32;
+        let value = largest.max((9.0 * others).ln());
+        let pairs: Vec<(usize, usize)> = plan.iter().map(|r| (r.leaf, r.class)).collect();
+        self.model.leaves_mut().reseed(&pairs, value)?;
+        Ok(plan)
+    }
+
+    /// Opens the paths to the re-seeded leaves ([`prototree_tree::route_repair`]): samples
+    /// latent patches of training images (up to [`ROUTE_TARGET_IMAGES`] of each re-seeded
+    /// class, a few of every other class) from one more pass over `source`'s batches of
+    /// `epoch` (the same images the epoch trained on), then sets the prototypes that send
+    /// a re-seeded class the wrong way, recording them in `reseeds`.
+    fn repair_routes(
+        &mut self,
+        source: &mut dyn BatchSource,
+        epoch: usize,
+        reseeds: &mut [LeafReseed],
+    ) -> Result<()> {
+        let num_classes = self.model.num_classes();
+        let per_other = (ROUTE_OTHER_IMAGES / num_classes.saturating_sub(1).max(1)).clamp(1, 8);
+        let wanted: Vec<usize> = (0..num_classes)
+            .map(|c| {
+                if reseeds.iter().any(|r| r.class == c) {
+                    ROUTE_TARGET_IMAGES
+                } else {
+                    per_other
+                }
+            })
+            .collect();
+        let mut patches: Vec<Vec<Tensor>> = vec![Vec::new(); num_classes];
+        let mut have = vec![0usize; num_classes];
+        for batch in source.batches(epoch) {
+            let batch = batch?;
+            let labels = batch.labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+            let mut picked = Vec::new();
+            for (i, &y) in labels.iter().enumerate() {
+                let y = y as usize;
+                if y < num_classes && have[y] < wanted[y] {
+                    have[y] += 1;
+                    picked.push((i as u32, y));
+                }
+            }
+            if picked.is_empty() {
+                if have.iter().zip(&wanted).all(|(h, w)| h >= w) {
+                    break;
+                }
+                continue;
+            }
+            let index: Vec<u32> = picked.iter().map(|p| p.0).collect();
+            let index = Tensor::new(index.as_slice(), batch.images.device())?;
+            let images = batch.images.index_select(&index, 0)?;
+            let latent = self.model.latent_with(&images, false, true)?;
+            let latent = latent.patches.detach();
+            for (row, &(_, y)) in picked.iter().enumerate() {
+                patches[y].push(latent.get(row)?);
+            }
+        }
+        let by_class: Vec<Option<ClassPatches>> = patches
+            .into_iter()
+            .enumerate()
+            .map(|(class, p)| -> Result<Option<ClassPatches>> {
+                if p.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(ClassPatches {
+                    class,
+                    patches: Tensor::stack(&p, 0)?,
+                }))
+            })
+            .collect::<Result<_>>()?;
+        let num_branches = self.model.topology().num_branches();
+        let mut prototypes = self.model.prototypes()?;
+        for reseed in reseeds.iter_mut() {
+            let Some(Some(target)) = by_class.get(reseed.class) else {
+                continue;
+            };
+            let others: Vec<ClassPatches> = by_class
+                .iter()
+                .flatten()
+                .filter(|o| o.class != reseed.class)
+                .cloned()
+                .collect();
+            // The nodes above the common ancestor with the leaf the class's images end in
+            // already send them this way: only the path below is repaired.
+            let depth = self.model.config().depth();
+            let below = common_depth(reseed.leaf, reseed.from_leaf, depth);
+            let path: Vec<_> = path_to_leaf(num_branches, reseed.leaf)
+                .into_iter()
+                .skip(below)
+                .collect();
+            for (node, value) in plan_route(&prototypes, &path, target, &others)? {
+                prototypes = prototypes.slice_assign(
+                    &[node..node + 1, 0..value.dim(0)?],
+                    &value.unsqueeze(0)?.to_dtype(prototypes.dtype())?,
+                )?;
+                reseed.rerouted_nodes.push(node);
+            }
+        }
+        self.model.set_prototypes(&prototypes)?;
+        Ok(())
     }
 
     /// Refuses to go on (and so to checkpoint) when epoch `epoch` left any weight or
@@ -240,7 +417,7 @@ impl Learner {
         frozen: bool,
         detach_backbone: bool,
         lrs: &GroupMap<f64>,
-        p: &EpochProgress,
+        p: &mut EpochProgress,
     ) -> Result<BatchStats> {
         let model = &mut self.model;
         let labels = batch.labels.to_dtype(DType::U32)?;
@@ -270,11 +447,14 @@ impl Learner {
         for (g, opt) in self.optimizers.iter().filter(|(g, _)| stepped(*g)) {
             opt.step(&mut self.state.optimizers[g], &grads, lrs[g])?;
         }
-        let one_hot = one_hot(&labels, model.num_classes())?;
+        let targets = one_hot(&labels, model.num_classes())?;
+        if let Some(tally) = p.class_leaf_tally.as_mut() {
+            *tally = (&*tally + ClassLeafTally::of_batch(&out.leaf_path_probs, &targets)?)?;
+        }
         model.leaves_mut().derivative_free_update(
             &out.leaf_path_probs,
             &out.probabilities,
-            &one_hot,
+            &targets,
             &p.epoch_start_leaves,
             p.num_batches,
         )?;

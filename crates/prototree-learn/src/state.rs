@@ -28,6 +28,11 @@ pub struct PartialEpoch {
     /// The leaf parameters at the start of the epoch (the derivative-free update
     /// subtracts a share of them at every batch).
     pub epoch_start_leaves: Tensor,
+    /// Where the trained batches' images of each class went, `(2, leaves, classes)`: how
+    /// many ended in each leaf, and their summed path probability there
+    /// ([`prototree_tree::ClassLeafTally`]); `None` in checkpoints of builds before it (the
+    /// epoch is then not measured and re-seeds nothing).
+    pub class_leaf_tally: Option<Tensor>,
 }
 
 /// The state of a training run.

@@ -257,8 +257,16 @@ mod tests {
                 ],
                 classes_without_leaf: leafless,
                 shared_leaves: 1,
+                misrouted_classes: vec![0],
                 routing_entropy: Some(0.25),
             }),
+            leaf_reseeds: vec![prototree_tree::LeafReseed {
+                leaf: 1,
+                class: 2,
+                previous_class: Some(0),
+                from_leaf: None,
+                rerouted_nodes: Vec::new(),
+            }],
         };
         let report = Report {
             training: (1..=100).map(|e| epoch(e, vec![1, 2])).collect(),
@@ -268,6 +276,8 @@ mod tests {
         let html = report.to_string();
         assert!(html.contains("<h2>Training</h2>"));
         assert!(html.contains("2 (b&lt;, c)"), "{html}");
+        assert!(html.contains("<td>1 (a)</td>"), "{html}");
+        assert!(html.contains("leaf 1 → c"), "{html}");
         // 100 epochs: every third row (epochs 1, 4, …, 100: the last is one of them),
         // then the two leaves.
         assert_eq!(html.matches("<tr><td class=\"num\">").count(), 34 + 2);

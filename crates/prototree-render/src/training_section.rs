@@ -1,6 +1,6 @@
 //! The report's training section: per epoch the accuracy and the leaf-sharing signature
-//! (classes without a leaf of their own, shared leaves, routing entropy), and the leaves'
-//! top classes at the end of training.
+//! (classes without a leaf of their own, misrouted classes, shared leaves, routing
+//! entropy, re-seeded leaves), and the leaves' top classes at the end of training.
 
 use std::fmt::Write as _;
 
@@ -17,8 +17,8 @@ pub(crate) fn write_training(s: &mut String, history: &[EpochStats], class_names
     if history.is_empty() {
         return;
     }
-    s.push_str("<h2>Training</h2>\n<p>A class that is the majority class of no leaf has no leaf of its own: a run that keeps such classes for many epochs has stalled in a shared leaf (see docs/training.md). Routing H is the mean entropy of an image's distribution over leaves (nats).</p>\n");
-    s.push_str("<table><tr><th>epoch</th><th>loss</th><th>train acc</th><th>test acc</th><th>classes without a leaf</th><th>shared leaves</th><th>routing H</th></tr>\n");
+    s.push_str("<h2>Training</h2>\n<p>A class that is the majority class of no leaf has no leaf of its own; a misrouted class has fewer than half of its training images end in a leaf it owns. A run that keeps such classes for many epochs has stalled (see docs/training.md); re-seeding gives them spare leaves. Routing H is the mean entropy of an image's distribution over leaves (nats).</p>\n");
+    s.push_str("<table><tr><th>epoch</th><th>loss</th><th>train acc</th><th>test acc</th><th>classes without a leaf</th><th>misrouted classes</th><th>shared leaves</th><th>routing H</th><th>re-seeded leaves</th></tr>\n");
     let step = history.len().div_ceil(MAX_EPOCH_ROWS);
     for (i, e) in history.iter().enumerate() {
         if i % step != 0 && i + 1 != history.len() {
@@ -28,20 +28,37 @@ pub(crate) fn write_training(s: &mut String, history: &[EpochStats], class_names
         let cell = |v: Option<String>| v.unwrap_or_else(|| "—".to_string());
         let _ = writeln!(
             s,
-            "<tr><td class=\"num\">{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.1}%</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.1}%</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             e.epoch,
             e.train_loss,
             100.0 * e.train_accuracy,
             cell(e.eval.as_ref().map(|r| format!("{:.1}%", 100.0 * r.accuracy_soft))),
             cell(sharing.map(|l| class_list(&l.classes_without_leaf, class_names))),
+            cell(sharing.map(|l| class_list(&l.misrouted_classes, class_names))),
             cell(sharing.map(|l| l.shared_leaves.to_string())),
             cell(sharing.and_then(|l| l.routing_entropy).map(|h| format!("{h:.2}"))),
+            reseed_list(&e.leaf_reseeds, class_names),
         );
     }
     s.push_str("</table>\n");
     if let Some(last) = history.iter().rev().find_map(|e| e.leaf_sharing.as_ref()) {
         write_leaves(s, last, class_names);
     }
+}
+
+/// The re-seeded leaves as `leaf N → class`, empty when none.
+fn reseed_list(reseeds: &[prototree_tree::LeafReseed], class_names: &[String]) -> String {
+    let items: Vec<String> = reseeds
+        .iter()
+        .map(|r| {
+            format!(
+                "leaf {} → {}",
+                r.leaf,
+                escape(&class_name(r.class, class_names))
+            )
+        })
+        .collect();
+    items.join(", ")
 }
 
 /// The classes `classes` by name, `none` when empty.

@@ -43,6 +43,12 @@ pub struct LeafSharing {
     pub classes_without_leaf: Vec<usize>,
     /// Live leaves whose most probable class holds less than half of their mass.
     pub shared_leaves: usize,
+    /// Classes fewer than half of whose training images ended (greedy routing: their
+    /// most probable leaf) in a leaf the class owns, over the epoch: they are routed to
+    /// other classes' leaves, although they may own one. Empty when not measured (see
+    /// [`LeafSharing::measure_misrouting`]; logs of builds before 2026-12-06).
+    #[serde(default)]
+    pub misrouted_classes: Vec<usize>,
     /// Entropy (nats) of the distribution over leaves of a training image, averaged over
     /// the images of each batch and then over the epoch's batches (`ln(leaves)` for
     /// uniform routing, 0 when every image reaches one leaf); `None` when not measured.
@@ -86,8 +92,47 @@ impl LeafSharing {
             leaves,
             classes_without_leaf: (0..num_classes).filter(|&c| !owned[c]).collect(),
             shared_leaves,
+            misrouted_classes: Vec::new(),
             routing_entropy,
         })
+    }
+
+    /// Fills [`LeafSharing::misrouted_classes`] from `class_leaf_counts[leaf][class]`, how
+    /// many of each class's training images ended in each leaf (over an epoch). A class
+    /// none of whose images were seen is not misrouted.
+    pub fn measure_misrouting(&mut self, class_leaf_counts: &[Vec<f32>]) {
+        let num_classes = class_leaf_counts.first().map_or(0, Vec::len);
+        let mut total = vec![0f64; num_classes];
+        let mut own = vec![0f64; num_classes];
+        for leaf in &self.leaves {
+            let Some(mass) = class_leaf_counts.get(leaf.leaf) else {
+                continue;
+            };
+            for (c, m) in mass.iter().enumerate() {
+                total[c] += f64::from(*m);
+            }
+            if let Some(owner) = leaf.top.first().filter(|t| t.mass >= 0.5) {
+                if let Some(m) = mass.get(owner.class) {
+                    own[owner.class] += f64::from(*m);
+                }
+            }
+        }
+        self.misrouted_classes = (0..num_classes)
+            .filter(|&c| total[c] > 0.0 && own[c] < 0.5 * total[c])
+            .collect();
+    }
+
+    /// The classes to give a leaf: those without one and the misrouted ones, in order.
+    pub fn classes_needing_a_leaf(&self) -> Vec<usize> {
+        let mut classes: Vec<usize> = self
+            .classes_without_leaf
+            .iter()
+            .chain(&self.misrouted_classes)
+            .copied()
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        classes
     }
 }
 
@@ -144,6 +189,18 @@ mod tests {
         assert_eq!(s.classes_without_leaf, [1, 2]);
         assert_eq!(s.shared_leaves, 1);
         assert_eq!(s.routing_entropy, Some(0.5));
+        assert!(s.misrouted_classes.is_empty());
+        // Class 0's images reach its leaves 0 and 2 with 2 of 5; class 2's reach only
+        // the shared leaf; class 1's were not seen.
+        let mut s = s;
+        s.measure_misrouting(&[
+            vec![1.0, 0.0, 0.0],
+            vec![3.0, 0.0, 4.0],
+            vec![1.0, 0.0, 0.0],
+            vec![9.0, 0.0, 0.0], // pruned away: not counted
+        ]);
+        assert_eq!(s.misrouted_classes, [0, 2]);
+        assert_eq!(s.classes_needing_a_leaf(), [0, 1, 2]);
         Ok(())
     }
 

@@ -88,6 +88,30 @@ impl Leaves {
         )?)
     }
 
+    /// Re-seeds leaves (the stall repair, [`crate::leaf_reseed`]): each `(leaf, class)`
+    /// gets the parameter `value` for `class` and 0 for every other class, so its
+    /// distribution favours `class` by `e^value` to 1 over each other class.
+    pub fn reseed(&mut self, reseeds: &[(usize, usize)], value: f32) -> Result<()> {
+        let (num_leaves, num_classes) = self.params.dims2()?;
+        let mut params = self.params.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        for &(leaf, class) in reseeds {
+            if leaf >= num_leaves || class >= num_classes {
+                return Err(crate::Error::Data(format!(
+                    "cannot re-seed leaf {leaf} with class {class}: the tree has \
+                     {num_leaves} leaves and {num_classes} classes"
+                )));
+            }
+            for (c, p) in params[leaf].iter_mut().enumerate() {
+                *p = if c == class { value } else { 0.0 };
+            }
+        }
+        let flat: Vec<f32> = params.into_iter().flatten().collect();
+        let params = Tensor::from_vec(flat, (num_leaves, num_classes), self.params.device())?
+            .to_dtype(self.params.dtype())?;
+        *self = Self::with_params(params)?;
+        Ok(())
+    }
+
     /// One derivative-free step (spec §2.5), for one batch:
     ///
     /// `update_l = Σ_b π_l(x_b) · c_l ⊙ onehot(y_b) / ŷ(x_b)`;

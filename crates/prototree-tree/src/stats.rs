@@ -2,6 +2,7 @@
 //! `metrics.jsonl` and checkpoints.
 
 use crate::inference::EvalReport;
+use crate::leaf_reseed::LeafReseed;
 use crate::leaf_sharing::LeafSharing;
 
 /// Statistics of one training batch.
@@ -40,4 +41,9 @@ pub struct EpochStats {
     /// builds before 2026-12-02).
     #[serde(default)]
     pub leaf_sharing: Option<LeafSharing>,
+    /// Leaves re-seeded at the end of the epoch for classes without a leaf
+    /// ([`crate::leaf_reseed`]; empty when the run does not re-seed, and in logs of builds
+    /// before 2026-12-06).
+    #[serde(default)]
+    pub leaf_reseeds: Vec<LeafReseed>,
 }

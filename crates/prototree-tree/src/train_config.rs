@@ -45,6 +45,12 @@ pub struct TrainConfig {
     /// last block with the add-on and recorded nothing; resuming such a run keeps that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_block_with_addon: Option<bool>,
+    /// Whether a class without a leaf of its own, or misrouted, gets a spare leaf at the
+    /// end of an epoch ([`crate::leaf_reseed`], the stall repair), from the first quarter
+    /// of the epochs until the first milestone (without milestones, until 70 % of the
+    /// epochs). Off in the reference's recipe and in configurations of builds before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reseed_leaves: bool,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +69,7 @@ impl Default for TrainConfig {
             seed: 0,
             protocol: None,
             last_block_with_addon: None,
+            reseed_leaves: false,
         }
     }
 }
@@ -153,6 +160,18 @@ impl ValidTrainConfig {
         self.0.gamma.powi(passed as i32)
     }
 
+    /// Whether the end of 1-based `epoch` re-seeds leaves for classes that need one
+    /// ([`TrainConfig::reseed_leaves`]): after the first quarter of the epochs (every class
+    /// is misrouted for a while at first), before the first milestone or, when there is
+    /// none, 70 % of the epochs.
+    pub fn reseeds_leaves_after(&self, epoch: usize) -> bool {
+        let until = match self.0.milestones.first() {
+            Some(&m) => m,
+            None => self.0.epochs * 7 / 10,
+        };
+        self.0.reseed_leaves && epoch > self.0.epochs / 4 && epoch < until
+    }
+
     /// Whether the backbone (except its last block) is frozen during 1-based `epoch`.
     pub fn backbone_frozen(&self, epoch: usize) -> bool {
         epoch <= self.0.freeze_epochs
@@ -175,6 +194,26 @@ mod tests {
         let f: Vec<f64> = (1..=5).map(|e| cfg.lr_factor(e)).collect();
         assert_eq!(f, vec![1.0, 1.0, 0.5, 0.5, 0.25]);
         assert!(cfg.backbone_frozen(1) && !cfg.backbone_frozen(2));
+        assert!(!cfg.reseeds_leaves_after(1));
+        let reseeding = TrainConfig {
+            epochs: 8,
+            milestones: vec![5],
+            reseed_leaves: true,
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        let r: Vec<bool> = (1..=6).map(|e| reseeding.reseeds_leaves_after(e)).collect();
+        assert_eq!(r, vec![false, false, true, true, false, false]);
+        let without_milestones = TrainConfig {
+            epochs: 10,
+            reseed_leaves: true,
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        assert!(without_milestones.reseeds_leaves_after(6));
+        assert!(!without_milestones.reseeds_leaves_after(7));
         assert!(TrainConfig {
             milestones: vec![3, 3],
             ..Default::default()
