@@ -8,8 +8,9 @@
 #     SEEDS    number of seeds, 0..SEEDS-1        (default 8)
 #     THREADS  thread counts, comma-separated     (default 1,2)
 #     SETS     comma-separated set names          (default demo,small,wide)
-#   RECIPES="name=flags;name=flags" chooses the training settings compared (default: one,
-#   `demo`, the demo's training).
+#   RECIPES="name=flags;name=flags" chooses the training settings compared (default: the
+#   demo's training, `demo`, and the same without re-seeding, `no-reseed`: ProtoTree's own
+#   training rule).
 #   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
 #   cargo build --release -p prototree-cli).
 #
@@ -26,7 +27,7 @@ bin="${PROTOTREE:-target/release/prototree}"
 # The demo's training (crates/prototree/src/demo.rs: the scratch recipe over 40 epochs at
 # learning rates 2e-3, halved after epochs 28 and 34, flips and translations).
 demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0"
-recipes="${RECIPES:-demo=$demo_flags}"
+recipes="${RECIPES:-demo=$demo_flags;no-reseed=$demo_flags --reseed-leaves false}"
 
 declare -A synth_flags=(
   [demo]="--classes 12 --per-class 80 --size 64"

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use prototree_tree::init::PROTOTYPES;
 use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHistory};
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
 use prototree_tree::loss::nll_loss;
@@ -281,7 +282,8 @@ impl Learner {
     /// latent patches of training images (up to [`ROUTE_TARGET_IMAGES`] of each re-seeded
     /// class, a few of every other class) from one more pass over `source`'s batches of
     /// `epoch` (the same images the epoch trained on), then sets the prototypes that send
-    /// a re-seeded class the wrong way, recording them in `reseeds`.
+    /// a re-seeded class the wrong way, recording them in `reseeds`, and clears their
+    /// Adam momentum.
     fn repair_routes(
         &mut self,
         source: &mut dyn BatchSource,
@@ -369,6 +371,23 @@ impl Learner {
             }
         }
         self.model.set_prototypes(&prototypes)?;
+        // The momentum of a reset prototype points where its old value was going.
+        let reset: Vec<usize> = reseeds
+            .iter()
+            .flat_map(|r| r.rerouted_nodes.clone())
+            .collect();
+        if let Some(m) = self.state.optimizers[ParamGroup::Prototypes]
+            .moments
+            .get_mut(PROTOTYPES)
+        {
+            let rows = m.exp_avg.dim(0)?;
+            let keep: Vec<f32> = (0..rows).map(|r| f32::from(!reset.contains(&r))).collect();
+            let mut shape = vec![1usize; m.exp_avg.rank()];
+            shape[0] = rows;
+            let keep =
+                Tensor::from_vec(keep, shape, m.exp_avg.device())?.to_dtype(m.exp_avg.dtype())?;
+            m.exp_avg = m.exp_avg.broadcast_mul(&keep)?;
+        }
         Ok(())
     }
 

@@ -233,6 +233,78 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
     Ok(())
 }
 
+/// A run that re-seeds leaves: a depth-3 tree (spare leaves for 3 classes), 10 epochs,
+/// milestone at 9 (re-seeding after epochs 3 to 8), no evaluation.
+fn reseeding_job(data: &Path) -> RunConfig {
+    let mut j = job(data, 10);
+    j.schedule.milestones = vec![9];
+    j.schedule.reseed_leaves = true;
+    j.eval_every = 0;
+    j.depth = 3;
+    j
+}
+
+#[test]
+fn reseeding_repairs_needing_classes_and_resumes_bit_identical() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let straight = dir.path().join("straight");
+    let a = run(&reseeding_job(&data), &straight)?;
+    // Every epoch measures the misrouting; re-seeding happens inside its window only,
+    // for classes that needed a leaf in the three epochs up to it.
+    let reseeded: Vec<(usize, &prototree::tree::LeafReseed)> = a
+        .history
+        .iter()
+        .flat_map(|e| e.leaf_reseeds.iter().map(move |r| (e.epoch, r)))
+        .collect();
+    let needing: Vec<Vec<usize>> = a
+        .history
+        .iter()
+        .map(|e| {
+            e.leaf_sharing
+                .as_ref()
+                .map(|l| l.classes_needing_a_leaf())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(!reseeded.is_empty(), "no leaf was re-seeded: {needing:?}");
+    for (epoch, r) in &reseeded {
+        assert!((3..9).contains(epoch), "re-seeded after epoch {epoch}");
+        for e in &a.history[epoch - 3..*epoch] {
+            let sharing = e.leaf_sharing.as_ref().expect("measured");
+            assert!(
+                sharing.classes_needing_a_leaf().contains(&r.class),
+                "{r:?} after epoch {epoch}"
+            );
+        }
+        assert_ne!(r.previous_class, Some(r.class));
+    }
+    let metrics = std::fs::read_to_string(straight.join("metrics.jsonl"))?;
+    assert!(metrics.contains("\"leaf_reseeds\":[{"), "{metrics}");
+    assert!(metrics.contains("\"misrouted_classes\""));
+
+    // Interrupted in the middle of the first re-seeding epoch and resumed: the same model
+    // (the interrupted epoch's tally is checkpointed).
+    let first = reseeded[0].0;
+    let batches_per_epoch = {
+        let mut probe = StopAfter::batches(usize::MAX);
+        let mut j = reseeding_job(&data);
+        j.schedule.epochs = 1;
+        probe.train(&j, &dir.path().join("probe"))?;
+        probe.seen
+    };
+    let broken = dir.path().join("broken");
+    let stop_at = (first - 1) * batches_per_epoch + batches_per_epoch.div_ceil(2);
+    StopAfter::batches(stop_at)
+        .train(&reseeding_job(&data), &broken)
+        .unwrap_err();
+    let b = resume(&reseeding_job(&data), &broken)?;
+    assert_eq!(tensors(&straight)?, tensors(&broken)?);
+    let reseeds = |h: &[EpochStats]| h.iter().map(|e| e.leaf_reseeds.clone()).collect::<Vec<_>>();
+    assert_eq!(reseeds(&a.history), reseeds(&b.history));
+    Ok(())
+}
+
 #[test]
 fn checkpoint_survives_a_half_written_replacement() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
