@@ -33,13 +33,7 @@ pub struct PruneReport {
 /// The nearest real decision above heap node `h`, and the direction from it towards `h`.
 fn decision_parent(topo: &Topology, h: usize) -> Option<(usize, Direction)> {
     let mut x = h;
-    while x > 0 {
-        let parent = (x - 1) / 2;
-        let dir = if x % 2 == 1 {
-            Direction::Left
-        } else {
-            Direction::Right
-        };
+    while let Some((parent, dir)) = Topology::parent(x) {
         if topo.branch_state(parent) == BranchState::Decision {
             return Some((parent, dir));
         }

@@ -106,7 +106,7 @@ struct EpochStatsV2 {
     seconds: f64,
 }
 
-impl From<EpochStatsV2> for EpochStats {
+impl From<EpochStatsV2> for EpochStatsV3 {
     fn from(v: EpochStatsV2) -> Self {
         Self {
             epoch: v.epoch,
@@ -117,7 +117,6 @@ impl From<EpochStatsV2> for EpochStats {
             backbone_frozen: v.backbone_frozen,
             seconds: v.seconds,
             leaf_sharing: None,
-            leaf_reseeds: Vec::new(),
         }
     }
 }
@@ -264,13 +263,13 @@ impl From<TrainStateV1> for TrainStateV2 {
     }
 }
 
-impl From<TrainStateV2> for TrainStateFile {
+impl From<TrainStateV2> for TrainStateV3 {
     fn from(v: TrainStateV2) -> Self {
         Self {
             format_version: v.format_version,
             epochs_done: v.epochs_done,
             optimizer_steps: v.optimizer_steps,
-            history: v.history.into_iter().map(EpochStats::from).collect(),
+            history: v.history.into_iter().map(EpochStatsV3::from).collect(),
             best_epoch: v.best_epoch,
             best_score: v.best_score,
             fingerprint: v.fingerprint,
@@ -450,12 +449,12 @@ fn decode_train_state(bytes: &[u8], path: &Path) -> Result<TrainStateFile> {
     if version == 1 {
         let (v1, _): (TrainStateV1, usize) =
             bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
-        return Ok(TrainStateV2::from(v1).into());
+        return Ok(TrainStateV3::from(TrainStateV2::from(v1)).into());
     }
     if version == 2 {
         let (v2, _): (TrainStateV2, usize) =
             bincode::serde::decode_from_slice(bytes, config).map_err(corrupt)?;
-        return Ok(v2.into());
+        return Ok(TrainStateV3::from(v2).into());
     }
     if version == 3 {
         let (v3, _): (TrainStateV3, usize) =
@@ -544,7 +543,7 @@ mod tests {
     fn train_state_formats_1_to_4_decode_and_newer_ones_are_refused() -> anyhow::Result<()> {
         let cfg = bincode::config::standard();
         let path = Path::new("train_state.bin");
-        let migrated_history = vec![EpochStats::from(old_epoch(1))];
+        let migrated_history = vec![EpochStats::from(EpochStatsV3::from(old_epoch(1)))];
         assert_eq!(migrated_history[0].leaf_sharing, None);
         let v1 = TrainStateV1 {
             format_version: 1,
@@ -621,7 +620,7 @@ mod tests {
             train_seconds: 12.5,
             partial_epoch: Some(partial3.clone()),
         };
-        let mut epoch = EpochStats::from(old_epoch(1));
+        let mut epoch = EpochStats::from(EpochStatsV3::from(old_epoch(1)));
         epoch.leaf_sharing = Some(sharing);
         let mut want = state(3, Some(partial3.clone()));
         want.history.push(epoch.clone());

@@ -18,7 +18,7 @@
 
 use candle_core::Tensor;
 
-use crate::topology::Direction;
+use crate::topology::{Direction, Topology};
 use crate::Result;
 
 /// Latent patches of some training images of one class.
@@ -35,13 +35,7 @@ pub struct ClassPatches {
 pub fn path_to_leaf(num_branches: usize, leaf: usize) -> Vec<(usize, Direction)> {
     let mut path = Vec::new();
     let mut h = num_branches + leaf;
-    while h > 0 {
-        let parent = (h - 1) / 2;
-        let dir = if h % 2 == 1 {
-            Direction::Left
-        } else {
-            Direction::Right
-        };
+    while let Some((parent, dir)) = Topology::parent(h) {
         path.push((parent, dir));
         h = parent;
     }

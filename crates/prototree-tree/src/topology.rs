@@ -175,6 +175,20 @@ impl Topology {
         self.live_leaves().iter().filter(|x| **x).count()
     }
 
+    /// The parent of heap node `h` and the direction from it towards `h` (`None` for
+    /// the root).
+    pub fn parent(h: usize) -> Option<(usize, Direction)> {
+        if h == 0 {
+            return None;
+        }
+        let dir = if h % 2 == 1 {
+            Direction::Left
+        } else {
+            Direction::Right
+        };
+        Some(((h - 1) / 2, dir))
+    }
+
     /// Heap index of leaf `j`.
     pub fn leaf_heap(&self, j: usize) -> usize {
         self.num_branches() + j
@@ -229,16 +243,8 @@ impl Topology {
         let mut dirs = Vec::new();
         let mut ancestors = Vec::new();
         let mut x = h;
-        while x > 0 {
-            let parent = (x - 1) / 2;
-            ancestors.push((
-                parent,
-                if x % 2 == 1 {
-                    Direction::Left
-                } else {
-                    Direction::Right
-                },
-            ));
+        while let Some((parent, dir)) = Self::parent(x) {
+            ancestors.push((parent, dir));
             x = parent;
         }
         for (parent, dir) in ancestors.into_iter().rev() {
