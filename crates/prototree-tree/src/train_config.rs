@@ -46,9 +46,10 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_block_with_addon: Option<bool>,
     /// Whether a class without a leaf of its own, or misrouted, gets a spare leaf at the
-    /// end of an epoch ([`crate::leaf_reseed`], the stall repair), from the first quarter
-    /// of the epochs until the first milestone (without milestones, until 70 % of the
-    /// epochs). Off in the reference's recipe and in configurations of builds before it.
+    /// end of an epoch ([`crate::leaf_reseed`], the stall repair), after 3/8 of the
+    /// epochs before the first milestone and until it (without milestones, 70 % of the
+    /// epochs stand for it). Off in the reference's recipe and in configurations of builds
+    /// before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reseed_leaves: bool,
 }
@@ -161,15 +162,17 @@ impl ValidTrainConfig {
     }
 
     /// Whether the end of 1-based `epoch` re-seeds leaves for classes that need one
-    /// ([`TrainConfig::reseed_leaves`]): after the first quarter of the epochs (every class
-    /// is misrouted for a while at first), before the first milestone or, when there is
-    /// none, 70 % of the epochs.
+    /// ([`TrainConfig::reseed_leaves`]): after 3/8 of the epochs before the first
+    /// milestone (every class is misrouted for a while at first) and before the
+    /// milestone; without milestones, 70 % of the epochs stand for it. With milestones
+    /// the window does not depend on `epochs`, so a run resumed with another `--epochs`
+    /// re-seeds as it would have.
     pub fn reseeds_leaves_after(&self, epoch: usize) -> bool {
         let until = match self.0.milestones.first() {
             Some(&m) => m,
             None => self.0.epochs * 7 / 10,
         };
-        self.0.reseed_leaves && epoch > self.0.epochs / 4 && epoch < until
+        self.0.reseed_leaves && epoch > until * 3 / 8 && epoch < until
     }
 
     /// Whether the backbone (except its last block) is frozen during 1-based `epoch`.
@@ -197,14 +200,33 @@ mod tests {
         assert!(!cfg.reseeds_leaves_after(1));
         let reseeding = TrainConfig {
             epochs: 8,
-            milestones: vec![5],
+            milestones: vec![6],
             reseed_leaves: true,
             ..Default::default()
         }
         .check()
         .unwrap();
-        let r: Vec<bool> = (1..=6).map(|e| reseeding.reseeds_leaves_after(e)).collect();
-        assert_eq!(r, vec![false, false, true, true, false, false]);
+        let r: Vec<bool> = (1..=7).map(|e| reseeding.reseeds_leaves_after(e)).collect();
+        assert_eq!(r, vec![false, false, true, true, true, false, false]);
+        // The demo's 40 epochs (milestone 28) re-seed after epochs 11 to 27; the scratch
+        // recipe's 60 (milestone 42) after 16 to 41.
+        let window = |epochs: usize, m: usize| {
+            let c = TrainConfig {
+                epochs,
+                milestones: vec![m],
+                reseed_leaves: true,
+                ..Default::default()
+            }
+            .check()
+            .unwrap();
+            let w: Vec<usize> = (1..=epochs)
+                .filter(|&e| c.reseeds_leaves_after(e))
+                .collect();
+            (w.first().copied(), w.last().copied())
+        };
+        assert_eq!(window(40, 28), (Some(11), Some(27)));
+        assert_eq!(window(60, 42), (Some(16), Some(41)));
+        assert_eq!(window(100_000, 42), (Some(16), Some(41)));
         let without_milestones = TrainConfig {
             epochs: 10,
             reseed_leaves: true,

@@ -234,10 +234,10 @@ fn run_interrupted_mid_epoch_saves_its_batches_and_resumes_bit_identical() -> an
 }
 
 /// A run that re-seeds leaves: a depth-3 tree (spare leaves for 3 classes), 10 epochs,
-/// milestone at 9 (re-seeding after epochs 3 to 8), no evaluation.
+/// milestone at 7 (re-seeding after epochs 3 to 6), no evaluation.
 fn reseeding_job(data: &Path) -> RunConfig {
     let mut j = job(data, 10);
-    j.schedule.milestones = vec![9];
+    j.schedule.milestones = vec![7];
     j.schedule.reseed_leaves = true;
     j.eval_every = 0;
     j.depth = 3;
@@ -269,7 +269,7 @@ fn reseeding_repairs_needing_classes_and_resumes_bit_identical() -> anyhow::Resu
         .collect();
     assert!(!reseeded.is_empty(), "no leaf was re-seeded: {needing:?}");
     for (epoch, r) in &reseeded {
-        assert!((3..9).contains(epoch), "re-seeded after epoch {epoch}");
+        assert!((3..7).contains(epoch), "re-seeded after epoch {epoch}");
         for e in &a.history[epoch - 3..*epoch] {
             let sharing = e.leaf_sharing.as_ref().expect("measured");
             assert!(
