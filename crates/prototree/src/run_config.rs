@@ -181,13 +181,18 @@ impl RunConfig {
             None => "random initial weights".to_string(),
         };
         let protocol = s.protocol.map(Protocol::name).unwrap_or("unset");
+        let reseed = if s.reseed_leaves {
+            ", leaf re-seeding"
+        } else {
+            ""
+        };
         let last_block = if s.last_block_with_addon_for(self.backbone) {
             "the add-on's"
         } else {
             "the backbone's"
         };
         format!(
-            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e} (last block at {last_block}), {} frozen epochs, milestones {:?} (×{}), augmentation {}, {protocol} data protocol",
+            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e} (last block at {last_block}), {} frozen epochs, milestones {:?} (×{}), augmentation {}, {protocol} data protocol{reseed}",
             self.backbone, self.depth, self.proto_dim, self.image_size, s.epochs, s.batch_size,
             s.lr, s.lr_block, s.lr_net, s.freeze_epochs, s.milestones, s.gamma,
             match self.augmentation {
