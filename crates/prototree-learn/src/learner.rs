@@ -218,11 +218,7 @@ impl Learner {
                 reseeded: e.leaf_reseeds.iter().map(|r| r.class).collect(),
             })
             .collect();
-        let needing = persistently_needing(
-            &previous,
-            &leaf_sharing.classes_needing_a_leaf(),
-            self.model.num_classes(),
-        );
+        let needing = persistently_needing(&previous, &leaf_sharing.classes_needing_a_leaf());
         let mut leaf_reseeds = match &tally {
             Some(tally) if self.schedule.reseeds_leaves_after(epoch) && !needing.is_empty() => {
                 self.reseed_leaves(tally, &needing)?

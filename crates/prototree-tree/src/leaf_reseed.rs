@@ -96,20 +96,12 @@ pub struct ReseedHistory {
     pub reseeded: Vec<usize>,
 }
 
-/// The classes of `current` (those needing a leaf now, of `num_classes`) to re-seed now:
-/// those that also needed a leaf in each of the last `RESEED_PATIENCE - 1` epochs of
-/// `previous` (oldest first) and were not re-seeded in any of the last
-/// `RESEED_PATIENCE - 1`. Fewer earlier epochs than that: none. A run in which more than
-/// a third of the classes (and more than two) need a leaf is still learning, not
-/// stalled: none either (repairing many classes at once set a 20-class run back by half
-/// its accuracy).
-pub fn persistently_needing(
-    previous: &[ReseedHistory],
-    current: &[usize],
-    num_classes: usize,
-) -> Vec<usize> {
+/// The classes of `current` to re-seed now: those that also needed a leaf in each of the
+/// last `RESEED_PATIENCE - 1` epochs of `previous` (oldest first) and were not re-seeded
+/// in any of the last `RESEED_PATIENCE - 1`. Fewer earlier epochs than that: none.
+pub fn persistently_needing(previous: &[ReseedHistory], current: &[usize]) -> Vec<usize> {
     let wanted = RESEED_PATIENCE - 1;
-    if previous.len() < wanted || current.len() > (num_classes / 3).max(2) {
+    if previous.len() < wanted {
         return Vec::new();
     }
     let recent = &previous[previous.len() - wanted..];
@@ -345,17 +337,12 @@ mod tests {
             needing: n.to_vec(),
             reseeded: Vec::new(),
         };
-        assert!(persistently_needing(&[needing(&[1])], &[1], 12).is_empty());
+        assert!(persistently_needing(&[needing(&[1])], &[1]).is_empty());
         let mut previous = vec![needing(&[4]), needing(&[1, 2, 5]), needing(&[1, 3, 5])];
-        assert_eq!(persistently_needing(&previous, &[1, 2, 3, 5], 12), [1, 5]);
-        // More than a third of the classes need a leaf: still learning.
-        assert!(persistently_needing(&previous, &[1, 2, 3, 5], 11).is_empty());
-        // Two of three classes may be repaired.
-        let two_of_three = vec![needing(&[0, 2]), needing(&[0, 2])];
-        assert_eq!(persistently_needing(&two_of_three, &[0, 2], 3), [0, 2]);
+        assert_eq!(persistently_needing(&previous, &[1, 2, 3, 5]), [1, 5]);
         // Re-seeded one epoch ago: it waits.
         previous[2].reseeded = vec![5];
-        assert_eq!(persistently_needing(&previous, &[1, 2, 3, 5], 12), [1]);
+        assert_eq!(persistently_needing(&previous, &[1, 2, 3, 5]), [1]);
     }
 
     #[test]
