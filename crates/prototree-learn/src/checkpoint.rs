@@ -109,29 +109,19 @@ struct EpochStatsV2 {
 impl From<EpochStatsV2> for EpochStatsV3 {
     fn from(v: EpochStatsV2) -> Self {
         Self {
-            epoch: v.epoch,
-            train_loss: v.train_loss,
-            train_accuracy: v.train_accuracy,
-            eval: v.eval,
-            learning_rates: v.learning_rates,
-            backbone_frozen: v.backbone_frozen,
-            seconds: v.seconds,
+            base: v,
             leaf_sharing: None,
         }
     }
 }
 
-/// An epoch's statistics in format 3 (no re-seeded leaves).
+/// An epoch's statistics in format 3 (no re-seeded leaves): format 2's fields, then the
+/// leaf sharing (bincode writes a nested struct as its fields in order, so the bytes are
+/// those of one flat struct).
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
 struct EpochStatsV3 {
-    epoch: usize,
-    train_loss: f64,
-    train_accuracy: f64,
-    eval: Option<prototree_tree::EvalReport>,
-    learning_rates: [f64; 3],
-    backbone_frozen: bool,
-    seconds: f64,
+    base: EpochStatsV2,
     leaf_sharing: Option<LeafSharingV3>,
 }
 
@@ -159,14 +149,15 @@ impl From<LeafSharingV3> for prototree_tree::LeafSharing {
 
 impl From<EpochStatsV3> for EpochStats {
     fn from(v: EpochStatsV3) -> Self {
+        let b = v.base;
         Self {
-            epoch: v.epoch,
-            train_loss: v.train_loss,
-            train_accuracy: v.train_accuracy,
-            eval: v.eval,
-            learning_rates: v.learning_rates,
-            backbone_frozen: v.backbone_frozen,
-            seconds: v.seconds,
+            epoch: b.epoch,
+            train_loss: b.train_loss,
+            train_accuracy: b.train_accuracy,
+            eval: b.eval,
+            learning_rates: b.learning_rates,
+            backbone_frozen: b.backbone_frozen,
+            seconds: b.seconds,
             leaf_sharing: v.leaf_sharing.map(Into::into),
             leaf_reseeds: Vec::new(),
         }
@@ -594,19 +585,12 @@ mod tests {
         };
         let tree = prototree_tree::testing::small_cnn_tree(2, 4, 3, 0)?;
         let sharing = prototree_tree::LeafSharing::of(&tree, Some(1.25))?;
-        let old = old_epoch(1);
         let v3 = TrainStateV3 {
             format_version: 3,
             epochs_done: 3,
             optimizer_steps: [1, 2, 3],
             history: vec![EpochStatsV3 {
-                epoch: old.epoch,
-                train_loss: old.train_loss,
-                train_accuracy: old.train_accuracy,
-                eval: None,
-                learning_rates: old.learning_rates,
-                backbone_frozen: old.backbone_frozen,
-                seconds: old.seconds,
+                base: old_epoch(1),
                 leaf_sharing: Some(LeafSharingV3 {
                     leaves: sharing.leaves.clone(),
                     classes_without_leaf: sharing.classes_without_leaf.clone(),
@@ -620,6 +604,23 @@ mod tests {
             train_seconds: 12.5,
             partial_epoch: Some(partial3.clone()),
         };
+        // Format 2's fields nested in format 3's write the bytes of the flat layout.
+        let e = &v3.history[0];
+        let b = &e.base;
+        let flat = (
+            b.epoch,
+            b.train_loss,
+            b.train_accuracy,
+            &b.eval,
+            b.learning_rates,
+            b.backbone_frozen,
+            b.seconds,
+            &e.leaf_sharing,
+        );
+        assert_eq!(
+            bincode::serde::encode_to_vec(e, cfg)?,
+            bincode::serde::encode_to_vec(flat, cfg)?
+        );
         let mut epoch = EpochStats::from(EpochStatsV3::from(old_epoch(1)));
         epoch.leaf_sharing = Some(sharing);
         let mut want = state(3, Some(partial3.clone()));

@@ -278,23 +278,21 @@ impl Learner {
         Ok(plan)
     }
 
-    /// Opens the paths to the re-seeded leaves ([`prototree_tree::route_repair`]): samples
-    /// latent patches of training images (up to [`ROUTE_TARGET_IMAGES`] of each re-seeded
-    /// class, a few of every other class) from one more pass over `source`'s batches of
-    /// `epoch` (the same images the epoch trained on), then sets the prototypes that send
-    /// a re-seeded class the wrong way, recording them in `reseeds`, and clears their
-    /// Adam momentum.
-    fn repair_routes(
-        &mut self,
+    /// Latent patches of training images per class (`None` for a class not seen), from
+    /// one more pass over `source`'s batches of `epoch` (the images the epoch trained on):
+    /// up to [`ROUTE_TARGET_IMAGES`] of each class in `targets`, a few of every other
+    /// class ([`ROUTE_OTHER_IMAGES`] spread over them, 1 to 8 each).
+    fn sample_class_patches(
+        &self,
         source: &mut dyn BatchSource,
         epoch: usize,
-        reseeds: &mut [LeafReseed],
-    ) -> Result<()> {
+        targets: &[usize],
+    ) -> Result<Vec<Option<ClassPatches>>> {
         let num_classes = self.model.num_classes();
         let per_other = (ROUTE_OTHER_IMAGES / num_classes.saturating_sub(1).max(1)).clamp(1, 8);
         let wanted: Vec<usize> = (0..num_classes)
             .map(|c| {
-                if reseeds.iter().any(|r| r.class == c) {
+                if targets.contains(&c) {
                     ROUTE_TARGET_IMAGES
                 } else {
                     per_other
@@ -329,7 +327,7 @@ impl Learner {
                 patches[y].push(latent.get(row)?);
             }
         }
-        let by_class: Vec<Option<ClassPatches>> = patches
+        patches
             .into_iter()
             .enumerate()
             .map(|(class, p)| -> Result<Option<ClassPatches>> {
@@ -341,8 +339,23 @@ impl Learner {
                     patches: Tensor::stack(&p, 0)?,
                 }))
             })
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    /// Opens the paths to the re-seeded leaves ([`prototree_tree::route_repair`]): sets
+    /// the prototypes that send a re-seeded class the wrong way to latent patches of
+    /// training images ([`Learner::sample_class_patches`]), recording them in `reseeds`,
+    /// and clears their Adam momentum.
+    fn repair_routes(
+        &mut self,
+        source: &mut dyn BatchSource,
+        epoch: usize,
+        reseeds: &mut [LeafReseed],
+    ) -> Result<()> {
+        let reseeded: Vec<usize> = reseeds.iter().map(|r| r.class).collect();
+        let by_class = self.sample_class_patches(source, epoch, &reseeded)?;
         let num_branches = self.model.topology().num_branches();
+        let depth = self.model.config().depth();
         let mut prototypes = self.model.prototypes()?;
         for reseed in reseeds.iter_mut() {
             let Some(Some(target)) = by_class.get(reseed.class) else {
@@ -356,7 +369,6 @@ impl Learner {
                 .collect();
             // The nodes above the common ancestor with the leaf the class's images end in
             // already send them this way: only the path below is repaired.
-            let depth = self.model.config().depth();
             let below = common_depth(reseed.leaf, reseed.from_leaf, depth);
             let path: Vec<_> = path_to_leaf(num_branches, reseed.leaf)
                 .into_iter()

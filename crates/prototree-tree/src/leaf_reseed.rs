@@ -22,6 +22,9 @@
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::leaf_sharing::owner_of;
 use crate::Result;
 
 /// Where the training images of each class went over an epoch, per leaf and class.
@@ -79,10 +82,6 @@ pub struct LeafReseed {
     #[serde(default)]
     pub rerouted_nodes: Vec<usize>,
 }
-
-/// The share of a leaf's mass its top class needs to own it (as in
-/// [`crate::leaf_sharing::LeafSharing`]).
-const OWNER_MASS: f32 = 0.5;
 
 /// Epochs in a row a class must need a leaf before it is given one.
 pub const RESEED_PATIENCE: usize = 3;
@@ -158,37 +157,30 @@ pub fn plan_reseeds(
     };
     let count = |leaf: usize, class: usize| get(&tally.counts, leaf, class);
     let mass = |leaf: usize, class: usize| get(&tally.path_mass, leaf, class);
+    let is_live = |leaf: usize| live.get(leaf).copied().unwrap_or(false);
     // The owner of each live leaf.
     let owner: Vec<Option<usize>> = distributions
         .iter()
         .enumerate()
-        .map(|(leaf, d)| {
-            if !live.get(leaf).copied().unwrap_or(false) {
-                return None;
-            }
-            let (class, top) = d
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))?;
-            (*top >= OWNER_MASS).then_some(class)
-        })
+        .map(|(leaf, d)| if is_live(leaf) { owner_of(d) } else { None })
         .collect();
-    // Each owning class's strongest leaf stays; its other leaves are spare.
-    let mut spare = vec![false; owner.len()];
+    // Each owning class's strongest leaf (most of its images end there; the first on
+    // ties) stays; its other leaves are spare.
+    let mut strongest: BTreeMap<usize, usize> = BTreeMap::new();
     for (leaf, class) in owner.iter().enumerate() {
         let Some(class) = *class else { continue };
-        let strongest = owner
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| **o == Some(class))
-            .map(|(l, _)| l)
-            .max_by(|&a, &b| count(a, class).total_cmp(&count(b, class)).then(b.cmp(&a)));
-        spare[leaf] = strongest != Some(leaf);
+        let best = strongest.entry(class).or_insert(leaf);
+        if count(leaf, class) > count(*best, class) {
+            *best = leaf;
+        }
     }
-    let total = |leaf: usize| -> f32 { tally.counts.get(leaf).map_or(0.0, |m| m.iter().sum()) };
-    let live_leaves: Vec<usize> = (0..owner.len())
-        .filter(|&l| live.get(l).copied().unwrap_or(false))
+    let mut spare: Vec<bool> = owner
+        .iter()
+        .enumerate()
+        .map(|(leaf, o)| o.is_some_and(|c| strongest.get(&c) != Some(&leaf)))
         .collect();
+    let total = |leaf: usize| -> f32 { tally.counts.get(leaf).map_or(0.0, |m| m.iter().sum()) };
+    let live_leaves: Vec<usize> = (0..owner.len()).filter(|&l| is_live(l)).collect();
     let mean_mass =
         live_leaves.iter().map(|&l| total(l)).sum::<f32>() / live_leaves.len().max(1) as f32;
     for &leaf in &live_leaves {
@@ -206,7 +198,7 @@ pub fn plan_reseeds(
         .max(wanting.iter().max().map_or(0, |m| m + 1)))
         .map(|c| {
             (0..owner.len())
-                .filter(|&l| live.get(l).copied().unwrap_or(false) && count(l, c) > 0.0)
+                .filter(|&l| is_live(l) && count(l, c) > 0.0)
                 .max_by(|&a, &b| count(a, c).total_cmp(&count(b, c)).then(b.cmp(&a)))
         })
         .collect();

@@ -15,6 +15,19 @@ use crate::Result;
 /// Top classes kept per leaf.
 pub const TOP_CLASSES_PER_LEAF: usize = 3;
 
+/// The share of a leaf's distribution its top class needs to own the leaf.
+pub const OWNER_MASS: f32 = 0.5;
+
+/// The class that owns a leaf with distribution `distribution` (its top class, when it
+/// holds at least [`OWNER_MASS`]; the lower class on ties), if any.
+pub fn owner_of(distribution: &[f32]) -> Option<usize> {
+    let (class, top) = distribution
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))?;
+    (*top >= OWNER_MASS).then_some(class)
+}
+
 /// A class and the probability mass a leaf gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClassMass {
@@ -78,13 +91,13 @@ impl LeafSharing {
                     mass: d[class],
                 })
                 .collect();
-            match top.first() {
-                Some(best) if best.mass >= 0.5 => {
-                    if let Some(o) = owned.get_mut(best.class) {
+            match owner_of(d) {
+                Some(class) => {
+                    if let Some(o) = owned.get_mut(class) {
                         *o = true;
                     }
                 }
-                _ => shared_leaves += 1,
+                None => shared_leaves += 1,
             }
             leaves.push(LeafClasses { leaf, top });
         }
@@ -111,7 +124,7 @@ impl LeafSharing {
             for (c, m) in mass.iter().enumerate() {
                 total[c] += f64::from(*m);
             }
-            if let Some(owner) = leaf.top.first().filter(|t| t.mass >= 0.5) {
+            if let Some(owner) = leaf.top.first().filter(|t| t.mass >= OWNER_MASS) {
                 if let Some(m) = mass.get(owner.class) {
                     own[owner.class] += f64::from(*m);
                 }

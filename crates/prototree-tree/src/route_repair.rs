@@ -180,17 +180,17 @@ fn take_best(candidates: &Tensor, scores: &mut [f32]) -> Result<Option<Tensor>> 
     }
 }
 
-/// Mean over `(b, n, d)` patches' images of their similarity to `prototype` `(d,)`.
-pub fn mean_similarity(patches: &Tensor, prototype: &Tensor) -> Result<f32> {
-    Ok(similarities(patches, &prototype.unsqueeze(0)?)?
-        .mean_all()?
-        .to_scalar::<f32>()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Mean over `(b, n, d)` patches' images of their similarity to `prototype` `(d,)`.
+    fn mean_similarity(patches: &Tensor, prototype: &Tensor) -> Result<f32> {
+        Ok(similarities(patches, &prototype.unsqueeze(0)?)?
+            .mean_all()?
+            .to_scalar::<f32>()?)
+    }
 
     #[test]
     fn the_path_to_a_leaf_by_hand() {
