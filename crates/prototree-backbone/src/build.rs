@@ -8,6 +8,7 @@ use crate::{Backbone, BackboneKind, EfficientNetLite, ResNet, Result, SmallCnn};
 pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
     match kind {
         BackboneKind::SmallCnn => Ok(Box::new(SmallCnn::new(vb)?)),
+        BackboneKind::SmallCnnS4 => Ok(Box::new(SmallCnn::with_stride(4, vb)?)),
         BackboneKind::Resnet18
         | BackboneKind::Resnet34
         | BackboneKind::Resnet50
@@ -36,7 +37,7 @@ mod tests {
             let net = build_backbone(kind, vb)?;
             assert_eq!(net.kind(), kind);
             let channels = match kind {
-                BackboneKind::SmallCnn => 128,
+                BackboneKind::SmallCnn | BackboneKind::SmallCnnS4 => 128,
                 BackboneKind::Resnet18 | BackboneKind::Resnet34 => 512,
                 BackboneKind::Resnet50
                 | BackboneKind::Resnet50Inat
@@ -60,13 +61,20 @@ mod tests {
                     "{kind}: no parameter under {prefix}"
                 );
             }
-            // The cheap ones run: stride 32 (small CNN: 8).
+            // The cheap ones run: stride 32 (small CNN: 8 or 4).
             if matches!(
                 kind,
-                BackboneKind::SmallCnn | BackboneKind::Resnet18 | BackboneKind::EfficientnetLite0
+                BackboneKind::SmallCnn
+                    | BackboneKind::SmallCnnS4
+                    | BackboneKind::Resnet18
+                    | BackboneKind::EfficientnetLite0
             ) {
                 let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu)?;
-                let side = if kind == BackboneKind::SmallCnn { 8 } else { 2 };
+                let side = match kind {
+                    BackboneKind::SmallCnn => 8,
+                    BackboneKind::SmallCnnS4 => 16,
+                    _ => 2,
+                };
                 assert_eq!(net.features(&x, false)?.dims(), &[1, channels, side, side]);
             }
         }

@@ -49,6 +49,9 @@ pub enum Error {
         /// Channels of the backbone's features.
         channels: usize,
     },
+    /// The small CNN was asked for a stride it does not have.
+    #[error("the small CNN has stride 4 or 8, not {0}")]
+    UnsupportedStride(usize),
     /// An unknown backbone name was given.
     #[error("unknown backbone `{0}` (expected one of: {known})", known = crate::BackboneKind::NAMES.join(", "))]
     UnknownBackbone(String),

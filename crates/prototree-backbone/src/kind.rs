@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub enum BackboneKind {
     /// A small 4-block CNN for small images (64 px synthetic birds), stride 8.
     SmallCnn,
+    /// The same CNN pooling twice: stride 4, receptive field 26 px, for parts a few pixels
+    /// wide (parameters identical to `small-cnn`).
+    #[serde(rename = "small-cnn-s4")]
+    SmallCnnS4,
     /// torchvision ResNet-18, cut before global pooling (512 channels, stride 32).
     Resnet18,
     /// torchvision ResNet-34 (512 channels, stride 32).
@@ -37,8 +41,9 @@ pub enum BackboneKind {
 
 impl BackboneKind {
     /// Every kind, in the order of [`BackboneKind::NAMES`].
-    pub const ALL: [BackboneKind; 12] = [
+    pub const ALL: [BackboneKind; 13] = [
         BackboneKind::SmallCnn,
+        BackboneKind::SmallCnnS4,
         BackboneKind::Resnet18,
         BackboneKind::Resnet34,
         BackboneKind::Resnet50,
@@ -53,8 +58,9 @@ impl BackboneKind {
     ];
 
     /// The command-line / config names, in the order of [`BackboneKind::ALL`].
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "small-cnn",
+        "small-cnn-s4",
         "resnet18",
         "resnet34",
         "resnet50",
@@ -125,5 +131,7 @@ mod tests {
         let json = serde_json::to_string(&BackboneKind::Resnet50Inat).unwrap();
         assert_eq!(json, "\"resnet50-inat\"");
         assert_eq!(BackboneKind::Resnet50Inat.name(), "resnet50-inat");
+        let json = serde_json::to_string(&BackboneKind::SmallCnnS4).unwrap();
+        assert_eq!(json, "\"small-cnn-s4\"");
     }
 }

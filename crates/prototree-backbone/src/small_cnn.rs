@@ -1,5 +1,7 @@
 //! A small CNN for small images, trained from scratch: four 3×3 conv + BatchNorm + ReLU
-//! stages, the first three followed by 2×2 max-pooling (stride 8 in all).
+//! stages, the first three followed by 2×2 max-pooling (stride 8 in all; receptive field
+//! 38 px). The stride-4 variant pools after the first two stages only: four times the
+//! latent patches, each seeing 26 px, for parts a few pixels wide.
 //!
 //! It runs channels-last with [`conv2d_nhwc`], the fused BatchNorm + ReLU of
 //! [`BatchNormNhwc`] and [`max_pool_nhwc`], whose backward passes are as cheap as their
@@ -49,28 +51,53 @@ impl Stage {
 #[derive(Debug, Clone)]
 pub struct SmallCnn {
     stages: Vec<Stage>,
+    stride: usize,
 }
 
 impl SmallCnn {
     /// Smallest input side it accepts (three 2× poolings).
     pub const MIN_SIZE: usize = 8;
 
-    /// Builds the network with parameters under `vb` (`stages.{0..3}.{conv,bn}.*`).
+    /// Builds the stride-8 network with parameters under `vb` (`stages.{0..3}.{conv,bn}.*`).
     pub fn new(vb: VarBuilder) -> Result<Self> {
+        Self::with_stride(8, vb)
+    }
+
+    /// Builds the network with stride 8 (three poolings) or 4 (two); both have the same
+    /// parameters, so weights load into either.
+    pub fn with_stride(stride: usize, vb: VarBuilder) -> Result<Self> {
+        let pools = match stride {
+            4 => 2,
+            8 => 3,
+            other => return Err(crate::Error::UnsupportedStride(other)),
+        };
         let mut stages = Vec::with_capacity(SMALL_CNN_CHANNELS.len());
         let mut c_in = 3;
         for (i, &c_out) in SMALL_CNN_CHANNELS.iter().enumerate() {
-            let pool = i + 1 < SMALL_CNN_CHANNELS.len();
-            stages.push(Stage::new(c_in, c_out, pool, vb.pp(format!("stages.{i}")))?);
+            stages.push(Stage::new(
+                c_in,
+                c_out,
+                i < pools,
+                vb.pp(format!("stages.{i}")),
+            )?);
             c_in = c_out;
         }
-        Ok(Self { stages })
+        Ok(Self { stages, stride })
+    }
+
+    /// Downsampling from the input to the feature map (4 or 8).
+    pub fn stride(&self) -> usize {
+        self.stride
     }
 }
 
 impl Backbone for SmallCnn {
     fn kind(&self) -> BackboneKind {
-        BackboneKind::SmallCnn
+        if self.stride == 4 {
+            BackboneKind::SmallCnnS4
+        } else {
+            BackboneKind::SmallCnn
+        }
     }
 
     fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -108,6 +135,25 @@ mod tests {
             .contains_key("stages.3.bn.running_var"));
         let bad = Tensor::zeros((2, 1, 64, 64), DType::F32, &Device::Cpu)?;
         assert!(net.features(&bad, false).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn stride_four_keeps_the_parameters_and_doubles_the_map() -> anyhow::Result<()> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let fine = SmallCnn::with_stride(4, vb.clone())?;
+        let created = varmap.all_vars().len();
+        let coarse = SmallCnn::new(vb)?;
+        // The stride-8 network found every parameter it needs already there.
+        assert_eq!(varmap.all_vars().len(), created);
+        assert_eq!(fine.kind(), BackboneKind::SmallCnnS4);
+        assert_eq!(coarse.kind(), BackboneKind::SmallCnn);
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 64, 64), &Device::Cpu)?;
+        assert_eq!(fine.features(&x, false)?.dims(), &[1, 128, 16, 16]);
+        assert_eq!(coarse.features(&x, false)?.dims(), &[1, 128, 8, 8]);
+        let e = SmallCnn::with_stride(2, VarBuilder::zeros(DType::F32, &Device::Cpu));
+        assert!(e.is_err());
         Ok(())
     }
 

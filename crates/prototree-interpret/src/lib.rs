@@ -10,6 +10,7 @@ pub mod error;
 pub mod explain;
 pub mod project;
 pub mod prune;
+pub mod top_patches;
 
 pub use bundle_ops::Interpret;
 pub use decision_tree::{DecisionTree, Edge, TreeNode};
@@ -17,3 +18,4 @@ pub use error::{Error, Result};
 pub use explain::{explain_latent, ExplainedStep, LocalExplanation};
 pub use project::project;
 pub use prune::{prune, PruneReport};
+pub use top_patches::{top_patches, TopPatch, TopPatches};

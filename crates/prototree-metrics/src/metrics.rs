@@ -181,14 +181,24 @@ pub struct PrototypeMetrics {
     pub present_classes: Vec<usize>,
     /// Classes served by the whole node (both subtrees).
     pub served_classes: Vec<usize>,
-    /// Test images of the present classes (consistency, stability).
+    /// Test images whose predicted (greedy) path passes through the node: the images
+    /// whose explanation shows this prototype (consistency, stability).
+    #[serde(default)]
+    pub path_images: usize,
+    /// Consistency (Huang et al.) over the images on whose predicted path it lies.
+    pub consistency: Option<Consistency>,
+    /// Stability (Huang et al.) over the images on whose predicted path it lies.
+    pub stability: Option<f64>,
+    /// Test images of the present classes.
     pub present_images: usize,
     /// Consistency over the present classes' test images.
-    pub consistency: Option<Consistency>,
+    #[serde(default)]
+    pub consistency_present: Option<Consistency>,
+    /// Stability over the present classes' test images.
+    #[serde(default)]
+    pub stability_present: Option<f64>,
     /// Consistency over all served classes' test images.
     pub consistency_served: Option<Consistency>,
-    /// Stability over the present classes' test images.
-    pub stability: Option<f64>,
     /// Test images where the prototype fires (similarity > 0.5).
     pub firing_images: usize,
     /// Part purity over the firing images.
@@ -232,12 +242,20 @@ pub struct ExplanationMetrics {
     pub explanation_on_part: f64,
     /// Share of located prototypes whose source patch sits on the object (part or not).
     pub explanation_on_object: f64,
-    /// Share of prototypes consistent on the present classes' images (Huang et al.).
+    /// Share of prototypes consistent (Huang et al.) on the test images on whose
+    /// predicted path they lie.
     pub explanation_consistency: f64,
+    /// Mean stability under input noise (Huang et al.) on the same images.
+    pub explanation_stability: f64,
+    /// Share of prototypes consistent on the images of the classes below their present
+    /// branch (where the prototype is meant to be found).
+    #[serde(default)]
+    pub explanation_consistency_present: f64,
+    /// Mean stability on the images of the classes below the present branch.
+    #[serde(default)]
+    pub explanation_stability_present: f64,
     /// Share of prototypes consistent on all served classes' images.
     pub explanation_consistency_served: f64,
-    /// Mean stability under input noise (Huang et al.).
-    pub explanation_stability: f64,
     /// Share of located decision nodes whose prototype sits on a part separating the
     /// classes of the two subtrees (needs `synth.json`).
     pub explanation_discriminative_share: f64,
@@ -314,11 +332,19 @@ impl ExplanationMetrics {
             ("explanation_on_part", self.explanation_on_part),
             ("explanation_on_object", self.explanation_on_object),
             ("explanation_consistency", self.explanation_consistency),
+            ("explanation_stability", self.explanation_stability),
+            (
+                "explanation_consistency_present",
+                self.explanation_consistency_present,
+            ),
+            (
+                "explanation_stability_present",
+                self.explanation_stability_present,
+            ),
             (
                 "explanation_consistency_served",
                 self.explanation_consistency_served,
             ),
-            ("explanation_stability", self.explanation_stability),
             (
                 "explanation_discriminative_share",
                 self.explanation_discriminative_share,
@@ -415,10 +441,14 @@ impl ExplanationMetrics {
             ),
             (
                 format!(
-                    "consistency (Huang et al., ≥ {:.0}% on one part, present classes)",
+                    "consistency (Huang et al., ≥ {:.0}% on one part, images whose path shows it)",
                     100.0 * self.config.consistency_threshold
                 ),
                 pct(self.explanation_consistency),
+            ),
+            (
+                "consistency over the present branch's classes".to_string(),
+                pct(self.explanation_consistency_present),
             ),
             (
                 "consistency over all served classes".to_string(),
@@ -426,10 +456,14 @@ impl ExplanationMetrics {
             ),
             (
                 format!(
-                    "stability (noise σ = {} normalised)",
+                    "stability (noise σ = {} normalised, images whose path shows it)",
                     self.config.noise_sigma
                 ),
                 pct(self.explanation_stability),
+            ),
+            (
+                "stability over the present branch's classes".to_string(),
+                pct(self.explanation_stability_present),
             ),
             (
                 "decision nodes on a part separating their subtrees".to_string(),

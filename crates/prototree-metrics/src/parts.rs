@@ -85,6 +85,19 @@ impl RegionLabel {
     pub fn on_object(&self) -> bool {
         matches!(self, RegionLabel::Part(_) | RegionLabel::Object)
     }
+
+    /// The label in words, parts named by `part_names` (index = part).
+    pub fn describe(&self, part_names: &[String]) -> String {
+        match self {
+            RegionLabel::Part(p) => part_names
+                .get(*p)
+                .cloned()
+                .unwrap_or_else(|| format!("part {p}")),
+            RegionLabel::Object => "object (no part)".to_string(),
+            RegionLabel::Background => "background".to_string(),
+            RegionLabel::Unknown => "not annotated".to_string(),
+        }
+    }
 }
 
 /// The annotated content of one image region (a prototype's patch box).
@@ -101,6 +114,14 @@ pub struct Region {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_in_words() {
+        let names = vec!["crest".to_string()];
+        assert_eq!(RegionLabel::Part(0).describe(&names), "crest");
+        assert_eq!(RegionLabel::Part(3).describe(&names), "part 3");
+        assert_eq!(RegionLabel::Background.describe(&names), "background");
+    }
 
     #[test]
     fn part_sets() {

@@ -8,6 +8,7 @@
 pub mod dot;
 pub mod explanation_images;
 pub mod explanation_page;
+mod gallery;
 pub mod plot;
 pub mod report;
 pub mod svg;
@@ -17,5 +18,5 @@ pub mod visualize;
 pub use dot::DotExport;
 pub use explanation_images::{explanation_images, prototype_images, StepImages};
 pub use explanation_page::ExplanationPage;
-pub use report::{AccuracyRow, ExplanationLink, GalleryEntry, Report};
+pub use report::{AccuracyRow, ExplanationLink, GalleryEntry, GalleryPatch, Report};
 pub use svg::SvgExport;

@@ -8,20 +8,9 @@ use std::fmt::{self, Write as _};
 
 use prototree_tree::{EpochStats, EvalReport};
 
+use crate::gallery::{write_gallery, write_tree_viewer, GALLERY_STYLE, VIEWER_SCRIPT};
+pub use crate::gallery::{GalleryEntry, GalleryPatch};
 use crate::svg::{escape, png_data_uri};
-
-/// One prototype in the gallery.
-#[derive(Debug, Clone)]
-pub struct GalleryEntry {
-    /// Node label (reference numbering).
-    pub node: String,
-    /// The prototype's source patch (PNG bytes).
-    pub patch_png: Vec<u8>,
-    /// The source image with the patch's box (PNG bytes).
-    pub boxed_png: Vec<u8>,
-    /// A caption (source image, distance, classes served).
-    pub caption: String,
-}
 
 /// Accuracies of one model state (e.g. "trained", "pruned + projected").
 #[derive(Debug, Clone)]
@@ -69,13 +58,11 @@ pub struct Report {
     pub class_names: Vec<String>,
 }
 
-const STYLE: &str = "body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}\
+const STYLE: &str =
+    "body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}\
 h1{font-size:24px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}\
-th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}\
-.tree{overflow-x:auto;border:1px solid #ddd;padding:8px}.tree svg{max-width:100%;height:auto}\
-.gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;width:220px;font-size:12px;overflow-wrap:anywhere}\
-.card img{image-rendering:pixelated;margin-right:4px;vertical-align:top}";
+th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}";
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
@@ -94,7 +81,7 @@ impl fmt::Display for Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}{GALLERY_STYLE}</style></head><body>",
             escape(&self.title)
         );
         let _ = writeln!(s, "<h1>{}</h1>", escape(&self.title));
@@ -126,28 +113,11 @@ impl fmt::Display for Report {
             s.push_str("<h2>Explanation quality</h2>\n<p>Measured against the data set's part annotations (see docs/explanations.md): where prototypes sit, whether they activate on the same part across images and under noise, and whether decisions depend on the patches shown.</p>\n");
             table(&mut s, &self.explanation_metrics);
         }
-        s.push_str("<h2>The tree</h2>\n<p>Each decision asks whether the image contains a patch like the prototype shown; the right branch is \"present\" (similarity &gt; 0.5), the left \"absent\". Leaves show their top classes.</p>\n<div class=\"tree\">\n");
-        // The SVG document is inlined without its XML prolog, if any.
-        let svg = self.tree_svg.trim_start();
-        let svg = match svg.strip_prefix("<?xml") {
-            Some(rest) => rest.split_once("?>").map(|(_, r)| r).unwrap_or(rest),
-            None => svg,
-        };
-        s.push_str(svg);
-        s.push_str("</div>\n");
+        s.push_str("<h2>The tree</h2>\n<p>Each decision asks whether the image contains a patch like the prototype shown; the right branch is \"present\" (similarity &gt; 0.5), the left \"absent\". Leaves show their top classes.</p>\n");
+        write_tree_viewer(&mut s, &self.tree_svg);
         if !self.gallery.is_empty() {
-            s.push_str("<h2>Prototypes</h2>\n<p>Each prototype is a patch of a training image (projection); left: the patch, right: where it lies in its image.</p>\n<div class=\"gallery\">\n");
-            for g in &self.gallery {
-                let _ = writeln!(
-                    s,
-                    "<div class=\"card\" id=\"node-{node}\"><b>node {node}</b><br><img src=\"{}\" width=\"96\" alt=\"patch of node {node}\"><img src=\"{}\" width=\"96\" alt=\"source image of node {node}\"><br>{}</div>",
-                    png_data_uri(&g.patch_png),
-                    png_data_uri(&g.boxed_png),
-                    escape(&g.caption),
-                    node = escape(&g.node),
-                );
-            }
-            s.push_str("</div>\n");
+            s.push_str("<h2>Prototypes</h2>\n<p>Each prototype is a patch of a training image (projection); left: the patch, right: where it lies in its image. Below: the training patches most similar to it, one per image (hover for class and part), and, with part annotations, its purity and whether its part tells its two subtrees apart.</p>\n");
+            write_gallery(&mut s, &self.gallery);
         }
         if !self.explanations.is_empty() {
             s.push_str("<h2>Local explanations</h2>\n<div class=\"gallery\">\n");
@@ -163,6 +133,7 @@ impl fmt::Display for Report {
             s.push_str("</div>\n");
         }
         crate::training_section::write_training(&mut s, &self.training, &self.class_names);
+        s.push_str(VIEWER_SCRIPT);
         s.push_str("</body></html>\n");
         f.write_str(&s)
     }
@@ -193,6 +164,7 @@ mod tests {
                 patch_png: vec![1, 2, 3],
                 boxed_png: vec![4],
                 caption: "a & b".into(),
+                ..Default::default()
             }],
             explanations: vec![ExplanationLink {
                 href: "explanations/x/index.html".into(),

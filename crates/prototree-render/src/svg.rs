@@ -25,6 +25,7 @@ pub struct SvgExport<'a> {
     tree: &'a DecisionTree,
     patches: Option<&'a HashMap<NodeId, Vec<u8>>>,
     title: Option<String>,
+    node_links: bool,
 }
 
 /// XML-escapes text.
@@ -50,7 +51,15 @@ impl<'a> SvgExport<'a> {
             tree,
             patches: None,
             title: None,
+            node_links: false,
         }
+    }
+
+    /// Makes each decision node a link to `#node-N` (the report's gallery card of node N),
+    /// with class `tree-node` and `data-node="N"`.
+    pub fn with_node_links(mut self) -> Self {
+        self.node_links = true;
+        self
     }
 
     /// Patch images (PNG bytes) per decision node; nodes without one get a placeholder.
@@ -167,6 +176,13 @@ impl SvgExport<'_> {
         distance: Option<f32>,
     ) {
         let (x0, y0) = (x - PATCH / 2.0, y);
+        if self.node_links {
+            let _ = writeln!(
+                s,
+                r##"<a href="#node-{0}" class="tree-node" data-node="{0}"><title>node {0}: show its gallery</title>"##,
+                node.0
+            );
+        }
         match self.patches.and_then(|p| p.get(&node)) {
             Some(png) => {
                 let _ = writeln!(
@@ -196,6 +212,9 @@ impl SvgExport<'_> {
             y + PATCH + 12.0,
             escape(&caption)
         );
+        if self.node_links {
+            s.push_str("</a>\n");
+        }
     }
 
     /// A leaf centred at `x`, row top `y`: its top three classes with probability bars.
@@ -294,6 +313,12 @@ mod tests {
         assert_eq!(svg.matches(r#"rx="6""#).count(), 4); // leaves
         assert!(svg.contains("a&lt;b") || !svg.contains("a<b"));
         assert!(svg.contains("data:image/png;base64,AQID"));
+        assert!(!svg.contains("<a "), "links only when asked for");
+        let linked = SvgExport::new(&tree).with_node_links().to_string();
+        // Depth 2: three decision nodes, each a link to its gallery card.
+        assert_eq!(linked.matches("<a href=\"#node-").count(), 3);
+        assert_eq!(linked.matches("</a>").count(), 3);
+        assert!(linked.contains(r##"<a href="#node-0" class="tree-node" data-node="0">"##));
         Ok(())
     }
 }

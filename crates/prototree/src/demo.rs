@@ -16,6 +16,7 @@ use crate::explain::explain_images;
 use crate::explanation_metrics::{
     explanation_metrics, write_explanation_metrics, EXPLANATION_METRICS_FILE,
 };
+use crate::node_gallery::{node_galleries, GALLERY_PATCHES};
 use crate::recipe::Recipe;
 use crate::report::{spread_samples, write_report, ReportContent};
 use crate::run_config::RunConfig;
@@ -278,7 +279,8 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
             ],
             pruning: Some(pruning.clone()),
             explanations,
-            explanation_metrics: quality.report_rows(),
+            explanation_metrics: Some(quality.clone()),
+            galleries: node_galleries(&saved, &data_dir, GALLERY_PATCHES, &cfg.device, obs)?,
             training: outcome.history.clone(),
         },
         &report_path,

@@ -23,6 +23,7 @@ pub mod explain;
 pub mod explanation_metrics;
 pub mod export;
 pub mod model_dir;
+pub mod node_gallery;
 pub mod out_of_memory;
 pub mod predict;
 pub mod recipe;

@@ -14,6 +14,8 @@ use prototree_tree::io::write_atomic;
 use prototree_tree::{load_model, EpochStats, NodeId, SavedModel};
 
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage, PrototypePicture};
+use crate::explanation_metrics::ExplanationMetrics;
+use crate::node_gallery::{node_galleries, NodeGallery, GALLERY_PATCHES};
 use crate::workflow::{eval_loader, evaluate_on, PRUNING_FILE};
 use crate::{Error, Result};
 use prototree_tree::Observer;
@@ -29,9 +31,13 @@ pub struct ReportContent {
     pub pruning: Option<PruneReport>,
     /// Local explanations to link to.
     pub explanations: Vec<ExplainedImage>,
-    /// Explanation quality rows (label, value), e.g. from
-    /// [`ExplanationMetrics::report_rows`](crate::explanation_metrics::ExplanationMetrics::report_rows).
-    pub explanation_metrics: Vec<(String, String)>,
+    /// The explanation metrics of the model, when measured: their table, and per node
+    /// the facts on its gallery card (consistency, stability, test purity, whether its
+    /// part separates its subtrees).
+    pub explanation_metrics: Option<ExplanationMetrics>,
+    /// Per decision node, its most similar training patches
+    /// ([`node_galleries`](crate::node_gallery::node_galleries)).
+    pub galleries: HashMap<NodeId, NodeGallery>,
     /// The training run's epochs (from its `metrics.jsonl`), for the training section.
     pub training: Vec<EpochStats>,
 }
@@ -114,8 +120,81 @@ fn pruning_facts(p: &PruneReport) -> Vec<(String, String)> {
     ]
 }
 
-/// The prototype gallery: each projected prototype's patch and source, in node order.
-fn gallery(saved: &SavedModel, pictures: &HashMap<NodeId, PrototypePicture>) -> Vec<GalleryEntry> {
+/// The facts on node `node`'s gallery card: the purity of its training patches and, from
+/// the explanation metrics, where its source patch lies, its test purity, consistency,
+/// stability and whether its part separates its subtrees.
+fn card_facts(
+    node: NodeId,
+    gallery: Option<&NodeGallery>,
+    metrics: Option<&ExplanationMetrics>,
+) -> Vec<(String, String)> {
+    let pct = |v: f64| format!("{:.0}%", 100.0 * v);
+    let mut facts = Vec::new();
+    if let Some(text) = gallery.and_then(NodeGallery::purity_text) {
+        let n = gallery.map_or(0, |g| g.patches.len());
+        facts.push((format!("purity, top {n} training patches"), text));
+    }
+    let Some(m) = metrics else {
+        return facts;
+    };
+    let Some(p) = m.prototypes.iter().find(|p| p.node == node) else {
+        return facts;
+    };
+    let part = |i: Option<usize>| {
+        i.and_then(|i| m.part_names.get(i).cloned())
+            .unwrap_or_else(|| "no part".to_string())
+    };
+    if let Some(src) = &p.source {
+        facts.push((
+            "source patch on".to_string(),
+            src.region.label.describe(&m.part_names),
+        ));
+    }
+    if let Some(t) = p.top_k_purity {
+        facts.push((
+            format!("purity, top {} test patches", m.config.top_k),
+            format!("{} ({})", pct(t.share), part(t.part)),
+        ));
+    }
+    if let Some(c) = p.consistency {
+        facts.push((
+            format!("consistency ({} images on its path)", p.path_images),
+            format!(
+                "{} ({}){}",
+                pct(c.best.share),
+                part(c.best.part),
+                if c.consistent { " ✓" } else { "" }
+            ),
+        ));
+    }
+    if let Some(s) = p.stability {
+        facts.push(("stability under noise".to_string(), pct(s)));
+    }
+    if let (Some(d), Some(sep)) = (p.discriminative, p.separating_parts) {
+        let names: Vec<String> = sep.iter().map(|i| part(Some(i))).collect();
+        facts.push((
+            "separates its subtrees".to_string(),
+            format!(
+                "{} (parts that differ: {})",
+                if d { "yes" } else { "no" },
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
+    }
+    facts
+}
+
+/// The prototype gallery: each projected prototype's patch and source, its facts and its
+/// most similar training patches, in node order.
+fn gallery(
+    saved: &SavedModel,
+    pictures: &HashMap<NodeId, PrototypePicture>,
+    content: &ReportContent,
+) -> Vec<GalleryEntry> {
     let mut gallery: Vec<GalleryEntry> = saved
         .projections()
         .iter()
@@ -129,6 +208,7 @@ fn gallery(saved: &SavedModel, pictures: &HashMap<NodeId, PrototypePicture>) -> 
             if let Some(c) = crop {
                 file.push_str(&format!(" (its {}×{} box crop)", c.width(), c.height()));
             }
+            let node_gallery = content.galleries.get(&r.node);
             Some(GalleryEntry {
                 node: r.node.to_string(),
                 patch_png: pic.patch_png.clone(),
@@ -137,6 +217,8 @@ fn gallery(saved: &SavedModel, pictures: &HashMap<NodeId, PrototypePicture>) -> 
                     "from {file}, patch ({}, {}) of {}×{}, distance before projection {:.3}",
                     r.patch_row, r.patch_col, r.fmap_height, r.fmap_width, r.distance
                 ),
+                facts: card_facts(r.node, node_gallery, content.explanation_metrics.as_ref()),
+                top_patches: node_gallery.map(|g| g.patches.clone()).unwrap_or_default(),
             })
         })
         .collect();
@@ -202,9 +284,16 @@ pub fn build_report(
             .as_ref()
             .map(pruning_facts)
             .unwrap_or_default(),
-        explanation_metrics: content.explanation_metrics.clone(),
-        tree_svg: SvgExport::new(&tree).with_patches(&patches).to_string(),
-        gallery: gallery(saved, &pictures),
+        explanation_metrics: content
+            .explanation_metrics
+            .as_ref()
+            .map(ExplanationMetrics::report_rows)
+            .unwrap_or_default(),
+        tree_svg: SvgExport::new(&tree)
+            .with_patches(&patches)
+            .with_node_links()
+            .to_string(),
+        gallery: gallery(saved, &pictures, content),
         explanations: explanation_links(&content.explanations, class_names, base),
         training: content.training.clone(),
         class_names: class_names.clone(),
@@ -267,6 +356,7 @@ pub fn report_model(
             label: saved.stage().to_string(),
             eval,
         });
+        content.galleries = node_galleries(saved, data, GALLERY_PATCHES, device, obs)?;
         if explain > 0 {
             let samples = spread_samples(test.samples().len(), explain);
             let images: Vec<PathBuf> = samples

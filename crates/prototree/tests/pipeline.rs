@@ -65,7 +65,22 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
     // The report is one self-contained page with the tree, patches and explanations.
     let html = std::fs::read_to_string(&summary.report)?;
     assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
-    assert!(!html.contains("src=\"http") && !html.contains("<script"));
+    assert!(!html.contains("src=\"http") && !html.contains("<script src"));
+    // Every prototype's card shows its most similar training patches, with their purity
+    // (the synthetic birds have part masks), and its tree node links to it.
+    assert_eq!(
+        html.matches("most similar training patches:").count(),
+        summary.num_prototypes_pruned
+    );
+    assert_eq!(
+        html.matches("purity, top 10 training patches").count(),
+        summary.num_prototypes_pruned
+    );
+    assert_eq!(
+        html.matches("class=\"tree-node\"").count(),
+        summary.num_prototypes_pruned
+    );
+    assert!(html.contains("separates its subtrees"));
     let pages: Vec<_> = std::fs::read_dir(dir.path().join("explanations"))?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("index.html").is_file())

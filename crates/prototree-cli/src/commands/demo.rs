@@ -24,6 +24,15 @@ pub struct DemoArgs {
     /// Tree depth.
     #[arg(long, default_value_t = 5)]
     depth: usize,
+    /// Backbone (default: the demo's; `small-cnn` for stride 8, `small-cnn-s4` for 4).
+    #[arg(long)]
+    backbone: Option<BackboneKind>,
+    /// Side of the generated images in pixels (default 64).
+    #[arg(long)]
+    image_size: Option<u32>,
+    /// Re-seed leaves of classes without one (default: on; docs/training.md).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    reseed_leaves: Option<bool>,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -39,6 +48,15 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     cfg.synth.per_class = a.counts.per_class;
     cfg.synth.seed = a.seed;
     cfg.run.depth = a.depth;
+    if let Some(b) = a.backbone {
+        cfg.run.backbone = b;
+    }
+    if let Some(on) = a.reseed_leaves {
+        cfg.run.schedule.reseed_leaves = on;
+    }
+    if let Some(size) = a.image_size {
+        cfg.synth.size = size;
+    }
     cfg.run.schedule.seed = a.seed;
     cfg.interrupter = interrupter.clone();
     if let Some(e) = a.epochs {

@@ -68,6 +68,19 @@ impl<'a> Inputs<'a> {
             .collect()
     }
 
+    /// The test images whose greedy (predicted) path passes through decision row `row`:
+    /// the images whose explanation shows this prototype.
+    fn images_on_path(&self, row: usize) -> Vec<usize> {
+        (0..self.test.num_images())
+            .filter(|&i| {
+                self.acts
+                    .routed
+                    .get(i)
+                    .is_some_and(|r| r.steps.iter().any(|s| s.row == row))
+            })
+            .collect()
+    }
+
     /// The test images whose class is in `mask`.
     fn images_of(&self, mask: &[bool]) -> Vec<usize> {
         (0..self.test.num_images())
@@ -83,6 +96,7 @@ impl<'a> Inputs<'a> {
         let present = self.below.get(2 * row + 2).cloned().unwrap_or_default();
         let absent = self.below.get(2 * row + 1).cloned().unwrap_or_default();
         let served = self.below[row].clone();
+        let path_imgs = self.images_on_path(row);
         let present_imgs = self.images_of(&present);
         let served_imgs = self.images_of(&served);
         let gather = |imgs: &[usize]| -> (Vec<PartSet>, Vec<PartSet>) {
@@ -91,9 +105,11 @@ impl<'a> Inputs<'a> {
                 imgs.iter().map(|&i| self.visible[i]).collect(),
             )
         };
+        let noisy_of =
+            |imgs: &[usize]| -> Vec<PartSet> { imgs.iter().map(|&i| self.noisy[i][ri]).collect() };
+        let (a_path, v_path) = gather(&path_imgs);
         let (a_p, v_p) = gather(&present_imgs);
         let (a_s, v_s) = gather(&served_imgs);
-        let noisy_p: Vec<PartSet> = present_imgs.iter().map(|&i| self.noisy[i][ri]).collect();
         let firing: Vec<PartSet> = (0..self.test.num_images())
             .filter(|&i| acts[i][ri].similarity > PRESENT_THRESHOLD)
             .map(|i| acts[i][ri].parts)
@@ -122,10 +138,13 @@ impl<'a> Inputs<'a> {
             source: src,
             present_classes: classes_of(&present),
             served_classes: classes_of(&served),
+            path_images: path_imgs.len(),
+            consistency: consistency(&a_path, &v_path, cfg.consistency_threshold),
+            stability: stability(&a_path, &noisy_of(&path_imgs)),
             present_images: present_imgs.len(),
-            consistency: consistency(&a_p, &v_p, cfg.consistency_threshold),
+            consistency_present: consistency(&a_p, &v_p, cfg.consistency_threshold),
+            stability_present: stability(&a_p, &noisy_of(&present_imgs)),
             consistency_served: consistency(&a_s, &v_s, cfg.consistency_threshold),
-            stability: stability(&a_p, &noisy_p),
             firing_images: firing.len(),
             firing_purity: purity(&firing),
             top_k_purity: purity(&top_parts),
