@@ -1,9 +1,10 @@
 //! Pruning and projection of a model bundle: the operations and the bundle's
 //! bookkeeping (stage, projection records) in one call, so the two cannot disagree.
 
+use prototree_tree::topology::NodeId;
 use prototree_tree::{BatchSource, ProjectionRecord, SavedModel};
 
-use crate::{project, prune, PruneReport, Result};
+use crate::{merge_same_class_decisions, project, prune, PruneReport, Result};
 
 /// Pruning and projection as methods of a [`SavedModel`].
 ///
@@ -18,6 +19,10 @@ pub trait Interpret {
     /// Prunes subtrees whose leaves are all near-uniform (max probability ≤ `tau`) and drops
     /// the projection records of removed nodes.
     fn prune(&mut self, tau: f32) -> Result<PruneReport>;
+
+    /// Merges decisions whose leaves all predict one class ([`crate::merge`]) and drops
+    /// the projection records of the merged nodes; returns them.
+    fn merge_same_class(&mut self) -> Result<Vec<NodeId>>;
 
     /// Projects every decision prototype onto its nearest allowed training patch of
     /// `source` (image `i` named `image_paths[i]`; `source` must not shuffle) and keeps the
@@ -35,6 +40,14 @@ impl Interpret for SavedModel {
         let report = prune(&mut self.model, tau)?;
         self.record_pruning();
         Ok(report)
+    }
+
+    fn merge_same_class(&mut self) -> Result<Vec<NodeId>> {
+        let merged = merge_same_class_decisions(&mut self.model)?;
+        if !merged.is_empty() {
+            self.record_pruning();
+        }
+        Ok(merged)
     }
 
     fn project(

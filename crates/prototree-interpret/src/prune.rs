@@ -28,6 +28,19 @@ pub struct PruneReport {
     pub removed_subtrees: Vec<NodeId>,
     /// Decision nodes replaced by a child (their prototypes are gone).
     pub replaced_parents: Vec<NodeId>,
+    /// Decision nodes merged afterwards because all their leaves predict one class
+    /// ([`crate::merge`]; empty unless asked for).
+    #[serde(default)]
+    pub merged_decisions: Vec<NodeId>,
+}
+
+impl PruneReport {
+    /// Records decisions merged after pruning ([`crate::merge`]) and the tree they left.
+    pub fn record_merge(&mut self, merged: Vec<NodeId>, after: &Topology) {
+        self.merged_decisions = merged;
+        self.decisions_after = after.num_decisions();
+        self.leaves_after = after.num_live_leaves();
+    }
 }
 
 /// The nearest real decision above heap node `h`, and the direction from it towards `h`.
@@ -124,6 +137,7 @@ pub fn prune(model: &mut ProtoTree, tau: f32) -> Result<PruneReport> {
         leaves_after: topo.num_live_leaves(),
         removed_subtrees: removed,
         replaced_parents: replaced,
+        merged_decisions: Vec::new(),
     };
     model.set_topology(topo)?;
     Ok(report)

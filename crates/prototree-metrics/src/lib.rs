@@ -27,6 +27,7 @@ pub mod discriminative;
 pub mod driver;
 pub mod error;
 pub mod faithfulness;
+pub mod gradient_box;
 pub mod localization;
 pub mod metrics;
 pub mod parts;

@@ -100,6 +100,8 @@ pub enum Phase {
     Activations,
     /// The same with input noise, for stability (unit: batch).
     Noise,
+    /// Gradient boxes of every prototype on the plain and the noisy images (unit: batch).
+    GradientBoxes,
     /// Deleting the matched patch of each "present" decision (unit: batch).
     Deletion,
     /// Perturbing each prototype's matched region vs the rest (unit: batch).
@@ -113,6 +115,7 @@ impl Phase {
             Phase::LoadImages => "loading images and annotations",
             Phase::Activations => "prototype activations",
             Phase::Noise => "activations under noise",
+            Phase::GradientBoxes => "gradient boxes",
             Phase::Deletion => "deleting matched patches",
             Phase::Perturbation => "perturbation analysis",
         }
@@ -151,6 +154,12 @@ pub struct SourceRegion {
     pub region: Region,
     /// The name of the part it sits on, if any.
     pub part_name: Option<String>,
+    /// The gradient box of the prototype on its source image ([`crate::gradient_box`]).
+    #[serde(default)]
+    pub gradient_box: Option<PixelBox>,
+    /// What the gradient box shows.
+    #[serde(default)]
+    pub gradient_region: Option<Region>,
 }
 
 /// Mean similarity drops of one perturbation.
@@ -199,6 +208,16 @@ pub struct PrototypeMetrics {
     pub stability_present: Option<f64>,
     /// Consistency over all served classes' test images.
     pub consistency_served: Option<Consistency>,
+    /// [`PrototypeMetrics::consistency`] with gradient boxes as regions
+    /// ([`crate::gradient_box`]).
+    #[serde(default)]
+    pub gradient_consistency: Option<Consistency>,
+    /// [`PrototypeMetrics::stability`] with gradient boxes as regions.
+    #[serde(default)]
+    pub gradient_stability: Option<f64>,
+    /// [`PrototypeMetrics::discriminative`] with the source's gradient box.
+    #[serde(default)]
+    pub gradient_discriminative: Option<bool>,
     /// Test images where the prototype fires (similarity > 0.5).
     pub firing_images: usize,
     /// Part purity over the firing images.
@@ -256,6 +275,20 @@ pub struct ExplanationMetrics {
     pub explanation_stability_present: f64,
     /// Share of prototypes consistent on all served classes' images.
     pub explanation_consistency_served: f64,
+    /// [`ExplanationMetrics::explanation_on_part`] with the source's gradient box as the
+    /// region ([`crate::gradient_box`]).
+    #[serde(default)]
+    pub explanation_gradient_on_part: f64,
+    /// [`ExplanationMetrics::explanation_consistency`] with gradient boxes.
+    #[serde(default)]
+    pub explanation_gradient_consistency: f64,
+    /// [`ExplanationMetrics::explanation_stability`] with gradient boxes.
+    #[serde(default)]
+    pub explanation_gradient_stability: f64,
+    /// [`ExplanationMetrics::explanation_discriminative_share`] with the source's
+    /// gradient box.
+    #[serde(default)]
+    pub explanation_gradient_discriminative_share: f64,
     /// Share of located decision nodes whose prototype sits on a part separating the
     /// classes of the two subtrees (needs `synth.json`).
     pub explanation_discriminative_share: f64,
@@ -344,6 +377,22 @@ impl ExplanationMetrics {
             (
                 "explanation_consistency_served",
                 self.explanation_consistency_served,
+            ),
+            (
+                "explanation_gradient_on_part",
+                self.explanation_gradient_on_part,
+            ),
+            (
+                "explanation_gradient_consistency",
+                self.explanation_gradient_consistency,
+            ),
+            (
+                "explanation_gradient_stability",
+                self.explanation_gradient_stability,
+            ),
+            (
+                "explanation_gradient_discriminative_share",
+                self.explanation_gradient_discriminative_share,
             ),
             (
                 "explanation_discriminative_share",
@@ -476,6 +525,16 @@ impl ExplanationMetrics {
                 } else {
                     "no variant table".to_string()
                 },
+            ),
+            (
+                "with gradient boxes: on a part / consistency / stability / separating".to_string(),
+                format!(
+                    "{} / {} / {} / {}",
+                    pct(self.explanation_gradient_on_part),
+                    pct(self.explanation_gradient_consistency),
+                    pct(self.explanation_gradient_stability),
+                    pct(self.explanation_gradient_discriminative_share)
+                ),
             ),
             (
                 "part purity where prototypes fire (similarity > 0.5)".to_string(),

@@ -134,6 +134,8 @@ fn check_ranges(m: &ExplanationMetrics) {
     for p in &m.prototypes {
         for v in [
             p.stability,
+            p.stability_present,
+            p.gradient_stability,
             p.object_energy,
             p.part_energy,
             p.pointing_game,
@@ -171,6 +173,7 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
         Phase::LoadImages,
         Phase::Activations,
         Phase::Noise,
+        Phase::GradientBoxes,
         Phase::Deletion,
         Phase::Perturbation,
     ];
@@ -196,6 +199,21 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     assert_eq!(m.prototypes[0].served_classes, [0, 1, 2, 3]);
     assert_eq!(m.prototypes[0].present_classes, [2, 3]);
     assert_eq!(m.prototypes[0].present_images, 10);
+    // Every test image's path starts at the root; the gradient boxes give figures too,
+    // and every located source has a gradient box of its patch box's size.
+    assert_eq!(m.prototypes[0].path_images, 20);
+    for p in &m.prototypes {
+        // Prototypes on no test image's path have no images to measure.
+        assert_eq!(p.gradient_stability.is_some(), p.path_images > 0);
+        assert_eq!(p.stability.is_some(), p.path_images > 0);
+    }
+    for s in m.prototypes.iter().filter_map(|p| p.source.as_ref()) {
+        let g = s
+            .gradient_box
+            .ok_or_else(|| anyhow::anyhow!("no gradient box"))?;
+        let b = s.image_box;
+        assert_eq!((g[2] - g[0], g[3] - g[1]), (b[2] - b[0], b[3] - b[1]));
+    }
     // Top-k activations: 10 images per prototype, 3 perturbations × 2 areas each.
     assert!(m.perturbation.iter().all(|p| p.images == 30));
     let json = serde_json::to_value(&m)?;

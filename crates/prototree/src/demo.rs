@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use candle_core::Device;
 use prototree_data::{generate, Split, SynthConfig};
-use prototree_interpret::Interpret;
 use prototree_learn::{Interrupter, RunMode};
 use prototree_render::AccuracyRow;
 use prototree_tree::{io::write_atomic, load_model, EvalReport, SavedModel, TrainConfig};
@@ -23,7 +22,7 @@ use crate::run_config::RunConfig;
 use crate::train::{train, TrainOutcome};
 use crate::workflow::{
     eval_loader, evaluate_on, mean_projection_distance, project_on_loader, projection_loader,
-    write_pruning, PruneOutcome,
+    prune_and_merge, write_pruning, PruneOutcome,
 };
 use crate::{Error, Result};
 use prototree_tree::{Observer, Stage};
@@ -43,6 +42,9 @@ pub struct DemoConfig {
     /// twice the uniform probability is near-uniform; the reference's 0.01 is that for 200
     /// classes, and with 12 classes no distribution can have a maximum below 1/12).
     pub tau: Option<f32>,
+    /// Merge decisions whose leaves all predict one class after pruning (they decide
+    /// nothing; greedy predictions are unchanged).
+    pub merge_same_class: bool,
     /// Test images explained and linked from the report.
     pub explain_images: usize,
     /// Device.
@@ -59,6 +61,7 @@ impl DemoConfig {
             synth: SynthConfig::default(),
             run: demo_run(),
             tau: None,
+            merge_same_class: true,
             explain_images: 8,
             device: Device::Cpu,
             interrupter: Interrupter::new(),
@@ -231,7 +234,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
     let (_, train_loader) = projection_loader(&data_dir, &outcome.meta, 64, obs)?;
     let mut bundle = SavedModel::new(outcome.model, outcome.meta.clone());
     obs.stage_started(Stage::Prune, 0);
-    let pruning = bundle.prune(tau)?;
+    let pruning = prune_and_merge(&mut bundle, tau, cfg.merge_same_class)?;
     obs.stage_finished(Stage::Prune);
     let pruned_only = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;
     project_on_loader(&mut bundle, &train_loader, &cfg.device, obs)?;

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use prototree_interpret::{Interpret, PruneReport};
-use prototree_tree::{load_model, EvalReport, ModelStage, ProjectionRecord, Routing, SavedModel};
+use prototree_tree::{
+    load_model, EvalReport, ModelStage, NodeId, ProjectionRecord, Routing, SavedModel,
+};
 
 use crate::eval::{evaluate_model, EvalDetails};
 use crate::explain::{explain_images, ExplainedImage};
@@ -66,6 +68,12 @@ impl ModelDir {
     /// Prunes near-uniform subtrees (max leaf probability ≤ `tau`; the reference uses 0.01).
     pub fn prune(&mut self, tau: f32) -> Result<PruneReport> {
         Ok(self.saved.prune(tau)?)
+    }
+
+    /// Merges the decisions whose reachable leaves all predict one class (they decide
+    /// nothing; greedy predictions do not change) and returns them.
+    pub fn merge_same_class(&mut self) -> Result<Vec<NodeId>> {
+        Ok(self.saved.merge_same_class()?)
     }
 
     /// Projects every prototype onto its nearest allowed patch of the training split of

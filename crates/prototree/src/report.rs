@@ -117,6 +117,10 @@ fn pruning_facts(p: &PruneReport) -> Vec<(String, String)> {
             "replaced parents".to_string(),
             p.replaced_parents.len().to_string(),
         ),
+        (
+            "merged decisions (all their leaves predict one class)".to_string(),
+            p.merged_decisions.len().to_string(),
+        ),
     ]
 }
 

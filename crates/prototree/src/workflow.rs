@@ -162,11 +162,13 @@ pub struct PruneOutcome {
     pub after: Option<EvalReport>,
 }
 
-/// Prunes the model in `model_dir` with `tau` and saves it to `out`; with `data`, reports
-/// test accuracy before and after.
+/// Prunes the model in `model_dir` with `tau` (then, with `merge_same_class`, merges the
+/// decisions whose leaves all predict one class) and saves it to `out`; with `data`,
+/// reports test accuracy before and after.
 pub fn prune_model_dir(
     model_dir: &Path,
     tau: f32,
+    merge_same_class: bool,
     out: &Path,
     data: Option<&Path>,
     device: &Device,
@@ -182,7 +184,7 @@ pub fn prune_model_dir(
         None => None,
     };
     obs.stage_started(Stage::Prune, 0);
-    let report = saved.prune(tau)?;
+    let report = prune_and_merge(&mut saved, tau, merge_same_class)?;
     obs.stage_finished(Stage::Prune);
     let after = match &loader {
         Some(l) => Some(evaluate_on(&saved.model, l, device, obs)?),
@@ -196,6 +198,21 @@ pub fn prune_model_dir(
     };
     write_pruning(out, &outcome)?;
     Ok(outcome)
+}
+
+/// Prunes `saved` with `tau` and, with `merge_same_class`, merges the decisions whose
+/// leaves all predict one class ([`prototree_interpret::merge`]); one report for both.
+pub fn prune_and_merge(
+    saved: &mut SavedModel,
+    tau: f32,
+    merge_same_class: bool,
+) -> Result<PruneReport> {
+    let mut report = saved.prune(tau)?;
+    if merge_same_class {
+        let merged = saved.merge_same_class()?;
+        report.record_merge(merged, saved.model.topology());
+    }
+    Ok(report)
 }
 
 /// The result of projecting a model directory.

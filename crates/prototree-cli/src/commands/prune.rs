@@ -17,6 +17,10 @@ pub struct PruneArgs {
     /// Leaves whose top class probability is at most tau are near-uniform.
     #[arg(long, default_value_t = 0.01)]
     tau: f32,
+    /// Then merge decisions whose leaves all predict one class (they decide nothing;
+    /// greedy predictions are unchanged; off by default, as the reference).
+    #[arg(long)]
+    merge_same_class: bool,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -37,6 +41,7 @@ pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
     let o = prototree::workflow::prune_model_dir(
         &a.model,
         a.tau,
+        a.merge_same_class,
         output_dir(&a.out)?,
         a.data.as_deref(),
         &a.device.open()?,
@@ -52,6 +57,12 @@ pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
         "pruned with tau {}: prototypes {} -> {}, leaves {} -> {}",
         r.tau, r.decisions_before, r.decisions_after, r.leaves_before, r.leaves_after
     );
+    if !r.merged_decisions.is_empty() {
+        println!(
+            "merged {} decisions whose leaves all predict one class",
+            r.merged_decisions.len()
+        );
+    }
     if let (Some(before), Some(after)) = (&o.before, &o.after) {
         println!("before: {before}");
         println!("after : {after}");

@@ -119,6 +119,23 @@ impl Activations {
     }
 }
 
+/// Normalised CHW floats of test images `chunk` with the stability noise: seeded Gaussian
+/// noise per image (`cfg.noise_sigma`, clipped to ±`cfg.noise_clip`).
+pub(super) fn noisy_chw(test: &TestSet, chunk: &[usize]) -> Result<Vec<f32>> {
+    let cfg = test.cfg;
+    let mut chw = test.chw_of(&test.images(chunk)?);
+    for (o, &i) in chw.chunks_exact_mut(test.plane()).zip(chunk) {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            cfg.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        for v in o.iter_mut() {
+            *v += (cfg.noise_sigma * standard_normal(&mut rng))
+                .clamp(-cfg.noise_clip, cfg.noise_clip);
+        }
+    }
+    Ok(chw)
+}
+
 /// Pass 2: the parts each prototype matches under seeded Gaussian noise on the normalised
 /// input ([`Phase::Noise`]); per image, per prototype.
 pub(super) fn noise_pass(
@@ -130,17 +147,7 @@ pub(super) fn noise_pass(
     let mut noisy: Vec<Vec<PartSet>> = Vec::with_capacity(test.num_images());
     Phase::Noise.started(obs, test.chunks.len());
     for (ci, chunk) in test.chunks.iter().enumerate() {
-        let mut chw = test.chw_of(&test.images(chunk)?);
-        for (o, &i) in chw.chunks_exact_mut(test.plane()).zip(chunk) {
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                cfg.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            );
-            for v in o.iter_mut() {
-                *v += (cfg.noise_sigma * standard_normal(&mut rng))
-                    .clamp(-cfg.noise_clip, cfg.noise_clip);
-            }
-        }
-        let res = test.run(chw, chunk.len())?;
+        let res = test.run(noisy_chw(test, chunk)?, chunk.len())?;
         for (bi, &i) in chunk.iter().enumerate() {
             noisy.push(
                 test.rows

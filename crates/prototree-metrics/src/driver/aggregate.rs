@@ -28,6 +28,11 @@ pub(super) fn aggregate(
         .filter_map(|p| p.source.as_ref().map(|s| s.region))
         .collect();
     let shares = localization_shares(&located);
+    let located_by_gradient: Vec<Region> = prototypes
+        .iter()
+        .filter_map(|p| p.source.as_ref().and_then(|s| s.gradient_region))
+        .collect();
+    let gradient_shares = localization_shares(&located_by_gradient);
     let frac = |f: &dyn Fn(&PrototypeMetrics) -> Option<bool>| -> f64 {
         let v: Vec<bool> = prototypes.iter().filter_map(f).collect();
         share(v.iter().filter(|x| **x).count(), v.len())
@@ -40,6 +45,13 @@ pub(super) fn aggregate(
         .filter_map(|p| match (&p.source, p.separating_parts) {
             (Some(s), Some(sep)) => Some((s.region.label.part(), sep)),
             _ => None,
+        })
+        .collect();
+    let disc_by_gradient: Vec<(Option<usize>, PartSet)> = prototypes
+        .iter()
+        .filter_map(|p| {
+            let region = p.source.as_ref()?.gradient_region?;
+            Some((region.label.part(), p.separating_parts?))
         })
         .collect();
     let fidelity = routed
@@ -61,6 +73,10 @@ pub(super) fn aggregate(
         explanation_on_object: shares.on_object,
         explanation_consistency: frac(&|p| p.consistency.map(|c| c.consistent)),
         explanation_stability: avg(&|p| p.stability),
+        explanation_gradient_on_part: gradient_shares.on_part,
+        explanation_gradient_consistency: frac(&|p| p.gradient_consistency.map(|c| c.consistent)),
+        explanation_gradient_stability: avg(&|p| p.gradient_stability),
+        explanation_gradient_discriminative_share: discriminative_share(&disc_by_gradient),
         explanation_consistency_present: frac(&|p| p.consistency_present.map(|c| c.consistent)),
         explanation_stability_present: avg(&|p| p.stability_present),
         explanation_consistency_served: frac(&|p| p.consistency_served.map(|c| c.consistent)),

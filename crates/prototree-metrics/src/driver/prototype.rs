@@ -18,6 +18,7 @@ use crate::Result;
 
 use super::activations::Activations;
 use super::edits::Drops;
+use super::gradient::GradientParts;
 use super::{mean, share, TestSet};
 
 /// What the per-prototype figures are computed from.
@@ -25,6 +26,7 @@ pub(super) struct Inputs<'a> {
     pub test: &'a TestSet<'a>,
     pub acts: &'a Activations,
     noisy: &'a [Vec<PartSet>],
+    gradient: &'a GradientParts,
     drops: &'a Drops,
     sources: &'a HashMap<usize, SourceRegion>,
     /// Per heap node, the classes whose top leaf lies below it.
@@ -41,6 +43,7 @@ impl<'a> Inputs<'a> {
         source: &AnnotationSource,
         acts: &'a Activations,
         noisy: &'a [Vec<PartSet>],
+        gradient: &'a GradientParts,
         drops: &'a Drops,
         sources: &'a HashMap<usize, SourceRegion>,
     ) -> Self {
@@ -49,6 +52,7 @@ impl<'a> Inputs<'a> {
             test,
             acts,
             noisy,
+            gradient,
             drops,
             sources,
             below: classes_below(test.model.topology(), &test.leaf_top, num_classes),
@@ -108,6 +112,13 @@ impl<'a> Inputs<'a> {
         let noisy_of =
             |imgs: &[usize]| -> Vec<PartSet> { imgs.iter().map(|&i| self.noisy[i][ri]).collect() };
         let (a_path, v_path) = gather(&path_imgs);
+        let by_gradient = |sets: &[Vec<PartSet>]| -> Vec<PartSet> {
+            path_imgs.iter().map(|&i| sets[i][ri]).collect()
+        };
+        let (g_path, g_noisy) = (
+            by_gradient(&self.gradient.clean),
+            by_gradient(&self.gradient.noisy),
+        );
         let (a_p, v_p) = gather(&present_imgs);
         let (a_s, v_s) = gather(&served_imgs);
         let firing: Vec<PartSet> = (0..self.test.num_images())
@@ -126,6 +137,12 @@ impl<'a> Inputs<'a> {
             .table
             .as_ref()
             .map(|t| separating_parts(t, &absent, &present));
+        let gradient_discriminative = match (&src, separating) {
+            (Some(s), Some(sep)) => s
+                .gradient_region
+                .map(|r| r.label.part().is_some_and(|p| sep.contains(p))),
+            _ => None,
+        };
         Ok(PrototypeMetrics {
             node: self.test.model.topology().node_id(row),
             row,
@@ -145,6 +162,9 @@ impl<'a> Inputs<'a> {
             consistency_present: consistency(&a_p, &v_p, cfg.consistency_threshold),
             stability_present: stability(&a_p, &noisy_of(&present_imgs)),
             consistency_served: consistency(&a_s, &v_s, cfg.consistency_threshold),
+            gradient_consistency: consistency(&g_path, &v_path, cfg.consistency_threshold),
+            gradient_stability: stability(&g_path, &g_noisy),
+            gradient_discriminative,
             firing_images: firing.len(),
             firing_purity: purity(&firing),
             top_k_purity: purity(&top_parts),

@@ -8,10 +8,17 @@ use prototree_tree::SavedModel;
 
 use super::TestSet;
 use crate::dataset::AnnotationSource;
+use crate::gradient_box::best_window;
+use crate::smoothgrad::{smoothgrad_map, SmoothGrad};
+
+/// Noisy copies for a source's gradient box when SmoothGrad is switched off.
+const SOURCE_SMOOTHGRAD_SAMPLES: usize = 8;
 use crate::localization::{locate, source_box};
 use crate::metrics::SourceRegion;
 use crate::parts::RegionLabel;
+use crate::perturb::FloatImage;
 use crate::Result;
+use prototree_tree::geometry::PixelBox;
 
 /// The source region of each projected decision node, keyed by its row; prototypes
 /// whose image is not in the data set or whose patch lies on no known region are left out.
@@ -43,17 +50,56 @@ pub(super) fn projection_sources(
         if region.label == RegionLabel::Unknown {
             continue;
         }
+        let image_box = source_box(rec, test.size);
+        let gradient_box = source_gradient_box(test, &rec.image_path, row, image_box)?;
         sources.insert(
             row,
             SourceRegion {
                 image_path: rec.image_path.clone(),
-                image_box: source_box(rec, test.size),
+                image_box,
                 part_name: region.label.part().and_then(|p| part_names.get(p).cloned()),
                 region,
+                gradient_region: gradient_box.map(|b| ann.region(b, test.cfg.min_part_share)),
+                gradient_box,
             },
         );
     }
     Ok(sources)
+}
+
+/// The gradient box ([`crate::gradient_box`]) of prototype row `row` on its source image
+/// (`None` when the image cannot be read), of the size of the patch box `patch`. The
+/// source patch *is* the projected prototype, where the similarity is at its maximum and
+/// its gradient vanishes, so the box follows the SmoothGrad map instead (the gradient
+/// averaged over noisy copies, [`crate::smoothgrad`]; 8 copies when SmoothGrad is off).
+fn source_gradient_box(
+    test: &TestSet,
+    image_ref: &str,
+    row: usize,
+    patch: PixelBox,
+) -> Result<Option<PixelBox>> {
+    let Ok(img) = prototree_data::load_image_ref(image_ref) else {
+        return Ok(None);
+    };
+    let img = prototree_data::transform::resize_square(&img, test.size);
+    let chw = test.chw_of(&[FloatImage::from_rgb(&img)]);
+    let size = test.size as usize;
+    let cfg = test.cfg;
+    let settings = SmoothGrad {
+        samples: if cfg.smoothgrad_samples == 0 {
+            SOURCE_SMOOTHGRAD_SAMPLES
+        } else {
+            cfg.smoothgrad_samples
+        },
+        sigma: cfg.smoothgrad_sigma,
+        seed: cfg.seed ^ ((row as u64) << 8) ^ 0x50c,
+    };
+    let map = smoothgrad_map(test.model, &chw, size, row, &settings, test.device)?;
+    let (w, h) = (
+        (patch[2] - patch[0]) as usize,
+        (patch[3] - patch[1]) as usize,
+    );
+    Ok(Some(best_window(&map, size, w, h)))
 }
 
 /// Finds the data set sample an image path refers to: the same path, else the same last

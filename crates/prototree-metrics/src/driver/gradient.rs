@@ -1,0 +1,57 @@
+//! The gradient-box pass ([`crate::gradient_box`]): per image and prototype, the parts in
+//! the box of the patch's size where the prototype's similarity depends most on the
+//! pixels, on the plain and on the noisy images (for stability).
+
+use prototree_tree::Observer;
+
+use super::activations::{noisy_chw, Activations};
+use super::TestSet;
+use crate::gradient_box::{best_window, input_gradient_maps};
+use crate::metrics::Phase;
+use crate::parts::PartSet;
+use crate::Result;
+
+/// What the gradient-box pass finds, per image and prototype (decision row order).
+pub(super) struct GradientParts {
+    pub clean: Vec<Vec<PartSet>>,
+    pub noisy: Vec<Vec<PartSet>>,
+}
+
+/// Pass: gradient boxes of every prototype on every test image, plain and with the
+/// stability noise ([`Phase::GradientBoxes`]). Each box has the size of the image's patch
+/// box for that prototype.
+pub(super) fn gradient_pass(
+    test: &TestSet,
+    acts: &Activations,
+    obs: &mut dyn Observer,
+) -> Result<GradientParts> {
+    let n = test.num_images();
+    let rows = &test.rows;
+    let mut out = GradientParts {
+        clean: vec![vec![PartSet::default(); rows.len()]; n],
+        noisy: vec![vec![PartSet::default(); rows.len()]; n],
+    };
+    let size = test.size as usize;
+    Phase::GradientBoxes.started(obs, test.chunks.len());
+    for (ci, chunk) in test.chunks.iter().enumerate() {
+        let clean = test.chw_of(&test.images(chunk)?);
+        let noisy = noisy_chw(test, chunk)?;
+        for (chw, target) in [(clean, &mut out.clean), (noisy, &mut out.noisy)] {
+            let maps = input_gradient_maps(test.model, &chw, chunk.len(), size, rows, test.device)?;
+            for (ri, per_image) in maps.iter().enumerate() {
+                for (bi, &i) in chunk.iter().enumerate() {
+                    let patch = acts.grid.box_of(acts.acts[i][ri].cell);
+                    let (w, h) = (
+                        (patch[2] - patch[0]) as usize,
+                        (patch[3] - patch[1]) as usize,
+                    );
+                    let b = best_window(&per_image[bi], size, w, h);
+                    target[i][ri] = test.anns[i].region(b, test.cfg.min_part_share).parts;
+                }
+            }
+        }
+        obs.stage_progress(ci + 1);
+    }
+    Phase::GradientBoxes.finished(obs);
+    Ok(out)
+}
