@@ -20,12 +20,19 @@ OWNERS = [
     ("conv: forward (im2col + gemm)", r"conv_cpu"),
     ("BatchNorm+ReLU", r"batch_norm"),
     ("max-pool", r"max_pool"),
+    ("residual add+ReLU (ResNets)", r"add_relu"),
     ("tree head (distances, routing, leaves)", r"min_distance|leaf_paths|prototree_ops::leaves|prototree_ops::distance|prototree_tree::"),
     ("AdamW", r"prototree_learn::adam"),
     ("candle backprop bookkeeping and grad sums", r"candle_core::backprop"),
     ("candle elementwise/copies (optimizer, loss, head glue)", r"candle_core::"),
     ("learner (loss, stats, leaf update glue)", r"prototree_learn::"),
 ]
+# Whole-stack rules, checked before the owners: loading and set-up before the first epoch
+# (decoding, resizing and caching the split, the model's initialisation), and the
+# convolution's backward pass, whose regathers and weight reorders run in the forward's
+# `Geometry` helpers (innermost frame `conv_cpu::Geometry::gather`).
+LOADING = re.compile(r"loader::\{impl#0\}::decode|prepare_views|load_rgb|Dataset::open|ProtoTree::new|prototree_tree::init")
+CONV_BACKWARD = re.compile(r"conv_cpu::\{impl#2\}|PackedBackward")
 KERNEL_FAULT = re.compile(r"clear_page|page_fault|handle_mm_fault|folio_zero")
 IDLE = re.compile(r"rayon_core::(registry::WorkerThread::wait_until|sleep)|BarrierGuard|spin_loop|futex|schedule|finish_task_switch|__rust_begin_short_backtrace$")
 counts = collections.Counter()
@@ -36,12 +43,17 @@ def flush(frames):
         return
     total += 1
     syms = [f for f in frames]
+    if any(LOADING.search(s) for s in syms):
+        counts["loading and set-up before the first epoch"] += 1
+        return
     if any(KERNEL_FAULT.search(s) for s in syms[:8]):
         counts["page faults (first touch of fresh memory)"] += 1
         return
     for s in syms:
         for name, pat in OWNERS:
             if re.search(pat, s):
+                if name.startswith("conv: forward") and any(CONV_BACKWARD.search(f) for f in syms):
+                    name = next(n for n, _ in OWNERS if n.startswith("conv backward"))
                 counts[name] += 1
                 return
     if any(IDLE.search(s) for s in syms[:3]) or (syms and "rust_begin_short_backtrace" in syms[0]):
