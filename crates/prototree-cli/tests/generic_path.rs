@@ -132,7 +132,14 @@ fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
     run(
         true,
         &[
-            "prune", "--model", &model, "--out", &pruned, "--data", &data,
+            "prune",
+            "--model",
+            &model,
+            "--out",
+            &pruned,
+            "--data",
+            &data,
+            "--merge-same-class",
         ],
     )?;
     run(
