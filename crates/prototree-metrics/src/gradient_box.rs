@@ -12,28 +12,78 @@
 use candle_core::{Device, Tensor, Var};
 use prototree_tree::geometry::PixelBox;
 use prototree_tree::ProtoTree;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
+use crate::perturb::standard_normal;
 use crate::{Error, Result};
+
+/// How the gradient is smoothed: the mean of `|gradient|` over `samples` copies of each
+/// image with Gaussian noise of `sigma` times the image's value range (SmoothGrad); one
+/// sample is the plain gradient of the image itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradientSmoothing {
+    /// Copies per image (at least 1).
+    pub samples: usize,
+    /// Noise as a share of the image's value range (unused for one sample).
+    pub sigma: f32,
+    /// Seed of the noise; image `i` of the batch draws from `seed ^ f(i)`.
+    pub seed: u64,
+}
+
+impl GradientSmoothing {
+    /// The plain gradient.
+    pub const PLAIN: GradientSmoothing = GradientSmoothing {
+        samples: 1,
+        sigma: 0.0,
+        seed: 0,
+    };
+}
 
 /// Per prototype row of `rows` (outer) and image (inner), the input-gradient map
 /// (`size × size`, row-major) of the row's similarity on the normalised CHW images `chw`
-/// (`b × 3 × size × size`): `|∂ routing probability / ∂ pixel|` summed over channels.
+/// (`b × 3 × size × size`): `|∂ routing probability / ∂ pixel|` summed over channels,
+/// averaged over `smoothing.samples` noisy copies.
 pub fn input_gradient_maps(
     model: &ProtoTree,
     chw: &[f32],
     b: usize,
     size: usize,
     rows: &[usize],
+    smoothing: &GradientSmoothing,
     device: &Device,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
     let plane = size * size;
-    if b == 0 || chw.len() != b * 3 * plane {
+    let copies = smoothing.samples;
+    if b == 0 || copies == 0 || chw.len() != b * 3 * plane {
         return Err(Error::Invalid(format!(
-            "gradient maps need {b} images of 3×{size}×{size}, got {} values",
+            "gradient maps need {b} images of 3×{size}×{size} and at least one sample, got {} values",
             chw.len()
         )));
     }
-    let input = Var::from_tensor(&Tensor::from_slice(chw, (b, 3, size, size), device)?)?;
+    let batch = if copies == 1 {
+        chw.to_vec()
+    } else {
+        let mut batch = Vec::with_capacity(b * copies * 3 * plane);
+        for (i, image) in chw.chunks_exact(3 * plane).enumerate() {
+            let (lo, hi) = image
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, z), v| (a.min(*v), z.max(*v)));
+            let sigma = smoothing.sigma * (hi - lo).max(f32::EPSILON);
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                smoothing.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            for _ in 0..copies {
+                batch.extend(image.iter().map(|v| v + sigma * standard_normal(&mut rng)));
+            }
+        }
+        batch
+    };
+    let input = Var::from_tensor(&Tensor::from_vec(
+        batch,
+        (b * copies, 3, size, size),
+        device,
+    )?)?;
     let latent = model.latent(input.as_tensor(), false)?;
     let out = model.forward_latent(&latent)?;
     let mut maps = Vec::with_capacity(rows.len());
@@ -45,6 +95,8 @@ pub fn input_gradient_maps(
             .ok_or_else(|| Error::Invalid("no gradient reached the input".into()))?
             .abs()?
             .sum(1)?
+            .reshape((b, copies, plane))?
+            .mean(1)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         maps.push(grad.chunks_exact(plane).map(<[f32]>::to_vec).collect());
@@ -117,10 +169,11 @@ mod tests {
         };
         let (a, b) = (one(0), one(1));
         let both: Vec<f32> = a.iter().chain(&b).copied().collect();
-        let batch = input_gradient_maps(&tree, &both, 2, size, &[0, 2], &Device::Cpu)?;
+        let plain = GradientSmoothing::PLAIN;
+        let batch = input_gradient_maps(&tree, &both, 2, size, &[0, 2], &plain, &Device::Cpu)?;
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].len(), 2);
-        let alone = input_gradient_maps(&tree, &b, 1, size, &[0, 2], &Device::Cpu)?;
+        let alone = input_gradient_maps(&tree, &b, 1, size, &[0, 2], &plain, &Device::Cpu)?;
         for r in 0..2 {
             for (x, y) in batch[r][1].iter().zip(&alone[r][0]) {
                 assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
@@ -129,7 +182,27 @@ mod tests {
         // Some pixel matters, and the two prototypes depend on the pixels differently.
         assert!(batch[0][0].iter().any(|v| *v > 0.0));
         assert_ne!(batch[0][0], batch[1][0]);
-        assert!(input_gradient_maps(&tree, &a[1..], 1, size, &[0], &Device::Cpu).is_err());
+        assert!(input_gradient_maps(&tree, &a[1..], 1, size, &[0], &plain, &Device::Cpu).is_err());
+        // Smoothed: seeded (the same maps twice), different from the plain gradient, and
+        // one image's maps do not depend on the other image's copies being there.
+        let smooth = GradientSmoothing {
+            samples: 3,
+            sigma: 0.15,
+            seed: 7,
+        };
+        let s1 = input_gradient_maps(&tree, &both, 2, size, &[0], &smooth, &Device::Cpu)?;
+        let s2 = input_gradient_maps(&tree, &both, 2, size, &[0], &smooth, &Device::Cpu)?;
+        assert_eq!(s1, s2);
+        assert_ne!(s1[0][0], batch[0][0]);
+        let first = input_gradient_maps(&tree, &a, 1, size, &[0], &smooth, &Device::Cpu)?;
+        for (x, y) in s1[0][0].iter().zip(&first[0][0]) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+        let none = GradientSmoothing {
+            samples: 0,
+            ..smooth
+        };
+        assert!(input_gradient_maps(&tree, &a, 1, size, &[0], &none, &Device::Cpu).is_err());
         Ok(())
     }
 }

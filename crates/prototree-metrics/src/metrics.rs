@@ -42,6 +42,10 @@ pub struct MetricsConfig {
     pub smoothgrad_samples: usize,
     /// SmoothGrad's noise, as a share of the image's value range.
     pub smoothgrad_sigma: f32,
+    /// Noisy copies whose gradients are averaged for each gradient box (SmoothGrad with
+    /// `smoothgrad_sigma`; 1, the default: the plain gradient; docs/explanations.md
+    /// compares 1 and 4).
+    pub gradient_box_samples: usize,
 }
 
 impl Default for MetricsConfig {
@@ -58,6 +62,7 @@ impl Default for MetricsConfig {
             max_images: None,
             smoothgrad_samples: 8,
             smoothgrad_sigma: 0.15,
+            gradient_box_samples: 1,
         }
     }
 }
@@ -83,6 +88,9 @@ impl MetricsConfig {
         }
         if !(self.smoothgrad_sigma.is_finite() && self.smoothgrad_sigma >= 0.0) {
             return bad("smoothgrad_sigma must be finite and non-negative");
+        }
+        if self.gradient_box_samples == 0 {
+            return bad("gradient_box_samples must be at least 1");
         }
         if self.max_images == Some(0) {
             return bad("max_images must be at least 1");

@@ -6,7 +6,7 @@ use prototree_tree::Observer;
 
 use super::activations::{noisy_chw, Activations};
 use super::TestSet;
-use crate::gradient_box::{best_window, input_gradient_maps};
+use crate::gradient_box::{best_window, input_gradient_maps, GradientSmoothing};
 use crate::metrics::Phase;
 use crate::parts::PartSet;
 use crate::Result;
@@ -19,7 +19,8 @@ pub(super) struct GradientParts {
 
 /// Pass: gradient boxes of every prototype on every test image, plain and with the
 /// stability noise ([`Phase::GradientBoxes`]). Each box has the size of the image's patch
-/// box for that prototype.
+/// box for that prototype; the gradients are averaged over `cfg.gradient_box_samples`
+/// noisy copies (SmoothGrad), which steadies them under the stability noise.
 pub(super) fn gradient_pass(
     test: &TestSet,
     acts: &Activations,
@@ -32,21 +33,40 @@ pub(super) fn gradient_pass(
         noisy: vec![vec![PartSet::default(); rows.len()]; n],
     };
     let size = test.size as usize;
+    let cfg = test.cfg;
+    let copies = cfg.gradient_box_samples.max(1);
+    // Images per backward pass: a metrics batch's worth of inputs, copies included.
+    let per_pass = (cfg.batch_size / copies).max(1);
     Phase::GradientBoxes.started(obs, test.chunks.len());
-    for (ci, chunk) in test.chunks.iter().enumerate() {
-        let clean = test.chw_of(&test.images(chunk)?);
-        let noisy = noisy_chw(test, chunk)?;
-        for (chw, target) in [(clean, &mut out.clean), (noisy, &mut out.noisy)] {
-            let maps = input_gradient_maps(test.model, &chw, chunk.len(), size, rows, test.device)?;
-            for (ri, per_image) in maps.iter().enumerate() {
-                for (bi, &i) in chunk.iter().enumerate() {
-                    let patch = acts.grid.box_of(acts.acts[i][ri].cell);
-                    let (w, h) = (
-                        (patch[2] - patch[0]) as usize,
-                        (patch[3] - patch[1]) as usize,
-                    );
-                    let b = best_window(&per_image[bi], size, w, h);
-                    target[i][ri] = test.anns[i].region(b, test.cfg.min_part_share).parts;
+    for (ci, batch) in test.chunks.iter().enumerate() {
+        for chunk in batch.chunks(per_pass) {
+            let clean = test.chw_of(&test.images(chunk)?);
+            let noisy = noisy_chw(test, chunk)?;
+            for (chw, target) in [(clean, &mut out.clean), (noisy, &mut out.noisy)] {
+                let smoothing = GradientSmoothing {
+                    samples: copies,
+                    sigma: cfg.smoothgrad_sigma,
+                    seed: cfg.seed ^ 0x6b0c ^ ((chunk[0] as u64) << 16),
+                };
+                let maps = input_gradient_maps(
+                    test.model,
+                    &chw,
+                    chunk.len(),
+                    size,
+                    rows,
+                    &smoothing,
+                    test.device,
+                )?;
+                for (ri, per_image) in maps.iter().enumerate() {
+                    for (bi, &i) in chunk.iter().enumerate() {
+                        let patch = acts.grid.box_of(acts.acts[i][ri].cell);
+                        let (w, h) = (
+                            (patch[2] - patch[0]) as usize,
+                            (patch[3] - patch[1]) as usize,
+                        );
+                        let b = best_window(&per_image[bi], size, w, h);
+                        target[i][ri] = test.anns[i].region(b, test.cfg.min_part_share).parts;
+                    }
                 }
             }
         }
