@@ -6,7 +6,7 @@ use prototree_interpret::LocalExplanation;
 use prototree_tree::geometry::patch_box;
 use prototree_tree::io::ProjectionRecord;
 
-use crate::visualize::{crop, draw_box, heatmap_overlay, upscale};
+use crate::visualize::{crop, draw_box, heatmap_overlay, outline, upscale, GRADIENT_BOX_COLOUR};
 
 /// The pictures of one explained decision.
 #[derive(Debug, Clone)]
@@ -28,9 +28,13 @@ pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> V
         .map(|s| {
             let patch = crop(image, s.image_box);
             let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
+            let mut boxed = draw_box(image, s.image_box);
+            if let Some(g) = s.gradient_box {
+                outline(&mut boxed, g, GRADIENT_BOX_COLOUR);
+            }
             StepImages {
                 patch: upscale(&patch, factor),
-                boxed: draw_box(image, s.image_box),
+                boxed,
                 heatmap: heatmap_overlay(
                     image,
                     &s.similarity_map,
@@ -76,6 +80,7 @@ mod tests {
             patch_col: 1,
             image_box: [17, 17, 64, 64],
             similarity_map: vec![0.1, 0.2, 0.3, 0.9],
+            gradient_box: None,
         };
         let ex = LocalExplanation {
             class_index: 1,
@@ -91,5 +96,12 @@ mod tests {
         assert_eq!(pics[0].boxed.dimensions(), (64, 64));
         // The box outline is drawn in cyan.
         assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
+        // A gradient box is drawn in orange beside it.
+        let mut with_gradient = ex.clone();
+        with_gradient.steps[0].gradient_box = Some([2, 2, 10, 10]);
+        let pics = explanation_images(&img, &with_gradient);
+        assert_eq!(pics[0].boxed.get_pixel(2, 5).0, GRADIENT_BOX_COLOUR);
+        assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
+        assert_eq!(pics[1].boxed.get_pixel(2, 5).0, [100, 100, 100]);
     }
 }

@@ -15,11 +15,25 @@ pub fn crop(img: &RgbImage, b: PixelBox) -> RgbImage {
     imageops::crop_imm(img, x0, y0, b[2].min(w) - x0, b[3].min(h) - y0).to_image()
 }
 
+/// Colour of a patch box (cyan, as the reference's).
+pub const PATCH_BOX_COLOUR: [u8; 3] = [0, 255, 255];
+/// Colour of a gradient box (orange).
+pub const GRADIENT_BOX_COLOUR: [u8; 3] = [255, 140, 0];
+
 /// A copy of `img` with a 1-pixel rectangle around `b` (cyan, as the reference's box).
 pub fn draw_box(img: &RgbImage, b: PixelBox) -> RgbImage {
     let mut out = img.clone();
+    outline(&mut out, b, PATCH_BOX_COLOUR);
+    out
+}
+
+/// Draws a 1-pixel rectangle around `b` in `colour` into `out` (clipped to the image).
+pub fn outline(out: &mut RgbImage, b: PixelBox, colour: [u8; 3]) {
     let (w, h) = out.dimensions();
-    let colour = Rgb([0, 255, 255]);
+    if w == 0 || h == 0 {
+        return;
+    }
+    let colour = Rgb(colour);
     let (x1, y1) = (b[2].min(w).saturating_sub(1), b[3].min(h).saturating_sub(1));
     for x in b[0]..=x1 {
         for y in [b[1].min(h - 1), y1] {
@@ -31,7 +45,6 @@ pub fn draw_box(img: &RgbImage, b: PixelBox) -> RgbImage {
             out.put_pixel(x, y.min(h - 1), colour);
         }
     }
-    out
 }
 
 /// Nearest-neighbour upscaling by an integer factor, for small images.

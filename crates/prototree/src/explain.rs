@@ -8,6 +8,7 @@ use image::RgbImage;
 use prototree_data::load_image_ref;
 use prototree_data::transform::resize_square;
 use prototree_interpret::{explain_latent, LocalExplanation};
+use prototree_metrics::gradient_box::{best_window, input_gradient_maps, GradientSmoothing};
 use prototree_render::visualize::png_bytes;
 use prototree_render::{prototype_images, ExplanationPage};
 use prototree_tree::io::write_atomic;
@@ -61,6 +62,39 @@ pub fn prototype_pictures(saved: &SavedModel) -> (HashMap<NodeId, PrototypePictu
     missing.sort();
     missing.dedup();
     (pictures, missing)
+}
+
+/// Sets each step's gradient box (docs/explanations.md): the window of the patch box's
+/// size where that step's similarity depends most on the pixels of `image` (the normalised
+/// `(3, size, size)` input); one backward pass per step.
+fn add_gradient_boxes(
+    model: &prototree_tree::ProtoTree,
+    image: &candle_core::Tensor,
+    size: usize,
+    explanation: &mut LocalExplanation,
+) -> Result<()> {
+    if explanation.steps.is_empty() {
+        return Ok(());
+    }
+    let chw = image.flatten_all()?.to_vec1::<f32>()?;
+    let rows: Vec<usize> = explanation.steps.iter().map(|st| st.row).collect();
+    let maps = input_gradient_maps(
+        model,
+        &chw,
+        1,
+        size,
+        &rows,
+        &GradientSmoothing::PLAIN,
+        model.device(),
+    )?;
+    for (step, per_image) in explanation.steps.iter_mut().zip(&maps) {
+        let b = step.image_box;
+        if let Some(map) = per_image.first() {
+            let (w, h) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
+            step.gradient_box = Some(best_window(map, size, w, h));
+        }
+    }
+    Ok(())
 }
 
 /// One explained image, as listed in `index.json` of the output directory.
@@ -147,7 +181,10 @@ pub fn explain_images(
     for (c, chunk) in images.chunks(CHUNK).enumerate() {
         let (batch, shown) = model_input(&saved.meta, chunk, model.device())?;
         let latent = model.latent(&batch, false)?;
-        let explanations = explain_latent(model, &latent, size, size)?;
+        let mut explanations = explain_latent(model, &latent, size, size)?;
+        for (i, explanation) in explanations.iter_mut().enumerate() {
+            add_gradient_boxes(model, &batch.get(i)?, size as usize, explanation)?;
+        }
         for (i, (path, explanation)) in chunk.iter().zip(explanations).enumerate() {
             let index = c * CHUNK + i;
             let true_class = true_classes.map(|t| t[index]);
@@ -204,6 +241,7 @@ pub fn explain_images(
                 "path": r.explanation.steps.iter().map(|s| serde_json::json!({
                     "node": s.node.0, "similarity": s.similarity, "present": s.present,
                     "patch": [s.patch_row, s.patch_col],
+                    "box": s.image_box, "gradient_box": s.gradient_box,
                 })).collect::<Vec<_>>(),
             })
         })

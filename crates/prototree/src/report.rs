@@ -153,6 +153,12 @@ fn card_facts(
             "source patch on".to_string(),
             src.region.label.describe(&m.part_names),
         ));
+        if let Some(g) = &src.gradient_region {
+            facts.push((
+                "its gradient box on".to_string(),
+                g.label.describe(&m.part_names),
+            ));
+        }
     }
     if let Some(t) = p.top_k_purity {
         facts.push((
@@ -176,10 +182,15 @@ fn card_facts(
     }
     if let (Some(d), Some(sep)) = (p.discriminative, p.separating_parts) {
         let names: Vec<String> = sep.iter().map(|i| part(Some(i))).collect();
+        let by_gradient = match p.gradient_discriminative {
+            Some(true) => ", gradient box: yes",
+            Some(false) => ", gradient box: no",
+            None => "",
+        };
         facts.push((
             "separates its subtrees".to_string(),
             format!(
-                "{} (parts that differ: {})",
+                "{}{by_gradient} (parts that differ: {})",
                 if d { "yes" } else { "no" },
                 if names.is_empty() {
                     "none".to_string()

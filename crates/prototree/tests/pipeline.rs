@@ -110,6 +110,19 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         .map(|a| a.iter().filter_map(|s| s["node"].as_u64()).collect())
         .unwrap_or_default();
     assert_eq!(path, listed);
+    // Every decision on the path has a gradient box of its patch box's size.
+    for step in first["path"].as_array().into_iter().flatten() {
+        let size = |key: &str| -> Option<(u64, u64)> {
+            let b: Vec<u64> = step[key]
+                .as_array()?
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .collect();
+            (b.len() == 4).then(|| (b[2] - b[0], b[3] - b[1]))
+        };
+        assert!(size("gradient_box").is_some(), "no gradient box: {step}");
+        assert_eq!(size("gradient_box"), size("box"));
+    }
     assert_eq!(
         again[0].class_index as u64,
         first["class_index"].as_u64().unwrap_or(999)
