@@ -7,7 +7,7 @@
 use candle_core::Tensor;
 use prototree_tree::distance::{squared_distances, DISTANCE_EPS};
 use prototree_tree::io::ProjectionRecord;
-use prototree_tree::topology::{BranchState, Topology};
+use prototree_tree::topology::Topology;
 use prototree_tree::{BatchSource, ProtoTree};
 
 use crate::{Error, Result};
@@ -116,6 +116,36 @@ impl NearestPatchSearch {
     }
 }
 
+/// What [`scan_distances`] hands each batch to: latent patches, squared distances, labels.
+pub(crate) type DistanceVisitor<'a> = dyn FnMut(&Tensor, &Tensor, &[u32]) -> Result<()> + 'a;
+
+/// One pass over `source` (in its order): for each batch, the latent patches `(b, n, d)`,
+/// their squared distances to every prototype `(b, n, P)` and the labels go to `visit`.
+/// Returns the feature map's `(height, width)`; `progress(done, total)` counts batches.
+pub(crate) fn scan_distances(
+    model: &ProtoTree,
+    source: &mut dyn BatchSource,
+    progress: &mut dyn FnMut(usize, usize),
+    visit: &mut DistanceVisitor<'_>,
+) -> Result<(usize, usize)> {
+    let prototypes = model.prototypes()?;
+    let total = source.num_batches();
+    let mut fmap = (0, 0);
+    for (i, batch) in source.batches(0).enumerate() {
+        let batch = batch?;
+        let labels = batch
+            .labels
+            .to_dtype(candle_core::DType::U32)?
+            .to_vec1::<u32>()?;
+        let latent = model.latent(&batch.images, false)?;
+        fmap = (latent.height, latent.width);
+        let dist_sq = squared_distances(&latent.patches, &prototypes)?;
+        visit(&latent.patches, &dist_sq, &labels)?;
+        progress(i + 1, total);
+    }
+    Ok(fmap)
+}
+
 /// Projects every decision prototype of `model` onto its nearest allowed training patch
 /// and returns one record per decision node. `image_paths[i]` names image `i` of
 /// `source` (which must not shuffle). `progress(done, total)` counts batches.
@@ -129,25 +159,12 @@ pub fn project(
     let k = model.num_classes();
     let leaf_top = prototree_tree::inference::leaf_top_classes(&model.leaves().distributions()?)?;
     let allowed = allowed_classes(&topo, &leaf_top, k);
-    let rows: Vec<usize> = (0..topo.num_branches())
-        .filter(|h| topo.branch_state(*h) == BranchState::Decision)
-        .collect();
-    let mut search = NearestPatchSearch::new(rows, allowed);
+    let mut search = NearestPatchSearch::new(topo.decision_rows(), allowed);
     let prototypes = model.prototypes()?;
-    let total = source.num_batches();
-    let (mut fmap_h, mut fmap_w) = (0, 0);
-    for (i, batch) in source.batches(0).enumerate() {
-        let batch = batch?;
-        let labels = batch
-            .labels
-            .to_dtype(candle_core::DType::U32)?
-            .to_vec1::<u32>()?;
-        let latent = model.latent(&batch.images, false)?;
-        (fmap_h, fmap_w) = (latent.height, latent.width);
-        let dist_sq = squared_distances(&latent.patches, &prototypes)?;
-        search.add(&latent.patches, &dist_sq, &labels)?;
-        progress(i + 1, total);
-    }
+    let (fmap_h, fmap_w) =
+        scan_distances(model, source, progress, &mut |patches, dist_sq, labels| {
+            search.add(patches, dist_sq, labels)
+        })?;
     let mut values = prototypes.to_vec2::<f32>()?;
     let mut records = Vec::new();
     for (row, best) in search.finish() {

@@ -2,11 +2,10 @@
 //! report shows beside the projected patch (PIP-Net shows a prototype as its top-10
 //! patches; a single projected patch hides whether the prototype means one thing).
 
-use candle_core::{DType, Tensor};
-use prototree_tree::distance::squared_distances;
-use prototree_tree::topology::BranchState;
+use candle_core::Tensor;
 use prototree_tree::{BatchSource, ProtoTree};
 
+use crate::project::scan_distances;
 use crate::Result;
 
 /// One of a prototype's most similar patches.
@@ -124,27 +123,15 @@ pub fn top_patches(
     k: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TopPatches> {
-    let topo = model.topology();
-    let rows: Vec<usize> = (0..topo.num_branches())
-        .filter(|h| topo.branch_state(*h) == BranchState::Decision)
-        .collect();
-    let mut search = TopPatchSearch::new(rows, k);
-    let prototypes = model.prototypes()?;
-    let total = source.num_batches();
-    let mut fmap = (0, 0);
-    for (i, batch) in source.batches(0).enumerate() {
-        let batch = batch?;
-        let labels = batch.labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-        let latent = model.latent(&batch.images, false)?;
-        fmap = (latent.height, latent.width);
-        let dist_sq = squared_distances(&latent.patches, &prototypes)?;
-        search.add(&dist_sq, &labels)?;
-        progress(i + 1, total);
-    }
+    let mut search = TopPatchSearch::new(model.topology().decision_rows(), k);
+    let (fmap_height, fmap_width) =
+        scan_distances(model, source, progress, &mut |_, dist_sq, labels| {
+            search.add(dist_sq, labels)
+        })?;
     Ok(TopPatches {
         rows: search.finish(),
-        fmap_height: fmap.0,
-        fmap_width: fmap.1,
+        fmap_height,
+        fmap_width,
     })
 }
 

@@ -23,7 +23,6 @@ use prototree_data::{
 };
 use prototree_tree::geometry::{patch_box, PixelBox};
 use prototree_tree::inference::leaf_top_classes;
-use prototree_tree::topology::BranchState;
 use prototree_tree::{Observer, ProtoTree, SavedModel};
 
 use crate::annotation::Annotation;
@@ -121,9 +120,7 @@ impl<'a> TestSet<'a> {
         };
         let topo = model.topology();
         let leaf_top = leaf_top_classes(&model.leaves().distributions()?)?;
-        let rows: Vec<usize> = (0..topo.num_branches())
-            .filter(|h| topo.branch_state(*h) == BranchState::Decision)
-            .collect();
+        let rows = topo.decision_rows();
         let all_test = ds.samples(Split::Test);
         let picks = spread(all_test.len(), cfg.max_images.unwrap_or(usize::MAX));
         let samples: Vec<Sample> = picks.iter().map(|&i| all_test[i].clone()).collect();

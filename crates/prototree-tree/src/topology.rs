@@ -133,6 +133,13 @@ impl Topology {
         self.branch_states[h]
     }
 
+    /// The heap indices of the real decisions (the prototype rows in use), in order.
+    pub fn decision_rows(&self) -> Vec<usize> {
+        (0..self.num_branches())
+            .filter(|h| self.branch_states[*h] == BranchState::Decision)
+            .collect()
+    }
+
     /// Number of real decisions (prototypes in use).
     pub fn num_decisions(&self) -> usize {
         self.branch_states
