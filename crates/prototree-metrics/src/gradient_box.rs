@@ -6,8 +6,9 @@
 //! CNN at stride 8), so a cell beside the wing can match a wing prototype while its box
 //! shows background. The **gradient box** keeps the box's size but moves it to the window
 //! holding the most of `|∂ similarity / ∂ pixel|` (summed over colour channels): the
-//! pixels the match actually depends on. One forward pass per batch and one backward pass
-//! per prototype give the maps of a whole batch (in eval mode the images do not interact).
+//! pixels the match actually depends on. In eval mode the images do not interact, so one
+//! forward pass and one backward pass per step of the longest explanation path give the
+//! maps of a whole batch, each image with the prototypes on its own path.
 
 use candle_core::{Device, Tensor, Var};
 use prototree_tree::geometry::PixelBox;
@@ -40,25 +41,37 @@ impl GradientSmoothing {
     };
 }
 
-/// Per prototype row of `rows` (outer) and image (inner), the input-gradient map
-/// (`size × size`, row-major) of the row's similarity on the normalised CHW images `chw`
-/// (`b × 3 × size × size`): `|∂ routing probability / ∂ pixel|` summed over channels,
-/// averaged over `smoothing.samples` noisy copies.
+/// Per image (outer) and each prototype row it asks for (inner, in the order of
+/// `rows_per_image[i]`), the input-gradient map (`size × size`, row-major) of that row's
+/// similarity on the normalised CHW images `chw` (`b × 3 × size × size`):
+/// `|∂ routing probability / ∂ pixel|` summed over channels, averaged over
+/// `smoothing.samples` noisy copies.
+///
+/// The images do not interact (eval mode), so one backward pass serves every image at
+/// once with a different row each: pass `j` takes the `j`-th requested row of every image.
+/// The cost is one forward pass and as many backward passes as the longest request (an
+/// explanation path's length), not one per prototype.
 pub fn input_gradient_maps(
     model: &ProtoTree,
     chw: &[f32],
-    b: usize,
     size: usize,
-    rows: &[usize],
+    rows_per_image: &[Vec<usize>],
     smoothing: &GradientSmoothing,
     device: &Device,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
     let plane = size * size;
+    let b = rows_per_image.len();
     let copies = smoothing.samples;
     if b == 0 || copies == 0 || chw.len() != b * 3 * plane {
         return Err(Error::Invalid(format!(
             "gradient maps need {b} images of 3×{size}×{size} and at least one sample, got {} values",
             chw.len()
+        )));
+    }
+    let num_rows = model.topology().num_branches();
+    if let Some(bad) = rows_per_image.iter().flatten().find(|r| **r >= num_rows) {
+        return Err(Error::Invalid(format!(
+            "gradient maps: prototype row {bad} of a tree with {num_rows}"
         )));
     }
     let batch = if copies == 1 {
@@ -85,11 +98,25 @@ pub fn input_gradient_maps(
         device,
     )?)?;
     let latent = model.latent(input.as_tensor(), false)?;
-    let out = model.forward_latent(&latent)?;
-    let mut maps = Vec::with_capacity(rows.len());
-    for &row in rows {
-        // The images are independent, so the gradient of the batch's sum is each image's.
-        let grads = out.routing.narrow(1, row, 1)?.sum_all()?.backward()?;
+    let routing = model.forward_latent(&latent)?.routing;
+    let p = routing.dim(1)?;
+    let mut maps: Vec<Vec<Vec<f32>>> = rows_per_image
+        .iter()
+        .map(|r| Vec::with_capacity(r.len()))
+        .collect();
+    let passes = rows_per_image.iter().map(Vec::len).max().unwrap_or(0);
+    for j in 0..passes {
+        // A one-hot selection of each image's j-th row (on every copy of the image).
+        let mut select = vec![0f32; b * copies * p];
+        for (i, rows) in rows_per_image.iter().enumerate() {
+            if let Some(&row) = rows.get(j) {
+                for c in 0..copies {
+                    select[(i * copies + c) * p + row] = 1.0;
+                }
+            }
+        }
+        let select = Tensor::from_vec(select, (b * copies, p), device)?;
+        let grads = (&routing * &select)?.sum_all()?.backward()?;
         let grad = grads
             .get(input.as_tensor())
             .ok_or_else(|| Error::Invalid("no gradient reached the input".into()))?
@@ -99,7 +126,15 @@ pub fn input_gradient_maps(
             .mean(1)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        maps.push(grad.chunks_exact(plane).map(<[f32]>::to_vec).collect());
+        for (i, (rows, map)) in rows_per_image
+            .iter()
+            .zip(grad.chunks_exact(plane))
+            .enumerate()
+        {
+            if j < rows.len() {
+                maps[i].push(map.to_vec());
+            }
+        }
     }
     Ok(maps)
 }
@@ -170,19 +205,28 @@ mod tests {
         let (a, b) = (one(0), one(1));
         let both: Vec<f32> = a.iter().chain(&b).copied().collect();
         let plain = GradientSmoothing::PLAIN;
-        let batch = input_gradient_maps(&tree, &both, 2, size, &[0, 2], &plain, &Device::Cpu)?;
+        let cpu = &Device::Cpu;
+        // Image 0 asks for rows 0 and 2, image 1 for row 2 only: two backward passes.
+        let batch = input_gradient_maps(&tree, &both, size, &[vec![0, 2], vec![2]], &plain, cpu)?;
         assert_eq!(batch.len(), 2);
-        assert_eq!(batch[0].len(), 2);
-        let alone = input_gradient_maps(&tree, &b, 1, size, &[0, 2], &plain, &Device::Cpu)?;
-        for r in 0..2 {
-            for (x, y) in batch[r][1].iter().zip(&alone[r][0]) {
+        assert_eq!((batch[0].len(), batch[1].len()), (2, 1));
+        // Each map is the one of the image alone with that row alone.
+        let close = |x: &[f32], y: &[f32]| {
+            for (x, y) in x.iter().zip(y) {
                 assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
             }
-        }
+        };
+        let a0 = input_gradient_maps(&tree, &a, size, &[vec![0]], &plain, cpu)?;
+        let a2 = input_gradient_maps(&tree, &a, size, &[vec![2]], &plain, cpu)?;
+        let b2 = input_gradient_maps(&tree, &b, size, &[vec![2]], &plain, cpu)?;
+        close(&batch[0][0], &a0[0][0]);
+        close(&batch[0][1], &a2[0][0]);
+        close(&batch[1][0], &b2[0][0]);
         // Some pixel matters, and the two prototypes depend on the pixels differently.
         assert!(batch[0][0].iter().any(|v| *v > 0.0));
-        assert_ne!(batch[0][0], batch[1][0]);
-        assert!(input_gradient_maps(&tree, &a[1..], 1, size, &[0], &plain, &Device::Cpu).is_err());
+        assert_ne!(batch[0][0], batch[0][1]);
+        assert!(input_gradient_maps(&tree, &a[1..], size, &[vec![0]], &plain, cpu).is_err());
+        assert!(input_gradient_maps(&tree, &a, size, &[vec![99]], &plain, cpu).is_err());
         // Smoothed: seeded (the same maps twice), different from the plain gradient, and
         // one image's maps do not depend on the other image's copies being there.
         let smooth = GradientSmoothing {
@@ -190,19 +234,18 @@ mod tests {
             sigma: 0.15,
             seed: 7,
         };
-        let s1 = input_gradient_maps(&tree, &both, 2, size, &[0], &smooth, &Device::Cpu)?;
-        let s2 = input_gradient_maps(&tree, &both, 2, size, &[0], &smooth, &Device::Cpu)?;
+        let rows = [vec![0], vec![0]];
+        let s1 = input_gradient_maps(&tree, &both, size, &rows, &smooth, cpu)?;
+        let s2 = input_gradient_maps(&tree, &both, size, &rows, &smooth, cpu)?;
         assert_eq!(s1, s2);
         assert_ne!(s1[0][0], batch[0][0]);
-        let first = input_gradient_maps(&tree, &a, 1, size, &[0], &smooth, &Device::Cpu)?;
-        for (x, y) in s1[0][0].iter().zip(&first[0][0]) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
-        }
+        let first = input_gradient_maps(&tree, &a, size, &[vec![0]], &smooth, cpu)?;
+        close(&s1[0][0], &first[0][0]);
         let none = GradientSmoothing {
             samples: 0,
             ..smooth
         };
-        assert!(input_gradient_maps(&tree, &a, 1, size, &[0], &none, &Device::Cpu).is_err());
+        assert!(input_gradient_maps(&tree, &a, size, &[vec![0]], &none, cpu).is_err());
         Ok(())
     }
 }

@@ -81,18 +81,16 @@ fn add_gradient_boxes(
     let maps = input_gradient_maps(
         model,
         &chw,
-        1,
         size,
-        &rows,
+        &[rows],
         &GradientSmoothing::PLAIN,
         model.device(),
     )?;
-    for (step, per_image) in explanation.steps.iter_mut().zip(&maps) {
+    let per_step = maps.first().map(Vec::as_slice).unwrap_or_default();
+    for (step, map) in explanation.steps.iter_mut().zip(per_step) {
         let b = step.image_box;
-        if let Some(map) = per_image.first() {
-            let (w, h) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
-            step.gradient_box = Some(best_window(map, size, w, h));
-        }
+        let (w, h) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
+        step.gradient_box = Some(best_window(map, size, w, h));
     }
     Ok(())
 }
