@@ -60,7 +60,7 @@ pub mod prelude {
     pub use crate::export::{export_model_dir, ExportFormat};
     pub use crate::model_dir::ModelDir;
     pub use crate::recipe::Recipe;
-    pub use crate::report::{report_model_dir, write_report, ReportContent};
+    pub use crate::report::{report_model_dir, write_report, ReportContent, ReportOptions};
     pub use crate::run_config::RunConfig;
     pub use crate::train::{train, TrainOutcome};
     pub use crate::{Error, Result};

@@ -26,7 +26,7 @@ use prototree_tree::{
 use crate::eval::{evaluate_model, EvalDetails};
 use crate::explain::{explain_images, ExplainedImage};
 use crate::export::{export_model, ExportFormat, ExportOutcome};
-use crate::report::report_model;
+use crate::report::{report_model, ReportOptions};
 use crate::workflow::{project_on_loader, projection_loader};
 use crate::Result;
 use prototree_tree::Observer;
@@ -117,16 +117,16 @@ impl ModelDir {
         export_model(&self.saved, &title, format, out)
     }
 
-    /// Writes the HTML report to `html`; with `data`, test accuracies and `explain`
-    /// explained test images.
+    /// Writes the HTML report to `html`; with `data`, test accuracies, explained test
+    /// images and the gallery's training patches as `opts` says.
     pub fn report(
         &self,
         data: Option<&Path>,
         html: &Path,
-        explain: usize,
+        opts: &ReportOptions,
         obs: &mut dyn Observer,
     ) -> Result<PathBuf> {
-        report_model(&self.saved, &self.path, data, html, explain, obs)
+        report_model(&self.saved, &self.path, data, html, opts, obs)
     }
 
     /// Saves the model directory to `out`, which becomes its path.

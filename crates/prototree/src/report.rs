@@ -329,19 +329,39 @@ pub fn read_pruning(model_dir: &Path) -> Option<PruneReport> {
     serde_json::from_value(value.get("report")?.clone()).ok()
 }
 
+/// What a report adds when it is given a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Test images explained and linked (0: none).
+    pub explain: usize,
+    /// Most similar training patches per gallery card (0: no pass over the training
+    /// split, cards without them).
+    pub gallery_patches: usize,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            explain: 8,
+            gallery_patches: GALLERY_PATCHES,
+        }
+    }
+}
+
 /// Writes the report of the model in `model_dir` to `html_path`. With `data` (a
-/// CUB-layout data set), the test split is evaluated and the first `explain` test
-/// images are explained under `explanations/` next to the page.
+/// CUB-layout data set), the test split is evaluated, the first `opts.explain` test
+/// images are explained under `explanations/` next to the page and each gallery card gets
+/// its `opts.gallery_patches` most similar training patches.
 pub fn report_model_dir(
     model_dir: &Path,
     data: Option<&Path>,
     html_path: &Path,
-    explain: usize,
+    opts: &ReportOptions,
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<PathBuf> {
     let saved = load_model(model_dir, device)?;
-    report_model(&saved, model_dir, data, html_path, explain, obs)
+    report_model(&saved, model_dir, data, html_path, opts, obs)
 }
 
 /// [`report_model_dir`] of a loaded model whose directory is `model_dir` (for its title
@@ -351,9 +371,10 @@ pub fn report_model(
     model_dir: &Path,
     data: Option<&Path>,
     html_path: &Path,
-    explain: usize,
+    opts: &ReportOptions,
     obs: &mut dyn Observer,
 ) -> Result<PathBuf> {
+    let explain = opts.explain;
     let device = saved.model.device().clone();
     let device = &device;
     let mut content = ReportContent {
@@ -371,7 +392,9 @@ pub fn report_model(
             label: saved.stage().to_string(),
             eval,
         });
-        content.galleries = node_galleries(saved, data, GALLERY_PATCHES, device, obs)?;
+        if opts.gallery_patches > 0 {
+            content.galleries = node_galleries(saved, data, opts.gallery_patches, device, obs)?;
+        }
         if explain > 0 {
             let samples = spread_samples(test.samples().len(), explain);
             let images: Vec<PathBuf> = samples

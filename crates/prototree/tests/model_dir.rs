@@ -45,8 +45,18 @@ fn prune_project_save_reopen_export() -> anyhow::Result<()> {
     let exported = reopened.export(ExportFormat::Svg, &svg)?;
     assert_eq!(exported.num_decisions, live);
     assert!(std::fs::read_to_string(&svg)?.contains("<svg"));
-    let html = reopened.report(Some(&data), &tmp.path().join("report.html"), 1, &mut ())?;
-    assert!(std::fs::read_to_string(html)?.contains("<html"));
+    let opts = prototree::report::ReportOptions {
+        explain: 1,
+        ..Default::default()
+    };
+    let html = reopened.report(Some(&data), &tmp.path().join("report.html"), &opts, &mut ())?;
+    let page = std::fs::read_to_string(html)?;
+    assert!(page.contains("<html"));
+    // With a data set, every projected prototype's card shows its training patches.
+    assert_eq!(
+        page.matches("most similar training patches:").count(),
+        reopened.model().projections().len()
+    );
     Ok(())
 }
 

@@ -24,6 +24,10 @@ pub struct ReportArgs {
     /// Test images to explain and link (needs --data).
     #[arg(long, default_value_t = 8)]
     explain: usize,
+    /// Most similar training patches on each prototype's gallery card (needs --data; one
+    /// pass over the training split; 0: none).
+    #[arg(long, default_value_t = 10)]
+    gallery: usize,
     #[command(flatten)]
     device: DeviceArg,
 }
@@ -32,7 +36,11 @@ pub struct ReportArgs {
 pub fn run(a: ReportArgs, obs: &mut CliProgress) -> Result<()> {
     let device = a.device.open()?;
     let out = a.out.unwrap_or_else(|| a.model.join("report.html"));
-    let path = report_model_dir(&a.model, a.data.as_deref(), &out, a.explain, &device, obs)
+    let opts = prototree::report::ReportOptions {
+        explain: a.explain,
+        gallery_patches: a.gallery,
+    };
+    let path = report_model_dir(&a.model, a.data.as_deref(), &out, &opts, &device, obs)
         .with_context(|| format!("writing the report of {}", a.model.display()))?;
     println!("report: {}", path.display());
     Ok(())
