@@ -160,11 +160,12 @@ pub struct DemoSummary {
     /// (all explanation metrics: `explanation_metrics.json`, docs/explanations.md).
     #[serde(default)]
     pub explanation_on_part: f64,
-    /// Share of prototypes activating on the same part in ≥ 80% of the test images of the
-    /// classes below their "present" branch (Huang et al. 2023).
+    /// Share of prototypes activating on the same part in ≥ 80% of the test images whose
+    /// predicted path shows them (Huang et al. 2023; docs/explanations.md).
     #[serde(default)]
     pub explanation_consistency: f64,
-    /// Mean share of test images whose activated parts survive input noise (Huang et al.).
+    /// Mean share of those test images whose activated parts survive input noise (Huang
+    /// et al.).
     #[serde(default)]
     pub explanation_stability: f64,
     /// Share of decision nodes whose prototype sits on a part separating the classes of
