@@ -42,6 +42,7 @@ fn samples() -> anyhow::Result<(tempfile::TempDir, Vec<Sample>)> {
         size: 2 * SIZE,
         seed: 0,
         train_fraction: 0.5,
+        ..Default::default()
     };
     generate(&cfg, dir.path(), &mut |_, _| {})?;
     let samples = CubDataset::open(dir.path())?.samples(Split::All);

@@ -34,6 +34,7 @@ fn main() -> Result<()> {
         size: (2 * size).min(1024),
         seed: 0,
         train_fraction: 0.5,
+        ..Default::default()
     };
     generate(&cfg, dir.path(), &mut |_, _| {})?;
     let samples = CubDataset::open(dir.path())?.samples(Split::All);

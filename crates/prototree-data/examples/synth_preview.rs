@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
         size,
         seed: 0,
         train_fraction: 0.5,
+        ..Default::default()
     };
     generate(&cfg, dir.path(), &mut |_, _| {})?;
     let ds = CubDataset::open(dir.path())?;

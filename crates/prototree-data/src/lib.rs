@@ -26,5 +26,5 @@ pub use image_folder::ImageFolder;
 pub use loader::{load_rgb, Epoch, ImageBatch, Loader, LoaderConfig, SkippedImage};
 pub use prefetch::Prefetched;
 pub use protocol::{image_ref, load_image_ref, parse_image_ref, CropRect, Protocol, Role, View};
-pub use synth::{generate, SynthConfig, SynthSummary};
+pub use synth::{generate, SynthConfig, SynthSummary, DEFAULT_MAX_ROTATION};
 pub use transform::Normalization;

@@ -20,6 +20,7 @@ fn valid_set(root: &std::path::Path) {
         size: 32,
         seed: 0,
         train_fraction: 0.5,
+        ..Default::default()
     };
     prototree_data::generate(&cfg, root, &mut |_, _| {}).unwrap();
 }

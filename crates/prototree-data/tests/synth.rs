@@ -11,6 +11,7 @@ fn small(seed: u64) -> SynthConfig {
         size: 48,
         seed,
         train_fraction: 0.5,
+        ..Default::default()
     }
 }
 
@@ -119,6 +120,18 @@ fn bad_settings_are_rejected() {
             train_fraction: 1.0,
             ..small(0)
         },
+        SynthConfig {
+            occlusion: 1.5,
+            ..small(0)
+        },
+        SynthConfig {
+            occlusion: f32::NAN,
+            ..small(0)
+        },
+        SynthConfig {
+            max_rotation: 4.0,
+            ..small(0)
+        },
     ] {
         assert!(
             generate(&cfg, dir.path(), &mut |_, _| {}).is_err(),
@@ -158,5 +171,44 @@ fn loader_batches_are_deterministic() -> anyhow::Result<()> {
             assert_eq!(*label as usize, loader.samples()[i].class_index);
         }
     }
+    Ok(())
+}
+
+#[test]
+fn occluders_hide_parts_from_the_mask_and_the_keypoints() -> anyhow::Result<()> {
+    // Every image gets an occluder over one of its parts: fewer part pixels in the masks
+    // and fewer visible keypoints than the same set without occluders (same classes and
+    // poses up to the occluder's draws, which come after the pose).
+    let count = |occlusion: f32| -> anyhow::Result<(usize, usize)> {
+        let dir = tempfile::tempdir()?;
+        let cfg = SynthConfig {
+            occlusion,
+            ..small(5)
+        };
+        generate(&cfg, dir.path(), &mut |_, _| {})?;
+        let mut part_pixels = 0;
+        let masks = files(&dir.path().join("segmentations"));
+        for (_, bytes) in masks.iter().filter(|(name, _)| name.ends_with(".png")) {
+            let mask = image::load_from_memory(bytes)?.to_luma8();
+            // Labels 0 background, 1 body, 2.. parts.
+            part_pixels += mask.pixels().filter(|p| p[0] >= 2).count();
+        }
+        let locs = std::fs::read_to_string(dir.path().join("parts/part_locs.txt"))?;
+        let visible = locs
+            .lines()
+            .filter(|l| l.split_whitespace().nth(4) == Some("1"))
+            .count();
+        Ok((part_pixels, visible))
+    };
+    let (clear_pixels, clear_visible) = count(0.0)?;
+    let (hidden_pixels, hidden_visible) = count(1.0)?;
+    assert!(
+        hidden_pixels < clear_pixels,
+        "{hidden_pixels} vs {clear_pixels}"
+    );
+    assert!(
+        hidden_visible < clear_visible,
+        "{hidden_visible} vs {clear_visible}"
+    );
     Ok(())
 }

@@ -67,6 +67,7 @@ fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
             size: 32,
             seed: 5,
             train_fraction: 0.5,
+            ..Default::default()
         },
         data,
         &mut |_, _| {},

@@ -15,6 +15,7 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         size: 32,
         seed: 3,
         train_fraction: 0.7,
+        ..Default::default()
     };
     cfg.run.depth = 3;
     cfg.run.proto_dim = 16;

@@ -125,6 +125,7 @@ fn a_model_that_does_not_fit_the_data_is_refused() -> anyhow::Result<()> {
         size: 32,
         seed: 1,
         train_fraction: 0.5,
+        ..Default::default()
     };
     prototree::data::generate(&cfg, &other, &mut |_, _| {})?;
     let err = prototree::eval::evaluate_dir(&model, &other, 8, &Device::Cpu, &mut ())

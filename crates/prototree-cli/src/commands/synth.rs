@@ -27,6 +27,12 @@ pub struct SynthArgs {
     /// Share of images in the training split.
     #[arg(long, default_value_t = 0.7)]
     train_fraction: f32,
+    /// Largest rotation of a bird either way, in degrees (default about 15).
+    #[arg(long)]
+    max_rotation: Option<f32>,
+    /// Probability that an image gets an occluder over one of the bird's parts.
+    #[arg(long, default_value_t = 0.0)]
+    occlusion: f32,
 }
 
 /// How many synthetic birds (shared with `prototree demo`).
@@ -49,6 +55,10 @@ pub fn run(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
         size: a.size,
         seed: a.seed,
         train_fraction: a.train_fraction,
+        max_rotation: a
+            .max_rotation
+            .map_or(prototree::data::DEFAULT_MAX_ROTATION, f32::to_radians),
+        occlusion: a.occlusion,
     };
     cfg.check()?;
     let obs: &mut dyn Observer = obs;

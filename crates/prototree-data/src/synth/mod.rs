@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -40,7 +41,16 @@ pub struct SynthConfig {
     pub seed: u64,
     /// Share of each class's images in the training split.
     pub train_fraction: f32,
+    /// Largest rotation of a bird either way, in radians (default 0.26, about 15°).
+    pub max_rotation: f32,
+    /// Probability that an image gets an occluder: a blob in front of the bird, over one of
+    /// its parts (0, the default: none). Occluded pixels are background in the mask, and a
+    /// part whose centre is covered is not visible.
+    pub occlusion: f32,
 }
+
+/// The default largest rotation (radians).
+pub const DEFAULT_MAX_ROTATION: f32 = 0.26;
 
 impl Default for SynthConfig {
     fn default() -> Self {
@@ -50,6 +60,8 @@ impl Default for SynthConfig {
             size: 64,
             seed: 0,
             train_fraction: 0.7,
+            max_rotation: DEFAULT_MAX_ROTATION,
+            occlusion: 0.0,
         }
     }
 }
@@ -73,6 +85,20 @@ impl SynthConfig {
             return Err(Error::Config(format!(
                 "size must be between 32 and 1024 pixels, got {}",
                 self.size
+            )));
+        }
+        if !(self.max_rotation.is_finite()
+            && (0.0..=std::f32::consts::PI).contains(&self.max_rotation))
+        {
+            return Err(Error::Config(format!(
+                "max rotation must be between 0 and 180 degrees, got {}°",
+                self.max_rotation.to_degrees()
+            )));
+        }
+        if !(self.occlusion.is_finite() && (0.0..=1.0).contains(&self.occlusion)) {
+            return Err(Error::Config(format!(
+                "occlusion must be a probability between 0 and 1, got {}",
+                self.occlusion
             )));
         }
         if !(self.train_fraction > 0.0 && self.train_fraction < 1.0) {
@@ -163,7 +189,13 @@ fn render_one(cfg: &SynthConfig, index: usize, v: &Variants) -> Rendered {
         cfg.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed,
     );
     let size = cfg.size as f32;
-    let pose = Pose::random(&mut rng, size);
+    let mut pose = Pose::random(&mut rng, size, cfg.max_rotation);
+    // Drawn only when asked for, so that default data sets keep their bytes.
+    if cfg.occlusion > 0.0 && rng.random::<f32>() < cfg.occlusion {
+        let part = rng.random_range(0..5usize);
+        let (lx, ly) = part_centre(part, v);
+        pose.add_occluder(&mut rng, (lx, ly));
+    }
     let (img, mask) = render(cfg.size, &pose, v, &mut rng);
     let parts: Vec<(f32, f32, bool)> = (0..5)
         .map(|p| {
@@ -173,7 +205,7 @@ fn render_one(cfg: &SynthConfig, index: usize, v: &Variants) -> Rendered {
             }
             let (lx, ly) = part_centre(p, v);
             let (x, y) = pose.to_image(lx, ly);
-            let inside = x >= 0.0 && y >= 0.0 && x < size && y < size;
+            let inside = x >= 0.0 && y >= 0.0 && x < size && y < size && !pose.occluded((x, y));
             if inside {
                 (x, y, true)
             } else {

@@ -42,6 +42,8 @@ pub struct Pose {
     pub clutter: Vec<Ellipse>,
     /// Twigs: two end points, half-width, colour.
     pub twigs: Vec<Segment>,
+    /// Occluders in front of the bird: centre, radii, angle, colour (image pixels).
+    pub occluders: Vec<Ellipse>,
 }
 
 fn muted(rng: &mut impl Rng, s_max: f32) -> [f32; 3] {
@@ -53,8 +55,9 @@ fn muted(rng: &mut impl Rng, s_max: f32) -> [f32; 3] {
 }
 
 impl Pose {
-    /// A random pose for an image of side `size`.
-    pub fn random(rng: &mut impl Rng, size: f32) -> Self {
+    /// A random pose for an image of side `size`, rotated by at most `max_rotation`
+    /// radians either way.
+    pub fn random(rng: &mut impl Rng, size: f32, max_rotation: f32) -> Self {
         let scale = size * rng.random_range(0.72..0.92);
         let margin_x = (size * 0.5 - 0.52 * scale).max(0.0);
         let margin_y = (size * 0.5 - 0.30 * scale).max(0.0);
@@ -92,13 +95,46 @@ impl Pose {
         Self {
             center,
             scale,
-            angle: rng.random_range(-0.26..0.26),
+            angle: if max_rotation > 0.0 {
+                rng.random_range(-max_rotation..max_rotation)
+            } else {
+                0.0
+            },
             flipped: rng.random::<bool>(),
             body: muted(rng, 0.45),
             background: [muted(rng, 0.3), muted(rng, 0.3)],
             clutter,
             twigs,
+            occluders: Vec::new(),
         }
+    }
+
+    /// Adds an occluder over the bird-local point `at` (a part's centre): a muted blob of
+    /// 0.08–0.16 bird lengths, shifted by up to 0.05.
+    pub fn add_occluder(&mut self, rng: &mut impl Rng, at: (f32, f32)) {
+        let jitter = (rng.random_range(-0.05..0.05), rng.random_range(-0.05..0.05));
+        let centre = self.to_image(at.0 + jitter.0, at.1 + jitter.1);
+        let radii = (
+            rng.random_range(0.08..0.16) * self.scale,
+            rng.random_range(0.08..0.16) * self.scale,
+        );
+        let angle = rng.random::<f32>() * std::f32::consts::PI;
+        self.occluders
+            .push((centre, radii, angle, muted(rng, 0.35)));
+    }
+
+    /// The occluder colour at image point `p`, if one covers it.
+    fn occluder_at(&self, p: (f32, f32)) -> Option<[f32; 3]> {
+        self.occluders
+            .iter()
+            .rev()
+            .find(|(c, r, a, _)| in_rotated_ellipse(p, *c, *r, *a))
+            .map(|o| o.3)
+    }
+
+    /// Whether an occluder covers image point `p`.
+    pub fn occluded(&self, p: (f32, f32)) -> bool {
+        self.occluder_at(p).is_some()
     }
 
     /// Image pixel → bird-local coordinates (bird facing +x, y down).
@@ -279,18 +315,26 @@ pub fn render(size: u32, pose: &Pose, v: &Variants, rng: &mut impl Rng) -> (RgbI
             let mut acc = [0f32; 3];
             for (ox, oy) in offsets {
                 let (px, py) = (x as f32 + ox, y as f32 + oy);
-                let c = match bird_at(pose.to_local(px, py), v, pose.body) {
-                    Some((c, _)) => c,
-                    None => background_at(pose, px, py, s),
+                let c = match (
+                    pose.occluder_at((px, py)),
+                    bird_at(pose.to_local(px, py), v, pose.body),
+                ) {
+                    (Some(c), _) => c,
+                    (None, Some((c, _))) => c,
+                    (None, None) => background_at(pose, px, py, s),
                 };
                 for i in 0..3 {
                     acc[i] += c[i] / 4.0;
                 }
             }
-            let centre = pose.to_local(x as f32 + 0.5, y as f32 + 0.5);
-            let label = bird_at(centre, v, pose.body)
-                .map(|(_, l)| l)
-                .unwrap_or(LABEL_BACKGROUND);
+            let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let label = if pose.occluded((cx, cy)) {
+                LABEL_BACKGROUND
+            } else {
+                bird_at(pose.to_local(cx, cy), v, pose.body)
+                    .map(|(_, l)| l)
+                    .unwrap_or(LABEL_BACKGROUND)
+            };
             let noise = rng.random_range(-0.04..0.04f32);
             let px =
                 acc.map(|c| ((c * brightness + noise) * 255.0).round().clamp(0.0, 255.0) as u8);
