@@ -151,7 +151,10 @@ impl ProtoTree {
                 got: values.dims().to_vec(),
             });
         }
-        self.prototypes.set(&values.reshape((p, d, 1, 1))?)?;
+        // A copy: `values` may share the variable's storage (e.g. the tensor of
+        // `prototypes()` when nothing was changed), which `Var::set` refuses.
+        self.prototypes
+            .set(&values.reshape((p, d, 1, 1))?.copy()?)?;
         Ok(())
     }
     /// The leaves.
@@ -316,6 +319,22 @@ mod tests {
         for row in out.probabilities.sum(1)?.to_vec1::<f32>()? {
             assert!((row - 1.0).abs() < 1e-5);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn prototypes_can_be_set_to_their_own_values() -> anyhow::Result<()> {
+        // Route repair sets the prototypes even when it changed none of them: the tensor
+        // then shares the variable's storage (this crashed a 120-epoch run at epoch 40).
+        let mut tree = tiny_tree(2, 3);
+        let before = tree.prototypes()?.flatten_all()?.to_vec1::<f32>()?;
+        let same = tree.prototypes()?;
+        tree.set_prototypes(&same)?;
+        assert_eq!(tree.prototypes()?.flatten_all()?.to_vec1::<f32>()?, before);
+        let doubled = (tree.prototypes()? * 2.0)?;
+        tree.set_prototypes(&doubled)?;
+        let after = tree.prototypes()?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(after, before.iter().map(|v| v * 2.0).collect::<Vec<_>>());
         Ok(())
     }
 
