@@ -19,14 +19,18 @@ use rand_chacha::ChaCha8Rng;
 use crate::perturb::standard_normal;
 use crate::{Error, Result};
 
+/// The step between the noise seeds of successive images: image `i` of a batch draws
+/// from `seed ^ (i + 1)·IMAGE_SEED_STEP`.
+pub const IMAGE_SEED_STEP: u64 = 0x9e37_79b9_7f4a_7c15;
+
 /// How the gradient is smoothed: the mean of `|gradient|` over `samples` copies of each
-/// image with Gaussian noise of `sigma` times the image's value range (SmoothGrad); one
-/// sample is the plain gradient of the image itself.
+/// image with Gaussian noise of `sigma` times the image's value range (SmoothGrad);
+/// `sigma` 0 gives the plain gradient of the image itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GradientSmoothing {
     /// Copies per image (at least 1).
     pub samples: usize,
-    /// Noise as a share of the image's value range (unused for one sample).
+    /// Noise as a share of the image's value range (0: none).
     pub sigma: f32,
     /// Seed of the noise; image `i` of the batch draws from `seed ^ f(i)`.
     pub seed: u64,
@@ -74,8 +78,10 @@ pub fn input_gradient_maps(
             "gradient maps: prototype row {bad} of a tree with {num_rows}"
         )));
     }
-    let batch = if copies == 1 {
-        chw.to_vec()
+    let batch = if smoothing.sigma == 0.0 {
+        chw.chunks_exact(3 * plane)
+            .flat_map(|image| std::iter::repeat_n(image, copies).flatten().copied())
+            .collect()
     } else {
         let mut batch = Vec::with_capacity(b * copies * 3 * plane);
         for (i, image) in chw.chunks_exact(3 * plane).enumerate() {
@@ -84,7 +90,7 @@ pub fn input_gradient_maps(
                 .fold((f32::MAX, f32::MIN), |(a, z), v| (a.min(*v), z.max(*v)));
             let sigma = smoothing.sigma * (hi - lo).max(f32::EPSILON);
             let mut rng = ChaCha8Rng::seed_from_u64(
-                smoothing.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                smoothing.seed ^ (i as u64 + 1).wrapping_mul(IMAGE_SEED_STEP),
             );
             for _ in 0..copies {
                 batch.extend(image.iter().map(|v| v + sigma * standard_normal(&mut rng)));

@@ -5,12 +5,10 @@
 //! noisy copies of the image, then min-max normalised to [0, 1] like
 //! [`crate::relevance::attribution_map`].
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::Device;
 use prototree_tree::ProtoTree;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-use crate::perturb::standard_normal;
+use crate::gradient_box::{input_gradient_maps, GradientSmoothing, IMAGE_SEED_STEP};
 use crate::{Error, Result};
 
 /// Settings of SmoothGrad.
@@ -41,32 +39,18 @@ pub fn smoothgrad_map(
             "SmoothGrad needs one 3×{size}×{size} image and at least one sample"
         )));
     }
-    let (lo, hi) = chw
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-    let sigma = settings.sigma * (hi - lo).max(f32::EPSILON);
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let mut batch = Vec::with_capacity(settings.samples * chw.len());
-    for _ in 0..settings.samples {
-        batch.extend(chw.iter().map(|v| v + sigma * standard_normal(&mut rng)));
-    }
-    let input = Var::from_tensor(&Tensor::from_vec(
-        batch,
-        (settings.samples, 3, size, size),
-        device,
-    )?)?;
-    let latent = model.latent(input.as_tensor(), false)?;
-    let out = model.forward_latent(&latent)?;
-    let similarity = out.routing.narrow(1, row, 1)?.sum_all()?;
-    let grads = similarity.backward()?;
-    let grad = grads
-        .get(input.as_tensor())
-        .ok_or_else(|| Error::Invalid("SmoothGrad: no gradient reached the input".into()))?
-        .abs()?
-        .sum(1)?
-        .mean(0)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
+    // `input_gradient_maps` seeds image `i`'s noise with `seed ^ (i + 1)·φ`; the one image
+    // here gets exactly `settings.seed`.
+    let smoothing = GradientSmoothing {
+        samples: settings.samples,
+        sigma: settings.sigma,
+        seed: settings.seed ^ IMAGE_SEED_STEP,
+    };
+    let grad = input_gradient_maps(model, chw, size, &[vec![row]], &smoothing, device)?
+        .into_iter()
+        .flatten()
+        .next()
+        .ok_or_else(|| Error::Invalid("SmoothGrad: no gradient map".into()))?;
     let (lo, hi) = grad
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));

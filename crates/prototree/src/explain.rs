@@ -65,32 +65,37 @@ pub fn prototype_pictures(saved: &SavedModel) -> (HashMap<NodeId, PrototypePictu
 }
 
 /// Sets each step's gradient box (docs/explanations.md): the window of the patch box's
-/// size where that step's similarity depends most on the pixels of `image` (the normalised
-/// `(3, size, size)` input); one backward pass per step.
+/// size where that step's similarity depends most on the pixels of the explained image.
+/// `batch` holds the normalised `(b, 3, size, size)` inputs of `explanations`; one forward
+/// pass and one backward pass per step of the longest path serve the whole batch.
 fn add_gradient_boxes(
     model: &prototree_tree::ProtoTree,
-    image: &candle_core::Tensor,
+    batch: &candle_core::Tensor,
     size: usize,
-    explanation: &mut LocalExplanation,
+    explanations: &mut [LocalExplanation],
 ) -> Result<()> {
-    if explanation.steps.is_empty() {
+    if explanations.is_empty() {
         return Ok(());
     }
-    let chw = image.flatten_all()?.to_vec1::<f32>()?;
-    let rows: Vec<usize> = explanation.steps.iter().map(|st| st.row).collect();
+    let chw = batch.flatten_all()?.to_vec1::<f32>()?;
+    let rows: Vec<Vec<usize>> = explanations
+        .iter()
+        .map(|e| e.steps.iter().map(|st| st.row).collect())
+        .collect();
     let maps = input_gradient_maps(
         model,
         &chw,
         size,
-        &[rows],
+        &rows,
         &GradientSmoothing::PLAIN,
         model.device(),
     )?;
-    let per_step = maps.first().map(Vec::as_slice).unwrap_or_default();
-    for (step, map) in explanation.steps.iter_mut().zip(per_step) {
-        let b = step.image_box;
-        let (w, h) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
-        step.gradient_box = Some(best_window(map, size, w, h));
+    for (explanation, per_step) in explanations.iter_mut().zip(&maps) {
+        for (step, map) in explanation.steps.iter_mut().zip(per_step) {
+            let b = step.image_box;
+            let (w, h) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
+            step.gradient_box = Some(best_window(map, size, w, h));
+        }
     }
     Ok(())
 }
@@ -180,9 +185,7 @@ pub fn explain_images(
         let (batch, shown) = model_input(&saved.meta, chunk, model.device())?;
         let latent = model.latent(&batch, false)?;
         let mut explanations = explain_latent(model, &latent, size, size)?;
-        for (i, explanation) in explanations.iter_mut().enumerate() {
-            add_gradient_boxes(model, &batch.get(i)?, size as usize, explanation)?;
-        }
+        add_gradient_boxes(model, &batch, size as usize, &mut explanations)?;
         for (i, (path, explanation)) in chunk.iter().zip(explanations).enumerate() {
             let index = c * CHUNK + i;
             let true_class = true_classes.map(|t| t[index]);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::Device;
-use prototree_data::CubDataset;
+use prototree_data::{CubDataset, Loader};
 use prototree_interpret::top_patches;
 use prototree_metrics::consistency::purity;
 use prototree_metrics::{AnnotationSource, PartShare};
@@ -17,7 +17,6 @@ use prototree_tree::geometry::patch_box;
 use prototree_tree::{NodeId, Observer, SavedModel, Stage};
 
 use crate::source::LoaderSource;
-use crate::workflow::projection_loader;
 use crate::Result;
 
 /// Patches per node in the report's gallery (PIP-Net's top 10).
@@ -34,35 +33,33 @@ pub struct NodeGallery {
     pub patches: Vec<GalleryPatch>,
     /// The part most of those patches contain and its share, with part annotations.
     pub purity: Option<PartShare>,
-    /// The data set's part names (index = part), for naming [`NodeGallery::purity`].
-    pub part_names: Vec<String>,
+    /// The name of [`NodeGallery::purity`]'s part.
+    pub purity_part: Option<String>,
 }
 
 impl NodeGallery {
     /// "90% (wing)"-style text of the purity, when known.
     pub fn purity_text(&self) -> Option<String> {
         let p = self.purity?;
-        let part = p
-            .part
-            .and_then(|i| self.part_names.get(i).cloned())
-            .unwrap_or_else(|| "no part".to_string());
+        let part = self.purity_part.as_deref().unwrap_or("no part");
         Some(format!("{:.0}% ({part})", 100.0 * p.share))
     }
 }
 
 /// The galleries of every decision node of `saved`: its `k` most similar patches among
-/// the training images of `data_dir` (the projection's views), cropped as the model saw
+/// the training images of `loader` (the projection's views of the data set in `data_dir`:
+/// [`projection_loader`](crate::workflow::projection_loader)), cropped as the model saw
 /// them, captioned with their class and, when the data set has part annotations, the part
 /// under each patch. Reports [`Stage::Report`] progress over the batches.
 pub fn node_galleries(
     saved: &SavedModel,
     data_dir: &Path,
+    loader: &Loader,
     k: usize,
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<HashMap<NodeId, NodeGallery>> {
-    let (_, loader) = projection_loader(data_dir, &saved.meta, 64, obs)?;
-    let mut source = LoaderSource::new(&loader, device, 0);
+    let mut source = LoaderSource::new(loader, device, 0);
     obs.stage_started(Stage::Report, loader.num_batches());
     let found = top_patches(&saved.model, &mut source, k, &mut |done, _| {
         obs.stage_progress(done)
@@ -121,12 +118,16 @@ pub fn node_galleries(
                 caption,
             });
         }
+        let purity = purity(&regions);
+        let purity_part = purity
+            .and_then(|p| p.part)
+            .and_then(|i| part_names.get(i).cloned());
         galleries.insert(
             topo.node_id(row),
             NodeGallery {
                 patches,
-                purity: purity(&regions),
-                part_names: part_names.clone(),
+                purity,
+                purity_part,
             },
         );
     }

@@ -16,7 +16,7 @@ use prototree_tree::{load_model, EpochStats, NodeId, SavedModel};
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage, PrototypePicture};
 use crate::explanation_metrics::ExplanationMetrics;
 use crate::node_gallery::{node_galleries, NodeGallery, GALLERY_PATCHES};
-use crate::workflow::{eval_loader, evaluate_on, PRUNING_FILE};
+use crate::workflow::{eval_loader, evaluate_on, projection_loader, PRUNING_FILE};
 use crate::{Error, Result};
 use prototree_tree::Observer;
 
@@ -393,7 +393,9 @@ pub fn report_model(
             eval,
         });
         if opts.gallery_patches > 0 {
-            content.galleries = node_galleries(saved, data, opts.gallery_patches, device, obs)?;
+            let (_, train) = projection_loader(data, &saved.meta, 64, obs)?;
+            content.galleries =
+                node_galleries(saved, data, &train, opts.gallery_patches, device, obs)?;
         }
         if explain > 0 {
             let samples = spread_samples(test.samples().len(), explain);

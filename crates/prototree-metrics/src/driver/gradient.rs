@@ -66,7 +66,12 @@ pub(super) fn gradient_pass(
             for (chw, target) in [(clean, &mut out.clean), (noisy, &mut out.noisy)] {
                 let smoothing = GradientSmoothing {
                     samples: copies,
-                    sigma: cfg.smoothgrad_sigma,
+                    // One copy: the plain gradient.
+                    sigma: if copies > 1 {
+                        cfg.smoothgrad_sigma
+                    } else {
+                        0.0
+                    },
                     seed: cfg.seed ^ 0x6b0c ^ ((chunk[0] as u64) << 16),
                 };
                 let maps = input_gradient_maps(

@@ -9,16 +9,16 @@ use prototree_tree::SavedModel;
 use super::TestSet;
 use crate::dataset::AnnotationSource;
 use crate::gradient_box::best_window;
-use crate::smoothgrad::{smoothgrad_map, SmoothGrad};
-
-/// Noisy copies for a source's gradient box when SmoothGrad is switched off.
-const SOURCE_SMOOTHGRAD_SAMPLES: usize = 8;
 use crate::localization::{locate, source_box};
 use crate::metrics::SourceRegion;
 use crate::parts::RegionLabel;
 use crate::perturb::FloatImage;
+use crate::smoothgrad::{smoothgrad_map, SmoothGrad};
 use crate::Result;
 use prototree_tree::geometry::PixelBox;
+
+/// Noisy copies for a source's gradient box when SmoothGrad is switched off.
+const SOURCE_SMOOTHGRAD_SAMPLES: usize = 8;
 
 /// The source region of each projected decision node, keyed by its row; prototypes
 /// whose image is not in the data set or whose patch lies on no known region are left out.
