@@ -79,6 +79,16 @@ pub struct RunOverrides {
     /// recipe, off in the reference recipe.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub reseed_leaves: Option<bool>,
+    /// Train the backbone with a temporary linear classifier for N epochs before the
+    /// tree's first epoch (at --lr-net; not counted in --epochs; docs/training.md).
+    /// Default: 10 in the scratch recipe, 0 in the reference recipe.
+    #[arg(long, value_name = "N")]
+    pub warmup_epochs: Option<usize>,
+    /// Start the prototypes as latent patches of training images (after the warm-up)
+    /// instead of random vectors. Default: on in the scratch recipe, off in the reference
+    /// recipe.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub prototypes_from_patches: Option<bool>,
     /// Evaluate on the test split every N epochs (0: only at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -160,6 +170,11 @@ impl RunOverrides {
             s.last_block_with_addon = self.last_block_with_addon;
         }
         set(&mut s.reseed_leaves, &self.reseed_leaves);
+        set(&mut s.backbone_warmup_epochs, &self.warmup_epochs);
+        set(
+            &mut s.prototypes_from_patches,
+            &self.prototypes_from_patches,
+        );
     }
 }
 

@@ -46,8 +46,9 @@ impl CliProgress {
     /// Prints a line above the bars.
     pub fn line(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            // A hidden bar (stderr not a terminal) would swallow the line.
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => eprintln!("{text}"),
         }
     }
 }

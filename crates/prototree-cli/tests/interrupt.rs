@@ -43,7 +43,14 @@ fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
         .spawn()?;
     let last = last_checkpoint_dir(&out);
     let start = Instant::now();
-    while load_checkpoint(&last, &Device::Cpu).is_err() {
+    // The first checkpoint is written after the backbone warm-up (epoch 0): wait for an
+    // epoch's.
+    let epochs_saved = || {
+        load_checkpoint(&last, &Device::Cpu)
+            .map(|c| c.state.epochs_done)
+            .unwrap_or(0)
+    };
+    while epochs_saved() < 1 {
         if start.elapsed() > Duration::from_secs(120) {
             let _ = child.kill();
             anyhow::bail!("no checkpoint within 120 s");
@@ -67,6 +74,12 @@ fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
     let ck = load_checkpoint(&last, &Device::Cpu)?;
     let done = ck.state.epochs_done;
     assert!(done >= 1);
+    let warmup_log = std::fs::read_to_string(out.join("warmup.jsonl"))?;
+    assert_eq!(
+        warmup_log.lines().count(),
+        10,
+        "the scratch recipe's warm-up"
+    );
     let target = (done + 1).to_string();
     let status = Command::new(env!("CARGO_BIN_EXE_prototree"))
         .args(["--quiet", "--threads", "1", "train", "--resume", &out_s])
@@ -78,5 +91,10 @@ fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
     let ck = load_checkpoint(&last, &Device::Cpu)?;
     assert_eq!(ck.state.epochs_done, done + 1);
     assert!(ck.state.partial_epoch.is_none());
+    // Resuming did not warm up again.
+    assert_eq!(
+        std::fs::read_to_string(out.join("warmup.jsonl"))?,
+        warmup_log
+    );
     Ok(())
 }

@@ -95,6 +95,9 @@ impl LearnerBuilder {
     /// Checks the schedule (and a resumed checkpoint) and builds the learner.
     pub fn build(self) -> Result<Learner> {
         let schedule = self.schedule.check()?;
+        let start_pending = self.resumed.is_none()
+            && (schedule.config().backbone_warmup_epochs > 0
+                || schedule.config().prototypes_from_patches);
         let state = match self.resumed {
             None => LearnerState::new(self.fingerprint),
             Some(ck) => {
@@ -114,6 +117,8 @@ impl LearnerBuilder {
             checkpointer: self.checkpointer,
             eval_every: self.eval_every,
             interrupter: self.interrupter,
+            start_pending,
+            warmup: Vec::new(),
         })
     }
 }

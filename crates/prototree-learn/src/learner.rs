@@ -11,6 +11,7 @@ use prototree_tree::init::PROTOTYPES;
 use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHistory};
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
 use prototree_tree::loss::nll_loss;
+use prototree_tree::prototype_init::prototypes_from_patches;
 use prototree_tree::route_repair::{path_to_leaf, plan_route, ClassPatches};
 use prototree_tree::{
     evaluate, one_hot, BatchSource, BatchStats, EpochStats, Event, Observer, ProtoTree, Stage,
@@ -28,6 +29,7 @@ use crate::checkpointer::Checkpointer;
 use crate::interrupt::Interrupter;
 use crate::param_group::{block_prefixes, GroupMap, ParamGroup};
 use crate::state::{LearnerState, PartialEpoch};
+use crate::warmup::{warm_up_backbone, write_warmup_log, WarmupEpoch, WARMUP_FILE};
 use crate::{Error, Result};
 
 /// Trains one [`ProtoTree`] with the reference's schedule.
@@ -40,6 +42,11 @@ pub struct Learner {
     pub(crate) checkpointer: Option<Checkpointer>,
     pub(crate) eval_every: usize,
     pub(crate) interrupter: Interrupter,
+    /// Whether [`Learner::fit`] still has to start a new run (backbone warm-up,
+    /// prototypes from patches) that the schedule asks for; never for a resumed run.
+    pub(crate) start_pending: bool,
+    /// The warm-up epochs this learner ran.
+    pub(crate) warmup: Vec<WarmupEpoch>,
 }
 
 /// Running sums of an epoch in progress.
@@ -81,6 +88,12 @@ impl Learner {
     /// The state (epochs done, optimiser moments, history, …).
     pub fn state(&self) -> &LearnerState {
         &self.state
+    }
+
+    /// The backbone warm-up epochs this learner ran (none for a resumed run, whose
+    /// warm-up, if any, is in its run directory's [`WARMUP_FILE`]).
+    pub fn warmup(&self) -> &[WarmupEpoch] {
+        &self.warmup
     }
 
     /// The interrupt handle polled between batches.
@@ -505,6 +518,39 @@ impl Learner {
         })
     }
 
+    /// The start of a new run: the backbone warm-up ([`crate::warmup`]), logged to the
+    /// run directory's [`WARMUP_FILE`], then the prototypes from training patches
+    /// ([`prototree_tree::prototype_init`]), as the schedule asks.
+    fn start_run(
+        &mut self,
+        train: &mut dyn BatchSource,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let epochs = warm_up_backbone(
+            &self.model,
+            &self.schedule,
+            train,
+            &self.interrupter,
+            observer,
+        )?;
+        if let Some(c) = &self.checkpointer {
+            let log = c.run_dir().root().join(WARMUP_FILE);
+            if !epochs.is_empty() {
+                write_warmup_log(&log, &epochs)?;
+            } else if log.exists() {
+                // The log of a run this one replaces.
+                std::fs::remove_file(&log).map_err(crate::error::io_err(&log))?;
+            }
+        }
+        self.warmup = epochs;
+        let config = self.schedule.config();
+        if config.prototypes_from_patches {
+            prototypes_from_patches(&mut self.model, train, config.seed)?;
+        }
+        self.start_pending = false;
+        Ok(())
+    }
+
     /// Whether `epoch` evaluates on the test data during training (every `eval_every`
     /// epochs, not the last: the caller evaluates the final model).
     fn evaluates(&self, epoch: usize) -> bool {
@@ -536,6 +582,14 @@ impl Learner {
         observer.on_event(&Event::StageProgress {
             done: self.state.epochs_done,
         });
+        if self.start_pending {
+            self.start_run(train, observer)?;
+            self.state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
+            if let Some(c) = &self.checkpointer {
+                // A run with a checkpoint has been started: resuming skips the start.
+                c.save_last(&self.model, &self.state)?;
+            }
+        }
         let mut trained = Vec::new();
         while self.state.epochs_done < num_epochs {
             let epoch = self.state.epochs_done + 1;

@@ -49,6 +49,7 @@ pub mod metrics_log;
 pub mod param_group;
 pub mod run_dir;
 pub mod state;
+pub mod warmup;
 
 pub use adam::{Adam, AdamConfig, AdamState};
 pub use builder::LearnerBuilder;
@@ -62,3 +63,4 @@ pub use metrics_log::{MetricsLog, METRICS_FILE};
 pub use param_group::{GroupMap, ParamGroup};
 pub use run_dir::{best_checkpoint_dir, last_checkpoint_dir, RunDir, RunMode, CHECKPOINTS_DIR};
 pub use state::{LearnerState, PartialEpoch};
+pub use warmup::{read_warmup_log, WarmupEpoch, WARMUP_FILE};

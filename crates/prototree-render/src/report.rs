@@ -6,7 +6,7 @@
 
 use std::fmt::{self, Write as _};
 
-use prototree_tree::{EpochStats, EvalReport};
+use prototree_tree::{EpochStats, EvalReport, WarmupEpoch};
 
 use crate::gallery::{write_gallery, write_tree_viewer, GALLERY_STYLE, VIEWER_SCRIPT};
 pub use crate::gallery::{GalleryEntry, GalleryPatch};
@@ -54,6 +54,8 @@ pub struct Report {
     pub explanations: Vec<ExplanationLink>,
     /// The training run's epochs (the section is left out when empty).
     pub training: Vec<EpochStats>,
+    /// The backbone warm-up's epochs before them (none when the run had no warm-up).
+    pub warmup: Vec<WarmupEpoch>,
     /// Class names, for the training section.
     pub class_names: Vec<String>,
 }
@@ -132,7 +134,12 @@ impl fmt::Display for Report {
             }
             s.push_str("</div>\n");
         }
-        crate::training_section::write_training(&mut s, &self.training, &self.class_names);
+        crate::training_section::write_training(
+            &mut s,
+            &self.training,
+            &self.warmup,
+            &self.class_names,
+        );
         s.push_str(VIEWER_SCRIPT);
         s.push_str("</body></html>\n");
         f.write_str(&s)
@@ -172,6 +179,7 @@ mod tests {
                 caption: "x".into(),
             }],
             training: Vec::new(),
+            warmup: Vec::new(),
             class_names: Vec::new(),
         };
         let html = report.to_string();
@@ -262,5 +270,28 @@ mod tests {
             .ok_or_else(|| anyhow::anyhow!("no leaf row"))?;
         assert!(shared < owned);
         Ok(())
+    }
+
+    #[test]
+    fn training_section_shows_the_backbone_warm_up() {
+        let warm = |epoch: usize, accuracy: f64| WarmupEpoch {
+            epoch,
+            num_epochs: 2,
+            loss: 1.0 / epoch as f64,
+            accuracy,
+            learning_rate: 2e-3,
+            seconds: 1.5,
+        };
+        let report = Report {
+            warmup: vec![warm(1, 0.5), warm(2, 0.875)],
+            ..Report::default()
+        };
+        let html = report.to_string();
+        assert!(html.contains("<h2>Training</h2>"), "{html}");
+        assert!(html.contains("for 2 epochs"), "{html}");
+        assert!(html.contains("reaching 87.5% training accuracy"), "{html}");
+        assert!(html.contains("<th>warm-up epoch</th>"), "{html}");
+        assert_eq!(html.matches("<tr><td class=\"num\">").count(), 2);
+        assert!(!Report::default().to_string().contains("warm-up"));
     }
 }

@@ -5,19 +5,30 @@
 use std::fmt::Write as _;
 
 use prototree_tree::leaf_sharing::LeafSharing;
-use prototree_tree::EpochStats;
+use prototree_tree::{EpochStats, WarmupEpoch};
 
 use crate::svg::escape;
 
 /// At most this many epoch rows; longer runs show evenly spaced epochs and the last.
 const MAX_EPOCH_ROWS: usize = 40;
 
-/// Appends the training section for `history` (nothing when it is empty).
-pub(crate) fn write_training(s: &mut String, history: &[EpochStats], class_names: &[String]) {
+/// Appends the training section for `history`, after the backbone warm-up's epochs
+/// `warmup` when there are any (nothing when both are empty).
+pub(crate) fn write_training(
+    s: &mut String,
+    history: &[EpochStats],
+    warmup: &[WarmupEpoch],
+    class_names: &[String],
+) {
+    if history.is_empty() && warmup.is_empty() {
+        return;
+    }
+    s.push_str("<h2>Training</h2>\n");
+    write_warmup(s, warmup);
     if history.is_empty() {
         return;
     }
-    s.push_str("<h2>Training</h2>\n<p>A class that is the majority class of no leaf has no leaf of its own; a misrouted class has fewer than half of its training images end in a leaf it owns. A run that keeps such classes for many epochs has stalled (see docs/training.md); re-seeding gives them spare leaves. Routing H is the mean entropy of an image's distribution over leaves (nats).</p>\n");
+    s.push_str("<p>A class that is the majority class of no leaf has no leaf of its own; a misrouted class has fewer than half of its training images end in a leaf it owns. A run that keeps such classes for many epochs has stalled (see docs/training.md); re-seeding gives them spare leaves. Routing H is the mean entropy of an image's distribution over leaves (nats).</p>\n");
     s.push_str("<table><tr><th>epoch</th><th>loss</th><th>train acc</th><th>test acc</th><th>classes without a leaf</th><th>misrouted classes</th><th>shared leaves</th><th>routing H</th><th>re-seeded leaves</th></tr>\n");
     let step = history.len().div_ceil(MAX_EPOCH_ROWS);
     for (i, e) in history.iter().enumerate() {
@@ -44,6 +55,33 @@ pub(crate) fn write_training(s: &mut String, history: &[EpochStats], class_names
     if let Some(last) = history.iter().rev().find_map(|e| e.leaf_sharing.as_ref()) {
         write_leaves(s, last, class_names);
     }
+}
+
+/// The backbone warm-up: one sentence and a row per epoch (nothing without a warm-up).
+fn write_warmup(s: &mut String, warmup: &[WarmupEpoch]) {
+    let Some(last) = warmup.last() else {
+        return;
+    };
+    let seconds: f64 = warmup.iter().map(|e| e.seconds).sum();
+    let _ = writeln!(
+        s,
+        "<p>Backbone warm-up: before the tree's first epoch the backbone trained for {} epochs as a plain classifier (global average pooling and a temporary linear layer, learning rate {:e}, {:.0} s), reaching {:.1}% training accuracy; the linear layer was then dropped (docs/training.md).</p>",
+        warmup.len(),
+        last.learning_rate,
+        seconds,
+        100.0 * last.accuracy
+    );
+    s.push_str("<table><tr><th>warm-up epoch</th><th>loss</th><th>train acc</th></tr>\n");
+    for e in warmup {
+        let _ = writeln!(
+            s,
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.1}%</td></tr>",
+            e.epoch,
+            e.loss,
+            100.0 * e.accuracy
+        );
+    }
+    s.push_str("</table>\n");
 }
 
 /// The re-seeded leaves as `leaf N → class`, empty when none.

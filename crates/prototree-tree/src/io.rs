@@ -460,7 +460,7 @@ pub(crate) fn read_model_dir(
 }
 
 /// The integer fields of `config.json` (JSON pointer, largest value of the field's type).
-const INTEGER_FIELDS: [(&str, u64); 9] = [
+const INTEGER_FIELDS: [(&str, u64); 10] = [
     ("/format_version", u32::MAX as u64),
     ("/tree/depth", usize::MAX as u64),
     ("/tree/proto_dim", usize::MAX as u64),
@@ -469,6 +469,7 @@ const INTEGER_FIELDS: [(&str, u64); 9] = [
     ("/train/epochs", usize::MAX as u64),
     ("/train/batch_size", usize::MAX as u64),
     ("/train/freeze_epochs", usize::MAX as u64),
+    ("/train/backbone_warmup_epochs", usize::MAX as u64),
     ("/train/seed", u64::MAX),
 ];
 

@@ -13,6 +13,9 @@ pub enum Stage {
     Synthesize,
     /// Decoding and resizing images.
     LoadImages,
+    /// Training the backbone with a temporary linear classifier before the tree's first
+    /// epoch (progress in batches).
+    WarmUp,
     /// Training (epochs are reported as [`Event::EpochStarted`] / [`Event::EpochFinished`]).
     Train,
     /// Evaluating a model.
@@ -31,6 +34,7 @@ impl Stage {
         match self {
             Stage::Synthesize => "synthesising images",
             Stage::LoadImages => "loading images",
+            Stage::WarmUp => "warming up the backbone",
             Stage::Train => "training",
             Stage::Evaluate => "evaluating",
             Stage::Prune => "pruning",

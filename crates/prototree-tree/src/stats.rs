@@ -47,3 +47,21 @@ pub struct EpochStats {
     #[serde(default)]
     pub leaf_reseeds: Vec<LeafReseed>,
 }
+
+/// One epoch of the backbone warm-up (`prototree_learn::warmup`): the backbone with a
+/// temporary linear classifier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WarmupEpoch {
+    /// 1-based warm-up epoch.
+    pub epoch: usize,
+    /// Warm-up epochs of the schedule.
+    pub num_epochs: usize,
+    /// Mean cross-entropy of the linear classifier over the epoch's batches.
+    pub loss: f64,
+    /// Its training accuracy (mean over batches).
+    pub accuracy: f64,
+    /// Learning rate of the backbone and the classifier.
+    pub learning_rate: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}

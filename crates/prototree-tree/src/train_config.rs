@@ -52,6 +52,22 @@ pub struct TrainConfig {
     /// before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reseed_leaves: bool,
+    /// Epochs of supervised backbone warm-up before the tree's first epoch (not counted in
+    /// `epochs`): the backbone with global average pooling and a temporary linear
+    /// classifier, trained with cross-entropy at `lr_net` (`prototree_learn::warmup`).
+    /// 0 (none) in the reference's recipe and in configurations of builds before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backbone_warmup_epochs: usize,
+    /// Whether a new run starts its prototypes as latent patches of training images
+    /// (after the warm-up, if any; [`crate::prototype_init`]) instead of draws from
+    /// `N(0.5, 0.1)`. Off in the reference's recipe and in configurations of builds
+    /// before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prototypes_from_patches: bool,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for TrainConfig {
@@ -71,6 +87,8 @@ impl Default for TrainConfig {
             protocol: None,
             last_block_with_addon: None,
             reseed_leaves: false,
+            backbone_warmup_epochs: 0,
+            prototypes_from_patches: false,
         }
     }
 }
@@ -109,6 +127,12 @@ impl TrainConfig {
             return Err(ConfigError::Zero { name: "batch_size" });
         }
         check::at_most("", "epochs", self.epochs as u64, maxima::MAX_EPOCHS)?;
+        check::at_most(
+            "",
+            "backbone_warmup_epochs",
+            self.backbone_warmup_epochs as u64,
+            maxima::MAX_EPOCHS,
+        )?;
         check::at_most(
             "",
             "freeze_epochs",

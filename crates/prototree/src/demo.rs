@@ -68,11 +68,14 @@ impl DemoConfig {
         }
     }
 
-    /// Trains for `epochs` epochs, moving the learning-rate milestones in proportion
-    /// (the default 40 epochs decay after epochs 28 and 34).
+    /// Trains for `epochs` epochs, moving the learning-rate milestones and the backbone
+    /// warm-up in proportion (the default 40 epochs decay after epochs 28 and 34 and
+    /// follow 10 warm-up epochs).
     pub fn set_epochs(&mut self, epochs: usize) {
         let schedule = &mut self.run.schedule;
         let old = schedule.epochs.max(1);
+        schedule.backbone_warmup_epochs =
+            (schedule.backbone_warmup_epochs * epochs + old / 2) / old;
         let mut milestones: Vec<usize> = schedule
             .milestones
             .iter()
@@ -86,7 +89,7 @@ impl DemoConfig {
 }
 
 /// The demo's training: the scratch recipe over 40 epochs (learning rates 2e-3, halved
-/// after epochs 28 and 34) with flips as well as translations (the birds face either way;
+/// after epochs 28 and 34; 10 backbone warm-up epochs first) with flips as well as translations (the birds face either way;
 /// the demo's documented figures are of this), evaluated every 5 epochs.
 fn demo_run() -> RunConfig {
     let preset = Recipe::Scratch.preset();
@@ -293,6 +296,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
                 obs,
             )?,
             training: outcome.history.clone(),
+            warmup: outcome.warmup.clone(),
         },
         &report_path,
     )?;
@@ -350,10 +354,13 @@ mod tests {
         cfg.set_epochs(20);
         let s = |c: &DemoConfig| c.run.schedule.clone();
         assert_eq!((s(&cfg).epochs, s(&cfg).milestones), (20, vec![14, 17]));
+        assert_eq!(s(&cfg).backbone_warmup_epochs, 5);
         cfg.set_epochs(80);
         assert_eq!(s(&cfg).milestones, vec![56, 68]);
+        assert_eq!(s(&cfg).backbone_warmup_epochs, 20);
         cfg.set_epochs(2);
         assert_eq!(s(&cfg).milestones, vec![1]);
+        assert_eq!(s(&cfg).backbone_warmup_epochs, 1);
         cfg.set_epochs(1);
         assert!(s(&cfg).milestones.is_empty());
         assert!(s(&cfg).check().is_ok());

@@ -93,6 +93,12 @@ impl Recipe {
                     // A from-scratch tree stalls with shared leaves on some seeds
                     // (docs/results.md, "Training that lands"); re-seeding repairs it.
                     reseed_leaves: true,
+                    // A backbone trained from random weights only through the tree
+                    // learns slowly and the tree stalls meanwhile: ten epochs as a plain
+                    // classifier first, then prototypes that are real patches
+                    // (docs/results.md, "Training that lands").
+                    backbone_warmup_epochs: 10,
+                    prototypes_from_patches: true,
                     ..TrainConfig::default()
                 },
                 ..base

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use prototree_data::Split;
 use prototree_interpret::{DecisionTree, PruneReport};
-use prototree_learn::{MetricsLog, METRICS_FILE};
+use prototree_learn::{read_warmup_log, MetricsLog, METRICS_FILE, WARMUP_FILE};
 use prototree_render::{AccuracyRow, ExplanationLink, GalleryEntry, Report, SvgExport};
 use prototree_tree::io::write_atomic;
-use prototree_tree::{load_model, EpochStats, NodeId, SavedModel};
+use prototree_tree::{load_model, EpochStats, NodeId, SavedModel, WarmupEpoch};
 
 use crate::explain::{explain_images, prototype_pictures, ExplainedImage, PrototypePicture};
 use crate::explanation_metrics::ExplanationMetrics;
@@ -40,6 +40,8 @@ pub struct ReportContent {
     pub galleries: HashMap<NodeId, NodeGallery>,
     /// The training run's epochs (from its `metrics.jsonl`), for the training section.
     pub training: Vec<EpochStats>,
+    /// The run's backbone warm-up epochs (from its `warmup.jsonl`; none without one).
+    pub warmup: Vec<WarmupEpoch>,
 }
 
 /// `target` relative to directory `base` when it lies below it, else as given.
@@ -311,6 +313,7 @@ pub fn build_report(
         gallery: gallery(saved, &pictures, content),
         explanations: explanation_links(&content.explanations, class_names, base),
         training: content.training.clone(),
+        warmup: content.warmup.clone(),
         class_names: class_names.clone(),
     })
 }
@@ -383,6 +386,7 @@ pub fn report_model(
         training: MetricsLog::new(model_dir.join(METRICS_FILE))
             .read()
             .unwrap_or_default(),
+        warmup: read_warmup_log(&model_dir.join(WARMUP_FILE)).unwrap_or_default(),
         ..Default::default()
     };
     if let Some(data) = data {

@@ -186,13 +186,20 @@ impl RunConfig {
         } else {
             ""
         };
+        let mut warmup = match s.backbone_warmup_epochs {
+            0 => String::new(),
+            n => format!(", {n} backbone warm-up epochs first"),
+        };
+        if s.prototypes_from_patches {
+            warmup.push_str(", prototypes from training patches");
+        }
         let last_block = if s.last_block_with_addon_for(self.backbone) {
             "the add-on's"
         } else {
             "the backbone's"
         };
         format!(
-            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e} (last block at {last_block}), {} frozen epochs, milestones {:?} (×{}), augmentation {}, {protocol} data protocol{reseed}",
+            "recipe {recipe} ({} with {weights}): depth {}, prototypes of {}, {} px, {} epochs of {}, lr {:e} / add-on {:e} / backbone {:e} (last block at {last_block}), {} frozen epochs, milestones {:?} (×{}), augmentation {}, {protocol} data protocol{reseed}{warmup}",
             self.backbone, self.depth, self.proto_dim, self.image_size, s.epochs, s.batch_size,
             s.lr, s.lr_block, s.lr_net, s.freeze_epochs, s.milestones, s.gamma,
             match self.augmentation {

@@ -11,6 +11,7 @@ use prototree_learn::{load_checkpoint, Interrupter, Learner, LearnerBuilder, Run
 use prototree_tree::io::write_atomic;
 use prototree_tree::{
     evaluate, save_model, EpochStats, EvalReport, ModelMeta, Observer, ProtoTree, Stage,
+    WarmupEpoch,
 };
 
 use crate::device::device_name;
@@ -37,6 +38,8 @@ pub struct TrainOutcome {
     pub history: Vec<EpochStats>,
     /// Final evaluation on the test split.
     pub test: EvalReport,
+    /// The backbone warm-up's epochs (none without one, or when resumed after it).
+    pub warmup: Vec<WarmupEpoch>,
     /// Seconds spent training (without loading and final evaluation).
     pub train_seconds: f64,
 }
@@ -254,6 +257,7 @@ pub fn train(
             ));
         }
     }
+    let warmup = learner.warmup().to_vec();
     let (model, state) = learner.into_parts();
     obs.stage_started(Stage::Evaluate, data.test.num_batches());
     let test = evaluate(&model, &mut test_src, obs)?;
@@ -267,6 +271,7 @@ pub fn train(
         meta,
         history: state.history,
         test,
+        warmup,
         train_seconds: state.train_seconds,
     })
 }

@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// Re-seed leaves of classes without one (default: on; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     reseed_leaves: Option<bool>,
+    /// Epochs of backbone warm-up with a linear classifier before the tree (default 10;
+    /// 0: none; docs/training.md).
+    #[arg(long, value_name = "N")]
+    warmup_epochs: Option<usize>,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -61,6 +65,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     cfg.interrupter = interrupter.clone();
     if let Some(e) = a.epochs {
         cfg.set_epochs(e);
+    }
+    if let Some(n) = a.warmup_epochs {
+        cfg.run.schedule.backbone_warmup_epochs = n;
     }
     cfg.device = a.device.open()?;
     let s = run_demo(&cfg, obs).context("demo failed")?;

@@ -96,6 +96,16 @@ pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Re
     let (out, mode) = train_run_dir(&a)?;
     let outcome = match train(&cfg, &out, mode, &device, interrupter, obs) {
         Ok(o) => o,
+        Err(prototree::Error::Learn(prototree::learn::Error::Interrupted))
+            if !prototree::learn::checkpoint_exists(&prototree::learn::last_checkpoint_dir(
+                &out,
+            )) =>
+        {
+            bail!(
+                "interrupted before the first checkpoint (during the backbone warm-up or the first epoch's first batch): nothing to resume; start again with `prototree train ... --out {} --overwrite`",
+                out.display()
+            )
+        }
         Err(prototree::Error::Learn(prototree::learn::Error::Interrupted)) => {
             bail!(
                 "interrupted; the training so far is saved (up to the last finished batch): continue with `prototree train --resume {}`",

@@ -1,0 +1,222 @@
+//! Supervised backbone warm-up: before a from-scratch tree's first epoch, the backbone
+//! trains for a few epochs as a plain classifier (global average pooling, a temporary
+//! linear layer, cross-entropy), so that the tree starts on features that already tell
+//! the classes apart. The linear layer is dropped afterwards; the tree's own epochs,
+//! learning rates and optimiser moments start as they would without it.
+//!
+//! Why: a randomly initialised backbone trained only through the tree's routing learns
+//! slowly, and while it does the tree can settle with classes sharing leaves (the stall of
+//! docs/training.md). With the warm-up, the demo set's stalled seeds land (docs/results.md,
+//! "Training that lands").
+//!
+//! The warm-up is part of a new run only: [`crate::Learner::fit`] runs it before the first
+//! epoch and then writes a checkpoint, so a run that has a checkpoint has finished its
+//! warm-up. Interrupted during the warm-up, nothing is saved (it is short, and a restart
+//! repeats it exactly: batches are drawn from `(seed, epoch)`).
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor, Var, D};
+use prototree_tree::init::{normal_vec, rng_for};
+use prototree_tree::io::write_atomic;
+pub use prototree_tree::WarmupEpoch;
+use prototree_tree::{BatchSource, Observer, ProtoTree, Stage, ValidTrainConfig};
+
+use crate::adam::{Adam, AdamConfig, AdamState};
+use crate::interrupt::Interrupter;
+use crate::param_group::{partition, ParamGroup};
+use crate::{Error, Result};
+
+/// File of the run directory holding the warm-up's epochs (one JSON object per line).
+pub const WARMUP_FILE: &str = "warmup.jsonl";
+
+/// Largest warm-up log read (a line per epoch, about 150 bytes each).
+const MAX_WARMUP_LOG_BYTES: u64 = 64 << 20;
+
+/// Name under which the temporary classifier's weight is drawn from the seed.
+const HEAD_WEIGHT: &str = "warmup.fc.weight";
+
+/// The temporary classifier: `(classes, channels)` weight drawn from the seed with
+/// PyTorch's `Linear` variance (that of a uniform in ±1/√channels), and a zero bias.
+struct LinearHead {
+    weight: Var,
+    bias: Var,
+}
+
+impl LinearHead {
+    fn new(classes: usize, channels: usize, seed: u64, model: &ProtoTree) -> Result<Self> {
+        let std = 1.0 / (3.0 * channels.max(1) as f32).sqrt();
+        let values = normal_vec(
+            &mut rng_for(seed, HEAD_WEIGHT),
+            classes * channels,
+            0.0,
+            std,
+        );
+        let device = model.device();
+        Ok(Self {
+            weight: Var::from_tensor(&Tensor::from_vec(values, (classes, channels), device)?)?,
+            bias: Var::from_tensor(&Tensor::zeros(classes, DType::F32, device)?)?,
+        })
+    }
+
+    /// Class logits `(b, classes)` of backbone features `(b, c, h, w)`.
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        let pooled = features.flatten_from(2)?.mean(D::Minus1)?;
+        Ok(pooled
+            .matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
+    }
+}
+
+/// Mean cross-entropy of `logits` `(b, k)` against u32 `labels` `(b,)`.
+fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let log_p = shifted.broadcast_sub(&log_sum)?;
+    let picked = log_p.gather(&labels.unsqueeze(1)?, 1)?;
+    Ok(picked.mean_all()?.neg()?)
+}
+
+/// Trains `model`'s backbone with a temporary linear classifier for the schedule's
+/// `backbone_warmup_epochs` on `source` (batches of epochs `1..=n`), at the backbone's
+/// learning rate `lr_net` with the schedule's Adam settings, and returns the epochs'
+/// statistics. Progress: [`Stage::WarmUp`] over the batches of all warm-up epochs, and
+/// one message per epoch. Stops with [`Error::Interrupted`] when `interrupter` is
+/// stopped (between batches).
+pub fn warm_up_backbone(
+    model: &ProtoTree,
+    schedule: &ValidTrainConfig,
+    source: &mut dyn BatchSource,
+    interrupter: &Interrupter,
+    observer: &mut dyn Observer,
+) -> Result<Vec<WarmupEpoch>> {
+    let config = schedule.config();
+    let num_epochs = config.backbone_warmup_epochs;
+    if num_epochs == 0 {
+        return Ok(Vec::new());
+    }
+    let num_batches = source.num_batches();
+    if num_batches == 0 {
+        return Err(Error::EmptyData("training"));
+    }
+    let channels = model.backbone().out_channels();
+    let head = LinearHead::new(model.num_classes(), channels, config.seed, model)?;
+    // The whole backbone, its last block included, plus the classifier.
+    let mut vars = partition(model, false)?[ParamGroup::Backbone].clone();
+    vars.push((HEAD_WEIGHT.into(), head.weight.clone()));
+    vars.push(("warmup.fc.bias".into(), head.bias.clone()));
+    let optimizer = Adam::new(vars, AdamConfig::of_schedule(schedule));
+    let mut state = AdamState::default();
+    let lr = config.lr_net;
+    observer.stage_started(Stage::WarmUp, num_epochs * num_batches);
+    let mut epochs = Vec::with_capacity(num_epochs);
+    let mut done = 0;
+    for epoch in 1..=num_epochs {
+        let start = Instant::now();
+        let (mut loss_sum, mut accuracy_sum, mut batches) = (0f64, 0f64, 0usize);
+        for (index, batch) in source.batches(epoch).enumerate() {
+            if interrupter.is_stopped() {
+                return Err(Error::Interrupted);
+            }
+            let batch = batch?;
+            let labels = batch.labels.to_dtype(DType::U32)?;
+            let features = model
+                .backbone()
+                .features(&batch.images, true)
+                .map_err(prototree_tree::Error::from)?;
+            let logits = head.logits(&features)?;
+            let loss = cross_entropy(&logits, &labels)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if !loss_value.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    epoch,
+                    batch: index,
+                    loss: loss_value,
+                });
+            }
+            let grads = loss.backward()?;
+            if let Some(parameter) = optimizer.non_finite_gradient(&grads)? {
+                return Err(Error::NonFiniteGradient {
+                    epoch,
+                    batch: index,
+                    group: "backbone warm-up",
+                    parameter,
+                });
+            }
+            optimizer.step(&mut state, &grads, lr)?;
+            let accuracy = logits
+                .argmax(D::Minus1)?
+                .eq(&labels)?
+                .to_dtype(DType::F32)?
+                .mean_all()?
+                .to_scalar::<f32>()?;
+            loss_sum += f64::from(loss_value);
+            accuracy_sum += f64::from(accuracy);
+            batches += 1;
+            done += 1;
+            observer.stage_progress(done);
+        }
+        if batches == 0 {
+            return Err(Error::EmptyData("training"));
+        }
+        let stats = WarmupEpoch {
+            epoch,
+            num_epochs,
+            loss: loss_sum / batches as f64,
+            accuracy: accuracy_sum / batches as f64,
+            learning_rate: lr,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        observer.message(&format!(
+            "backbone warm-up {epoch}/{num_epochs}: loss {:.4} train acc {:.3} ({:.1}s)",
+            stats.loss, stats.accuracy, stats.seconds
+        ));
+        epochs.push(stats);
+    }
+    observer.stage_finished(Stage::WarmUp);
+    Ok(epochs)
+}
+
+/// Writes `epochs` to `path` ([`WARMUP_FILE`] of a run directory), one JSON object per
+/// line, atomically.
+pub fn write_warmup_log(path: &Path, epochs: &[WarmupEpoch]) -> Result<()> {
+    let mut text = String::new();
+    for e in epochs {
+        let line = serde_json::to_string(e).map_err(|err| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(err),
+        })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+/// Reads a run's warm-up log ([`write_warmup_log`]); no file gives no epochs. A line
+/// that does not read as an epoch is an error naming the file and the line.
+pub fn read_warmup_log(path: &Path) -> Result<Vec<WarmupEpoch>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let bytes =
+        prototree_limits::read_bounded(path, MAX_WARMUP_LOG_BYTES).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("line {}: {e}", i + 1),
+                ),
+            })
+        })
+        .collect()
+}
