@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// 0: none; docs/training.md).
     #[arg(long, value_name = "N")]
     warmup_epochs: Option<usize>,
+    /// Start the prototypes as latent patches of training images (default: on;
+    /// docs/training.md).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    prototypes_from_patches: Option<bool>,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -68,6 +72,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     }
     if let Some(n) = a.warmup_epochs {
         cfg.run.schedule.backbone_warmup_epochs = n;
+    }
+    if let Some(on) = a.prototypes_from_patches {
+        cfg.run.schedule.prototypes_from_patches = on;
     }
     cfg.device = a.device.open()?;
     let s = run_demo(&cfg, obs).context("demo failed")?;
