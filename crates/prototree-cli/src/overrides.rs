@@ -201,4 +201,22 @@ mod tests {
         assert!(cfg.crop_to_bbox && !cfg.quick);
         assert_eq!(cfg.proto_dim, RunConfig::default().proto_dim);
     }
+
+    #[test]
+    fn the_start_of_a_run_can_be_changed() {
+        let mut cfg = prototree::prelude::Recipe::Scratch.preset();
+        assert_eq!(cfg.schedule.backbone_warmup_epochs, 10);
+        assert!(cfg.schedule.prototypes_from_patches);
+        RunOverrides {
+            warmup_epochs: Some(0),
+            prototypes_from_patches: Some(false),
+            ..RunOverrides::default()
+        }
+        .apply(&mut cfg);
+        assert_eq!(cfg.schedule.backbone_warmup_epochs, 0);
+        assert!(!cfg.schedule.prototypes_from_patches);
+        let reference = prototree::prelude::Recipe::Reference.preset();
+        assert_eq!(reference.schedule.backbone_warmup_epochs, 0);
+        assert!(!reference.schedule.prototypes_from_patches);
+    }
 }

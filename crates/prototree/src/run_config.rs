@@ -277,10 +277,12 @@ impl RunConfig {
     }
 
     /// The configuration a run trains with: for a `quick` run, one epoch per phase
-    /// (frozen, then unfrozen), no milestones and no evaluation during training.
+    /// (backbone warm-up, frozen, then unfrozen), no milestones and no evaluation during
+    /// training.
     pub fn effective(&self) -> Self {
         let mut c = self.clone();
         if c.quick {
+            c.schedule.backbone_warmup_epochs = c.schedule.backbone_warmup_epochs.min(1);
             let frozen = c.schedule.freeze_epochs.min(1);
             c.schedule.epochs = frozen + 1;
             c.schedule.freeze_epochs = frozen;

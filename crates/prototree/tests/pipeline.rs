@@ -67,6 +67,13 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
     let html = std::fs::read_to_string(&summary.report)?;
     assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
     assert!(!html.contains("src=\"http") && !html.contains("<script src"));
+    // The demo's backbone warm-up is in the training section.
+    assert!(
+        html.contains(
+            "Backbone warm-up: before the tree's first epoch the backbone trained for 10 epochs"
+        ),
+        "no warm-up in the report"
+    );
     // Every prototype's card shows its most similar training patches, with their purity
     // (the synthetic birds have part masks), and its tree node links to it.
     assert_eq!(

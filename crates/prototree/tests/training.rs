@@ -371,7 +371,9 @@ fn quick_run_uses_one_epoch_per_phase() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut j = job(&fixture("imagefolder-tiny"), 50);
     j.quick = true;
+    j.schedule.backbone_warmup_epochs = 5;
     let outcome = run(&j, &dir.path().join("q"))?;
+    assert_eq!(outcome.warmup.len(), 1);
     assert_eq!(outcome.history.len(), 2);
     assert!(outcome.history[0].backbone_frozen && !outcome.history[1].backbone_frozen);
     // About 1% of the data, but at least two training images and one test image per class.
