@@ -9,8 +9,8 @@
 #     THREADS  thread counts, comma-separated     (default 1,2)
 #     SETS     comma-separated set names          (default demo,small,wide)
 #   RECIPES="name=flags;name=flags" chooses the training settings compared (default: the
-#   demo's training, `demo`, and the same without re-seeding, `no-reseed`: ProtoTree's own
-#   training rule).
+#   demo's training, `demo` — backbone warm-up, prototypes from patches, leaf re-seeding —
+#   and the same with ProtoTree's own training rule, `plain`: none of the three).
 #   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
 #   cargo build --release -p prototree-cli).
 #
@@ -25,9 +25,11 @@ sets="${4:-demo,small,wide}"
 bin="${PROTOTREE:-target/release/prototree}"
 [ -x "$bin" ] || { echo "no $bin: build it with cargo build --release -p prototree-cli" >&2; exit 1; }
 # The demo's training (crates/prototree/src/demo.rs: the scratch recipe over 40 epochs at
-# learning rates 2e-3, halved after epochs 28 and 34, flips and translations).
+# learning rates 2e-3, halved after epochs 28 and 34, flips and translations, after its 10
+# backbone warm-up epochs).
 demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0"
-recipes="${RECIPES:-demo=$demo_flags;no-reseed=$demo_flags --reseed-leaves false}"
+plain_flags="$demo_flags --reseed-leaves false --warmup-epochs 0 --prototypes-from-patches false"
+recipes="${RECIPES:-demo=$demo_flags;plain=$plain_flags}"
 
 declare -A synth_flags=(
   [demo]="--classes 12 --per-class 80 --size 64"

@@ -533,14 +533,11 @@ impl Learner {
             &self.interrupter,
             observer,
         )?;
-        if let Some(c) = &self.checkpointer {
-            let log = c.run_dir().root().join(WARMUP_FILE);
-            if !epochs.is_empty() {
-                write_warmup_log(&log, &epochs)?;
-            } else if log.exists() {
-                // The log of a run this one replaces.
-                std::fs::remove_file(&log).map_err(crate::error::io_err(&log))?;
+        match &self.checkpointer {
+            Some(c) if !epochs.is_empty() => {
+                write_warmup_log(&c.run_dir().root().join(WARMUP_FILE), &epochs)?
             }
+            _ => {}
         }
         self.warmup = epochs;
         let config = self.schedule.config();

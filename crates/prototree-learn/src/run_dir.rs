@@ -31,7 +31,8 @@ pub enum RunMode {
     New,
     /// Continue the run from its last checkpoint: refused when there is none.
     Resume,
-    /// A new run replacing the one in the directory (its checkpoints are deleted).
+    /// A new run replacing the one in the directory (its checkpoints and warm-up log are
+    /// deleted).
     Overwrite,
 }
 
@@ -67,6 +68,10 @@ impl RunDir {
                     if d.exists() {
                         std::fs::remove_dir_all(&d).map_err(io_err(&d))?;
                     }
+                }
+                let warmup = dir.root.join(crate::warmup::WARMUP_FILE);
+                if warmup.exists() {
+                    std::fs::remove_file(&warmup).map_err(io_err(&warmup))?;
                 }
             }
             _ => {}
@@ -118,8 +123,10 @@ mod tests {
         assert!(err.to_string().contains("--overwrite"), "{err}");
         assert!(dir.last_checkpoint().exists());
         RunDir::open(&root, RunMode::Resume)?;
+        std::fs::write(root.join(crate::warmup::WARMUP_FILE), b"")?;
         RunDir::open(&root, RunMode::Overwrite)?;
         assert!(!dir.last_checkpoint().exists());
+        assert!(!root.join(crate::warmup::WARMUP_FILE).exists());
         std::fs::write(tmp.path().join("file"), b"")?;
         let err = RunDir::open(&tmp.path().join("file"), RunMode::New).unwrap_err();
         assert!(matches!(err, Error::NotADirectory(_)), "{err}");
