@@ -45,6 +45,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod interrupt;
 pub mod learner;
+pub mod linear_head;
 pub mod metrics_log;
 pub mod param_group;
 pub mod run_dir;

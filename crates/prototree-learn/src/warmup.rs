@@ -17,14 +17,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor, Var, D};
-use prototree_tree::init::{normal_vec, rng_for};
+use candle_core::DType;
 use prototree_tree::io::write_atomic;
 pub use prototree_tree::WarmupEpoch;
 use prototree_tree::{BatchSource, Observer, ProtoTree, Stage, ValidTrainConfig};
 
 use crate::adam::{Adam, AdamConfig, AdamState};
 use crate::interrupt::Interrupter;
+use crate::linear_head::{accuracy, cross_entropy, LinearHead};
 use crate::param_group::{partition, ParamGroup};
 use crate::{Error, Result};
 
@@ -34,50 +34,8 @@ pub const WARMUP_FILE: &str = "warmup.jsonl";
 /// Largest warm-up log read (a line per epoch, about 150 bytes each).
 const MAX_WARMUP_LOG_BYTES: u64 = 64 << 20;
 
-/// Name under which the temporary classifier's weight is drawn from the seed.
-const HEAD_WEIGHT: &str = "warmup.fc.weight";
-
-/// The temporary classifier: `(classes, channels)` weight drawn from the seed with
-/// PyTorch's `Linear` variance (that of a uniform in ±1/√channels), and a zero bias.
-struct LinearHead {
-    weight: Var,
-    bias: Var,
-}
-
-impl LinearHead {
-    fn new(classes: usize, channels: usize, seed: u64, model: &ProtoTree) -> Result<Self> {
-        let std = 1.0 / (3.0 * channels.max(1) as f32).sqrt();
-        let values = normal_vec(
-            &mut rng_for(seed, HEAD_WEIGHT),
-            classes * channels,
-            0.0,
-            std,
-        );
-        let device = model.device();
-        Ok(Self {
-            weight: Var::from_tensor(&Tensor::from_vec(values, (classes, channels), device)?)?,
-            bias: Var::from_tensor(&Tensor::zeros(classes, DType::F32, device)?)?,
-        })
-    }
-
-    /// Class logits `(b, classes)` of backbone features `(b, c, h, w)`.
-    fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        let pooled = features.flatten_from(2)?.mean(D::Minus1)?;
-        Ok(pooled
-            .matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
-    }
-}
-
-/// Mean cross-entropy of `logits` `(b, k)` against u32 `labels` `(b,)`.
-fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let log_p = shifted.broadcast_sub(&log_sum)?;
-    let picked = log_p.gather(&labels.unsqueeze(1)?, 1)?;
-    Ok(picked.mean_all()?.neg()?)
-}
+/// Name of the temporary classifier (its weight is drawn from the seed and this name).
+const HEAD: &str = "warmup.fc";
 
 /// Trains `model`'s backbone with a temporary linear classifier for the schedule's
 /// `backbone_warmup_epochs` on `source` (batches of epochs `1..=n`), at the backbone's
@@ -102,11 +60,16 @@ pub fn warm_up_backbone(
         return Err(Error::EmptyData("training"));
     }
     let channels = model.backbone().out_channels();
-    let head = LinearHead::new(model.num_classes(), channels, config.seed, model)?;
+    let head = LinearHead::new(
+        model.num_classes(),
+        channels,
+        config.seed,
+        &format!("{HEAD}.weight"),
+        model.device(),
+    )?;
     // The whole backbone, its last block included, plus the classifier.
     let mut vars = partition(model, false)?[ParamGroup::Backbone].clone();
-    vars.push((HEAD_WEIGHT.into(), head.weight.clone()));
-    vars.push(("warmup.fc.bias".into(), head.bias.clone()));
+    vars.extend(head.named_vars(HEAD));
     let optimizer = Adam::new(vars, AdamConfig::of_schedule(schedule));
     let mut state = AdamState::default();
     let lr = config.lr_net;
@@ -146,12 +109,7 @@ pub fn warm_up_backbone(
                 });
             }
             optimizer.step(&mut state, &grads, lr)?;
-            let accuracy = logits
-                .argmax(D::Minus1)?
-                .eq(&labels)?
-                .to_dtype(DType::F32)?
-                .mean_all()?
-                .to_scalar::<f32>()?;
+            let accuracy = accuracy(&logits, &labels)?;
             loss_sum += f64::from(loss_value);
             accuracy_sum += f64::from(accuracy);
             batches += 1;

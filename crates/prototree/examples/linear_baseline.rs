@@ -26,9 +26,10 @@ mod common;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_nn::{loss, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use prototree::backbone::{build_backbone, Backbone};
-use prototree::candle_core::{self as candle_core, DType, Device, Tensor, D};
+use prototree::candle_core::{self as candle_core, DType, Device, Tensor};
+use prototree::learn::linear_head::{accuracy, cross_entropy, LinearHead};
 use prototree::prelude::*;
 use prototree::source::LoaderSource;
 use prototree::train::load_data;
@@ -38,64 +39,50 @@ use prototree::tree::{init, BatchSource};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Backbone, global average pooling, linear layer.
-struct LinearHead {
+struct Baseline {
     backbone: Box<dyn Backbone>,
-    weight: Tensor,
-    bias: Tensor,
+    head: LinearHead,
 }
 
-impl LinearHead {
+impl Baseline {
     fn new(cfg: &RunConfig, classes: usize, varmap: &VarMap, dev: &Device) -> Result<Self> {
         let vb = VarBuilder::from_varmap(varmap, DType::F32, dev);
         let backbone = build_backbone(cfg.backbone, vb.pp(init::BACKBONE_PREFIX))?;
-        let c = backbone.out_channels();
-        let weight = vb.get((classes, c), "fc.weight")?;
-        let bias = vb.get(classes, "fc.bias")?;
         init::initialize(varmap, cfg.schedule.seed, dev)?;
-        Ok(Self {
-            backbone,
-            weight,
-            bias,
-        })
+        let head = LinearHead::new(
+            classes,
+            backbone.out_channels(),
+            cfg.schedule.seed,
+            "fc.weight",
+            dev,
+        )?;
+        Ok(Self { backbone, head })
     }
 
     /// Class logits `(b, k)`.
     fn logits(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        let pooled = self
-            .backbone
-            .features(images, train)?
-            .flatten_from(2)?
-            .mean(D::Minus1)?;
-        Ok(pooled
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?)
+        Ok(self.head.logits(&self.backbone.features(images, train)?)?)
     }
 }
 
-/// Correct predictions of a batch's logits.
-fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
-    let hits = logits
-        .argmax(D::Minus1)?
-        .eq(labels)?
-        .to_dtype(DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()?;
-    Ok(hits.round() as usize)
+/// Correct predictions among the `b` images of a batch.
+fn correct(logits: &Tensor, labels: &Tensor, b: usize) -> Result<usize> {
+    Ok((accuracy(logits, labels)? * b as f32).round() as usize)
 }
 
-fn test_accuracy(model: &LinearHead, source: &mut LoaderSource<'_>) -> Result<f64> {
+fn test_accuracy(model: &Baseline, source: &mut LoaderSource<'_>) -> Result<f64> {
     let (mut hits, mut n) = (0usize, 0usize);
     for batch in source.batches(1) {
         let batch = batch?;
-        hits += correct(&model.logits(&batch.images, false)?, &batch.labels)?;
-        n += batch.labels.dims1()?;
+        let b = batch.labels.dims1()?;
+        hits += correct(&model.logits(&batch.images, false)?, &batch.labels, b)?;
+        n += b;
     }
     Ok(hits as f64 / n.max(1) as f64)
 }
 
-/// Writes the trained parameters as a PyTorch-style state dict (backbone names without the
-/// tree's prefix, the classifier as `fc.*`): `prototree train --weights PATH` starts a
-/// tree from this backbone.
+/// Writes the trained backbone as a PyTorch-style state dict (names without the tree's
+/// prefix): `prototree train --weights PATH` starts a tree from this backbone.
 fn save_state_dict(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
     let prefix = format!("{}.", init::BACKBONE_PREFIX);
     let data = varmap
@@ -152,9 +139,11 @@ fn main() -> Result<()> {
     let classes = data.dataset.class_names().len();
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    let model = LinearHead::new(&cfg, classes, &varmap, &dev)?;
+    let model = Baseline::new(&cfg, classes, &varmap, &dev)?;
+    let mut vars = varmap.all_vars();
+    vars.extend(model.head.named_vars("fc").into_iter().map(|(_, v)| v));
     let mut opt = AdamW::new(
-        varmap.all_vars(),
+        vars,
         ParamsAdamW {
             lr,
             eps: cfg.schedule.adam_eps,
@@ -179,10 +168,10 @@ fn main() -> Result<()> {
         for batch in train_src.batches(epoch) {
             let batch = batch?;
             let logits = model.logits(&batch.images, true)?;
-            let loss = loss::cross_entropy(&logits, &batch.labels)?;
+            let loss = cross_entropy(&logits, &batch.labels)?;
             opt.backward_step(&loss)?;
             let b = batch.labels.dims1()?;
-            hits += correct(&logits, &batch.labels)?;
+            hits += correct(&logits, &batch.labels, b)?;
             loss_sum += f64::from(loss.to_scalar::<f32>()?) * b as f64;
             n += b;
         }
