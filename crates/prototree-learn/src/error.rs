@@ -98,3 +98,21 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> E
         source,
     }
 }
+
+/// The value of a scalar `loss`, or [`Error::NonFiniteLoss`] naming the epoch and batch.
+pub(crate) fn finite_loss(
+    loss: &candle_core::Tensor,
+    epoch: usize,
+    batch: usize,
+) -> Result<f32> {
+    let value = loss.to_scalar::<f32>()?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::NonFiniteLoss {
+            epoch,
+            batch,
+            loss: value,
+        })
+    }
+}

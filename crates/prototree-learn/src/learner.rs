@@ -26,6 +26,7 @@ const ROUTE_OTHER_IMAGES: usize = 96;
 
 use crate::adam::Adam;
 use crate::checkpointer::Checkpointer;
+use crate::error::finite_loss;
 use crate::interrupt::Interrupter;
 use crate::param_group::{block_prefixes, GroupMap, ParamGroup};
 use crate::state::{LearnerState, PartialEpoch};
@@ -468,14 +469,7 @@ impl Learner {
         let latent = model.latent_with(&batch.images, true, detach_backbone)?;
         let out = model.forward_latent(&latent)?;
         let loss = nll_loss(&out.probabilities, &labels)?;
-        let loss_value = loss.to_scalar::<f32>()?;
-        if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                epoch,
-                batch: index,
-                loss: loss_value,
-            });
-        }
+        let loss_value = finite_loss(&loss, epoch, index)?;
         let grads = loss.backward()?;
         let stepped = |g: ParamGroup| !(frozen && g == ParamGroup::Backbone);
         for (g, opt) in self.optimizers.iter().filter(|(g, _)| stepped(*g)) {

@@ -23,6 +23,7 @@ pub use prototree_tree::WarmupEpoch;
 use prototree_tree::{BatchSource, Observer, ProtoTree, Stage, ValidTrainConfig};
 
 use crate::adam::{Adam, AdamConfig, AdamState};
+use crate::error::finite_loss;
 use crate::interrupt::Interrupter;
 use crate::linear_head::{accuracy, cross_entropy, LinearHead};
 use crate::param_group::{partition, ParamGroup};
@@ -91,14 +92,7 @@ pub fn warm_up_backbone(
                 .map_err(prototree_tree::Error::from)?;
             let logits = head.logits(&features)?;
             let loss = cross_entropy(&logits, &labels)?;
-            let loss_value = loss.to_scalar::<f32>()?;
-            if !loss_value.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    epoch,
-                    batch: index,
-                    loss: loss_value,
-                });
-            }
+            let loss_value = finite_loss(&loss, epoch, index)?;
             let grads = loss.backward()?;
             if let Some(parameter) = optimizer.non_finite_gradient(&grads)? {
                 return Err(Error::NonFiniteGradient {
