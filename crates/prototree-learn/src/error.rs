@@ -100,11 +100,7 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> E
 }
 
 /// The value of a scalar `loss`, or [`Error::NonFiniteLoss`] naming the epoch and batch.
-pub(crate) fn finite_loss(
-    loss: &candle_core::Tensor,
-    epoch: usize,
-    batch: usize,
-) -> Result<f32> {
+pub(crate) fn finite_loss(loss: &candle_core::Tensor, epoch: usize, batch: usize) -> Result<f32> {
     let value = loss.to_scalar::<f32>()?;
     if value.is_finite() {
         Ok(value)

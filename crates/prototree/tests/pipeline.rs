@@ -23,6 +23,9 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
     cfg.run.schedule.batch_size = 16;
     cfg.run.schedule.milestones = vec![];
     cfg.run.schedule.seed = 3;
+    // The scratch recipe's start (the demo's own default is the random start).
+    cfg.run.schedule.backbone_warmup_epochs = 10;
+    cfg.run.schedule.prototypes_from_patches = true;
     let summary = run_demo(&cfg, &mut ())?;
     assert_eq!(summary.num_classes, 4);
     assert_eq!(summary.num_prototypes, 7);

@@ -33,12 +33,13 @@ pub struct DemoArgs {
     /// Re-seed leaves of classes without one (default: on; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     reseed_leaves: Option<bool>,
-    /// Epochs of backbone warm-up with a linear classifier before the tree (default 10;
-    /// 0: none; docs/training.md).
+    /// Epochs of backbone warm-up with a linear classifier before the tree (default 0;
+    /// the scratch recipe's 10 land more seeds but put fewer prototypes on parts:
+    /// docs/explanations.md).
     #[arg(long, value_name = "N")]
     warmup_epochs: Option<usize>,
-    /// Start the prototypes as latent patches of training images (default: on;
-    /// docs/training.md).
+    /// Start the prototypes as latent patches of training images (default: off, as
+    /// ProtoTree; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     prototypes_from_patches: Option<bool>,
     /// Seed of data generation and training.
