@@ -344,24 +344,30 @@ fn checkpoint_survives_a_half_written_replacement() -> anyhow::Result<()> {
 #[test]
 fn deterministic_runs_give_the_same_model_on_1_and_2_threads() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = RunConfig {
+    let plain = RunConfig {
         deterministic: true,
         ..job(&fixture("cub-tiny"), 2)
     };
-    let mut models = Vec::new();
-    for threads in [1, 2] {
-        let out = dir.path().join(format!("threads-{threads}"));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        pool.install(|| run(&cfg, &out))?;
-        models.push(tensors(&out)?);
-    }
-    assert_eq!(models[0].len(), models[1].len());
-    for (name, a) in &models[0] {
-        let b = &models[1][name];
-        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{name} differs between 1 and 2 threads");
+    // The scratch recipe's start too: backbone warm-up and prototypes from patches.
+    let mut started = plain.clone();
+    started.schedule.backbone_warmup_epochs = 1;
+    started.schedule.prototypes_from_patches = true;
+    for (label, cfg) in [("plain", &plain), ("started", &started)] {
+        let mut models = Vec::new();
+        for threads in [1, 2] {
+            let out = dir.path().join(format!("{label}-threads-{threads}"));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            pool.install(|| run(cfg, &out))?;
+            models.push(tensors(&out)?);
+        }
+        assert_eq!(models[0].len(), models[1].len());
+        for (name, a) in &models[0] {
+            let b = &models[1][name];
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{label}: {name} differs between 1 and 2 threads");
+        }
     }
     Ok(())
 }
