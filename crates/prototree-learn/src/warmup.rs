@@ -6,8 +6,10 @@
 //!
 //! Why: a randomly initialised backbone trained only through the tree's routing learns
 //! slowly, and while it does the tree can settle with classes sharing leaves (the stall of
-//! docs/training.md). With the warm-up, the demo set's stalled seeds land (docs/results.md,
-//! "Training that lands").
+//! docs/training.md). With the warm-up and prototypes from patches no run of the demo
+//! set's stall sweep stalls (docs/results.md, "Training that lands"); the warm-up also
+//! moves prototypes off the parts they should show, so the demo leaves it off
+//! (docs/explanations.md, "The start of training").
 //!
 //! The warm-up is part of a new run only: [`crate::Learner::fit`] runs it before the first
 //! epoch and then writes a checkpoint, so a run that has a checkpoint has finished its
