@@ -44,6 +44,7 @@ pub mod checkpointer;
 pub mod error;
 pub mod fingerprint;
 pub mod interrupt;
+mod json_lines;
 pub mod learner;
 pub mod linear_head;
 pub mod metrics_log;

@@ -11,13 +11,14 @@ use crate::Result;
 /// seed with PyTorch's `Linear` variance (that of a uniform in ±1/√channels), zero bias.
 #[derive(Debug, Clone)]
 pub struct LinearHead {
+    name: String,
     weight: Var,
     bias: Var,
 }
 
 impl LinearHead {
-    /// A head for `channels`-channel features and `classes` classes, drawn from
-    /// `(seed, name)` (the same pair gives the same head).
+    /// A head named `name` for `channels`-channel features and `classes` classes, its
+    /// weight drawn from `(seed, "{name}.weight")` (the same pair gives the same head).
     pub fn new(
         classes: usize,
         channels: usize,
@@ -26,18 +27,24 @@ impl LinearHead {
         device: &Device,
     ) -> Result<Self> {
         let std = 1.0 / (3.0 * channels.max(1) as f32).sqrt();
-        let values = normal_vec(&mut rng_for(seed, name), classes * channels, 0.0, std);
+        let values = normal_vec(
+            &mut rng_for(seed, &format!("{name}.weight")),
+            classes * channels,
+            0.0,
+            std,
+        );
         Ok(Self {
+            name: name.to_string(),
             weight: Var::from_tensor(&Tensor::from_vec(values, (classes, channels), device)?)?,
             bias: Var::from_tensor(&Tensor::zeros(classes, DType::F32, device)?)?,
         })
     }
 
     /// The head's variables, named `{name}.weight` and `{name}.bias`.
-    pub fn named_vars(&self, name: &str) -> Vec<(String, Var)> {
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
         vec![
-            (format!("{name}.weight"), self.weight.clone()),
-            (format!("{name}.bias"), self.bias.clone()),
+            (format!("{}.weight", self.name), self.weight.clone()),
+            (format!("{}.bias", self.name), self.bias.clone()),
         ]
     }
 
@@ -101,7 +108,7 @@ mod tests {
             let want: f32 = row.iter().sum();
             assert!((logits[0][k] - want).abs() < 1e-6);
         }
-        assert_eq!(head.named_vars("h")[1].0, "h.bias");
+        assert_eq!(head.named_vars()[1].0, "h.bias");
         // The same seed and name give the same head.
         let again = LinearHead::new(2, 3, 1, "h", &dev)?;
         assert_eq!(again.weight.as_tensor().to_vec2::<f32>()?, w);

@@ -7,7 +7,8 @@ use prototree_tree::io::write_atomic;
 use prototree_tree::EpochStats;
 
 use crate::error::io_err;
-use crate::{Error, Result};
+use crate::json_lines;
+use crate::Result;
 
 /// Name of the per-epoch metrics log in a run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -16,13 +17,6 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 #[derive(Debug, Clone)]
 pub struct MetricsLog {
     path: PathBuf,
-}
-
-fn json_line(stats: &EpochStats, path: &Path) -> Result<String> {
-    serde_json::to_string(stats).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })
 }
 
 impl MetricsLog {
@@ -38,11 +32,7 @@ impl MetricsLog {
 
     /// Replaces the log by `history` (a new or resumed run starts from its checkpoint).
     pub fn rewrite(&self, history: &[EpochStats]) -> Result<()> {
-        let mut text = String::new();
-        for stats in history {
-            text.push_str(&json_line(stats, &self.path)?);
-            text.push('\n');
-        }
+        let text = json_lines::text(history, &self.path)?;
         Ok(write_atomic(&self.path, text.as_bytes())?)
     }
 
@@ -54,24 +44,12 @@ impl MetricsLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&self.path)(e)),
         };
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Io {
-                    path: self.path.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("line {}: {e}", i + 1),
-                    ),
-                })
-            })
-            .collect()
+        json_lines::parse(&text, &self.path)
     }
 
     /// Appends one epoch.
     pub fn append(&self, stats: &EpochStats) -> Result<()> {
-        let line = json_line(stats, &self.path)?;
+        let line = json_lines::line(stats, &self.path)?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

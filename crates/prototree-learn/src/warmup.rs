@@ -27,8 +27,9 @@ use prototree_tree::{BatchSource, Observer, ProtoTree, Stage, ValidTrainConfig};
 use crate::adam::{Adam, AdamConfig, AdamState};
 use crate::error::finite_loss;
 use crate::interrupt::Interrupter;
+use crate::json_lines;
 use crate::linear_head::{accuracy, cross_entropy, LinearHead};
-use crate::param_group::{partition, ParamGroup};
+use crate::param_group::partition;
 use crate::{Error, Result};
 
 /// File of the run directory holding the warm-up's epochs (one JSON object per line).
@@ -67,12 +68,12 @@ pub fn warm_up_backbone(
         model.num_classes(),
         channels,
         config.seed,
-        &format!("{HEAD}.weight"),
+        HEAD,
         model.device(),
     )?;
     // The whole backbone, its last block included, plus the classifier.
-    let mut vars = partition(model, false)?[ParamGroup::Backbone].clone();
-    vars.extend(head.named_vars(HEAD));
+    let [mut vars, _, _] = partition(model, false)?.into_array();
+    vars.extend(head.named_vars());
     let optimizer = Adam::new(vars, AdamConfig::of_schedule(schedule));
     let mut state = AdamState::default();
     let lr = config.lr_net;
@@ -136,16 +137,10 @@ pub fn warm_up_backbone(
 /// Writes `epochs` to `path` ([`WARMUP_FILE`] of a run directory), one JSON object per
 /// line, atomically.
 pub fn write_warmup_log(path: &Path, epochs: &[WarmupEpoch]) -> Result<()> {
-    let mut text = String::new();
-    for e in epochs {
-        let line = serde_json::to_string(e).map_err(|err| Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(err),
-        })?;
-        text.push_str(&line);
-        text.push('\n');
-    }
-    Ok(write_atomic(path, text.as_bytes())?)
+    Ok(write_atomic(
+        path,
+        json_lines::text(epochs, path)?.as_bytes(),
+    )?)
 }
 
 /// Reads a run's warm-up log ([`write_warmup_log`]); no file gives no epochs. A line
@@ -159,18 +154,5 @@ pub fn read_warmup_log(path: &Path) -> Result<Vec<WarmupEpoch>> {
             path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         })?;
-    let text = String::from_utf8_lossy(&bytes);
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("line {}: {e}", i + 1),
-                ),
-            })
-        })
-        .collect()
+    json_lines::parse(&String::from_utf8_lossy(&bytes), path)
 }

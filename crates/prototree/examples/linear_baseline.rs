@@ -53,7 +53,7 @@ impl Baseline {
             classes,
             backbone.out_channels(),
             cfg.schedule.seed,
-            "fc.weight",
+            "fc",
             dev,
         )?;
         Ok(Self { backbone, head })
@@ -141,7 +141,7 @@ fn main() -> Result<()> {
     let varmap = VarMap::new();
     let model = Baseline::new(&cfg, classes, &varmap, &dev)?;
     let mut vars = varmap.all_vars();
-    vars.extend(model.head.named_vars("fc").into_iter().map(|(_, v)| v));
+    vars.extend(model.head.named_vars().into_iter().map(|(_, v)| v));
     let mut opt = AdamW::new(
         vars,
         ParamsAdamW {
