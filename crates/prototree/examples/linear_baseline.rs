@@ -107,13 +107,11 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().with_context(|| format!("{a} needs a value"))?;
+        if common::run_config_flag(&mut cfg, &a, &v)? {
+            continue;
+        }
         let s = &mut cfg.schedule;
         match a.as_str() {
-            "--data" => cfg.data = v.into(),
-            "--backbone" => cfg.backbone = v.parse()?,
-            "--size" => cfg.image_size = v.parse()?,
-            "--batch" => s.batch_size = v.parse()?,
-            "--epochs" => s.epochs = v.parse()?,
             "--milestones" => {
                 s.milestones = v
                     .split(',')
@@ -124,11 +122,8 @@ fn main() -> Result<()> {
             }
             "--gamma" => s.gamma = v.parse()?,
             "--lr" => lr = Some(v.parse::<f64>()?),
-            "--augmentation" => cfg.augmentation = v.parse()?,
-            "--seed" => s.seed = v.parse()?,
             "--eval-every" => eval_every = v.parse()?,
             "--save-backbone" => save_backbone = Some(std::path::PathBuf::from(v)),
-            "--threads" => std::env::set_var("RAYON_NUM_THREADS", &v),
             other => bail!("unknown argument {other}"),
         }
     }

@@ -92,24 +92,19 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().unwrap_or_default();
+        if common::run_config_flag(&mut cfg, &a, &v)? {
+            continue;
+        }
         let s = &mut cfg.schedule;
         match a.as_str() {
-            "--data" => cfg.data = v.into(),
-            "--backbone" => cfg.backbone = v.parse()?,
-            "--size" => cfg.image_size = v.parse()?,
-            "--batch" => s.batch_size = v.parse()?,
             "--depth" => cfg.depth = v.parse()?,
             "--features" => cfg.proto_dim = v.parse()?,
-            "--epochs" => s.epochs = v.parse()?,
             "--max-batches" => max_batches = v.parse()?,
-            "--augmentation" => cfg.augmentation = v.parse()?,
             "--protocol" => s.protocol = Some(v.parse()?),
             "--lr" => s.lr = v.parse()?,
             "--lr-block" => s.lr_block = v.parse()?,
             "--lr-net" => s.lr_net = v.parse()?,
             "--freeze-epochs" => s.freeze_epochs = v.parse()?,
-            "--seed" => s.seed = v.parse()?,
-            "--threads" => std::env::set_var("RAYON_NUM_THREADS", &v),
             other => bail!("unknown argument {other}"),
         }
     }
