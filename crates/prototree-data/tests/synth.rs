@@ -132,6 +132,14 @@ fn bad_settings_are_rejected() {
             max_rotation: 4.0,
             ..small(0)
         },
+        SynthConfig {
+            parts: 8,
+            ..small(0)
+        },
+        SynthConfig {
+            parts: 4,
+            ..small(0)
+        },
     ] {
         assert!(
             generate(&cfg, dir.path(), &mut |_, _| {}).is_err(),
@@ -210,5 +218,73 @@ fn occluders_hide_parts_from_the_mask_and_the_keypoints() -> anyhow::Result<()> 
         hidden_visible < clear_visible,
         "{hidden_visible} vs {clear_visible}"
     );
+    Ok(())
+}
+
+#[test]
+fn more_parts_draw_a_breast_and_legs_with_their_own_labels_and_keypoints() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = SynthConfig {
+        parts: 7,
+        classes: 12,
+        per_class: 3,
+        size: 64,
+        ..small(3)
+    };
+    generate(&cfg, dir.path(), &mut |_, _| {})?;
+    let parts = std::fs::read_to_string(dir.path().join("parts/parts.txt"))?;
+    assert_eq!(
+        parts.lines().collect::<Vec<_>>(),
+        ["1 crest", "2 beak", "3 eye", "4 wing", "5 tail", "6 breast", "7 legs"]
+    );
+    let labels = std::fs::read_to_string(dir.path().join("segmentations/labels.txt"))?;
+    assert!(labels.ends_with("7 breast\n8 legs\n"), "{labels}");
+    let truth: prototree_data::synth::SynthTruth =
+        serde_json::from_slice(&std::fs::read(dir.path().join("synth.json"))?)?;
+    assert_eq!(truth.config.parts, 7);
+    assert!(truth.classes.iter().all(|(_, v)| v.len() == 7));
+    // Seven keypoints per image; the legs are always there, a plain breast (variant 0)
+    // never is.
+    let locs = std::fs::read_to_string(dir.path().join("parts/part_locs.txt"))?;
+    let images = 12 * 3;
+    assert_eq!(locs.lines().count(), images * 7);
+    let class_of = |image: usize| (image - 1) / 3;
+    for line in locs.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (image, part, visible): (usize, usize, &str) = (f[0].parse()?, f[1].parse()?, f[4]);
+        if part == 6 && truth.classes[class_of(image)].1[5] == 0 {
+            assert_eq!(visible, "0", "{line}");
+        }
+    }
+    // Mask pixels of the breast (label 7) only in classes with a breast patch; legs
+    // (label 8) in every image.
+    let masks = files(&dir.path().join("segmentations"));
+    let mut with_legs = 0;
+    for (name, bytes) in masks.iter().filter(|(name, _)| name.ends_with(".png")) {
+        let mask = image::load_from_memory(bytes)?.to_luma8();
+        let class: usize = name[..3].parse::<usize>()? - 1;
+        let breast = mask.pixels().filter(|p| p[0] == 7).count();
+        let legs = mask.pixels().filter(|p| p[0] == 8).count();
+        if truth.classes[class].1[5] == 0 {
+            assert_eq!(breast, 0, "{name}");
+        } else {
+            assert!(breast > 0, "{name}");
+        }
+        with_legs += usize::from(legs > 0);
+    }
+    // A leg can leave the 64-px frame; nearly every image shows one.
+    assert!(with_legs * 10 >= images * 9, "{with_legs} of {images}");
+    Ok(())
+}
+
+#[test]
+fn five_parts_stay_the_default_and_leave_synth_json_as_it_was() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    generate(&small(1), dir.path(), &mut |_, _| {})?;
+    let json = std::fs::read_to_string(dir.path().join("synth.json"))?;
+    assert!(!json.contains("\"parts\": 5"), "{json}");
+    let truth: prototree_data::synth::SynthTruth = serde_json::from_str(&json)?;
+    assert_eq!(truth.config.parts, 5);
+    assert_eq!(truth.parts.len(), 5);
     Ok(())
 }

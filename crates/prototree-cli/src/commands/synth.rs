@@ -33,12 +33,17 @@ pub struct SynthArgs {
     /// Probability that an image gets an occluder over one of the bird's parts.
     #[arg(long, default_value_t = 0.0)]
     occlusion: f32,
+    /// Parts per bird, three variants each: 5 (crest, beak, eye, wing, tail), 6 adds a
+    /// breast patch, 7 also legs.
+    #[arg(long, default_value_t = prototree::data::synth::parts::DEFAULT_PARTS)]
+    parts: usize,
 }
 
 /// How many synthetic birds (shared with `prototree demo`).
 #[derive(Args)]
 pub struct BirdCounts {
-    /// Number of classes (2–243; up to 81 every two differ in at least two parts).
+    /// Number of classes (2–243 with five parts, 3^parts with more; up to a third of that
+    /// every two differ in at least two parts).
     #[arg(long, default_value_t = 12)]
     pub(super) classes: usize,
     /// Images per class.
@@ -59,6 +64,7 @@ pub fn run(a: SynthArgs, obs: &mut CliProgress) -> Result<()> {
             .max_rotation
             .map_or(prototree::data::DEFAULT_MAX_ROTATION, f32::to_radians),
         occlusion: a.occlusion,
+        parts: a.parts,
     };
     cfg.check()?;
     let obs: &mut dyn Observer = obs;

@@ -1,8 +1,9 @@
 //! Synthetic fine-grained "birds" in CUB-200-2011's layout, with ground-truth parts.
 //!
 //! Each class is a unique combination of part variants (crest, beak, eye ring, wing bars,
-//! tail; three variants each). Any two classes differ in at least two parts (up to 81
-//! classes; above, up to 243, some differ in one part only) and every
+//! tail, and with `parts` 6 or 7 a breast patch and legs; three variants each). Any two
+//! classes differ in at least two parts (up to 81 classes of five-part birds; above, up
+//! to 243, some differ in one part only) and every
 //! variant is shared by several classes, while body colour, pose, scale, position, flip
 //! and the cluttered background are drawn from the same distribution for every class: no
 //! global cue separates classes, a model has to find the parts. Part locations go into
@@ -24,14 +25,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::io_error;
 use crate::{Error, Result};
-use parts::{choose_classes, class_name, Variants, MAX_CLASSES, PART_NAMES, VARIANT_NAMES};
+use parts::{
+    choose_classes, class_name, max_classes, DEFAULT_PARTS, MAX_PARTS, PART_NAMES, VARIANT_NAMES,
+};
 use render::{part_label, render, Pose};
 
 /// Settings of the generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SynthConfig {
-    /// Number of classes (2 ..= 243; up to 81, every two differ in at least two parts).
+    /// Number of classes (2 ..= 3^parts; up to 3^(parts − 1), every two differ in at
+    /// least two parts).
     pub classes: usize,
     /// Images per class.
     pub per_class: usize,
@@ -47,6 +51,17 @@ pub struct SynthConfig {
     /// its parts (0, the default: none). Occluded pixels are background in the mask, and a
     /// part whose centre is covered is not visible.
     pub occlusion: f32,
+    /// Parts per bird, each with three variants: the default 5 (crest, beak, eye, wing,
+    /// tail), 6 adds a breast patch, 7 also legs. More parts give classes that differ in
+    /// more places, some of them small (the legs are a pixel or two wide at 64 px).
+    #[serde(skip_serializing_if = "is_default_parts")]
+    pub parts: usize,
+}
+
+/// Whether `parts` is the default (left out of `synth.json`, so that default data sets
+/// keep their bytes).
+fn is_default_parts(parts: &usize) -> bool {
+    *parts == DEFAULT_PARTS
 }
 
 /// The default largest rotation (radians).
@@ -62,6 +77,7 @@ impl Default for SynthConfig {
             train_fraction: 0.7,
             max_rotation: DEFAULT_MAX_ROTATION,
             occlusion: 0.0,
+            parts: DEFAULT_PARTS,
         }
     }
 }
@@ -69,10 +85,17 @@ impl Default for SynthConfig {
 impl SynthConfig {
     /// Validates the settings.
     pub fn check(&self) -> Result<()> {
-        if self.classes < 2 || self.classes > MAX_CLASSES {
+        if !(DEFAULT_PARTS..=MAX_PARTS).contains(&self.parts) {
             return Err(Error::Config(format!(
-                "classes must be between 2 and {MAX_CLASSES}, got {}",
-                self.classes
+                "parts must be between {DEFAULT_PARTS} and {MAX_PARTS}, got {}",
+                self.parts
+            )));
+        }
+        let most = max_classes(self.parts);
+        if self.classes < 2 || self.classes > most {
+            return Err(Error::Config(format!(
+                "classes must be between 2 and {most} for birds of {} parts, got {}",
+                self.parts, self.classes
             )));
         }
         if self.per_class < 2 {
@@ -153,20 +176,27 @@ pub struct SynthTruth {
 }
 
 /// Local centre of each part for a given variant (for `part_locs.txt`).
-fn part_centre(part: usize, v: &Variants) -> (f32, f32) {
+fn part_centre(part: usize, v: &[usize]) -> (f32, f32) {
+    let variant = |part: usize| v.get(part).copied().unwrap_or(0);
     match part {
         0 => (0.19, -0.27),
-        1 => match v[1] {
+        1 => match variant(1) {
             0 => (0.35, -0.13),
             1 => (0.40, -0.125),
             _ => (0.37, -0.13),
         },
         2 => (0.25, -0.15),
         3 => (-0.03, -0.01),
-        _ => match v[4] {
+        4 => match variant(4) {
             1 => (-0.33, 0.0),
             _ => (-0.37, 0.0),
         },
+        5 => render::BREAST_CENTRE,
+        // The middle of the front leg.
+        _ => {
+            let [((x0, y0), (x1, y1)), _] = render::legs(variant(6).min(2));
+            ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        }
     }
 }
 
@@ -184,7 +214,7 @@ fn encode_png(img: image::DynamicImage) -> Vec<u8> {
     out.into_inner()
 }
 
-fn render_one(cfg: &SynthConfig, index: usize, v: &Variants) -> Rendered {
+fn render_one(cfg: &SynthConfig, index: usize, v: &[usize]) -> Rendered {
     let mut rng = ChaCha8Rng::seed_from_u64(
         cfg.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed,
     );
@@ -192,14 +222,16 @@ fn render_one(cfg: &SynthConfig, index: usize, v: &Variants) -> Rendered {
     let mut pose = Pose::random(&mut rng, size, cfg.max_rotation);
     // Drawn only when asked for, so that default data sets keep their bytes.
     if cfg.occlusion > 0.0 && rng.random::<f32>() < cfg.occlusion {
-        let part = rng.random_range(0..5usize);
+        let part = rng.random_range(0..cfg.parts);
         let (lx, ly) = part_centre(part, v);
         pose.add_occluder(&mut rng, (lx, ly));
     }
     let (img, mask) = render(cfg.size, &pose, v, &mut rng);
-    let parts: Vec<(f32, f32, bool)> = (0..5)
+    let parts: Vec<(f32, f32, bool)> = (0..cfg.parts)
         .map(|p| {
-            let visible = !(p == 0 && v[0] == 0);
+            // No crest and a plain breast are not there to see.
+            let absent = (p == 0 || p == 5) && v.get(p) == Some(&0);
+            let visible = !absent;
             if !visible {
                 return (0.0, 0.0, false);
             }
@@ -282,7 +314,7 @@ pub fn generate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<SynthSummary> {
     cfg.check()?;
-    let classes = choose_classes(cfg.classes, cfg.seed).ok_or_else(|| {
+    let classes = choose_classes(cfg.classes, cfg.parts, cfg.seed).ok_or_else(|| {
         Error::Config(format!(
             "cannot choose {} distinct part combinations",
             cfg.classes
@@ -337,7 +369,8 @@ pub fn generate(
         progress(end, total);
     }
     let classes_txt = numbered_lines(folders.iter(), 1);
-    let parts_txt = numbered_lines(PART_NAMES.iter(), 1);
+    let part_names = &PART_NAMES[..cfg.parts.min(MAX_PARTS)];
+    let parts_txt = numbered_lines(part_names.iter(), 1);
     write(&out.join("images.txt"), images.as_bytes())?;
     write(&out.join("classes.txt"), classes_txt.as_bytes())?;
     write(&out.join("image_class_labels.txt"), labels.as_bytes())?;
@@ -346,7 +379,7 @@ pub fn generate(
     write(&out.join("parts").join("parts.txt"), parts_txt.as_bytes())?;
     write(&out.join("parts").join("part_locs.txt"), locs.as_bytes())?;
     let mut mask_labels = vec!["background".to_string(), "body".to_string()];
-    mask_labels.extend(PART_NAMES.iter().map(|p| p.to_string()));
+    mask_labels.extend(part_names.iter().map(|p| p.to_string()));
     let labels_txt = numbered_lines(mask_labels.iter(), 0);
     write(
         &out.join("segmentations").join("labels.txt"),
@@ -355,15 +388,12 @@ pub fn generate(
     debug_assert_eq!(part_label(1), 2);
     let truth = SynthTruth {
         config: cfg.clone(),
-        parts: PART_NAMES.iter().map(|s| s.to_string()).collect(),
-        variants: VARIANT_NAMES
+        parts: part_names.iter().map(|s| s.to_string()).collect(),
+        variants: VARIANT_NAMES[..part_names.len()]
             .iter()
             .map(|v| v.iter().map(|s| s.to_string()).collect())
             .collect(),
-        classes: classes
-            .iter()
-            .map(|v| (class_name(v), v.to_vec()))
-            .collect(),
+        classes: classes.iter().map(|v| (class_name(v), v.clone())).collect(),
         mask_labels,
     };
     let json = serde_json::to_vec_pretty(&truth).map_err(|e| Error::Config(e.to_string()))?;

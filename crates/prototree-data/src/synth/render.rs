@@ -6,7 +6,7 @@ use rand::Rng;
 
 use crate::color::hsv_to_rgb;
 
-use super::parts::{Variants, PART_CREST, PART_EYE, PART_TAIL, PART_WING};
+use super::parts::{PART_BREAST, PART_CREST, PART_EYE, PART_LEGS, PART_TAIL, PART_WING};
 
 /// Mask label of the background.
 pub const LABEL_BACKGROUND: u8 = 0;
@@ -200,24 +200,44 @@ fn near_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32), half_width: f32) ->
     qx * qx + qy * qy <= half_width * half_width
 }
 
+/// Centre of the breast patch (bird-local).
+pub(super) const BREAST_CENTRE: (f32, f32) = (0.13, 0.075);
+
 /// Part colours: fixed per variant, saturated, never a body colour.
 const CREST_COLOURS: [[f32; 3]; 3] = [[0.0; 3], [0.88, 0.1, 0.1], [0.15, 0.3, 0.95]];
 const BEAK_COLOURS: [[f32; 3]; 3] = [[0.98, 0.85, 0.1], [0.98, 0.5, 0.05], [0.08, 0.08, 0.08]];
 const EYE_RING_COLOURS: [[f32; 3]; 3] = [[0.0; 3], [1.0, 1.0, 1.0], [0.1, 0.9, 0.9]];
 const WING_BAR_COLOURS: [[f32; 3]; 3] = [[0.0; 3], [1.0, 1.0, 1.0], [0.9, 0.15, 0.85]];
 const TAIL_COLOURS: [[f32; 3]; 3] = [[0.1, 0.6, 0.2], [0.12, 0.12, 0.12], [0.9, 0.35, 0.15]];
+const BREAST_COLOURS: [[f32; 3]; 3] = [[0.0; 3], [0.95, 0.6, 0.15], [0.97, 0.97, 0.97]];
+const LEG_COLOURS: [[f32; 3]; 3] = [[0.55, 0.55, 0.55], [0.95, 0.55, 0.7], [0.08, 0.08, 0.08]];
 
-/// Colour and label of the bird at a local point, or `None` off the bird.
-fn bird_at(p: (f32, f32), v: &Variants, body: [f32; 3]) -> Option<([f32; 3], u8)> {
+/// The legs of variant `k`: two segments below the body (top, bottom), front leg first.
+pub(super) fn legs(k: usize) -> [((f32, f32), (f32, f32)); 2] {
+    let length = if k == 0 { 0.09 } else { 0.16 };
+    [
+        ((0.03, 0.12), (0.04, 0.12 + length)),
+        ((-0.06, 0.12), (-0.05, 0.12 + length)),
+    ]
+}
+
+/// Half-width of a leg, in bird lengths.
+const LEG_HALF_WIDTH: f32 = 0.018;
+
+/// Colour and label of the bird at a local point, or `None` off the bird. `v` holds the
+/// variant of each part the birds have (five, six with the breast, seven with the legs).
+fn bird_at(p: (f32, f32), v: &[usize], body: [f32; 3]) -> Option<([f32; 3], u8)> {
     let label = |id: u32| part_label(id);
-    // Top to bottom: eye, beak, crest, head, wing bars, wing, body, tail.
+    // The five parts every bird has (variants 0..3).
+    let variant = |part: usize| v.get(part).copied().unwrap_or(0).min(2);
+    // Top to bottom: eye, beak, crest, head, wing bars, wing, breast, body, legs, tail.
     if in_ellipse(p, (0.25, -0.15), (0.022, 0.022)) {
         return Some(([0.02; 3], label(PART_EYE)));
     }
-    if v[2] > 0 && in_ellipse(p, (0.25, -0.15), (0.048, 0.048)) {
-        return Some((EYE_RING_COLOURS[v[2]], label(PART_EYE)));
+    if variant(2) > 0 && in_ellipse(p, (0.25, -0.15), (0.048, 0.048)) {
+        return Some((EYE_RING_COLOURS[variant(2)], label(PART_EYE)));
     }
-    let beak: &[(f32, f32)] = match v[1] {
+    let beak: &[(f32, f32)] = match variant(1) {
         0 => &[(0.30, -0.17), (0.41, -0.13), (0.30, -0.09)],
         1 => &[(0.30, -0.155), (0.52, -0.125), (0.30, -0.10)],
         _ => &[
@@ -229,9 +249,9 @@ fn bird_at(p: (f32, f32), v: &Variants, body: [f32; 3]) -> Option<([f32; 3], u8)
         ],
     };
     if in_polygon(p, beak) {
-        return Some((BEAK_COLOURS[v[1]], label(super::parts::PART_BEAK)));
+        return Some((BEAK_COLOURS[variant(1)], label(super::parts::PART_BEAK)));
     }
-    match v[0] {
+    match variant(0) {
         1 => {
             for (x, tip) in [
                 (0.14f32, (0.10f32, -0.33f32)),
@@ -252,21 +272,34 @@ fn bird_at(p: (f32, f32), v: &Variants, body: [f32; 3]) -> Option<([f32; 3], u8)
         return Some((body, LABEL_BODY));
     }
     if in_ellipse(p, (-0.03, -0.01), (0.16, 0.085)) {
-        let bar = match v[3] {
+        let bar = match variant(3) {
             1 => (p.0 + 0.03).abs() < 0.035,
             2 => ((p.0 + 0.09).abs() < 0.018) || ((p.0 - 0.03).abs() < 0.018),
             _ => false,
         };
         if bar {
-            return Some((WING_BAR_COLOURS[v[3]], label(PART_WING)));
+            return Some((WING_BAR_COLOURS[variant(3)], label(PART_WING)));
         }
         let dark = [body[0] * 0.6, body[1] * 0.6, body[2] * 0.6];
         return Some((dark, label(PART_WING)));
     }
+    if let Some(&k @ (1 | 2)) = v.get(5) {
+        if in_ellipse(p, BREAST_CENTRE, (0.085, 0.055)) {
+            return Some((BREAST_COLOURS[k], label(PART_BREAST)));
+        }
+    }
     if in_ellipse(p, (0.0, 0.0), (0.27, 0.155)) {
         return Some((body, LABEL_BODY));
     }
-    let tail: &[(f32, f32)] = match v[4] {
+    if let Some(&k) = v.get(6) {
+        if legs(k.min(2))
+            .iter()
+            .any(|&(a, b)| near_segment(p, a, b, LEG_HALF_WIDTH))
+        {
+            return Some((LEG_COLOURS[k.min(2)], label(PART_LEGS)));
+        }
+    }
+    let tail: &[(f32, f32)] = match variant(4) {
         0 => &[(-0.22, -0.03), (-0.47, -0.13), (-0.47, 0.11), (-0.22, 0.03)],
         1 => &[
             (-0.22, -0.03),
@@ -278,7 +311,7 @@ fn bird_at(p: (f32, f32), v: &Variants, body: [f32; 3]) -> Option<([f32; 3], u8)
         _ => &[(-0.22, -0.035), (-0.58, -0.01), (-0.22, 0.035)],
     };
     if in_polygon(p, tail) {
-        return Some((TAIL_COLOURS[v[4]], label(PART_TAIL)));
+        return Some((TAIL_COLOURS[variant(4)], label(PART_TAIL)));
     }
     None
 }
@@ -304,7 +337,7 @@ fn background_at(pose: &Pose, x: f32, y: f32, size: f32) -> [f32; 3] {
 }
 
 /// Renders the image and its label mask.
-pub fn render(size: u32, pose: &Pose, v: &Variants, rng: &mut impl Rng) -> (RgbImage, GrayImage) {
+pub fn render(size: u32, pose: &Pose, v: &[usize], rng: &mut impl Rng) -> (RgbImage, GrayImage) {
     let s = size as f32;
     let mut img = RgbImage::new(size, size);
     let mut mask = GrayImage::new(size, size);
