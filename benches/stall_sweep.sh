@@ -8,11 +8,18 @@
 #     SEEDS    number of seeds, 0..SEEDS-1        (default 8)
 #     THREADS  thread counts, comma-separated     (default 1,2)
 #     SETS     comma-separated set names          (default demo,small,wide)
-#   RECIPES="name=flags;name=flags" chooses the training settings compared (default: the
-#   demo's training, `demo` — backbone warm-up, prototypes from patches, leaf re-seeding —
-#   and the same with ProtoTree's own training rule, `plain`: none of the three).
+#   RECIPES="name;name=flags;..." chooses the training settings compared: a name alone is
+#   one of the recipes below, name=flags any `prototree train` flags. Default `demo;start;
+#   plain`: the demo's own training, `demo` — random start, leaf re-seeding with route
+#   repair; the same 40 epochs with the scratch recipe's start, `start` — backbone warm-up
+#   and prototypes from patches before the tree; ProtoTree's own training rule, `plain`:
+#   none of them. `scratch` is `prototree train`'s own default for a backbone without
+#   weights (the scratch recipe: 10 warm-up epochs, then 60 at 4e-3, translations).
 #   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
 #   cargo build --release -p prototree-cli).
+#   JOBS=N runs N trainings at once (default 1; each uses its own thread count, so keep
+#   N times the largest thread count within the machine's cores). The seconds column is
+#   only comparable between runs of the same JOBS on the same machine.
 #
 # Each run writes OUT/runs/SET/RECIPE/seed-S-threads-T/ (a normal run directory); the table
 # is OUT/results.csv and OUT/summary.md. Runs already finished are not repeated, so an
@@ -25,11 +32,13 @@ sets="${4:-demo,small,wide}"
 bin="${PROTOTREE:-target/release/prototree}"
 [ -x "$bin" ] || { echo "no $bin: build it with cargo build --release -p prototree-cli" >&2; exit 1; }
 # The demo's training (crates/prototree/src/demo.rs: the scratch recipe over 40 epochs at
-# learning rates 2e-3, halved after epochs 28 and 34, flips and translations, after its 10
-# backbone warm-up epochs).
-demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0"
-plain_flags="$demo_flags --reseed-leaves false --warmup-epochs 0 --prototypes-from-patches false"
-recipes="${RECIPES:-demo=$demo_flags;plain=$plain_flags}"
+# learning rates 2e-3, halved after epochs 28 and 34, flips and translations, from a random
+# start), with the scratch recipe's start, and with ProtoTree's own rule.
+demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0 --warmup-epochs 0 --prototypes-from-patches false"
+start_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0"
+plain_flags="$demo_flags --reseed-leaves false"
+scratch_flags="--eval-every 0"
+recipes="${RECIPES:-demo;start;plain}"
 
 declare -A synth_flags=(
   [demo]="--classes 12 --per-class 80 --size 64"
@@ -44,29 +53,52 @@ csv="$out/results.csv"
 IFS=',' read -ra set_list <<< "$sets"
 IFS=',' read -ra thread_list <<< "$threads"
 IFS=';' read -ra recipe_list <<< "$recipes"
+for i in "${!recipe_list[@]}"; do
+  case "${recipe_list[$i]}" in
+    *=*) ;;
+    demo) recipe_list[$i]="demo=$demo_flags" ;;
+    start) recipe_list[$i]="start=$start_flags" ;;
+    plain) recipe_list[$i]="plain=$plain_flags" ;;
+    scratch) recipe_list[$i]="scratch=$scratch_flags" ;;
+    *) echo "unknown recipe ${recipe_list[$i]} (demo, start, plain, scratch, or name=flags)" >&2; exit 1 ;;
+  esac
+done
+jobs="${JOBS:-1}"
+# One training: appends its row to the table (one short line, written at once).
+train_one() {
+  local set="$1" name="$2" flags="$3" seed="$4" t="$5"
+  local run="$out/runs/$set/$name/seed-$seed-threads-$t"
+  rm -rf "$run"; mkdir -p "$(dirname "$run")"
+  local start end line soft train secs
+  start=$(date +%s.%N)
+  line=$("$bin" train --data "$out/data-$set" --out "$run" --image-size "${image_size[$set]}" \
+    $flags --seed "$seed" --threads "$t" -q | grep '^test accuracy')
+  end=$(date +%s.%N)
+  soft=$(sed -E 's/.*soft ([0-9.]+)%.*/\1/' <<< "$line")
+  train=$(tail -n 1 "$run/metrics.jsonl" | sed -E 's/.*"train_accuracy":([0-9.e-]+).*/\1/')
+  secs=$(echo "$end - $start" | bc)
+  echo "$set,$name,$seed,$t,$soft,$train,$secs" | tee -a "$csv"
+}
 for set in "${set_list[@]}"; do
   [ -n "${synth_flags[$set]:-}" ] || { echo "unknown set $set (demo, small, wide)" >&2; exit 1; }
   data="$out/data-$set"
   [ -f "$data/images.txt" ] || "$bin" synth --out "$data" ${synth_flags[$set]} --seed 0 -q
+done
+running=0
+for set in "${set_list[@]}"; do
   for recipe in "${recipe_list[@]}"; do
     name="${recipe%%=*}"; flags="${recipe#*=}"
     for ((seed = 0; seed < seeds; seed++)); do
       for t in "${thread_list[@]}"; do
-        run="$out/runs/$set/$name/seed-$seed-threads-$t"
         if grep -q "^$set,$name,$seed,$t," "$csv"; then continue; fi
-        rm -rf "$run"; mkdir -p "$(dirname "$run")"
-        start=$(date +%s.%N)
-        line=$("$bin" train --data "$data" --out "$run" --image-size "${image_size[$set]}" \
-          $flags --seed "$seed" --threads "$t" -q | grep '^test accuracy')
-        end=$(date +%s.%N)
-        soft=$(sed -E 's/.*soft ([0-9.]+)%.*/\1/' <<< "$line")
-        train=$(tail -n 1 "$run/metrics.jsonl" | sed -E 's/.*"train_accuracy":([0-9.e-]+).*/\1/')
-        secs=$(echo "$end - $start" | bc)
-        echo "$set,$name,$seed,$t,$soft,$train,$secs" | tee -a "$csv"
+        if ((running >= jobs)); then wait -n; running=$((running - 1)); fi
+        train_one "$set" "$name" "$flags" "$seed" "$t" &
+        running=$((running + 1))
       done
     done
   done
 done
+wait
 
 python3 - "$csv" > "$out/summary.md" <<'PY'
 import csv, statistics, sys
