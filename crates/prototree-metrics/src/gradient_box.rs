@@ -72,12 +72,6 @@ pub fn input_gradient_maps(
             chw.len()
         )));
     }
-    let num_rows = model.topology().num_branches();
-    if let Some(bad) = rows_per_image.iter().flatten().find(|r| **r >= num_rows) {
-        return Err(Error::Invalid(format!(
-            "gradient maps: prototype row {bad} of a tree with {num_rows}"
-        )));
-    }
     let batch = if smoothing.sigma == 0.0 {
         chw.chunks_exact(3 * plane)
             .flat_map(|image| std::iter::repeat_n(image, copies).flatten().copied())
@@ -98,19 +92,64 @@ pub fn input_gradient_maps(
         }
         batch
     };
-    let input = Var::from_tensor(&Tensor::from_vec(
-        batch,
-        (b * copies, 3, size, size),
-        device,
-    )?)?;
-    let latent = model.latent(input.as_tensor(), false)?;
-    let routing = model.forward_latent(&latent)?.routing;
-    let p = routing.dim(1)?;
+    let input = Tensor::from_vec(batch, (b * copies, 3, size, size), device)?;
+    let passes = input_gradients(model, &input, copies, rows_per_image)?;
     let mut maps: Vec<Vec<Vec<f32>>> = rows_per_image
         .iter()
         .map(|r| Vec::with_capacity(r.len()))
         .collect();
+    for (j, grad) in passes.iter().enumerate() {
+        let grad = grad
+            .abs()?
+            .sum(1)?
+            .reshape((b, copies, plane))?
+            .mean(1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for ((rows, map), out) in rows_per_image
+            .iter()
+            .zip(grad.chunks_exact(plane))
+            .zip(maps.iter_mut())
+        {
+            if j < rows.len() {
+                out.push(map.to_vec());
+            }
+        }
+    }
+    Ok(maps)
+}
+
+/// The input gradients of a batch of `b` images with `copies` variants each (`input`:
+/// `(b·copies, 3, size, size)`, image `i`'s variants at `i·copies..`): one tensor of
+/// `input`'s shape per pass `j`, holding on image `i`'s variants the gradient of the
+/// routing probability of its `j`-th row in `rows_per_image[i]` (zeros for an image that
+/// asks for fewer rows). One forward pass, one backward pass per pass.
+pub(crate) fn input_gradients(
+    model: &ProtoTree,
+    input: &Tensor,
+    copies: usize,
+    rows_per_image: &[Vec<usize>],
+) -> Result<Vec<Tensor>> {
+    let device = input.device();
+    let b = rows_per_image.len();
+    if copies == 0 || input.dim(0)? != b * copies {
+        return Err(Error::Invalid(format!(
+            "gradients: {} inputs for {b} images of {copies} copies",
+            input.dim(0)?
+        )));
+    }
+    let num_rows = model.topology().num_branches();
+    if let Some(bad) = rows_per_image.iter().flatten().find(|r| **r >= num_rows) {
+        return Err(Error::Invalid(format!(
+            "gradient maps: prototype row {bad} of a tree with {num_rows}"
+        )));
+    }
+    let input = Var::from_tensor(input)?;
+    let latent = model.latent(input.as_tensor(), false)?;
+    let routing = model.forward_latent(&latent)?.routing;
+    let p = routing.dim(1)?;
     let passes = rows_per_image.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(passes);
     for j in 0..passes {
         // A one-hot selection of each image's j-th row (on every copy of the image).
         let mut select = vec![0f32; b * copies * p];
@@ -123,26 +162,14 @@ pub fn input_gradient_maps(
         }
         let select = Tensor::from_vec(select, (b * copies, p), device)?;
         let grads = (&routing * &select)?.sum_all()?.backward()?;
-        let grad = grads
-            .get(input.as_tensor())
-            .ok_or_else(|| Error::Invalid("no gradient reached the input".into()))?
-            .abs()?
-            .sum(1)?
-            .reshape((b, copies, plane))?
-            .mean(1)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        for (i, (rows, map)) in rows_per_image
-            .iter()
-            .zip(grad.chunks_exact(plane))
-            .enumerate()
-        {
-            if j < rows.len() {
-                maps[i].push(map.to_vec());
-            }
-        }
+        out.push(
+            grads
+                .get(input.as_tensor())
+                .ok_or_else(|| Error::Invalid("no gradient reached the input".into()))?
+                .clone(),
+        );
     }
-    Ok(maps)
+    Ok(out)
 }
 
 /// The `w × h` window of the `size × size` map `map` holding the largest sum (the first

@@ -28,6 +28,7 @@ pub mod driver;
 pub mod error;
 pub mod faithfulness;
 pub mod gradient_box;
+pub mod integrated_gradients;
 pub mod localization;
 pub mod metrics;
 pub mod parts;

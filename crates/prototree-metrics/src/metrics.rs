@@ -42,6 +42,9 @@ pub struct MetricsConfig {
     pub smoothgrad_samples: usize,
     /// SmoothGrad's noise, as a share of the image's value range.
     pub smoothgrad_sigma: f32,
+    /// Points on the path from the baseline per integrated-gradients map of a prototype's
+    /// top images (0: no integrated gradients).
+    pub integrated_gradients_steps: usize,
     /// Noisy copies whose gradients are averaged for each gradient box (SmoothGrad with
     /// `smoothgrad_sigma`; 1, the default: the plain gradient; docs/explanations.md
     /// compares 1 and 4).
@@ -62,6 +65,7 @@ impl Default for MetricsConfig {
             max_images: None,
             smoothgrad_samples: 8,
             smoothgrad_sigma: 0.15,
+            integrated_gradients_steps: 16,
             gradient_box_samples: 1,
         }
     }
@@ -253,6 +257,15 @@ pub struct PrototypeMetrics {
     /// [`PrototypeMetrics::pointing_game`] of the SmoothGrad maps.
     #[serde(default)]
     pub smoothgrad_pointing_game: Option<f64>,
+    /// [`PrototypeMetrics::object_energy`] of the integrated-gradients maps.
+    #[serde(default)]
+    pub integrated_gradients_object_energy: Option<f64>,
+    /// [`PrototypeMetrics::part_energy`] of the integrated-gradients maps.
+    #[serde(default)]
+    pub integrated_gradients_part_energy: Option<f64>,
+    /// [`PrototypeMetrics::pointing_game`] of the integrated-gradients maps.
+    #[serde(default)]
+    pub integrated_gradients_pointing_game: Option<f64>,
     /// Parts separating the node's subtrees (with a variant table).
     pub separating_parts: Option<PartSet>,
     /// Whether the prototype sits on a separating part.
@@ -326,6 +339,16 @@ pub struct ExplanationMetrics {
     /// [`ExplanationMetrics::explanation_pointing_game`] of the SmoothGrad maps.
     #[serde(default)]
     pub explanation_smoothgrad_pointing_game: f64,
+    /// [`ExplanationMetrics::explanation_object_energy`] of the integrated-gradients maps
+    /// (0 when not measured).
+    #[serde(default)]
+    pub explanation_integrated_gradients_object_energy: f64,
+    /// [`ExplanationMetrics::explanation_part_energy`] of the integrated-gradients maps.
+    #[serde(default)]
+    pub explanation_integrated_gradients_part_energy: f64,
+    /// [`ExplanationMetrics::explanation_pointing_game`] of the integrated-gradients maps.
+    #[serde(default)]
+    pub explanation_integrated_gradients_pointing_game: f64,
     /// Share of (prototype, image, perturbation) where perturbing the matched region
     /// lowers the similarity more than perturbing the rest of the image.
     pub explanation_perturbation_locality: f64,
@@ -418,6 +441,14 @@ impl ExplanationMetrics {
             (
                 "explanation_smoothgrad_pointing_game",
                 self.explanation_smoothgrad_pointing_game,
+            ),
+            (
+                "explanation_integrated_gradients_object_energy",
+                self.explanation_integrated_gradients_object_energy,
+            ),
+            (
+                "explanation_integrated_gradients_pointing_game",
+                self.explanation_integrated_gradients_pointing_game,
             ),
             (
                 "explanation_perturbation_locality",
@@ -588,6 +619,20 @@ impl ExplanationMetrics {
             rows.push((
                 "SmoothGrad pointing game (object)".to_string(),
                 pct(self.explanation_smoothgrad_pointing_game),
+            ));
+        }
+        if self.config.integrated_gradients_steps > 0 {
+            rows.push((
+                "integrated gradients energy on the object / the part".to_string(),
+                format!(
+                    "{} / {}",
+                    pct(self.explanation_integrated_gradients_object_energy),
+                    pct(self.explanation_integrated_gradients_part_energy)
+                ),
+            ));
+            rows.push((
+                "integrated gradients pointing game (object)".to_string(),
+                pct(self.explanation_integrated_gradients_pointing_game),
             ));
         }
         rows.extend(self.faithfulness_rows());

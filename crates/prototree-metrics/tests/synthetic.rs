@@ -145,6 +145,9 @@ fn check_ranges(m: &ExplanationMetrics) {
             p.smoothgrad_object_energy,
             p.smoothgrad_part_energy,
             p.smoothgrad_pointing_game,
+            p.integrated_gradients_object_energy,
+            p.integrated_gradients_part_energy,
+            p.integrated_gradients_pointing_game,
         ]
         .into_iter()
         .flatten()
@@ -170,6 +173,12 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
         .iter()
         .all(|p| p.smoothgrad_object_energy.is_some()));
     assert!(m.explanation_smoothgrad_object_energy > 0.0);
+    // So do integrated gradients.
+    assert!(m
+        .prototypes
+        .iter()
+        .all(|p| p.integrated_gradients_object_energy.is_some()));
+    assert!(m.explanation_integrated_gradients_object_energy > 0.0);
     let phases = [
         Phase::LoadImages,
         Phase::Activations,

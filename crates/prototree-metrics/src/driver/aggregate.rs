@@ -91,6 +91,13 @@ pub(super) fn aggregate(
         explanation_smoothgrad_object_energy: avg(&|p| p.smoothgrad_object_energy),
         explanation_smoothgrad_part_energy: avg(&|p| p.smoothgrad_part_energy),
         explanation_smoothgrad_pointing_game: avg(&|p| p.smoothgrad_pointing_game),
+        explanation_integrated_gradients_object_energy: avg(&|p| {
+            p.integrated_gradients_object_energy
+        }),
+        explanation_integrated_gradients_part_energy: avg(&|p| p.integrated_gradients_part_energy),
+        explanation_integrated_gradients_pointing_game: avg(&|p| {
+            p.integrated_gradients_pointing_game
+        }),
         explanation_perturbation_locality: locality,
         explanation_deletion_prediction_change: deletion.prediction_change_rate,
         explanation_deletion_decision_flip: deletion.decision_flip_rate,

@@ -8,6 +8,7 @@ use crate::consistency::{consistency, purity, stability};
 use crate::dataset::AnnotationSource;
 use crate::discriminative::{classes_below, separating_parts, variant_table};
 use crate::faithfulness::PRESENT_THRESHOLD;
+use crate::integrated_gradients::integrated_gradients_map;
 use crate::metrics::MetricsConfig;
 use crate::metrics::{PerturbationDrop, PrototypeMetrics, SourceRegion};
 use crate::parts::PartSet;
@@ -133,6 +134,7 @@ impl<'a> Inputs<'a> {
         let src_part = src.as_ref().and_then(|s| s.region.label.part());
         let relevance = self.relevance(ri, src_part);
         let smoothgrad = self.smoothgrad_relevance(ri, src_part)?;
+        let integrated = self.integrated_gradients_relevance(ri, src_part)?;
         let separating = self
             .table
             .as_ref()
@@ -174,6 +176,9 @@ impl<'a> Inputs<'a> {
             smoothgrad_object_energy: mean(smoothgrad.object_energy.into_iter()),
             smoothgrad_part_energy: mean(smoothgrad.part_energy.into_iter()),
             smoothgrad_pointing_game: mean(smoothgrad.pointing.into_iter()),
+            integrated_gradients_object_energy: mean(integrated.object_energy.into_iter()),
+            integrated_gradients_part_energy: mean(integrated.part_energy.into_iter()),
+            integrated_gradients_pointing_game: mean(integrated.pointing.into_iter()),
             object_area_share: mean(relevance.object_area.into_iter()),
             part_area_share: mean(relevance.part_area.into_iter()),
             separating_parts: separating,
@@ -219,6 +224,33 @@ impl<'a> Inputs<'a> {
                 test.size as usize,
                 test.rows[ri],
                 &settings,
+                test.device,
+            )?;
+            r.add(&map, &test.anns[t.image], src_part, cfg);
+        }
+        Ok(r)
+    }
+
+    /// [`Inputs::relevance`] of the integrated-gradients maps (empty when switched off).
+    fn integrated_gradients_relevance(
+        &self,
+        ri: usize,
+        src_part: Option<usize>,
+    ) -> Result<Relevance> {
+        let test = self.test;
+        let cfg = test.cfg;
+        let mut r = Relevance::default();
+        if cfg.integrated_gradients_steps == 0 {
+            return Ok(r);
+        }
+        for t in &self.acts.top[ri] {
+            let chw = test.chw_of(&[test.image(t.image)?]);
+            let map = integrated_gradients_map(
+                test.model,
+                &chw,
+                test.size as usize,
+                test.rows[ri],
+                cfg.integrated_gradients_steps,
                 test.device,
             )?;
             r.add(&map, &test.anns[t.image], src_part, cfg);
