@@ -58,8 +58,9 @@ impl BatchSource for Batches<'_> {
     }
 }
 
-/// Generates the data into `data`, projects a depth-2 tree onto it and saves it in `model`.
-fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
+/// Generates the data into `data` (birds of `parts` parts), projects a depth-2 tree onto it
+/// and saves it in `model`.
+fn build(data: &Path, model_dir: &Path, parts: usize) -> anyhow::Result<()> {
     generate(
         &SynthConfig {
             classes: 4,
@@ -67,6 +68,7 @@ fn build(data: &Path, model_dir: &Path) -> anyhow::Result<()> {
             size: 32,
             seed: 5,
             train_fraction: 0.5,
+            parts,
             ..Default::default()
         },
         data,
@@ -161,7 +163,7 @@ fn check_ranges(m: &ExplanationMetrics) {
 fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (data, model_dir) = (dir.path().join("data"), dir.path().join("model"));
-    build(&data, &model_dir)?;
+    build(&data, &model_dir, 5)?;
     let saved = load_model(&model_dir, &Device::Cpu)?;
     let mut events = Recorder::default();
     let m = explanation_metrics(&saved, &data, &Device::Cpu, &mut events)?;
@@ -251,5 +253,28 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no part annotations"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn birds_with_seven_parts_are_measured_like_five_part_ones() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (data, model_dir) = (dir.path().join("data"), dir.path().join("model"));
+    build(&data, &model_dir, 7)?;
+    let saved = load_model(&model_dir, &Device::Cpu)?;
+    let m = explanation_metrics(&saved, &data, &Device::Cpu, &mut Recorder::default())?;
+    check_ranges(&m);
+    // The variant table has seven parts (indices 0..7): the nodes' separating parts are
+    // known, and the breast or the legs (indices 5, 6) are among them.
+    assert!(m.num_discriminative_evaluated > 0);
+    let separating: Vec<usize> = m
+        .prototypes
+        .iter()
+        .filter_map(|p| p.separating_parts)
+        .flat_map(Vec::<usize>::from)
+        .collect();
+    assert!(!separating.is_empty());
+    assert!(separating.iter().all(|&p| p < 7), "{separating:?}");
+    assert!(separating.iter().any(|&p| p >= 5), "{separating:?}");
     Ok(())
 }
