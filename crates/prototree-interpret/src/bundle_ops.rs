@@ -4,7 +4,8 @@
 use prototree_tree::topology::NodeId;
 use prototree_tree::{BatchSource, ProjectionRecord, SavedModel};
 
-use crate::{merge_same_class_decisions, project, prune, PruneReport, Result};
+use crate::project::{project_with, ProjectionRule};
+use crate::{merge_same_class_decisions, prune, PruneReport, Result};
 
 /// Pruning and projection as methods of a [`SavedModel`].
 ///
@@ -24,13 +25,14 @@ pub trait Interpret {
     /// the projection records of the merged nodes; returns them.
     fn merge_same_class(&mut self) -> Result<Vec<NodeId>>;
 
-    /// Projects every decision prototype onto its nearest allowed training patch of
-    /// `source` (image `i` named `image_paths[i]`; `source` must not shuffle) and keeps the
-    /// records; `progress(done, total)` counts batches.
+    /// Projects every decision prototype onto an allowed training patch of `source`
+    /// chosen by `rule` (image `i` named `image_paths[i]`; `source` must not shuffle) and
+    /// keeps the records; `progress(done, total)` counts batches.
     fn project(
         &mut self,
         source: &mut dyn BatchSource,
         image_paths: &[String],
+        rule: ProjectionRule,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<&[ProjectionRecord]>;
 }
@@ -54,9 +56,10 @@ impl Interpret for SavedModel {
         &mut self,
         source: &mut dyn BatchSource,
         image_paths: &[String],
+        rule: ProjectionRule,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<&[ProjectionRecord]> {
-        let records = project(&mut self.model, source, image_paths, progress)?;
+        let records = project_with(&mut self.model, source, image_paths, rule, progress)?;
         self.record_projection(records)?;
         Ok(self.projections())
     }

@@ -3,6 +3,14 @@
 //! predicts (the reference's class constraint). Distances for every prototype and patch of
 //! a batch come from one matrix product; the search keeps running minima (the first
 //! occurrence wins ties, as the reference's strict `<`).
+//!
+//! [`ProjectionRule::Specific`] (not the reference's) chooses among the few nearest
+//! patches (one per image) the one that best tells the node's two subtrees apart: the
+//! largest mean similarity over the training images of the classes of its present (right)
+//! subtree minus that over the classes of its absent (left) subtree, among the candidates
+//! still close to the prototype. A node asks "does the image contain this?"; the answer
+//! should be yes for one side and no for the other, and the patch shown should be what
+//! makes it so.
 
 use candle_core::Tensor;
 use prototree_tree::distance::{squared_distances, DISTANCE_EPS};
@@ -15,6 +23,14 @@ use crate::{Error, Result};
 /// For each branch (heap order), which classes its projection may come from: the top
 /// classes of the reachable leaves below it.
 pub fn allowed_classes(topo: &Topology, leaf_top: &[usize], num_classes: usize) -> Vec<Vec<bool>> {
+    let mut allowed = subtree_classes(topo, leaf_top, num_classes);
+    allowed.truncate(topo.num_branches());
+    allowed
+}
+
+/// For each node (heap order, branches and leaves), the top classes of the reachable
+/// leaves below it (none for an unreachable node).
+fn subtree_classes(topo: &Topology, leaf_top: &[usize], num_classes: usize) -> Vec<Vec<bool>> {
     let nb = topo.num_branches();
     let reach = topo.reachable_heap();
     let n = reach.len();
@@ -39,7 +55,6 @@ pub fn allowed_classes(topo: &Topology, leaf_top: &[usize], num_classes: usize) 
             allowed[h] = merged;
         }
     }
-    allowed.truncate(nb);
     allowed
 }
 
@@ -56,23 +71,33 @@ pub struct NearestPatch {
     pub vector: Vec<f32>,
 }
 
-/// Running nearest-patch search over batches, for the prototypes in `rows`.
+/// Running nearest-patch search over batches, for the prototypes in `rows`: per row the
+/// `keep` nearest allowed patches, at most one per image (its nearest), nearest first.
 #[derive(Debug, Clone)]
 pub struct NearestPatchSearch {
     rows: Vec<usize>,
     allowed: Vec<Vec<bool>>,
-    best: Vec<Option<NearestPatch>>,
+    keep: usize,
+    best: Vec<Vec<NearestPatch>>,
     seen: usize,
 }
 
 impl NearestPatchSearch {
-    /// A search for prototype rows `rows`; `allowed[row][class]` is the class constraint.
+    /// A search for the nearest patch of prototype rows `rows`; `allowed[row][class]` is
+    /// the class constraint.
     pub fn new(rows: Vec<usize>, allowed: Vec<Vec<bool>>) -> Self {
+        Self::keeping(rows, allowed, 1)
+    }
+
+    /// A search keeping the `keep` nearest patches of different images per row (at least
+    /// one).
+    pub fn keeping(rows: Vec<usize>, allowed: Vec<Vec<bool>>, keep: usize) -> Self {
         let n = rows.len();
         Self {
             rows,
             allowed,
-            best: vec![None; n],
+            keep: keep.max(1),
+            best: vec![Vec::new(); n],
             seen: 0,
         }
     }
@@ -89,31 +114,76 @@ impl NearestPatchSearch {
                 if !allowed.get(label as usize).copied().unwrap_or(false) {
                     continue;
                 }
+                // The image's nearest patch (the first on ties).
+                let mut nearest: Option<(usize, f32)> = None;
                 for ni in 0..n {
                     let v = dist[(bi * n + ni) * p + row];
-                    let better = match &self.best[k] {
-                        Some(best) => v < best.dist_sq,
-                        None => true,
-                    };
-                    if better {
-                        self.best[k] = Some(NearestPatch {
-                            dist_sq: v,
-                            image_index: self.seen + bi,
-                            patch: ni,
-                            vector: z[(bi * n + ni) * d..(bi * n + ni + 1) * d].to_vec(),
-                        });
+                    if nearest.is_none_or(|(_, best)| v < best) {
+                        nearest = Some((ni, v));
                     }
                 }
+                let Some((ni, v)) = nearest else { continue };
+                let list = &mut self.best[k];
+                // After every kept patch at most as far (earlier images win ties).
+                let at = list.partition_point(|kept| kept.dist_sq <= v);
+                if at >= self.keep {
+                    continue;
+                }
+                list.insert(
+                    at,
+                    NearestPatch {
+                        dist_sq: v,
+                        image_index: self.seen + bi,
+                        patch: ni,
+                        vector: z[(bi * n + ni) * d..(bi * n + ni + 1) * d].to_vec(),
+                    },
+                );
+                list.truncate(self.keep);
             }
         }
         self.seen += b;
         Ok(())
     }
 
-    /// The result per row (`None` where no allowed image was seen).
+    /// The nearest patch per row (`None` where no allowed image was seen).
     pub fn finish(self) -> Vec<(usize, Option<NearestPatch>)> {
+        self.rows
+            .into_iter()
+            .zip(self.best)
+            .map(|(row, list)| (row, list.into_iter().next()))
+            .collect()
+    }
+
+    /// The kept patches per row, nearest first (empty where no allowed image was seen).
+    pub fn finish_all(self) -> Vec<(usize, Vec<NearestPatch>)> {
         self.rows.into_iter().zip(self.best).collect()
     }
+}
+
+/// How [`project_with`] chooses each prototype's training patch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProjectionRule {
+    /// The nearest allowed patch (the reference's projection).
+    Nearest,
+    /// Among the `candidates` nearest allowed patches (one per image) whose similarity to
+    /// the prototype is at least `min_similarity_ratio` times the nearest one's, the one
+    /// with the largest mean similarity over the images of the present subtree's classes
+    /// minus that over the absent subtree's classes (module doc).
+    Specific {
+        /// Nearest patches of different images considered (at least 1).
+        candidates: usize,
+        /// Least similarity to the prototype, as a share of the nearest patch's, in (0, 1].
+        min_similarity_ratio: f32,
+    },
+}
+
+impl ProjectionRule {
+    /// The specific rule with its defaults: 10 candidates, at least half the nearest
+    /// patch's similarity.
+    pub const SPECIFIC: ProjectionRule = ProjectionRule::Specific {
+        candidates: 10,
+        min_similarity_ratio: 0.5,
+    };
 }
 
 /// What [`scan_distances`] hands each batch to: latent patches, squared distances, labels.
@@ -155,19 +225,76 @@ pub fn project(
     image_paths: &[String],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<ProjectionRecord>> {
+    project_with(
+        model,
+        source,
+        image_paths,
+        ProjectionRule::Nearest,
+        progress,
+    )
+}
+
+/// [`project`] with a choice of rule; [`ProjectionRule::Specific`] makes a second pass
+/// over `source` (progress counts both passes' batches).
+pub fn project_with(
+    model: &mut ProtoTree,
+    source: &mut dyn BatchSource,
+    image_paths: &[String],
+    rule: ProjectionRule,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<ProjectionRecord>> {
     let topo = model.topology().clone();
     let k = model.num_classes();
     let leaf_top = prototree_tree::inference::leaf_top_classes(&model.leaves().distributions()?)?;
-    let allowed = allowed_classes(&topo, &leaf_top, k);
-    let mut search = NearestPatchSearch::new(topo.decision_rows(), allowed);
+    let classes = subtree_classes(&topo, &leaf_top, k);
+    let allowed: Vec<Vec<bool>> = classes[..topo.num_branches()].to_vec();
+    let keep = match rule {
+        ProjectionRule::Nearest => 1,
+        ProjectionRule::Specific { candidates, .. } => candidates.max(1),
+    };
+    let mut search = NearestPatchSearch::keeping(topo.decision_rows(), allowed, keep);
     let prototypes = model.prototypes()?;
-    let (fmap_h, fmap_w) =
-        scan_distances(model, source, progress, &mut |patches, dist_sq, labels| {
-            search.add(patches, dist_sq, labels)
-        })?;
+    let passes = if keep > 1 { 2 } else { 1 };
+    let total = source.num_batches() * passes;
+    let (fmap_h, fmap_w) = scan_distances(
+        model,
+        source,
+        &mut |done, _| progress(done, total),
+        &mut |patches, dist_sq, labels| search.add(patches, dist_sq, labels),
+    )?;
+    let kept = search.finish_all();
+    let chosen: Vec<(usize, Option<NearestPatch>)> = match rule {
+        ProjectionRule::Nearest => kept
+            .into_iter()
+            .map(|(row, list)| (row, list.into_iter().next()))
+            .collect(),
+        ProjectionRule::Specific {
+            min_similarity_ratio,
+            ..
+        } => {
+            if !(min_similarity_ratio > 0.0 && min_similarity_ratio <= 1.0) {
+                return Err(Error::Invalid(format!(
+                    "projection: the least similarity ratio must be in (0, 1], got {min_similarity_ratio}"
+                )));
+            }
+            let offset = source.num_batches();
+            let specificity =
+                candidate_specificity(model, source, &kept, &classes, &mut |done, _| {
+                    progress(offset + done, total)
+                })?;
+            kept.into_iter()
+                .zip(specificity)
+                .map(|((row, list), scores)| {
+                    let dist_sq: Vec<f32> = list.iter().map(|c| c.dist_sq).collect();
+                    let best = most_specific(&dist_sq, &scores, min_similarity_ratio);
+                    (row, best.and_then(|i| list.into_iter().nth(i)))
+                })
+                .collect()
+        }
+    };
     let mut values = prototypes.to_vec2::<f32>()?;
     let mut records = Vec::new();
-    for (row, best) in search.finish() {
+    for (row, best) in chosen {
         let Some(best) = best else {
             continue; // no allowed image: the prototype keeps its learnt value
         };
@@ -196,6 +323,105 @@ pub fn project(
     let flat: Vec<f32> = values.into_iter().flatten().collect();
     model.set_prototypes(&Tensor::from_vec(flat, (p, d), model.device())?)?;
     Ok(records)
+}
+
+/// Of candidates at squared distances `dist_sq` (nearest first) with specificity
+/// `scores`, the index of the one with the largest score among those whose similarity is
+/// at least `min_similarity_ratio` times the nearest one's (the nearer on ties).
+fn most_specific(dist_sq: &[f32], scores: &[f32], min_similarity_ratio: f32) -> Option<usize> {
+    let nearest = similarity_of(*dist_sq.first()?);
+    dist_sq
+        .iter()
+        .zip(scores)
+        .enumerate()
+        .filter(|(_, (d, _))| similarity_of(**d) >= min_similarity_ratio * nearest)
+        .max_by(|(i, (_, a)), (j, (_, b))| a.total_cmp(b).then(j.cmp(i)))
+        .map(|(i, _)| i)
+}
+
+/// The similarity `exp(−distance)` of a squared distance.
+fn similarity_of(dist_sq: f32) -> f32 {
+    (-((f64::from(dist_sq) + DISTANCE_EPS).sqrt())).exp() as f32
+}
+
+/// Per row of `kept` and each of its candidates, the mean similarity (nearest patch) over
+/// the images of the classes of the row's present (right) subtree minus that over the
+/// classes of its absent (left) subtree (`classes`: per heap node, its subtree's
+/// classes), from one more pass over `source`. Classes on both sides count for neither.
+fn candidate_specificity(
+    model: &ProtoTree,
+    source: &mut dyn BatchSource,
+    kept: &[(usize, Vec<NearestPatch>)],
+    classes: &[Vec<bool>],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>> {
+    let d = model.prototypes()?.dim(1)?;
+    let flat: Vec<f32> = kept
+        .iter()
+        .flat_map(|(_, list)| list.iter().flat_map(|c| c.vector.iter().copied()))
+        .collect();
+    let m = flat.len() / d.max(1);
+    let num_classes = model.num_classes();
+    // sums[class][candidate], counts[class]
+    let mut sums = vec![vec![0f64; m]; num_classes];
+    let mut counts = vec![0usize; num_classes];
+    if m > 0 {
+        let candidates = Tensor::from_vec(flat, (m, d), model.device())?;
+        let total = source.num_batches();
+        for (i, batch) in source.batches(0).enumerate() {
+            let batch = batch?;
+            let labels = batch
+                .labels
+                .to_dtype(candle_core::DType::U32)?
+                .to_vec1::<u32>()?;
+            let latent = model.latent(&batch.images, false)?;
+            let min_sq = squared_distances(&latent.patches, &candidates)?.min(1)?;
+            let rows = min_sq.to_vec2::<f32>()?;
+            for (label, row) in labels.iter().zip(rows) {
+                let Some(sum) = sums.get_mut(*label as usize) else {
+                    continue;
+                };
+                counts[*label as usize] += 1;
+                for (s, v) in sum.iter_mut().zip(row) {
+                    *s += f64::from(similarity_of(v));
+                }
+            }
+            progress(i + 1, total);
+        }
+    }
+    let mut start = 0;
+    let mut out = Vec::with_capacity(kept.len());
+    for (row, list) in kept {
+        let side = |child: usize| -> Vec<bool> {
+            classes
+                .get(child)
+                .cloned()
+                .unwrap_or_else(|| vec![false; num_classes])
+        };
+        let (left, right) = (side(2 * row + 1), side(2 * row + 2));
+        let mean_over = |only: &dyn Fn(usize) -> bool, c: usize| -> f64 {
+            let (mut total, mut n) = (0f64, 0usize);
+            for k in (0..num_classes).filter(|&k| only(k) && counts[k] > 0) {
+                total += sums[k][c] / counts[k] as f64;
+                n += 1;
+            }
+            if n == 0 {
+                0.0
+            } else {
+                total / n as f64
+            }
+        };
+        let scores = (start..start + list.len())
+            .map(|c| {
+                let present = mean_over(&|k| right[k] && !left[k], c);
+                let absent = mean_over(&|k| left[k] && !right[k], c);
+                (present - absent) as f32
+            })
+            .collect();
+        start += list.len();
+        out.push(scores);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -235,6 +461,100 @@ mod tests {
         assert_eq!(a[0], vec![true, true, true]);
         assert_eq!(a[1], vec![true, true, false]);
         assert_eq!(a[2], vec![false, false, true]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_search_keeps_the_nearest_patch_of_several_images() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        // Three images of two one-dimensional patches; one prototype at 0.
+        let patches = Tensor::new(&[[[3.0f32], [1.0]], [[0.5], [0.4]], [[1.0], [9.0]]], &dev)?;
+        let d = squared_distances(&patches, &Tensor::new(&[[0.0f32]], &dev)?)?;
+        let mut s = NearestPatchSearch::keeping(vec![0], vec![vec![true]], 2);
+        s.add(&patches, &d, &[0, 0, 0])?;
+        let (_, kept) = s.finish_all().remove(0);
+        // Image 1's nearest patch (0.4), then image 0's (1.0; image 2's 1.0 ties and
+        // comes later): one patch per image.
+        let got: Vec<(usize, usize)> = kept.iter().map(|c| (c.image_index, c.patch)).collect();
+        assert_eq!(got, [(1, 1), (0, 1)]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_most_specific_candidate_close_enough_wins() {
+        // Similarities e^-0 = 1, e^-0.5 = 0.61, e^-1 = 0.37 (squared distances 0, .25, 1).
+        let dist_sq = [0.0, 0.25, 1.0];
+        // Half the nearest's similarity: candidates 0 and 1; 1 is the more specific.
+        assert_eq!(most_specific(&dist_sq, &[0.1, 0.3, 0.9], 0.5), Some(1));
+        // Any similarity: candidate 2.
+        assert_eq!(most_specific(&dist_sq, &[0.1, 0.3, 0.9], 0.1), Some(2));
+        // Only the nearest itself qualifies at ratio 1.
+        assert_eq!(most_specific(&dist_sq, &[0.1, 0.3, 0.9], 1.0), Some(0));
+        // Ties go to the nearer candidate.
+        assert_eq!(most_specific(&dist_sq, &[0.3, 0.3, 0.3], 0.1), Some(0));
+        assert_eq!(most_specific(&[], &[], 0.5), None);
+    }
+
+    /// Random images in one unshuffled batch of labels `0, 1, 2, 0, 1, 2, ...`.
+    struct RandomImages(Tensor, Tensor);
+
+    impl BatchSource for RandomImages {
+        fn num_batches(&self) -> usize {
+            1
+        }
+        fn batches(
+            &mut self,
+            _epoch: usize,
+        ) -> Box<dyn Iterator<Item = prototree_tree::Result<prototree_tree::Batch>> + '_> {
+            Box::new(std::iter::once(Ok(prototree_tree::Batch {
+                images: self.0.clone(),
+                labels: self.1.clone(),
+            })))
+        }
+    }
+
+    #[test]
+    fn specific_projection_picks_a_near_patch_and_one_candidate_is_the_nearest(
+    ) -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let images = Tensor::randn(0f32, 1.0, (9, 3, 32, 32), &dev)?;
+        let labels = Tensor::new(&[0u32, 1, 2, 0, 1, 2, 0, 1, 2], &dev)?;
+        let paths: Vec<String> = (0..9).map(|i| format!("img{i}.png")).collect();
+        let project_by = |rule: ProjectionRule| -> anyhow::Result<Vec<ProjectionRecord>> {
+            // The same seeded tree each time.
+            let mut model = prototree_tree::testing::small_cnn_tree(2, 4, 3, 1)?;
+            model.set_leaves(prototree_tree::Leaves::from_params(Tensor::new(
+                &[[5f32, 0., 0.], [0., 5., 0.], [0., 0., 5.], [5., 0., 0.]],
+                &Device::Cpu,
+            )?)?)?;
+            let mut source = RandomImages(images.clone(), labels.clone());
+            Ok(project_with(
+                &mut model,
+                &mut source,
+                &paths,
+                rule,
+                &mut |_, _| {},
+            )?)
+        };
+        let nearest = project_by(ProjectionRule::Nearest)?;
+        let one = project_by(ProjectionRule::Specific {
+            candidates: 1,
+            min_similarity_ratio: 0.5,
+        })?;
+        assert_eq!(nearest, one);
+        let specific = project_by(ProjectionRule::SPECIFIC)?;
+        assert_eq!(specific.len(), nearest.len());
+        for (s, n) in specific.iter().zip(&nearest) {
+            assert_eq!(s.node, n.node);
+            // Never nearer than the nearest, never less than half as similar.
+            assert!(s.distance >= n.distance - 1e-6);
+            assert!((-s.distance).exp() >= 0.5 * (-n.distance).exp() - 1e-6);
+        }
+        let bad = ProjectionRule::Specific {
+            candidates: 3,
+            min_similarity_ratio: 0.0,
+        };
+        assert!(project_by(bad).is_err());
         Ok(())
     }
 }

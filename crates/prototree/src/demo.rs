@@ -25,6 +25,7 @@ use crate::workflow::{
     prune_and_merge, write_pruning, PruneOutcome,
 };
 use crate::{Error, Result};
+use prototree_interpret::ProjectionRule;
 use prototree_tree::{Observer, Stage};
 
 /// Settings of the demo run: a [`RunConfig`] preset plus the demo's own few fields.
@@ -47,6 +48,9 @@ pub struct DemoConfig {
     pub merge_same_class: bool,
     /// Test images explained and linked from the report.
     pub explain_images: usize,
+    /// How prototypes are projected onto training patches (the reference's nearest patch
+    /// by default).
+    pub projection: ProjectionRule,
     /// Device.
     pub device: Device,
     /// Stops training when stopped (the CLI's Ctrl-C).
@@ -63,6 +67,7 @@ impl DemoConfig {
             tau: None,
             merge_same_class: true,
             explain_images: 8,
+            projection: ProjectionRule::Nearest,
             device: Device::Cpu,
             interrupter: Interrupter::new(),
         }
@@ -246,7 +251,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
     let pruning = prune_and_merge(&mut bundle, tau, cfg.merge_same_class)?;
     obs.stage_finished(Stage::Prune);
     let pruned_only = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;
-    project_on_loader(&mut bundle, &train_loader, &cfg.device, obs)?;
+    project_on_loader(&mut bundle, &train_loader, &cfg.device, cfg.projection, obs)?;
     let projected = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;
     let pruned_model_dir = cfg.out.join("model_pruned");
     bundle.save(&pruned_model_dir)?;

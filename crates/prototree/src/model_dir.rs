@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use prototree_interpret::{Interpret, PruneReport};
+use prototree_interpret::{Interpret, ProjectionRule, PruneReport};
 use prototree_tree::{
     load_model, EvalReport, ModelStage, NodeId, ProjectionRecord, Routing, SavedModel,
 };
@@ -82,7 +82,13 @@ impl ModelDir {
     pub fn project(&mut self, data: &Path, obs: &mut dyn Observer) -> Result<&[ProjectionRecord]> {
         let (_, train) = projection_loader(data, &self.saved.meta, BATCH_SIZE, obs)?;
         let device = self.saved.model.device().clone();
-        project_on_loader(&mut self.saved, &train, &device, obs)?;
+        project_on_loader(
+            &mut self.saved,
+            &train,
+            &device,
+            ProjectionRule::Nearest,
+            obs,
+        )?;
         Ok(self.saved.projections())
     }
 

@@ -7,7 +7,7 @@ use candle_core::Device;
 use prototree_data::{
     Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Split,
 };
-use prototree_interpret::{Interpret, PruneReport};
+use prototree_interpret::{Interpret, ProjectionRule, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, EvalReport, ProtoTree, SavedModel};
 
@@ -26,11 +26,12 @@ pub fn write_pruning(dir: &Path, outcome: &PruneOutcome) -> Result<()> {
 }
 
 /// Projects the prototypes of `saved` onto the images of `loader` (which must not
-/// shuffle); the bundle keeps the records.
+/// shuffle) by `rule`; the bundle keeps the records.
 pub fn project_on_loader(
     saved: &mut SavedModel,
     loader: &Loader,
     device: &Device,
+    rule: ProjectionRule,
     obs: &mut dyn Observer,
 ) -> Result<()> {
     if loader.config().shuffle {
@@ -42,8 +43,14 @@ pub fn project_on_loader(
         .filter_map(|i| loader.image_ref(i))
         .collect();
     let mut source = LoaderSource::new(loader, device, 0);
-    obs.stage_started(Stage::Project, loader.num_batches());
-    saved.project(&mut source, &paths, &mut |done, _| obs.stage_progress(done))?;
+    let passes = match rule {
+        ProjectionRule::Nearest => 1,
+        ProjectionRule::Specific { .. } => 2,
+    };
+    obs.stage_started(Stage::Project, passes * loader.num_batches());
+    saved.project(&mut source, &paths, rule, &mut |done, _| {
+        obs.stage_progress(done)
+    })?;
     obs.stage_finished(Stage::Project);
     Ok(())
 }
@@ -227,18 +234,19 @@ pub struct ProjectOutcome {
 }
 
 /// Projects the model in `model_dir` onto the training images of `data` (as its data
-/// protocol shows them to projection) and saves it to
+/// protocol shows them to projection) by `rule` and saves it to
 /// `out`, with the projection records; evaluates on the test split.
 pub fn project_model_dir(
     model_dir: &Path,
     data: &Path,
     out: &Path,
     device: &Device,
+    rule: ProjectionRule,
     obs: &mut dyn Observer,
 ) -> Result<ProjectOutcome> {
     let mut saved = load_model(model_dir, device)?;
     let (_, train) = projection_loader(data, &saved.meta, 64, obs)?;
-    project_on_loader(&mut saved, &train, device, obs)?;
+    project_on_loader(&mut saved, &train, device, rule, obs)?;
     let records = saved.projections();
     let (_, test) = eval_loader(data, Split::Test, &saved.meta, 64, obs)?;
     let after = evaluate_on(&saved.model, &test, device, obs)?;

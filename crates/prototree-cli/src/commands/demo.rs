@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use prototree::prelude::*;
 
+use super::project::ProjectionChoice;
 use super::synth::BirdCounts;
 use super::{output_dir, DeviceArg};
 use crate::progress::CliProgress;
@@ -42,6 +43,9 @@ pub struct DemoArgs {
     /// ProtoTree; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     prototypes_from_patches: Option<bool>,
+    /// How prototypes are projected onto training patches (`prototree project --rule`).
+    #[arg(long, value_enum, default_value_t = ProjectionChoice::Nearest)]
+    projection: ProjectionChoice,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -77,6 +81,7 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     if let Some(on) = a.prototypes_from_patches {
         cfg.run.schedule.prototypes_from_patches = on;
     }
+    cfg.projection = a.projection.into();
     cfg.device = a.device.open()?;
     let s = run_demo(&cfg, obs).context("demo failed")?;
     println!(

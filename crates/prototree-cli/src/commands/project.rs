@@ -1,9 +1,11 @@
-//! `prototree project`: replace each prototype by its nearest training patch.
+//! `prototree project`: replace each prototype by a training patch (the nearest one by
+//! default).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use prototree::interpret::ProjectionRule;
 
 use super::{output_dir, DeviceArg};
 use crate::progress::CliProgress;
@@ -20,11 +22,34 @@ pub struct ProjectArgs {
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
+    /// Which patch replaces a prototype: `nearest` (the reference) or `specific` (among
+    /// the 10 nearest, the one that best separates the node's subtrees; docs/interpretability.md).
+    #[arg(long, value_enum, default_value_t = ProjectionChoice::Nearest)]
+    rule: ProjectionChoice,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     device: DeviceArg,
+}
+
+/// The projection rule on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProjectionChoice {
+    /// The nearest allowed training patch (the reference's projection).
+    Nearest,
+    /// Among the 10 nearest patches still at least half as similar, the one most
+    /// specific to the node's present subtree.
+    Specific,
+}
+
+impl From<ProjectionChoice> for ProjectionRule {
+    fn from(c: ProjectionChoice) -> Self {
+        match c {
+            ProjectionChoice::Nearest => ProjectionRule::Nearest,
+            ProjectionChoice::Specific => ProjectionRule::SPECIFIC,
+        }
+    }
 }
 
 /// Projects the prototypes, saves the model to `--out` and prints its accuracy.
@@ -34,6 +59,7 @@ pub fn run(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
         &a.data,
         output_dir(&a.out)?,
         &a.device.open()?,
+        a.rule.into(),
         obs,
     )
     .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
@@ -42,7 +68,7 @@ pub fn run(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
         return Ok(());
     }
     println!(
-        "projected {} prototypes (mean distance to their nearest patch {:.4})",
+        "projected {} prototypes (mean distance to their patch {:.4})",
         o.projected, o.mean_distance
     );
     println!("after projection: {}", o.after);
