@@ -18,6 +18,8 @@ pub use decision_tree::{DecisionTree, Edge, TreeNode};
 pub use error::{Error, Result};
 pub use explain::{explain_latent, ExplainedStep, LocalExplanation};
 pub use merge::merge_same_class_decisions;
-pub use project::{project, project_with, ProjectionRule};
+pub use project::{
+    project, project_with, ProjectionRule, SPECIFIC_CANDIDATES, SPECIFIC_MIN_SIMILARITY,
+};
 pub use prune::{prune, PruneReport};
 pub use top_patches::{top_patches, TopPatch, TopPatches};

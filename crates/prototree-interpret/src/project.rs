@@ -177,12 +177,32 @@ pub enum ProjectionRule {
     },
 }
 
+/// [`ProjectionRule::SPECIFIC`]'s candidates.
+pub const SPECIFIC_CANDIDATES: usize = 20;
+/// [`ProjectionRule::SPECIFIC`]'s least similarity ratio.
+pub const SPECIFIC_MIN_SIMILARITY: f32 = 0.5;
+
+impl std::fmt::Display for ProjectionRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProjectionRule::Nearest => write!(f, "nearest"),
+            ProjectionRule::Specific {
+                candidates,
+                min_similarity_ratio,
+            } => write!(
+                f,
+                "specific ({candidates} candidates, at least {min_similarity_ratio} of the nearest's similarity)"
+            ),
+        }
+    }
+}
+
 impl ProjectionRule {
-    /// The specific rule with its defaults: 10 candidates, at least half the nearest
-    /// patch's similarity.
+    /// The specific rule with its defaults: [`SPECIFIC_CANDIDATES`] candidates, at least
+    /// [`SPECIFIC_MIN_SIMILARITY`] of the nearest patch's similarity.
     pub const SPECIFIC: ProjectionRule = ProjectionRule::Specific {
-        candidates: 10,
-        min_similarity_ratio: 0.5,
+        candidates: SPECIFIC_CANDIDATES,
+        min_similarity_ratio: SPECIFIC_MIN_SIMILARITY,
     };
 }
 
@@ -269,9 +289,14 @@ pub fn project_with(
             .map(|(row, list)| (row, list.into_iter().next()))
             .collect(),
         ProjectionRule::Specific {
+            candidates,
             min_similarity_ratio,
-            ..
         } => {
+            if candidates == 0 {
+                return Err(Error::Invalid(
+                    "projection: the specific rule needs at least one candidate".into(),
+                ));
+            }
             if !(min_similarity_ratio > 0.0 && min_similarity_ratio <= 1.0) {
                 return Err(Error::Invalid(format!(
                     "projection: the least similarity ratio must be in (0, 1], got {min_similarity_ratio}"
@@ -555,6 +580,11 @@ mod tests {
             min_similarity_ratio: 0.0,
         };
         assert!(project_by(bad).is_err());
+        let none = ProjectionRule::Specific {
+            candidates: 0,
+            min_similarity_ratio: 0.5,
+        };
+        assert!(project_by(none).is_err());
         Ok(())
     }
 }

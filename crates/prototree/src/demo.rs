@@ -48,8 +48,9 @@ pub struct DemoConfig {
     pub merge_same_class: bool,
     /// Test images explained and linked from the report.
     pub explain_images: usize,
-    /// How prototypes are projected onto training patches (the reference's nearest patch
-    /// by default).
+    /// How prototypes are projected onto training patches (default: the specific rule,
+    /// which puts more prototypes on parts that separate their subtrees at the same
+    /// accuracy; docs/explanations.md).
     pub projection: ProjectionRule,
     /// Device.
     pub device: Device,
@@ -67,7 +68,7 @@ impl DemoConfig {
             tau: None,
             merge_same_class: true,
             explain_images: 8,
-            projection: ProjectionRule::Nearest,
+            projection: ProjectionRule::SPECIFIC,
             device: Device::Cpu,
             interrupter: Interrupter::new(),
         }
@@ -149,6 +150,9 @@ pub struct DemoSummary {
     pub seconds: f64,
     /// Pruning threshold used.
     pub tau: f32,
+    /// The projection rule used ([`ProjectionRule`]'s display).
+    #[serde(default)]
+    pub projection: String,
     /// Prototypes in the pruned tree.
     pub num_prototypes_pruned: usize,
     /// Prototypes removed by pruning.
@@ -330,6 +334,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
         train_seconds: outcome.train_seconds,
         seconds: start.elapsed().as_secs_f64(),
         tau,
+        projection: cfg.projection.to_string(),
         num_prototypes_pruned: pruning.decisions_after,
         num_prototypes_removed: pruning.decisions_before - pruning.decisions_after,
         accuracy_soft_pruned_only: pruned_only.accuracy_soft,

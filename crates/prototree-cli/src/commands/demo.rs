@@ -43,8 +43,9 @@ pub struct DemoArgs {
     /// ProtoTree; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     prototypes_from_patches: Option<bool>,
-    /// How prototypes are projected onto training patches (`prototree project --rule`).
-    #[arg(long, value_enum, default_value_t = ProjectionChoice::Nearest)]
+    /// How prototypes are projected onto training patches (`prototree project --rule`;
+    /// default `specific`, `nearest` is the reference's).
+    #[arg(long, value_enum, default_value_t = ProjectionChoice::Specific)]
     projection: ProjectionChoice,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
@@ -98,8 +99,8 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
         s.num_prototypes, s.num_classes
     );
     println!(
-        "after pruning (tau {:.3}: {} -> {} prototypes) and projection:",
-        s.tau, s.num_prototypes, s.num_prototypes_pruned
+        "after pruning (tau {:.3}: {} -> {} prototypes) and projection ({}):",
+        s.tau, s.num_prototypes, s.num_prototypes_pruned, s.projection
     );
     print_accuracies(
         [

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use prototree::interpret::ProjectionRule;
+use prototree::interpret::{ProjectionRule, SPECIFIC_CANDIDATES, SPECIFIC_MIN_SIMILARITY};
 
 use super::{output_dir, DeviceArg};
 use crate::progress::CliProgress;
@@ -23,9 +23,17 @@ pub struct ProjectArgs {
     #[arg(long)]
     out: PathBuf,
     /// Which patch replaces a prototype: `nearest` (the reference) or `specific` (among
-    /// the 10 nearest, the one that best separates the node's subtrees; docs/interpretability.md).
+    /// the nearest patches of 20 images, the one that best separates the node's subtrees;
+    /// docs/interpretability.md).
     #[arg(long, value_enum, default_value_t = ProjectionChoice::Nearest)]
     rule: ProjectionChoice,
+    /// With `--rule specific`: nearest patches (of different images) considered.
+    #[arg(long, default_value_t = SPECIFIC_CANDIDATES, value_name = "N")]
+    candidates: usize,
+    /// With `--rule specific`: least similarity to the prototype, as a share of the
+    /// nearest patch's, in (0, 1].
+    #[arg(long, default_value_t = SPECIFIC_MIN_SIMILARITY, value_name = "R")]
+    min_similarity: f32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -38,8 +46,8 @@ pub struct ProjectArgs {
 pub enum ProjectionChoice {
     /// The nearest allowed training patch (the reference's projection).
     Nearest,
-    /// Among the 10 nearest patches still at least half as similar, the one most
-    /// specific to the node's present subtree.
+    /// Among the nearest patches of 20 images still at least half as similar, the one
+    /// most specific to the node's present subtree.
     Specific,
 }
 
@@ -59,7 +67,13 @@ pub fn run(a: ProjectArgs, obs: &mut CliProgress) -> Result<()> {
         &a.data,
         output_dir(&a.out)?,
         &a.device.open()?,
-        a.rule.into(),
+        match a.rule {
+            ProjectionChoice::Nearest => ProjectionRule::Nearest,
+            ProjectionChoice::Specific => ProjectionRule::Specific {
+                candidates: a.candidates,
+                min_similarity_ratio: a.min_similarity,
+            },
+        },
         obs,
     )
     .with_context(|| format!("projecting {} onto {}", a.model.display(), a.data.display()))?;
