@@ -218,7 +218,17 @@ pub(crate) fn scan_distances(
     progress: &mut dyn FnMut(usize, usize),
     visit: &mut DistanceVisitor<'_>,
 ) -> Result<(usize, usize)> {
-    let prototypes = model.prototypes()?;
+    scan_distances_to(model, &model.prototypes()?, source, progress, visit)
+}
+
+/// [`scan_distances`] to the vectors `targets` `(P, d)` instead of the prototypes.
+fn scan_distances_to(
+    model: &ProtoTree,
+    targets: &Tensor,
+    source: &mut dyn BatchSource,
+    progress: &mut dyn FnMut(usize, usize),
+    visit: &mut DistanceVisitor<'_>,
+) -> Result<(usize, usize)> {
     let total = source.num_batches();
     let mut fmap = (0, 0);
     for (i, batch) in source.batches(0).enumerate() {
@@ -229,7 +239,7 @@ pub(crate) fn scan_distances(
             .to_vec1::<u32>()?;
         let latent = model.latent(&batch.images, false)?;
         fmap = (latent.height, latent.width);
-        let dist_sq = squared_distances(&latent.patches, &prototypes)?;
+        let dist_sq = squared_distances(&latent.patches, targets)?;
         visit(&latent.patches, &dist_sq, &labels)?;
         progress(i + 1, total);
     }
@@ -392,27 +402,24 @@ fn candidate_specificity(
     let mut counts = vec![0usize; num_classes];
     if m > 0 {
         let candidates = Tensor::from_vec(flat, (m, d), model.device())?;
-        let total = source.num_batches();
-        for (i, batch) in source.batches(0).enumerate() {
-            let batch = batch?;
-            let labels = batch
-                .labels
-                .to_dtype(candle_core::DType::U32)?
-                .to_vec1::<u32>()?;
-            let latent = model.latent(&batch.images, false)?;
-            let min_sq = squared_distances(&latent.patches, &candidates)?.min(1)?;
-            let rows = min_sq.to_vec2::<f32>()?;
-            for (label, row) in labels.iter().zip(rows) {
-                let Some(sum) = sums.get_mut(*label as usize) else {
-                    continue;
-                };
-                counts[*label as usize] += 1;
-                for (s, v) in sum.iter_mut().zip(row) {
-                    *s += f64::from(similarity_of(v));
+        scan_distances_to(
+            model,
+            &candidates,
+            source,
+            progress,
+            &mut |_, dist_sq, labels| {
+                for (label, row) in labels.iter().zip(dist_sq.min(1)?.to_vec2::<f32>()?) {
+                    let Some(sum) = sums.get_mut(*label as usize) else {
+                        continue;
+                    };
+                    counts[*label as usize] += 1;
+                    for (s, v) in sum.iter_mut().zip(row) {
+                        *s += f64::from(similarity_of(v));
+                    }
                 }
-            }
-            progress(i + 1, total);
-        }
+                Ok(())
+            },
+        )?;
     }
     let mut start = 0;
     let mut out = Vec::with_capacity(kept.len());

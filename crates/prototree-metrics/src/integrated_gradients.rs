@@ -14,6 +14,7 @@ use candle_core::{Device, Tensor};
 use prototree_tree::ProtoTree;
 
 use crate::gradient_box::input_gradients;
+use crate::relevance::min_max_normalise;
 use crate::{Error, Result};
 
 /// The signed attributions `(3 × size × size)` of prototype row `row`'s similarity on the
@@ -59,17 +60,11 @@ pub fn integrated_gradients_map(
 ) -> Result<Vec<f32>> {
     let attributions = integrated_gradients(model, chw, size, row, steps, device)?;
     let plane = size * size;
-    let map: Vec<f32> = (0..plane)
+    let mut map: Vec<f32> = (0..plane)
         .map(|i| (0..3).map(|c| attributions[c * plane + i].abs()).sum())
         .collect();
-    let (lo, hi) = map
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-    let span = hi - lo;
-    Ok(map
-        .iter()
-        .map(|v| if span > 1e-20 { (v - lo) / span } else { 1.0 })
-        .collect())
+    min_max_normalise(&mut map, 1e-20);
+    Ok(map)
 }
 
 #[cfg(test)]

@@ -9,14 +9,24 @@ use prototree_tree::geometry::upsample;
 /// normalisation to [0, 1]. A constant map becomes all ones.
 pub fn attribution_map(sim: &[f32], fh: usize, fw: usize, width: u32, height: u32) -> Vec<f32> {
     let mut up = upsample(sim, fh, fw, width, height);
-    let (lo, hi) = up
+    min_max_normalise(&mut up, 1e-12);
+    up
+}
+
+/// Maps `values` linearly onto [0, 1] (the smallest to 0, the largest to 1); values whose
+/// range is at most `min_span` all become 1.
+pub fn min_max_normalise(values: &mut [f32], min_span: f32) {
+    let (lo, hi) = values
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
     let span = hi - lo;
-    for v in &mut up {
-        *v = if span > 1e-12 { (*v - lo) / span } else { 1.0 };
+    for v in values {
+        *v = if span > min_span {
+            (*v - lo) / span
+        } else {
+            1.0
+        };
     }
-    up
 }
 
 /// Energy-based pointing game: the share of the map's total (non-negative) mass inside

@@ -9,6 +9,7 @@ use candle_core::Device;
 use prototree_tree::ProtoTree;
 
 use crate::gradient_box::{input_gradient_maps, GradientSmoothing, IMAGE_SEED_STEP};
+use crate::relevance::min_max_normalise;
 use crate::{Error, Result};
 
 /// Settings of SmoothGrad.
@@ -46,19 +47,13 @@ pub fn smoothgrad_map(
         sigma: settings.sigma,
         seed: settings.seed ^ IMAGE_SEED_STEP,
     };
-    let grad = input_gradient_maps(model, chw, size, &[vec![row]], &smoothing, device)?
+    let mut grad = input_gradient_maps(model, chw, size, &[vec![row]], &smoothing, device)?
         .into_iter()
         .flatten()
         .next()
         .ok_or_else(|| Error::Invalid("SmoothGrad: no gradient map".into()))?;
-    let (lo, hi) = grad
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-    let span = hi - lo;
-    Ok(grad
-        .iter()
-        .map(|v| if span > 1e-20 { (v - lo) / span } else { 1.0 })
-        .collect())
+    min_max_normalise(&mut grad, 1e-20);
+    Ok(grad)
 }
 
 #[cfg(test)]

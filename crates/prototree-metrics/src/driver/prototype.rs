@@ -205,30 +205,26 @@ impl<'a> Inputs<'a> {
 
     /// [`Inputs::relevance`] of the SmoothGrad maps (empty when switched off).
     fn smoothgrad_relevance(&self, ri: usize, src_part: Option<usize>) -> Result<Relevance> {
-        let test = self.test;
-        let cfg = test.cfg;
-        let mut r = Relevance::default();
+        let cfg = self.test.cfg;
         if cfg.smoothgrad_samples == 0 {
-            return Ok(r);
+            return Ok(Relevance::default());
         }
-        for t in &self.acts.top[ri] {
+        self.gradient_relevance(ri, src_part, &|image, chw| {
             let settings = SmoothGrad {
                 samples: cfg.smoothgrad_samples,
                 sigma: cfg.smoothgrad_sigma,
-                seed: cfg.seed ^ ((t.image as u64) << 20) ^ ((ri as u64) << 4) ^ 0x5e0,
+                seed: cfg.seed ^ ((image as u64) << 20) ^ ((ri as u64) << 4) ^ 0x5e0,
             };
-            let chw = test.chw_of(&[test.image(t.image)?]);
-            let map = smoothgrad_map(
+            let test = self.test;
+            smoothgrad_map(
                 test.model,
-                &chw,
+                chw,
                 test.size as usize,
                 test.rows[ri],
                 &settings,
                 test.device,
-            )?;
-            r.add(&map, &test.anns[t.image], src_part, cfg);
-        }
-        Ok(r)
+            )
+        })
     }
 
     /// [`Inputs::relevance`] of the integrated-gradients maps (empty when switched off).
@@ -237,23 +233,37 @@ impl<'a> Inputs<'a> {
         ri: usize,
         src_part: Option<usize>,
     ) -> Result<Relevance> {
-        let test = self.test;
-        let cfg = test.cfg;
-        let mut r = Relevance::default();
+        let cfg = self.test.cfg;
         if cfg.integrated_gradients_steps == 0 {
-            return Ok(r);
+            return Ok(Relevance::default());
         }
-        for t in &self.acts.top[ri] {
-            let chw = test.chw_of(&[test.image(t.image)?]);
-            let map = integrated_gradients_map(
+        self.gradient_relevance(ri, src_part, &|_, chw| {
+            let test = self.test;
+            integrated_gradients_map(
                 test.model,
-                &chw,
+                chw,
                 test.size as usize,
                 test.rows[ri],
                 cfg.integrated_gradients_steps,
                 test.device,
-            )?;
-            r.add(&map, &test.anns[t.image], src_part, cfg);
+            )
+        })
+    }
+
+    /// [`Inputs::relevance`] of the maps `map_of(image, chw)` of prototype `ri`'s top
+    /// images.
+    fn gradient_relevance(
+        &self,
+        ri: usize,
+        src_part: Option<usize>,
+        map_of: &MapOf<'_>,
+    ) -> Result<Relevance> {
+        let test = self.test;
+        let mut r = Relevance::default();
+        for t in &self.acts.top[ri] {
+            let chw = test.chw_of(&[test.image(t.image)?]);
+            let map = map_of(t.image, &chw)?;
+            r.add(&map, &test.anns[t.image], src_part, test.cfg);
         }
         Ok(r)
     }
@@ -266,6 +276,9 @@ impl<'a> Inputs<'a> {
             .collect()
     }
 }
+
+/// An attribution map `(image index, normalised CHW image) → map` of one prototype.
+type MapOf<'a> = dyn Fn(usize, &[f32]) -> Result<Vec<f32>> + 'a;
 
 /// Per top image of one prototype: energy shares, pointing-game hits and mask areas.
 #[derive(Default)]
