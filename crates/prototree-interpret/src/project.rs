@@ -114,11 +114,11 @@ impl NearestPatchSearch {
                 if !allowed.get(label as usize).copied().unwrap_or(false) {
                     continue;
                 }
-                // The image's nearest patch (the first on ties).
+                // The image's nearest patch (the first on ties; NaN distances never win).
                 let mut nearest: Option<(usize, f32)> = None;
                 for ni in 0..n {
                     let v = dist[(bi * n + ni) * p + row];
-                    if nearest.is_none_or(|(_, best)| v < best) {
+                    if !v.is_nan() && nearest.is_none_or(|(_, best)| v < best) {
                         nearest = Some((ni, v));
                     }
                 }
