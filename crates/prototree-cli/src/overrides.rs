@@ -79,6 +79,10 @@ pub struct RunOverrides {
     /// recipe, off in the reference recipe.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub reseed_leaves: Option<bool>,
+    /// With re-seeding: choose each route repair's patch so that the other classes passing
+    /// the node keep their side (docs/training.md). Default: off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub repair_keeps_routes: Option<bool>,
     /// Train the backbone with a temporary linear classifier for N epochs before the
     /// tree's first epoch (at --lr-net; not counted in --epochs; docs/training.md).
     /// Default: 10 in the scratch recipe, 0 in the reference recipe.
@@ -170,6 +174,7 @@ impl RunOverrides {
             s.last_block_with_addon = self.last_block_with_addon;
         }
         set(&mut s.reseed_leaves, &self.reseed_leaves);
+        set(&mut s.repair_keeps_routes, &self.repair_keeps_routes);
         set(&mut s.backbone_warmup_epochs, &self.warmup_epochs);
         set(
             &mut s.prototypes_from_patches,
@@ -218,5 +223,18 @@ mod tests {
         let reference = prototree::prelude::Recipe::Reference.preset();
         assert_eq!(reference.schedule.backbone_warmup_epochs, 0);
         assert!(!reference.schedule.prototypes_from_patches);
+    }
+
+    #[test]
+    fn route_repairs_can_keep_the_other_classes_routes() {
+        let mut cfg = prototree::prelude::Recipe::Scratch.preset();
+        assert!(cfg.schedule.reseed_leaves && !cfg.schedule.repair_keeps_routes);
+        RunOverrides {
+            repair_keeps_routes: Some(true),
+            ..RunOverrides::default()
+        }
+        .apply(&mut cfg);
+        assert!(cfg.schedule.repair_keeps_routes);
+        assert!(cfg.recipe_summary().contains("keep other classes' routes"));
     }
 }

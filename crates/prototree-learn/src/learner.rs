@@ -12,6 +12,7 @@ use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHist
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
 use prototree_tree::loss::nll_loss;
 use prototree_tree::prototype_init::prototypes_from_patches;
+use prototree_tree::route_keeping::plan_route_keeping_traffic;
 use prototree_tree::route_repair::{path_to_leaf, plan_route, ClassPatches};
 use prototree_tree::{
     evaluate, one_hot, BatchSource, BatchStats, EpochStats, Event, Observer, ProtoTree, Stage,
@@ -239,8 +240,8 @@ impl Learner {
             }
             _ => Vec::new(),
         };
-        if !leaf_reseeds.is_empty() {
-            self.repair_routes(source, epoch, &mut leaf_reseeds)?;
+        if let (Some(tally), false) = (&tally, leaf_reseeds.is_empty()) {
+            self.repair_routes(source, epoch, &tally.counts, &mut leaf_reseeds)?;
         }
         let eval = match eval {
             Some(src) => Some(evaluate(&self.model, src, observer)?),
@@ -359,11 +360,14 @@ impl Learner {
     /// Opens the paths to the re-seeded leaves ([`prototree_tree::route_repair`]): sets
     /// the prototypes that send a re-seeded class the wrong way to latent patches of
     /// training images ([`Learner::sample_class_patches`]), recording them in `reseeds`,
-    /// and clears their Adam momentum.
+    /// and clears their Adam momentum. With `repair_keeps_routes`, the patches are chosen
+    /// to keep the other classes passing each node on their side (`counts[leaf][class]`:
+    /// where the epoch's images ended; [`prototree_tree::route_keeping`]).
     fn repair_routes(
         &mut self,
         source: &mut dyn BatchSource,
         epoch: usize,
+        counts: &[Vec<f32>],
         reseeds: &mut [LeafReseed],
     ) -> Result<()> {
         let reseeded: Vec<usize> = reseeds.iter().map(|r| r.class).collect();
@@ -388,7 +392,12 @@ impl Learner {
                 .into_iter()
                 .skip(below)
                 .collect();
-            for (node, value) in plan_route(&prototypes, &path, target, &others)? {
+            let plan = if self.schedule.config().repair_keeps_routes {
+                plan_route_keeping_traffic(&prototypes, &path, target, &others, counts)?
+            } else {
+                plan_route(&prototypes, &path, target, &others)?
+            };
+            for (node, value) in plan {
                 prototypes = prototypes.slice_assign(
                     &[node..node + 1, 0..value.dim(0)?],
                     &value.unsqueeze(0)?.to_dtype(prototypes.dtype())?,

@@ -42,6 +42,7 @@ pub mod model;
 pub mod observer;
 pub mod predict;
 pub mod prototype_init;
+pub mod route_keeping;
 pub mod route_repair;
 pub mod routing;
 pub mod stage;

@@ -45,7 +45,7 @@ pub fn path_to_leaf(num_branches: usize, leaf: usize) -> Vec<(usize, Direction)>
 
 /// Similarities `exp(−min distance)` of every image in `patches` `(b, n, d)` to every
 /// candidate `(c, d)`: `(b, c)`.
-fn similarities(patches: &Tensor, candidates: &Tensor) -> Result<Tensor> {
+pub(crate) fn similarities(patches: &Tensor, candidates: &Tensor) -> Result<Tensor> {
     let sq = prototree_ops::distance::squared_distances(patches, candidates)?;
     let min_sq = sq.min(1)?; // (b, c)
     Ok(prototree_ops::distance::similarity(

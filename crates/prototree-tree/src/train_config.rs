@@ -52,6 +52,11 @@ pub struct TrainConfig {
     /// before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reseed_leaves: bool,
+    /// With `reseed_leaves`: choose each route repair's patch by what it does to every
+    /// class passing the node ([`crate::route_keeping`]) instead of by the re-seeded class
+    /// alone ([`crate::route_repair`]). Off by default (measured mixed: docs/results.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair_keeps_routes: bool,
     /// Epochs of supervised backbone warm-up before the tree's first epoch (not counted in
     /// `epochs`): the backbone with global average pooling and a temporary linear
     /// classifier, trained with cross-entropy at `lr_net` (`prototree_learn::warmup`).
@@ -87,6 +92,7 @@ impl Default for TrainConfig {
             protocol: None,
             last_block_with_addon: None,
             reseed_leaves: false,
+            repair_keeps_routes: false,
             backbone_warmup_epochs: 0,
             prototypes_from_patches: false,
         }

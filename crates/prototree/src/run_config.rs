@@ -181,10 +181,10 @@ impl RunConfig {
             None => "random initial weights".to_string(),
         };
         let protocol = s.protocol.map(Protocol::name).unwrap_or("unset");
-        let reseed = if s.reseed_leaves {
-            ", leaf re-seeding"
-        } else {
-            ""
+        let reseed = match (s.reseed_leaves, s.repair_keeps_routes) {
+            (true, true) => ", leaf re-seeding (repairs keep other classes' routes)",
+            (true, false) => ", leaf re-seeding",
+            (false, _) => "",
         };
         let mut warmup = match s.backbone_warmup_epochs {
             0 => String::new(),

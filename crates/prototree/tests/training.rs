@@ -306,6 +306,33 @@ fn reseeding_repairs_needing_classes_and_resumes_bit_identical() -> anyhow::Resu
 }
 
 #[test]
+fn repairs_that_keep_the_other_classes_routes_run_the_same_reseeding() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let plain = run(&reseeding_job(&data), &dir.path().join("plain"))?;
+    let mut j = reseeding_job(&data);
+    j.schedule.repair_keeps_routes = true;
+    let keeping = run(&j, &dir.path().join("keeping"))?;
+    // Up to the first re-seeding the runs are the same, and so is the re-seeding itself
+    // (which leaf goes to which class); only the patches of the route repair may differ.
+    let first = |h: &[EpochStats]| {
+        h.iter()
+            .find(|e| !e.leaf_reseeds.is_empty())
+            .map(|e| (e.epoch, e.leaf_reseeds.clone()))
+    };
+    let (a, b) = (first(&plain.history), first(&keeping.history));
+    let ((ea, ra), (eb, rb)) = (a.expect("re-seeded"), b.expect("re-seeded"));
+    assert_eq!(ea, eb);
+    let leaves =
+        |r: &[prototree::tree::LeafReseed]| r.iter().map(|x| (x.leaf, x.class)).collect::<Vec<_>>();
+    assert_eq!(leaves(&ra), leaves(&rb));
+    let losses = |h: &[EpochStats]| h.iter().map(|s| s.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&plain.history)[..ea], losses(&keeping.history)[..eb]);
+    assert!(keeping.history.iter().all(|e| e.train_loss.is_finite()));
+    Ok(())
+}
+
+#[test]
 fn checkpoint_survives_a_half_written_replacement() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("run");
