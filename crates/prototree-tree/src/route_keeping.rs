@@ -63,13 +63,14 @@ pub fn turns_at(counts: &[Vec<f32>], node: usize) -> Vec<ClassTurn> {
     (0..classes)
         .filter_map(|class| {
             let (l, r) = (sum(left.clone(), class), sum(right.clone(), class));
-            (l + r > 0.0).then(|| ClassTurn {
+            let direction = if r > l {
+                Direction::Right
+            } else {
+                Direction::Left
+            };
+            (l + r > 0.0).then_some(ClassTurn {
                 class,
-                direction: if r > l {
-                    Direction::Right
-                } else {
-                    Direction::Left
-                },
+                direction,
                 images: l + r,
             })
         })
