@@ -80,7 +80,7 @@ pub struct RunOverrides {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub reseed_leaves: Option<bool>,
     /// With re-seeding: choose each route repair's patch so that the other classes passing
-    /// the node keep their side (docs/training.md). Default: off.
+    /// the node keep their side (docs/training.md). Default: on in the scratch recipe.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub repair_keeps_routes: Option<bool>,
     /// Train the backbone with a temporary linear classifier for N epochs before the
@@ -228,13 +228,19 @@ mod tests {
     #[test]
     fn route_repairs_can_keep_the_other_classes_routes() {
         let mut cfg = prototree::prelude::Recipe::Scratch.preset();
-        assert!(cfg.schedule.reseed_leaves && !cfg.schedule.repair_keeps_routes);
+        assert!(cfg.schedule.reseed_leaves && cfg.schedule.repair_keeps_routes);
+        assert!(cfg.recipe_summary().contains("keep other classes' routes"));
         RunOverrides {
-            repair_keeps_routes: Some(true),
+            repair_keeps_routes: Some(false),
             ..RunOverrides::default()
         }
         .apply(&mut cfg);
-        assert!(cfg.schedule.repair_keeps_routes);
-        assert!(cfg.recipe_summary().contains("keep other classes' routes"));
+        assert!(!cfg.schedule.repair_keeps_routes);
+        assert!(
+            !prototree::prelude::Recipe::Reference
+                .preset()
+                .schedule
+                .repair_keeps_routes
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Route repair that keeps the other classes' routing (`TrainConfig::repair_keeps_routes`,
-//! off by default): the same repair as [`crate::route_repair`] — on the path to a
+//! on in the scratch recipe): the same repair as [`crate::route_repair`] — on the path to a
 //! re-seeded leaf, prototypes that send the class the wrong way become latent patches of
 //! training images — with the patch chosen by what it does to every class that passes the
 //! node, not only the re-seeded one.
@@ -12,8 +12,8 @@
 //! re-seeded class's images in the new direction, and each other class that passes the
 //! node ([`turns_at`], from where the epoch's images ended) in the direction it takes now
 //! — and a node is rewritten only when the best candidate routes more images right than
-//! its current prototype. Measured (docs/results.md, "Training that lands"): it rescued
-//! the wide set's stalled run and was mixed on the demo set's 40-epoch runs.
+//! its current prototype. Measured (docs/results.md, "Training that lands"): it landed
+//! the wide set's four stalled runs of ten, at the same accuracy on the demo set.
 
 use candle_core::Tensor;
 

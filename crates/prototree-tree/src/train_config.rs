@@ -54,7 +54,8 @@ pub struct TrainConfig {
     pub reseed_leaves: bool,
     /// With `reseed_leaves`: choose each route repair's patch by what it does to every
     /// class passing the node ([`crate::route_keeping`]) instead of by the re-seeded class
-    /// alone ([`crate::route_repair`]). Off by default (measured mixed: docs/results.md).
+    /// alone ([`crate::route_repair`]). On in the scratch recipe; off by default, in the
+    /// demo and in configurations of builds before it (docs/results.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repair_keeps_routes: bool,
     /// Epochs of supervised backbone warm-up before the tree's first epoch (not counted in

@@ -113,6 +113,9 @@ fn demo_run() -> RunConfig {
             // training"), and the demo is about its explanations.
             backbone_warmup_epochs: 0,
             prototypes_from_patches: false,
+            // The repair whose patches serve the re-seeded class alone, as in the demo's
+            // documented figures (the scratch recipe keeps the other classes' routes).
+            repair_keeps_routes: false,
             ..preset.schedule.clone()
         },
         ..preset
