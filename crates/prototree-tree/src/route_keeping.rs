@@ -257,25 +257,34 @@ mod tests {
         })
     }
 
+    /// The plan routing `target` to leaf 3 of a depth-2 tree whose node 2 holds (9,0),
+    /// with class 1 (parts (0,0), (3,3), (9,0)) and class 2 (parts (0,0), (7,7)) beside it.
+    fn route_to_leaf_3(
+        target: &ClassPatches,
+        counts: &[Vec<f32>],
+    ) -> anyhow::Result<Vec<(usize, Tensor)>> {
+        let others = [
+            class(1, &[[[0., 0.], [3., 3.], [9., 0.]]; 2])?,
+            class(2, &[[[0., 0.], [7., 7.], [7., 7.]]; 2])?,
+        ];
+        let prototypes = Tensor::new(&[[0f32, 0.], [1., 1.], [9., 0.]], &Device::Cpu)?;
+        Ok(plan_route_keeping_traffic(
+            &prototypes,
+            &path_to_leaf(3, 3),
+            target,
+            &others,
+            counts,
+        )?)
+    }
+
     #[test]
     fn a_route_keeps_the_other_classes_that_pass_the_node_on_their_side() -> anyhow::Result<()> {
         // Class 0 (re-seeded) has its own part (5,5) and a part (3,3) it shares with
         // class 1; class 1 turns right at node 2 on (9,0), class 2 turns left there, and
         // class 0's images go left with it (leaf 2) though its new leaf is 3.
         let target = class(0, &[[[0., 0.], [5., 5.], [3., 3.]]; 2])?;
-        let others = [
-            class(1, &[[[0., 0.], [3., 3.], [9., 0.]]; 2])?,
-            class(2, &[[[0., 0.], [7., 7.], [7., 7.]]; 2])?,
-        ];
         let counts = counts_of(&[(2, 0, 10.0), (3, 1, 10.0), (2, 2, 10.0)], 3);
-        let prototypes = Tensor::new(&[[0f32, 0.], [1., 1.], [9., 0.]], &Device::Cpu)?;
-        let plan = plan_route_keeping_traffic(
-            &prototypes,
-            &path_to_leaf(3, 3),
-            &target,
-            &others,
-            &counts,
-        )?;
+        let plan = route_to_leaf_3(&target, &counts)?;
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].0, 2);
         // (3,3), not class 0's own (5,5), which would send class 1 left.
@@ -288,19 +297,8 @@ mod tests {
         // Class 0 (one image) has only parts of class 2, which turns left at node 2 with
         // 20 images: sending class 0 right would send class 2 right too.
         let target = class(0, &[[[0., 0.], [7., 7.], [7., 7.]]])?;
-        let others = [
-            class(1, &[[[0., 0.], [3., 3.], [9., 0.]]; 2])?,
-            class(2, &[[[0., 0.], [7., 7.], [7., 7.]]; 2])?,
-        ];
         let counts = counts_of(&[(2, 0, 1.0), (3, 1, 10.0), (2, 2, 20.0)], 3);
-        let prototypes = Tensor::new(&[[0f32, 0.], [1., 1.], [9., 0.]], &Device::Cpu)?;
-        let plan = plan_route_keeping_traffic(
-            &prototypes,
-            &path_to_leaf(3, 3),
-            &target,
-            &others,
-            &counts,
-        )?;
+        let plan = route_to_leaf_3(&target, &counts)?;
         assert!(plan.is_empty(), "{plan:?}");
         Ok(())
     }
