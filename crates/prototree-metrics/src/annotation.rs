@@ -30,6 +30,17 @@ pub struct Keypoint {
     pub y: f32,
 }
 
+/// The pixel count of each part (index = part) in a whole mask.
+fn part_pixels(mask: &[u8], num_parts: usize) -> Vec<usize> {
+    let mut out = vec![0usize; num_parts];
+    for &l in mask {
+        if let Some(c) = usize::from(l).checked_sub(2).and_then(|p| out.get_mut(p)) {
+            *c += 1;
+        }
+    }
+    out
+}
+
 /// The annotations of one image, at the size the model sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Annotation {
@@ -108,7 +119,9 @@ impl Annotation {
     }
 
     /// What box `b` covers. With a part mask: the parts with at least `min_part_share` of
-    /// the box's pixels; the label is the part with the most pixels among them, else
+    /// the box's pixels or at least half of their own pixels inside it (so a part smaller
+    /// than `min_part_share` of the box, like a 4-px eye in a 16-px box, counts when the
+    /// box holds it); the label is the one of them with the most pixels in the box, else
     /// "object" when at least half of the pixels are on the object, else background.
     /// With keypoints: the parts whose keypoint lies in the box; the label is the part
     /// whose keypoint is nearest the box centre, else object / background from the
@@ -154,12 +167,15 @@ impl Annotation {
                 None => RegionLabel::Unknown,
             },
         };
-        if self.parts_from_mask() {
+        if let (Some(mask), true) = (&self.mask, self.mask_has_parts) {
+            let whole = part_pixels(mask, self.num_parts);
             let mut parts = PartSet::EMPTY;
             let mut best: Option<(usize, usize)> = None;
-            for p in 0..self.num_parts {
+            for (p, &all) in whole.iter().enumerate() {
                 let c = counts[p + 2];
-                if c > 0 && c as f32 >= min_part_share * total {
+                let enough_of_box = c as f32 >= min_part_share * total;
+                let most_of_part = 2 * c >= all;
+                if c > 0 && (enough_of_box || most_of_part) {
                     parts.insert(p);
                     if best.is_none_or(|(_, bc)| c > bc) {
                         best = Some((p, c));
@@ -278,15 +294,27 @@ pub(crate) mod tests {
         let bg = a.region([0, 0, 4, 4], 0.05);
         assert_eq!(bg.label, RegionLabel::Background);
         assert!(bg.parts.is_empty());
-        // Object without enough of part 1 (1 pixel of 16 < 10%).
-        let obj = a.region([8, 8, 12, 12], 0.1);
-        assert_eq!(obj.label, RegionLabel::Object);
-        // With a 5% threshold the single pixel (6.25%) counts.
-        assert_eq!(a.region([8, 8, 12, 12], 0.05).label, RegionLabel::Part(1));
-        // A box over both: part 0 dominates, both listed.
+        // Part 1 is 1 pixel of the 16 (6.25 % < 10 %) but all of part 1 is inside: it
+        // counts whatever the threshold.
+        let small = a.region([8, 8, 12, 12], 0.5);
+        assert_eq!(small.label, RegionLabel::Part(1));
+        // Three pixels of part 0 (3 of 16 in the box, 3 of its 16): below a 25 % share
+        // of the box and below half of the part, so not in; at 15 % of the box it is.
+        let corner = a.region([7, 5, 11, 9], 0.25);
+        assert_eq!(corner.parts, PartSet::EMPTY);
+        assert_eq!(corner.label, RegionLabel::Object);
+        assert_eq!(
+            a.region([7, 5, 11, 9], 0.15).parts,
+            PartSet::from_parts(&[0])
+        );
+        // A box over both: both listed, part 0 (more pixels) is the label, also when part
+        // 1 is whole and part 0 only clipped (4 pixels against 1).
         let both = a.region([4, 4, 12, 12], 0.01);
         assert_eq!(both.label, RegionLabel::Part(0));
         assert_eq!(both.parts, PartSet::from_parts(&[0, 1]));
+        let clipped = a.region([6, 6, 16, 16], 0.01);
+        assert_eq!(clipped.parts, PartSet::from_parts(&[0, 1]));
+        assert_eq!(clipped.label, RegionLabel::Part(0));
         // Boxes are clipped; an empty box is unknown.
         assert_eq!(
             a.region([14, 14, 40, 40], 0.05).label,
