@@ -55,6 +55,9 @@ pub struct Annotation {
     pub mask: Option<Vec<u8>>,
     /// Whether the mask carries part labels (else only object / background).
     pub mask_has_parts: bool,
+    /// Whether the parts of a region and the visible parts come from the keypoints even
+    /// when the mask carries part labels (the mask still gives part masks and the object).
+    pub regions_from_keypoints: bool,
     /// Visible part keypoints.
     pub keypoints: Vec<Keypoint>,
     /// The object's bounding box `[x0, y0, x1, y1]` in pixels, when annotated.
@@ -86,13 +89,13 @@ impl Annotation {
 
     /// Whether the parts come from the mask (else from keypoints).
     fn parts_from_mask(&self) -> bool {
-        self.mask_has_parts && self.mask.is_some()
+        self.mask_has_parts && self.mask.is_some() && !self.regions_from_keypoints
     }
 
     /// The parts visible anywhere in the image.
     pub fn visible_parts(&self) -> PartSet {
         let mut s = PartSet::EMPTY;
-        match (&self.mask, self.mask_has_parts) {
+        match (&self.mask, self.parts_from_mask()) {
             (Some(mask), true) => {
                 for &l in mask {
                     if l >= 2 && usize::from(l - 2) < self.num_parts {
@@ -167,7 +170,7 @@ impl Annotation {
                 None => RegionLabel::Unknown,
             },
         };
-        if let (Some(mask), true) = (&self.mask, self.mask_has_parts) {
+        if let (Some(mask), true) = (&self.mask, self.parts_from_mask()) {
             let whole = part_pixels(mask, self.num_parts);
             let mut parts = PartSet::EMPTY;
             let mut best: Option<(usize, usize)> = None;
@@ -236,7 +239,7 @@ impl Annotation {
 
     /// Per pixel: whether it belongs to part `part`; `None` without a part mask.
     pub fn part_mask(&self, part: usize) -> Option<Vec<bool>> {
-        if !self.parts_from_mask() || part >= self.num_parts {
+        if !self.mask_has_parts || part >= self.num_parts {
             return None;
         }
         let label = part_label(part);
@@ -278,6 +281,7 @@ pub(crate) mod tests {
             num_parts: 3,
             mask: Some(mask),
             mask_has_parts: true,
+            regions_from_keypoints: false,
             keypoints: vec![],
             object_box: None,
         }
@@ -326,6 +330,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn keypoints_can_override_a_part_mask() {
+        // Part 0's keypoint at (5, 5) inside its mask square; part 1's pixel at (11, 11)
+        // has no keypoint (say, its annotator missed it).
+        let mut a = square_bird();
+        a.keypoints = vec![Keypoint {
+            part: 0,
+            x: 5.0,
+            y: 5.0,
+        }];
+        a.regions_from_keypoints = true;
+        assert_eq!(a.visible_parts(), PartSet::from_parts(&[0]));
+        // The box holds all of part 0's pixels but not its keypoint: no part.
+        let beside = a.region([6, 6, 12, 12], 0.05);
+        assert_eq!(beside.parts, PartSet::EMPTY);
+        assert_eq!(beside.label, RegionLabel::Object);
+        assert_eq!(a.region([4, 4, 6, 6], 0.05).label, RegionLabel::Part(0));
+        // The mask still gives the part's pixels and the object.
+        assert_eq!(a.part_mask(0).unwrap().iter().filter(|v| **v).count(), 16);
+        assert_eq!(a.region([0, 0, 4, 4], 0.05).label, RegionLabel::Background);
+    }
+
+    #[test]
     fn keypoint_regions() {
         let a = Annotation {
             width: 20,
@@ -333,6 +359,7 @@ pub(crate) mod tests {
             num_parts: 4,
             mask: None,
             mask_has_parts: false,
+            regions_from_keypoints: false,
             keypoints: vec![
                 Keypoint {
                     part: 2,

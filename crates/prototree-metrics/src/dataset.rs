@@ -75,6 +75,8 @@ pub struct AnnotationSource {
     part_names: Vec<String>,
     label_table: Option<Vec<u8>>,
     mask_has_parts: bool,
+    has_keypoints: bool,
+    regions_from_keypoints: bool,
     truth: Option<SynthTruth>,
 }
 
@@ -125,8 +127,28 @@ impl AnnotationSource {
             part_names,
             label_table,
             mask_has_parts,
+            has_keypoints,
+            regions_from_keypoints: false,
             truth,
         })
+    }
+
+    /// Takes the parts of every region from the keypoints (`on`), even where the masks
+    /// carry part labels; fails when the data set has no `parts/part_locs.txt`.
+    pub fn with_parts_from_keypoints(mut self, on: bool) -> Result<Self> {
+        if on && !self.has_keypoints {
+            return Err(Error::Invalid(format!(
+                "{}: parts from keypoints asked for, but there is no parts/part_locs.txt",
+                self.root.display()
+            )));
+        }
+        self.regions_from_keypoints = on;
+        Ok(self)
+    }
+
+    /// Whether the regions' parts come from the keypoints.
+    pub fn parts_from_keypoints(&self) -> bool {
+        self.regions_from_keypoints || !self.mask_has_parts
     }
 
     /// Part names, index = part index.
@@ -248,6 +270,7 @@ impl AnnotationSource {
             height: size,
             num_parts: self.part_names.len(),
             mask_has_parts: self.mask_has_parts && mask.is_some(),
+            regions_from_keypoints: self.regions_from_keypoints,
             mask,
             keypoints,
             object_box,

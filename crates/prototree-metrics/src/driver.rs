@@ -56,7 +56,8 @@ pub fn explanation_metrics_with(
 ) -> Result<ExplanationMetrics> {
     cfg.check()?;
     let ds = CubDataset::open(data_dir)?;
-    let source = AnnotationSource::open(&ds)?;
+    let source =
+        AnnotationSource::open(&ds)?.with_parts_from_keypoints(cfg.parts_from_keypoints)?;
     let test = TestSet::load(saved, &ds, &source, data_dir, cfg, device, obs)?;
     let acts = activations::activation_pass(&test, obs)?;
     let noisy = activations::noise_pass(&test, &acts.grid, obs)?;

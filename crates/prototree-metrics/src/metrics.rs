@@ -17,8 +17,12 @@ use crate::{Error, Result};
 #[serde(default)]
 pub struct MetricsConfig {
     /// A part is in a region when it covers at least this share of the region's pixels
-    /// (part masks only).
+    /// or at least half of the part is inside (part masks only).
     pub min_part_share: f32,
+    /// Take the parts of a region from the keypoints even where the masks carry part
+    /// labels: a part is in a region when its keypoint is (Huang et al.'s and PIP-Net's
+    /// rule on CUB). The masks still tell object from background. Needs keypoints.
+    pub parts_from_keypoints: bool,
     /// Huang et al.'s consistency threshold (0.8).
     pub consistency_threshold: f64,
     /// Standard deviation of the stability noise, in normalised input units (Huang et
@@ -55,6 +59,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             min_part_share: 0.05,
+            parts_from_keypoints: false,
             consistency_threshold: 0.8,
             noise_sigma: 0.2,
             noise_clip: 0.25,

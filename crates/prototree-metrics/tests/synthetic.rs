@@ -8,7 +8,9 @@ use prototree_backbone::BackboneKind;
 use prototree_data::{
     generate, Augmentation, CubDataset, Loader, LoaderConfig, Normalization, Split, SynthConfig,
 };
-use prototree_metrics::{explanation_metrics, ExplanationMetrics, Phase};
+use prototree_metrics::{
+    explanation_metrics, explanation_metrics_with, ExplanationMetrics, MetricsConfig, Phase,
+};
 use prototree_tree::io::{ModelMeta, Preprocessing, FORMAT_VERSION};
 use prototree_tree::{
     load_model, save_model, Batch, BatchSource, Event, Leaves, Observer, ProtoTree, Stage,
@@ -241,6 +243,27 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     let again = explanation_metrics(&saved, &data, &Device::Cpu, &mut ())?;
     assert_eq!(m, again);
     assert!(!m.report_rows().is_empty());
+
+    // Asked for, the regions' parts come from the keypoints though the masks carry
+    // parts; the part masks still give the energy on the part.
+    let keypoint_rule = MetricsConfig {
+        parts_from_keypoints: true,
+        ..Default::default()
+    };
+    let kp = explanation_metrics_with(&saved, &data, &keypoint_rule, &Device::Cpu, &mut ())?;
+    check_ranges(&kp);
+    assert_eq!(kp.part_source, "keypoints");
+    assert!(kp.prototypes.iter().any(|p| p.part_energy.is_some()));
+    assert_eq!(kp.num_test_images, m.num_test_images);
+    // Without part_locs.txt the keypoint rule is refused, naming the file.
+    let locs = data.join("parts").join("part_locs.txt");
+    let kept = std::fs::read(&locs)?;
+    std::fs::remove_file(&locs)?;
+    let err = explanation_metrics_with(&saved, &data, &keypoint_rule, &Device::Cpu, &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("part_locs.txt"), "{err}");
+    std::fs::write(&locs, kept)?;
 
     // Without the part-labelled mask, parts come from part_locs.txt keypoints.
     std::fs::remove_file(data.join("segmentations").join("labels.txt"))?;

@@ -29,6 +29,11 @@ pub struct EvalArgs {
     /// synthetic birds' masks).
     #[arg(long)]
     explanations: bool,
+    /// With --explanations: take a region's parts from the keypoints (a part is in a box
+    /// when its keypoint is, as Huang et al. and PIP-Net do on CUB) even where the masks
+    /// carry part labels.
+    #[arg(long, requires = "explanations")]
+    parts_from_keypoints: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -68,7 +73,10 @@ pub fn run(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
             prototree::explanation_metrics::explanation_metrics_dir(
                 &a.model,
                 &a.data,
-                &prototree::explanation_metrics::MetricsConfig::default(),
+                &prototree::explanation_metrics::MetricsConfig {
+                    parts_from_keypoints: a.parts_from_keypoints,
+                    ..Default::default()
+                },
                 &device,
                 obs,
             )

@@ -115,10 +115,10 @@ pub(super) fn aggregate(
         num_prototypes: test.rows.len(),
         num_located: shares.located,
         num_discriminative_evaluated: disc.len(),
-        part_source: if source.mask_has_parts() {
-            "mask".into()
-        } else {
+        part_source: if source.parts_from_keypoints() {
             "keypoints".into()
+        } else {
+            "mask".into()
         },
         part_names: source.part_names().to_vec(),
         config: test.cfg.clone(),
