@@ -99,6 +99,19 @@ pub struct RunOverrides {
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Train up to N attempts (seeds SEED, SEED+1, …) on the training images less a
+    /// validation split and keep the one most accurate on it (docs/training.md). Default 1:
+    /// one run on all training images.
+    #[arg(long, value_name = "N")]
+    pub attempts: Option<usize>,
+    /// With --attempts: the share of each class's training images held out to choose
+    /// between attempts (default 0.1).
+    #[arg(long, value_name = "SHARE")]
+    pub validation_share: Option<f64>,
+    /// With --attempts: stop at the first attempt whose validation accuracy reaches ACC
+    /// (a fraction, e.g. 0.97); by default every attempt trains.
+    #[arg(long, value_name = "ACC")]
+    pub stop_at_validation: Option<f64>,
     /// Check the configuration end to end on about 1% of the data, one epoch per phase.
     #[arg(long)]
     pub quick: bool,
@@ -156,6 +169,11 @@ impl RunOverrides {
         cfg.skip_bad_images |= self.skip_bad_images;
         cfg.deterministic |= self.deterministic;
         cfg.quick |= self.quick;
+        set(&mut cfg.attempts, &self.attempts);
+        set(&mut cfg.validation_share, &self.validation_share);
+        if self.stop_at_validation.is_some() {
+            cfg.stop_at_validation = self.stop_at_validation;
+        }
         let s = &mut cfg.schedule;
         set(&mut s.epochs, &self.epochs);
         set(&mut s.batch_size, &self.batch_size);

@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod attempts;
 pub mod demo;
 pub mod device;
 pub mod ensemble;

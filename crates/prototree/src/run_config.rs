@@ -38,6 +38,20 @@ use crate::{Error, Result};
 /// File name of the effective configuration in a run directory.
 pub const RUN_CONFIG_FILE: &str = "run.toml";
 
+/// The validation share of a run with several attempts, unless set.
+pub const DEFAULT_VALIDATION_SHARE: f64 = 0.1;
+
+/// The most attempts a run may ask for.
+pub const MAX_ATTEMPTS: usize = 100;
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+fn is_default_validation_share(x: &f64) -> bool {
+    *x == DEFAULT_VALIDATION_SHARE
+}
+
 /// Everything that defines a training run (the device and output directory aside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,6 +84,19 @@ pub struct RunConfig {
     /// (frozen, then unfrozen), without evaluation during training.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub quick: bool,
+    /// Train up to this many attempts (seeds `seed`, `seed + 1`, …) on the training images
+    /// less a validation split, and keep the attempt most accurate on that split (1: one
+    /// run on all training images). See [`crate::attempts`].
+    #[serde(skip_serializing_if = "is_one")]
+    pub attempts: usize,
+    /// With several attempts: the share of each class's training images held out to
+    /// choose between them (at least one image per class).
+    #[serde(skip_serializing_if = "is_default_validation_share")]
+    pub validation_share: f64,
+    /// With several attempts: stop once an attempt reaches this validation accuracy
+    /// (a fraction; none: train every attempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_validation: Option<f64>,
     /// The schedule.
     pub schedule: TrainConfig,
     /// The recipe the run started from ([`Recipe::preset`]); informative, the values
@@ -93,6 +120,9 @@ impl Default for RunConfig {
             skip_bad_images: false,
             deterministic: false,
             quick: false,
+            attempts: 1,
+            validation_share: DEFAULT_VALIDATION_SHARE,
+            stop_at_validation: None,
             schedule: TrainConfig::default(),
             recipe: None,
         }
@@ -192,6 +222,17 @@ impl RunConfig {
         };
         if s.prototypes_from_patches {
             warmup.push_str(", prototypes from training patches");
+        }
+        if self.attempts > 1 {
+            warmup.push_str(&format!(
+                ", best of {} attempts on a {:.0}% validation split{}",
+                self.attempts,
+                100.0 * self.validation_share,
+                match self.stop_at_validation {
+                    Some(x) => format!(" (stopping at {:.1}%)", 100.0 * x),
+                    None => String::new(),
+                }
+            ));
         }
         let last_block = if s.last_block_with_addon_for(self.backbone) {
             "the add-on's"
@@ -306,6 +347,30 @@ impl RunConfig {
             prototree_limits::maxima::MAX_IMAGE_SIDE,
         )
         .map_err(|e| bad(e.to_string()))?;
+        if !(1..=MAX_ATTEMPTS).contains(&self.attempts) {
+            return Err(bad(format!(
+                "attempts must be between 1 and {MAX_ATTEMPTS}, got {}",
+                self.attempts
+            )));
+        }
+        if !(self.validation_share > 0.0 && self.validation_share < 1.0) {
+            return Err(bad(format!(
+                "validation_share must be a fraction strictly between 0 and 1, got {}",
+                self.validation_share
+            )));
+        }
+        if let Some(x) = self.stop_at_validation {
+            if !(0.0..=1.0).contains(&x) {
+                return Err(bad(format!(
+                    "stop_at_validation must be an accuracy between 0 and 1, got {x}"
+                )));
+            }
+        }
+        if self.quick && self.attempts > 1 {
+            return Err(bad(
+                "quick runs train one attempt: drop attempts or quick".into()
+            ));
+        }
         let tree = self.tree(2).check().map_err(|e| bad(e.to_string()))?;
         let schedule = self.schedule.check().map_err(|e| bad(e.to_string()))?;
         prototree_tree::memory::check_training(

@@ -52,13 +52,19 @@ pub struct LoadedData {
     pub train: Loader,
     /// Test images (no augmentation, not shuffled).
     pub test: Loader,
+    /// With several attempts ([`RunConfig::attempts`]): the training images held out to
+    /// choose between them (no augmentation, not shuffled), left out of `train`.
+    pub validation: Option<Loader>,
     /// Images left out because they could not be read (with `skip_bad_images`).
     pub skipped: Vec<SkippedImage>,
 }
 
 /// Opens the data set of `cfg` (CUB or ImageFolder layout) and decodes the views of its
-/// train and test splits that the run's data protocol takes (about 1% of each class's images, at least two training images and one test
-/// image per class, for a `quick` run).
+/// train and test splits that the run's data protocol takes (about 1% of each class's
+/// images, at least two training images and one test image per class, for a `quick` run).
+/// A run with several attempts holds [`RunConfig::validation_share`] of each class's
+/// training images out as its validation split ([`carve_validation`], seeded by the
+/// run's seed).
 pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> {
     let dir = &cfg.data;
     let dataset = Dataset::open(dir)?;
@@ -68,6 +74,14 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
         train_samples = subsample(train_samples, 0.01, 2);
         test_samples = subsample(test_samples, 0.01, 1);
     }
+    let validation_samples = if cfg.attempts > 1 {
+        let (kept, held_out) =
+            carve_validation(train_samples, cfg.validation_share, cfg.schedule.seed);
+        train_samples = kept;
+        held_out
+    } else {
+        Vec::new()
+    };
     for (samples, split) in [(&train_samples, "training"), (&test_samples, "test")] {
         if samples.is_empty() {
             return Err(Error::Mismatch(format!(
@@ -77,7 +91,11 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
         }
     }
     let base = cfg.training_loader_config();
-    obs.stage_started(Stage::LoadImages, train_samples.len() + test_samples.len());
+    let n_validation = validation_samples.len();
+    obs.stage_started(
+        Stage::LoadImages,
+        train_samples.len() + test_samples.len() + n_validation,
+    );
     let n_train = train_samples.len();
     let test_cfg = LoaderConfig {
         augmentation: Augmentation::None,
@@ -85,36 +103,96 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
         ..base.clone()
     };
     let protocol = cfg.schedule.protocol_or_default();
-    let (train_views, test_views) = (
+    let (train_views, test_views, validation_views) = (
         protocol.view_list(Role::Train, train_samples, cfg.crop_to_bbox),
         protocol.view_list(Role::Test, test_samples, cfg.crop_to_bbox),
+        protocol.view_list(Role::Test, validation_samples, cfg.crop_to_bbox),
     );
-    let (train, test, skipped) = if cfg.skip_bad_images {
+    let n_before_validation = n_train + test_views.len();
+    let (train, test, validation, skipped) = if cfg.skip_bad_images {
         let (train, mut skipped) =
             Loader::with_views_skipping_bad(train_views, base, &mut |done, _| {
                 obs.stage_progress(done)
             })?;
         let (test, more) =
-            Loader::with_views_skipping_bad(test_views, test_cfg, &mut |done, _| {
+            Loader::with_views_skipping_bad(test_views, test_cfg.clone(), &mut |done, _| {
                 obs.stage_progress(n_train + done)
             })?;
         skipped.extend(more);
-        (train, test, skipped)
+        let validation = if validation_views.is_empty() {
+            None
+        } else {
+            let (v, more) =
+                Loader::with_views_skipping_bad(validation_views, test_cfg, &mut |done, _| {
+                    obs.stage_progress(n_before_validation + done)
+                })?;
+            skipped.extend(more);
+            Some(v)
+        };
+        (train, test, validation, skipped)
     } else {
         let train = Loader::with_views(train_views, base, &mut |done, _| obs.stage_progress(done))?;
-        let test = Loader::with_views(test_views, test_cfg, &mut |done, _| {
+        let test = Loader::with_views(test_views, test_cfg.clone(), &mut |done, _| {
             obs.stage_progress(n_train + done)
         })?;
-        (train, test, Vec::new())
+        let validation = if validation_views.is_empty() {
+            None
+        } else {
+            Some(Loader::with_views(
+                validation_views,
+                test_cfg,
+                &mut |done, _| obs.stage_progress(n_before_validation + done),
+            )?)
+        };
+        (train, test, validation, Vec::new())
     };
     obs.stage_finished(Stage::LoadImages);
     Ok(LoadedData {
         dataset,
         train,
         test,
+        validation,
         skipped,
     })
 }
+
+/// Splits `samples` into training and validation images: from each class with at least
+/// two images, `ceil(share × n)` of its images (at most `n − 1`) chosen at random with
+/// `seed`; both lists keep the samples' order. A class with one image stays in training.
+pub fn carve_validation(samples: Vec<Sample>, share: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut by_class: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, s) in samples.iter().enumerate() {
+        by_class.entry(s.class_index).or_default().push(i);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ VALIDATION_SEED_SALT);
+    let mut held_out = vec![false; samples.len()];
+    for members in by_class.values_mut() {
+        let n = members.len();
+        if n < 2 {
+            continue;
+        }
+        let take = ((share * n as f64).ceil() as usize).clamp(1, n - 1);
+        members.shuffle(&mut rng);
+        for &i in &members[..take] {
+            held_out[i] = true;
+        }
+    }
+    let (mut kept, mut validation) = (Vec::new(), Vec::new());
+    for (s, out) in samples.into_iter().zip(held_out) {
+        if out {
+            validation.push(s);
+        } else {
+            kept.push(s);
+        }
+    }
+    (kept, validation)
+}
+
+/// Mixed into the run's seed for the validation split, so that the split does not follow
+/// the same random stream as the run's initialisation.
+const VALIDATION_SEED_SALT: u64 = 0x5eed_0f7a_11da_7e00;
 
 /// Loads pretrained backbone weights into `model` (PyTorch state-dict names) from a
 /// safetensors, zip-format or legacy `.pth` file.
@@ -149,7 +227,11 @@ pub fn subsample(samples: Vec<Sample>, fraction: f64, min_per_class: usize) -> V
 }
 
 /// Writes (or, when nothing was skipped, removes) the run's list of skipped images.
-fn record_skipped(run: &Path, skipped: &[SkippedImage], obs: &mut dyn Observer) -> Result<()> {
+pub(crate) fn record_skipped(
+    run: &Path,
+    skipped: &[SkippedImage],
+    obs: &mut dyn Observer,
+) -> Result<()> {
     let path = run.join(SKIPPED_IMAGES_FILE);
     if skipped.is_empty() {
         if path.is_file() {
@@ -208,6 +290,8 @@ fn learner_for(
 /// (`checkpoints/last`, and `checkpoints/best` when the score improves); a resumed run ends
 /// exactly as the uninterrupted run would have (bit-identical on the CPU). Stopping
 /// `interrupter` saves the batches trained so far and returns the learner's `Interrupted`.
+/// With several [`RunConfig::attempts`] the run trains them in `out/attempts/` and keeps
+/// the best on its validation split ([`crate::attempts`]).
 pub fn train(
     cfg: &RunConfig,
     out: &Path,
@@ -227,23 +311,68 @@ pub fn train(
         ));
     }
     obs.message(&cfg.recipe_summary());
+    if cfg.attempts > 1 {
+        return crate::attempts::train_attempts(&cfg, out, mode, device, interrupter, obs);
+    }
     let run = RunDir::open(out, mode)?;
     let data = load_data(&cfg, obs)?;
     let meta = cfg.model_meta(data.dataset.class_names().to_vec());
     record_skipped(out, &data.skipped, obs)?;
-    let mut learner = learner_for(&cfg, run, &meta, device)?
+    let fitted = fit_run(
+        &cfg,
+        run,
+        &meta,
+        &data.train,
+        &data.test,
+        device,
+        interrupter,
+        obs,
+    )?;
+    finish_run(
+        out,
+        fitted,
+        meta,
+        &data.test,
+        cfg.schedule.seed,
+        device,
+        obs,
+    )
+}
+
+/// A fitted run: the model, the learner's state and the warm-up's epochs.
+pub(crate) struct Fitted {
+    pub(crate) model: ProtoTree,
+    pub(crate) state: prototree_learn::LearnerState,
+    pub(crate) warmup: Vec<WarmupEpoch>,
+}
+
+/// Builds the learner of `cfg` in `run` (new, resumed or replacing), writes the run's
+/// `run.toml` and fits it on `train`, evaluating on `eval` as `cfg.eval_every` says.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_run(
+    cfg: &RunConfig,
+    run: RunDir,
+    meta: &ModelMeta,
+    train: &Loader,
+    eval: &Loader,
+    device: &Device,
+    interrupter: &Interrupter,
+    obs: &mut dyn Observer,
+) -> Result<Fitted> {
+    let out = run.root().to_path_buf();
+    let mut learner = learner_for(cfg, run, meta, device)?
         .with_interrupter(interrupter.clone())
         .build()?;
     // The effective configuration (on resume: with the possibly extended epochs).
     write_atomic(&out.join(RUN_CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
-    let mut train_src = LoaderSource::new(&data.train, device, cfg.schedule.seed);
-    let mut test_src = LoaderSource::new(&data.test, device, cfg.schedule.seed);
+    let mut train_src = LoaderSource::new(train, device, cfg.schedule.seed);
+    let mut eval_src = LoaderSource::new(eval, device, cfg.schedule.seed);
     let fitted = if cfg.deterministic {
         prototree_tree::reduction::with_deterministic_reductions(|| {
-            learner.fit(&mut train_src, Some(&mut test_src), obs)
+            learner.fit(&mut train_src, Some(&mut eval_src), obs)
         })
     } else {
-        learner.fit(&mut train_src, Some(&mut test_src), obs)
+        learner.fit(&mut train_src, Some(&mut eval_src), obs)
     };
     match fitted {
         Ok(_) => {}
@@ -259,7 +388,30 @@ pub fn train(
     }
     let warmup = learner.warmup().to_vec();
     let (model, state) = learner.into_parts();
-    obs.stage_started(Stage::Evaluate, data.test.num_batches());
+    Ok(Fitted {
+        model,
+        state,
+        warmup,
+    })
+}
+
+/// Evaluates a fitted model on `test`, saves it in `out` with its training curves.
+pub(crate) fn finish_run(
+    out: &Path,
+    fitted: Fitted,
+    meta: ModelMeta,
+    test: &Loader,
+    seed: u64,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<TrainOutcome> {
+    let Fitted {
+        model,
+        state,
+        warmup,
+    } = fitted;
+    let mut test_src = LoaderSource::new(test, device, seed);
+    obs.stage_started(Stage::Evaluate, test.num_batches());
     let test = evaluate(&model, &mut test_src, obs)?;
     obs.stage_finished(Stage::Evaluate);
     save_model(out, &model, &meta, &[])?;
@@ -274,4 +426,53 @@ pub fn train(
         warmup,
         train_seconds: state.train_seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(per_class: &[usize]) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for (class, &n) in per_class.iter().enumerate() {
+            for _ in 0..n {
+                let id = out.len() as u32 + 1;
+                out.push(Sample {
+                    image_id: id,
+                    path: format!("{id}.png").into(),
+                    class_index: class,
+                    bbox: None,
+                    is_train: true,
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_validation_split_takes_a_share_of_each_class() {
+        // 20 → 2 held out, 7 → ceil(0.7) = 1, 2 → 1 (at most n − 1), 1 → 0.
+        let all = samples(&[20, 7, 2, 1]);
+        let (kept, held_out) = carve_validation(all.clone(), 0.1, 3);
+        let count = |v: &[Sample], c: usize| v.iter().filter(|s| s.class_index == c).count();
+        let held: Vec<usize> = (0..4).map(|c| count(&held_out, c)).collect();
+        assert_eq!(held, [2, 1, 1, 0]);
+        assert_eq!(kept.len() + held_out.len(), all.len());
+        // Disjoint, together the input, each list in the input's order.
+        let ids = |v: &[Sample]| v.iter().map(|s| s.image_id).collect::<Vec<_>>();
+        let mut both = [ids(&kept), ids(&held_out)].concat();
+        assert!(ids(&kept).windows(2).all(|w| w[0] < w[1]));
+        assert!(ids(&held_out).windows(2).all(|w| w[0] < w[1]));
+        both.sort_unstable();
+        assert_eq!(both, ids(&all));
+        // The same seed gives the same split; another seed another one.
+        assert_eq!(
+            ids(&carve_validation(all.clone(), 0.1, 3).1),
+            ids(&held_out)
+        );
+        assert!((0..8).any(|s| ids(&carve_validation(all.clone(), 0.1, s).1) != ids(&held_out)));
+        // Half of each class at 0.5.
+        let (_, half) = carve_validation(samples(&[10, 4]), 0.5, 0);
+        assert_eq!((count(&half, 0), count(&half, 1)), (5, 2));
+    }
 }

@@ -457,3 +457,119 @@ fn ensemble_trains_members_by_seed_and_evaluates() -> anyhow::Result<()> {
     assert!(err.is_err());
     Ok(())
 }
+
+#[test]
+fn attempts_keep_the_best_on_validation_and_resume() -> anyhow::Result<()> {
+    use prototree::attempts::{attempt_dir, holds_attempts, AttemptsLog};
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let cfg = RunConfig {
+        attempts: 2,
+        ..job(&data, 2)
+    };
+    let straight = dir.path().join("straight");
+    let a = run(&cfg, &straight)?;
+    let log = AttemptsLog::read(&straight)?.ok_or_else(|| anyhow::anyhow!("no attempts.json"))?;
+    // cub-tiny: 6 training images in each of 3 classes, one of each held out.
+    assert_eq!(log.validation_images, 3);
+    let seeds: Vec<u64> = log.attempts.iter().map(|r| r.seed).collect();
+    assert_eq!(seeds, [5, 6]);
+    // The kept attempt is the most accurate on validation, the first of equals.
+    let top = log
+        .attempts
+        .iter()
+        .map(|r| r.validation_accuracy)
+        .fold(f64::MIN, f64::max);
+    let first_top = log
+        .attempts
+        .iter()
+        .position(|r| r.validation_accuracy == top);
+    assert_eq!(log.chosen, first_top);
+    let chosen = log.chosen.ok_or_else(|| anyhow::anyhow!("none chosen"))?;
+    // The run's model and log are the kept attempt's.
+    let kept = attempt_dir(&straight, chosen);
+    assert_eq!(tensors(&straight)?, tensors(&kept)?);
+    assert_eq!(
+        std::fs::read_to_string(straight.join("metrics.jsonl"))?,
+        std::fs::read_to_string(kept.join("metrics.jsonl"))?
+    );
+    assert_eq!(a.history.len(), 2);
+
+    // Interrupted in the second attempt's second epoch and resumed: the same attempts,
+    // choice and model.
+    let broken = dir.path().join("broken");
+    let err = StopAfter::epochs(3).train(&cfg, &broken).unwrap_err();
+    assert!(err.to_string().contains("interrupt"), "{err}");
+    assert!(holds_attempts(&broken));
+    let partial = AttemptsLog::read(&broken)?.ok_or_else(|| anyhow::anyhow!("no log"))?;
+    assert_eq!(partial.attempts.len(), 1);
+    let b = resume(&cfg, &broken)?;
+    let resumed = AttemptsLog::read(&broken)?.ok_or_else(|| anyhow::anyhow!("no log"))?;
+    let scores = |l: &AttemptsLog| {
+        l.attempts
+            .iter()
+            .map(|r| {
+                (
+                    r.attempt,
+                    r.seed,
+                    r.validation_accuracy,
+                    r.final_train_accuracy,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scores(&resumed), scores(&log));
+    assert_eq!(resumed.chosen, log.chosen);
+    assert_eq!(tensors(&straight)?, tensors(&broken)?);
+    assert_eq!(a.test.accuracy_soft, b.test.accuracy_soft);
+    // A new run in its directory is refused; replacing it starts over.
+    let err = run(&cfg, &broken).unwrap_err().to_string();
+    assert!(err.contains("already holds a training run"), "{err}");
+
+    // With a bar every attempt reaches, the first attempt is kept and no other trains.
+    let first = dir.path().join("first");
+    let easy = RunConfig {
+        stop_at_validation: Some(0.0),
+        ..cfg.clone()
+    };
+    run(&easy, &first)?;
+    let one = AttemptsLog::read(&first)?.ok_or_else(|| anyhow::anyhow!("no log"))?;
+    assert_eq!((one.attempts.len(), one.chosen), (1, Some(0)));
+    assert!(!attempt_dir(&first, 1).exists());
+    run_with(
+        &easy,
+        &first,
+        RunMode::Overwrite,
+        &Interrupter::new(),
+        &mut (),
+    )?;
+
+    // Bad settings are refused before any training.
+    for (bad, key) in [
+        (
+            RunConfig {
+                attempts: 0,
+                ..cfg.clone()
+            },
+            "attempts",
+        ),
+        (
+            RunConfig {
+                validation_share: 1.0,
+                ..cfg.clone()
+            },
+            "validation_share",
+        ),
+        (
+            RunConfig {
+                stop_at_validation: Some(f64::NAN),
+                ..cfg.clone()
+            },
+            "stop_at_validation",
+        ),
+    ] {
+        let err = run(&bad, &dir.path().join("bad")).unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+    }
+    Ok(())
+}

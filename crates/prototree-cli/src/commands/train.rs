@@ -99,7 +99,7 @@ pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Re
         Err(prototree::Error::Learn(prototree::learn::Error::Interrupted))
             if !prototree::learn::checkpoint_exists(&prototree::learn::last_checkpoint_dir(
                 &out,
-            )) =>
+            )) && !prototree::attempts::holds_attempts(&out) =>
         {
             bail!(
                 "interrupted before the first checkpoint (during the backbone warm-up or the first epoch's first batch): nothing to resume; start again with `prototree train ... --out {} --overwrite`",
@@ -125,10 +125,17 @@ pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Re
         100.0 * t.accuracy_max_leaf,
         100.0 * t.fidelity_greedy
     );
-    println!(
-        "model saved to {} (run.toml, metrics.jsonl, curves.png, checkpoints/)",
-        out.display()
-    );
+    if cfg.attempts > 1 {
+        println!(
+            "model saved to {} (run.toml, attempts.json, metrics.jsonl and curves.png of the kept attempt; each attempt in attempts/)",
+            out.display()
+        );
+    } else {
+        println!(
+            "model saved to {} (run.toml, metrics.jsonl, curves.png, checkpoints/)",
+            out.display()
+        );
+    }
     Ok(())
 }
 

@@ -37,6 +37,7 @@ pub fn small_job(data: &Path) -> RunConfig {
         skip_bad_images: false,
         deterministic: false,
         recipe: None,
+        ..RunConfig::default()
     }
 }
 

@@ -1,0 +1,302 @@
+//! Best of several attempts: a run with [`RunConfig::attempts`] > 1 holds a validation
+//! split out of the training images ([`crate::train::carve_validation`]), trains each
+//! attempt (seeds `seed`, `seed + 1`, …) on the rest in `RUN/attempts/K/` (a normal run
+//! directory each), measures it on the validation split, and keeps the most accurate
+//! attempt as the run's model, evaluated once on the test split. The test split never
+//! chooses. With [`RunConfig::stop_at_validation`] it stops at the first attempt that
+//! reaches that accuracy. `RUN/attempts.json` records every finished attempt and the
+//! choice; an interrupted run resumes where it stopped (finished attempts are kept, the
+//! attempt in progress continues from its last checkpoint).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use prototree_learn::{
+    checkpoint_exists, last_checkpoint_dir, load_checkpoint, read_warmup_log, Interrupter, RunDir,
+    RunMode, METRICS_FILE, WARMUP_FILE,
+};
+use prototree_tree::io::write_atomic;
+use prototree_tree::{evaluate, load_model, save_model, Observer, Stage};
+use serde::{Deserialize, Serialize};
+
+use crate::run_config::{RunConfig, RUN_CONFIG_FILE};
+use crate::source::LoaderSource;
+use crate::train::{finish_run, fit_run, load_data, record_skipped, Fitted, TrainOutcome};
+use crate::{Error, Result};
+
+/// Directory of the attempts inside a run directory.
+pub const ATTEMPTS_DIR: &str = "attempts";
+
+/// The record of a run's attempts, in its run directory.
+pub const ATTEMPTS_FILE: &str = "attempts.json";
+
+/// The largest `attempts.json` read back (a run of [`crate::run_config::MAX_ATTEMPTS`]
+/// attempts writes a few kilobytes).
+const MAX_ATTEMPTS_FILE_BYTES: u64 = 1 << 20;
+
+/// The run directory of attempt `k` (0-based) of the run in `run`.
+pub fn attempt_dir(run: &Path, k: usize) -> PathBuf {
+    run.join(ATTEMPTS_DIR).join(k.to_string())
+}
+
+/// One finished attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Its index (0-based; its directory is `attempts/INDEX`).
+    pub attempt: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// Soft accuracy on the validation split.
+    pub validation_accuracy: f64,
+    /// Training accuracy of its last epoch.
+    pub final_train_accuracy: f64,
+    /// Seconds it trained.
+    pub train_seconds: f64,
+}
+
+/// `attempts.json`: the finished attempts and the one kept.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AttemptsLog {
+    /// Images in the validation split.
+    pub validation_images: usize,
+    /// The finished attempts, in the order they finished.
+    pub attempts: Vec<AttemptRecord>,
+    /// The attempt kept as the run's model, once chosen.
+    pub chosen: Option<usize>,
+}
+
+impl AttemptsLog {
+    /// Reads `RUN/attempts.json`; `None` when there is none.
+    pub fn read(run: &Path) -> Result<Option<Self>> {
+        let path = run.join(ATTEMPTS_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = prototree_limits::read::read_bounded_text(&path, MAX_ATTEMPTS_FILE_BYTES)
+            .map_err(|e| match e {
+                prototree_limits::Error::Io { path, source } => Error::Io { path, source },
+                prototree_limits::Error::Limit(l) => Error::Invalid(l.to_string()),
+            })?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    fn write(&self, run: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Invalid(format!("{ATTEMPTS_FILE}: {e}")))?;
+        write_atomic(&run.join(ATTEMPTS_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// The most accurate attempt on the validation split (the earliest of equals).
+    pub fn best(&self) -> Option<&AttemptRecord> {
+        self.attempts.iter().fold(None, |best, a| match best {
+            Some(b) if b.validation_accuracy >= a.validation_accuracy => Some(b),
+            _ => Some(a),
+        })
+    }
+
+    fn finished(&self, k: usize) -> bool {
+        self.attempts.iter().any(|a| a.attempt == k)
+    }
+}
+
+/// Whether `run` holds a run with attempts that can be resumed: an `attempts.json` or an
+/// attempt with a checkpoint.
+pub fn holds_attempts(run: &Path) -> bool {
+    run.join(ATTEMPTS_FILE).is_file()
+        || std::fs::read_dir(run.join(ATTEMPTS_DIR)).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| checkpoint_exists(&last_checkpoint_dir(&e.path())))
+        })
+}
+
+/// Opens `out` for a run with attempts as `mode` says: a new run is refused where one
+/// exists, a replaced run loses its attempts, a resumed one needs some.
+fn open_attempts_run(out: &Path, mode: RunMode) -> Result<()> {
+    let exists = holds_attempts(out) || checkpoint_exists(&last_checkpoint_dir(out));
+    match mode {
+        RunMode::New if exists => {
+            return Err(prototree_learn::Error::RunExists(out.to_path_buf()).into())
+        }
+        RunMode::Resume if !holds_attempts(out) => {
+            return Err(prototree_learn::Error::NoCheckpoint {
+                run: out.to_path_buf(),
+                checkpoint: last_checkpoint_dir(&attempt_dir(out, 0)),
+            }
+            .into())
+        }
+        RunMode::Overwrite => {
+            let dir = out.join(ATTEMPTS_DIR);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            let file = out.join(ATTEMPTS_FILE);
+            if file.exists() {
+                std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })?;
+            }
+        }
+        _ => {}
+    }
+    // The top level holds no checkpoint of its own; this creates it and, when replacing,
+    // clears a single run's checkpoints left there.
+    RunDir::open(
+        out,
+        if mode == RunMode::Resume {
+            RunMode::Overwrite
+        } else {
+            mode
+        },
+    )?;
+    Ok(())
+}
+
+/// Copies `name` from the attempt's directory to the run's, when it exists.
+fn copy_up(attempt: &Path, out: &Path, name: &str) -> Result<()> {
+    let from = attempt.join(name);
+    if !from.is_file() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&from).map_err(|source| Error::Io { path: from, source })?;
+    write_atomic(&out.join(name), &bytes)?;
+    Ok(())
+}
+
+/// Trains the attempts of `cfg` (settled and checked by [`crate::train::train`]) in `out`
+/// and keeps the best; see the module documentation.
+pub(crate) fn train_attempts(
+    cfg: &RunConfig,
+    out: &Path,
+    mode: RunMode,
+    device: &Device,
+    interrupter: &Interrupter,
+    obs: &mut dyn Observer,
+) -> Result<TrainOutcome> {
+    open_attempts_run(out, mode)?;
+    let data = load_data(cfg, obs)?;
+    let Some(validation) = data.validation.as_ref() else {
+        return Err(Error::Invalid(format!(
+            "{}: no validation images for attempts (a class needs at least two training images)",
+            cfg.data.display()
+        )));
+    };
+    let meta = cfg.model_meta(data.dataset.class_names().to_vec());
+    record_skipped(out, &data.skipped, obs)?;
+    write_atomic(&out.join(RUN_CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
+    let mut log = match mode {
+        RunMode::Resume => AttemptsLog::read(out)?.unwrap_or_default(),
+        _ => AttemptsLog::default(),
+    };
+    log.validation_images = validation.len();
+    for k in 0..cfg.attempts {
+        let good_enough = |log: &AttemptsLog| {
+            cfg.stop_at_validation
+                .is_some_and(|x| log.best().is_some_and(|b| b.validation_accuracy >= x))
+        };
+        if good_enough(&log) {
+            break;
+        }
+        if log.finished(k) {
+            continue;
+        }
+        let seed = cfg.schedule.seed.wrapping_add(k as u64);
+        let mut attempt_cfg = cfg.clone();
+        attempt_cfg.attempts = 1;
+        attempt_cfg.schedule.seed = seed;
+        let dir = attempt_dir(out, k);
+        let resumed = checkpoint_exists(&last_checkpoint_dir(&dir));
+        obs.message(&format!(
+            "attempt {} of {} (seed {seed}){}, {} validation images held out",
+            k + 1,
+            cfg.attempts,
+            if resumed { ", resumed" } else { "" },
+            validation.len()
+        ));
+        // An attempt without a checkpoint (stopped in its warm-up) starts again.
+        let run = RunDir::open(
+            &dir,
+            if resumed {
+                RunMode::Resume
+            } else {
+                RunMode::Overwrite
+            },
+        )?;
+        let fitted = fit_run(
+            &attempt_cfg,
+            run,
+            &meta,
+            &data.train,
+            validation,
+            device,
+            interrupter,
+            obs,
+        )?;
+        let mut source = LoaderSource::new(validation, device, seed);
+        obs.stage_started(Stage::Evaluate, validation.num_batches());
+        let report = evaluate(&fitted.model, &mut source, obs)?;
+        obs.stage_finished(Stage::Evaluate);
+        save_model(&dir, &fitted.model, &meta, &[])?;
+        if let Err(e) = prototree_render::plot::write_training_curves(&dir, &fitted.state.history) {
+            obs.message(&format!("could not draw the training curves: {e}"));
+        }
+        let record = AttemptRecord {
+            attempt: k,
+            seed,
+            validation_accuracy: report.accuracy_soft,
+            final_train_accuracy: fitted
+                .state
+                .history
+                .last()
+                .map_or(0.0, |e| e.train_accuracy),
+            train_seconds: fitted.state.train_seconds,
+        };
+        obs.message(&format!(
+            "attempt {}: validation accuracy {:.1}% (training {:.1}%)",
+            k + 1,
+            100.0 * record.validation_accuracy,
+            100.0 * record.final_train_accuracy
+        ));
+        log.attempts.push(record);
+        log.write(out)?;
+    }
+    let Some(best) = log.best().cloned() else {
+        return Err(Error::Invalid(format!(
+            "{}: no finished attempt to keep",
+            out.join(ATTEMPTS_FILE).display()
+        )));
+    };
+    log.chosen = Some(best.attempt);
+    log.write(out)?;
+    obs.message(&format!(
+        "keeping attempt {} of {} (seed {}): validation accuracy {:.1}%",
+        best.attempt + 1,
+        log.attempts.len(),
+        best.seed,
+        100.0 * best.validation_accuracy
+    ));
+    let dir = attempt_dir(out, best.attempt);
+    let model = load_model(&dir, device)?.model;
+    let state = load_checkpoint(&last_checkpoint_dir(&dir), device)?.state;
+    let warmup = read_warmup_log(&dir.join(WARMUP_FILE))?;
+    for name in [METRICS_FILE, WARMUP_FILE] {
+        copy_up(&dir, out, name)?;
+    }
+    finish_run(
+        out,
+        Fitted {
+            model,
+            state,
+            warmup,
+        },
+        meta,
+        &data.test,
+        cfg.schedule.seed,
+        device,
+        obs,
+    )
+}
