@@ -273,10 +273,10 @@ pub(crate) fn train_attempts(
     log.chosen = Some(best.attempt);
     log.write(out)?;
     obs.message(&format!(
-        "keeping attempt {} of {} (seed {}): validation accuracy {:.1}%",
+        "keeping attempt {} (seed {}), the most accurate of the {} trained: validation accuracy {:.1}%",
         best.attempt + 1,
-        log.attempts.len(),
         best.seed,
+        log.attempts.len(),
         100.0 * best.validation_accuracy
     ));
     let dir = attempt_dir(out, best.attempt);
