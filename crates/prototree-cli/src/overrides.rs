@@ -93,6 +93,11 @@ pub struct RunOverrides {
     /// recipe.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub prototypes_from_patches: Option<bool>,
+    /// Weight of the flip-alignment term: each prototype's attention over the feature map
+    /// should follow the image's mirror image (docs/training.md; default 0, ProtoTree's
+    /// objective).
+    #[arg(long, value_name = "WEIGHT")]
+    pub flip_alignment: Option<f64>,
     /// Evaluate on the test split every N epochs (0: only at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -198,6 +203,7 @@ impl RunOverrides {
             &mut s.prototypes_from_patches,
             &self.prototypes_from_patches,
         );
+        set(&mut s.flip_alignment, &self.flip_alignment);
     }
 }
 

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use prototree_tree::flip_alignment::{flip_alignment, with_mirrors};
 use prototree_tree::init::PROTOTYPES;
 use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHistory};
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
@@ -15,8 +16,8 @@ use prototree_tree::prototype_init::prototypes_from_patches;
 use prototree_tree::route_keeping::plan_route_keeping_traffic;
 use prototree_tree::route_repair::{path_to_leaf, plan_route, ClassPatches};
 use prototree_tree::{
-    evaluate, one_hot, BatchSource, BatchStats, EpochStats, Event, Observer, ProtoTree, Stage,
-    ValidTrainConfig,
+    evaluate, model::Latent, one_hot, BatchSource, BatchStats, EpochStats, Event, Observer,
+    ProtoTree, Stage, ValidTrainConfig,
 };
 use prototree_tree::{plan_reseeds, ClassLeafTally, LeafReseed};
 
@@ -475,9 +476,35 @@ impl Learner {
     ) -> Result<BatchStats> {
         let model = &mut self.model;
         let labels = batch.labels.to_dtype(DType::U32)?;
-        let latent = model.latent_with(&batch.images, true, detach_backbone)?;
-        let out = model.forward_latent(&latent)?;
+        let align = self.schedule.config().flip_alignment;
+        let (out, alignment) = if align > 0.0 {
+            // Images and mirrors in one pass (one set of batch statistics); the tree's
+            // output comes from the originals.
+            let both = model.latent_with(&with_mirrors(&batch.images)?, true, detach_backbone)?;
+            let b = batch.images.dim(0)?;
+            let latent = Latent {
+                patches: both.patches.narrow(0, 0, b)?,
+                height: both.height,
+                width: both.width,
+            };
+            let mirrored = both.patches.narrow(0, b, b)?;
+            let term = flip_alignment(
+                &latent.patches,
+                &mirrored,
+                &model.prototypes()?,
+                latent.height,
+                latent.width,
+            )?;
+            (model.forward_latent(&latent)?, Some(term))
+        } else {
+            let latent = model.latent_with(&batch.images, true, detach_backbone)?;
+            (model.forward_latent(&latent)?, None)
+        };
         let loss = nll_loss(&out.probabilities, &labels)?;
+        let loss = match alignment {
+            Some(term) => (loss + (term * align)?)?,
+            None => loss,
+        };
         let loss_value = finite_loss(&loss, epoch, index)?;
         let grads = loss.backward()?;
         let stepped = |g: ParamGroup| !(frozen && g == ParamGroup::Backbone);

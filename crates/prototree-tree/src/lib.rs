@@ -29,6 +29,7 @@ pub mod config;
 pub mod ensemble;
 pub mod error;
 pub mod evaluate;
+pub mod flip_alignment;
 pub mod geometry;
 pub mod inference;
 pub mod init;

@@ -70,6 +70,16 @@ pub struct TrainConfig {
     /// before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prototypes_from_patches: bool,
+    /// Weight of the flip-alignment term added to the loss ([`crate::flip_alignment`]):
+    /// each training batch also goes through the backbone mirrored, and each prototype's
+    /// attention over the feature map should follow the mirror. 0 (the default, and the
+    /// reference's objective): no term and no mirrored pass.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub flip_alignment: f64,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -96,6 +106,7 @@ impl Default for TrainConfig {
             repair_keeps_routes: false,
             backbone_warmup_epochs: 0,
             prototypes_from_patches: false,
+            flip_alignment: 0.0,
         }
     }
 }
@@ -167,6 +178,16 @@ impl TrainConfig {
                 name: "weight_decay",
                 requirement: "finite, >= 0 and <= 1000",
                 got: self.weight_decay,
+            });
+        }
+        if !(self.flip_alignment.is_finite()
+            && self.flip_alignment >= 0.0
+            && self.flip_alignment <= maxima::MAX_RATE)
+        {
+            return Err(ConfigError::OutOfRange {
+                name: "flip_alignment",
+                requirement: "finite, >= 0 and <= 1000",
+                got: self.flip_alignment,
             });
         }
         if self.milestones.first() == Some(&0) || self.milestones.windows(2).any(|w| w[0] >= w[1]) {

@@ -573,3 +573,31 @@ fn attempts_keep_the_best_on_validation_and_resume() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn flip_alignment_trains_its_term_and_is_recorded() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let plain = run(&job(&data, 2), &dir.path().join("plain"))?;
+    let mut cfg = job(&data, 2);
+    cfg.schedule.flip_alignment = 1.0;
+    let aligned_dir = dir.path().join("aligned");
+    let aligned = run(&cfg, &aligned_dir)?;
+    // The term changes the training (the loss logged is the objective with the term).
+    assert!(aligned.history.iter().all(|e| e.train_loss.is_finite()));
+    assert_ne!(tensors(&dir.path().join("plain"))?, tensors(&aligned_dir)?);
+    assert_ne!(plain.history[0].train_loss, aligned.history[0].train_loss);
+    // The run records it; resuming with another weight is refused, naming it.
+    let toml = std::fs::read_to_string(aligned_dir.join("run.toml"))?;
+    assert!(toml.contains("flip_alignment = 1.0"), "{toml}");
+    let mut other = cfg.clone();
+    other.schedule.epochs = 3;
+    other.schedule.flip_alignment = 0.5;
+    let err = resume(&other, &aligned_dir).unwrap_err().to_string();
+    assert!(err.contains("flip_alignment"), "{err}");
+    // A negative weight is refused before training.
+    cfg.schedule.flip_alignment = -1.0;
+    let err = run(&cfg, &dir.path().join("bad")).unwrap_err().to_string();
+    assert!(err.contains("flip_alignment"), "{err}");
+    Ok(())
+}

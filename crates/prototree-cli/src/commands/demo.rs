@@ -43,6 +43,10 @@ pub struct DemoArgs {
     /// ProtoTree; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     prototypes_from_patches: Option<bool>,
+    /// Weight of the flip-alignment term in training (default 0: ProtoTree's objective;
+    /// docs/training.md).
+    #[arg(long, value_name = "WEIGHT")]
+    flip_alignment: Option<f64>,
     /// How prototypes are projected onto training patches (`prototree project --rule`;
     /// default `specific`, `nearest` is the reference's).
     #[arg(long, value_enum, default_value_t = ProjectionChoice::Specific)]
@@ -75,6 +79,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     cfg.interrupter = interrupter.clone();
     if let Some(e) = a.epochs {
         cfg.set_epochs(e);
+    }
+    if let Some(w) = a.flip_alignment {
+        cfg.run.schedule.flip_alignment = w;
     }
     if let Some(n) = a.warmup_epochs {
         cfg.run.schedule.backbone_warmup_epochs = n;
