@@ -111,6 +111,19 @@ impl Default for TrainConfig {
     }
 }
 
+/// A weight: finite, at least 0 and at most [`maxima::MAX_RATE`].
+fn non_negative(name: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 && v <= maxima::MAX_RATE {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            name,
+            requirement: "finite, >= 0 and <= 1000",
+            got: v,
+        })
+    }
+}
+
 /// A rate: finite, above 0 and at most [`maxima::MAX_RATE`].
 fn positive(name: &'static str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 && v <= maxima::MAX_RATE {
@@ -170,26 +183,8 @@ impl TrainConfig {
         positive("lr_net", self.lr_net)?;
         positive("adam_eps", self.adam_eps)?;
         positive("gamma", self.gamma)?;
-        if !(self.weight_decay.is_finite()
-            && self.weight_decay >= 0.0
-            && self.weight_decay <= maxima::MAX_RATE)
-        {
-            return Err(ConfigError::OutOfRange {
-                name: "weight_decay",
-                requirement: "finite, >= 0 and <= 1000",
-                got: self.weight_decay,
-            });
-        }
-        if !(self.flip_alignment.is_finite()
-            && self.flip_alignment >= 0.0
-            && self.flip_alignment <= maxima::MAX_RATE)
-        {
-            return Err(ConfigError::OutOfRange {
-                name: "flip_alignment",
-                requirement: "finite, >= 0 and <= 1000",
-                got: self.flip_alignment,
-            });
-        }
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("flip_alignment", self.flip_alignment)?;
         if self.milestones.first() == Some(&0) || self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ConfigError::Milestones(self.milestones.clone()));
         }
