@@ -113,7 +113,7 @@ impl Default for TrainConfig {
 
 /// A weight: finite, at least 0 and at most [`maxima::MAX_RATE`].
 fn non_negative(name: &'static str, v: f64) -> Result<(), ConfigError> {
-    if v.is_finite() && v >= 0.0 && v <= maxima::MAX_RATE {
+    if (0.0..=maxima::MAX_RATE).contains(&v) {
         Ok(())
     } else {
         Err(ConfigError::OutOfRange {
