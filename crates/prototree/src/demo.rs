@@ -314,6 +314,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
             )?,
             training: outcome.history.clone(),
             warmup: outcome.warmup.clone(),
+            attempts: crate::attempts::AttemptsLog::read(&model_dir)?,
         },
         &report_path,
     )?;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::attempts::AttemptsLog;
 use candle_core::Device;
 use prototree_data::Split;
 use prototree_interpret::{DecisionTree, PruneReport};
@@ -42,6 +43,8 @@ pub struct ReportContent {
     pub training: Vec<EpochStats>,
     /// The run's backbone warm-up epochs (from its `warmup.jsonl`; none without one).
     pub warmup: Vec<WarmupEpoch>,
+    /// The run's attempts (from its `attempts.json`), when it trained several.
+    pub attempts: Option<AttemptsLog>,
 }
 
 /// `target` relative to directory `base` when it lies below it, else as given.
@@ -94,6 +97,32 @@ fn model_facts(
         ));
     }
     facts
+}
+
+/// The facts row of a run's attempts: the kept one and every attempt's validation
+/// accuracy.
+fn attempts_fact(log: &AttemptsLog) -> Option<(String, String)> {
+    let chosen = log.chosen?;
+    let each: Vec<String> = log
+        .attempts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}{} (seed {}) {:.1}%",
+                if a.attempt == chosen { "kept: " } else { "" },
+                a.attempt + 1,
+                a.seed,
+                100.0 * a.validation_accuracy
+            )
+        })
+        .collect();
+    Some((
+        format!(
+            "attempts (validation accuracy on {} held-out training images)",
+            log.validation_images
+        ),
+        each.join(", "),
+    ))
 }
 
 /// The pruning statistics table of the report.
@@ -294,7 +323,11 @@ pub fn build_report(
     let base = html_path.parent().unwrap_or(Path::new("."));
     Ok(Report {
         title,
-        facts: model_facts(saved, &tree, &missing),
+        facts: {
+            let mut f = model_facts(saved, &tree, &missing);
+            f.extend(content.attempts.as_ref().and_then(attempts_fact));
+            f
+        },
         accuracies: content.accuracies.clone(),
         pruning: content
             .pruning
@@ -387,6 +420,7 @@ pub fn report_model(
             .read()
             .unwrap_or_default(),
         warmup: read_warmup_log(&model_dir.join(WARMUP_FILE)).unwrap_or_default(),
+        attempts: AttemptsLog::read(model_dir).ok().flatten(),
         ..Default::default()
     };
     if let Some(data) = data {
@@ -436,4 +470,32 @@ pub fn spread_samples(n: usize, k: usize) -> Vec<usize> {
         return (0..n).collect();
     }
     (0..k).map(|i| i * n / k).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attempts::AttemptRecord;
+
+    #[test]
+    fn the_attempts_row_names_the_kept_attempt() {
+        let record = |attempt: usize, validation_accuracy: f64| AttemptRecord {
+            attempt,
+            seed: 5 + attempt as u64,
+            validation_accuracy,
+            final_train_accuracy: 1.0,
+            train_seconds: 1.0,
+        };
+        let mut log = AttemptsLog {
+            validation_images: 72,
+            attempts: vec![record(0, 0.875), record(1, 0.9861)],
+            chosen: None,
+        };
+        // Not chosen yet (an interrupted run): no row.
+        assert_eq!(attempts_fact(&log), None);
+        log.chosen = Some(1);
+        let (label, value) = attempts_fact(&log).unwrap_or_default();
+        assert!(label.contains("72 held-out"), "{label}");
+        assert_eq!(value, "1 (seed 5) 87.5%, kept: 2 (seed 6) 98.6%");
+    }
 }
