@@ -14,7 +14,9 @@
 #   repair; the same 40 epochs with the scratch recipe's start, `start` — backbone warm-up
 #   and prototypes from patches before the tree; ProtoTree's own training rule, `plain`:
 #   none of them. `scratch` is `prototree train`'s own default for a backbone without
-#   weights (the scratch recipe: 10 warm-up epochs, then 60 at 4e-3, translations).
+#   weights (the scratch recipe: 10 warm-up epochs, then 60 at 4e-3, translations);
+#   `attempts` the same with --attempts 3 --stop-at-validation 0.97 (best of up to three
+#   seeds on a validation split carved from the training images).
 #   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
 #   cargo build --release -p prototree-cli).
 #   JOBS=N runs N trainings at once (default 1; each uses its own thread count, so keep
@@ -40,6 +42,7 @@ demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block
 start_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0 --repair-keeps-routes false"
 plain_flags="$demo_flags --reseed-leaves false"
 scratch_flags="--eval-every 0"
+attempts_flags="--eval-every 0 --attempts 3 --stop-at-validation 0.97"
 recipes="${RECIPES:-demo;start;plain}"
 
 declare -A synth_flags=(
@@ -62,7 +65,8 @@ for i in "${!recipe_list[@]}"; do
     start) recipe_list[$i]="start=$start_flags" ;;
     plain) recipe_list[$i]="plain=$plain_flags" ;;
     scratch) recipe_list[$i]="scratch=$scratch_flags" ;;
-    *) echo "unknown recipe ${recipe_list[$i]} (demo, start, plain, scratch, or name=flags)" >&2; exit 1 ;;
+    attempts) recipe_list[$i]="attempts=$attempts_flags" ;;
+    *) echo "unknown recipe ${recipe_list[$i]} (demo, start, plain, scratch, attempts, or name=flags)" >&2; exit 1 ;;
   esac
 done
 jobs="${JOBS:-1}"
