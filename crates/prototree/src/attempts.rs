@@ -11,16 +11,16 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use prototree_data::Loader;
 use prototree_learn::{
     checkpoint_exists, last_checkpoint_dir, load_checkpoint, read_warmup_log, Interrupter, RunDir,
     RunMode, METRICS_FILE, WARMUP_FILE,
 };
 use prototree_tree::io::write_atomic;
-use prototree_tree::{evaluate, load_model, save_model, Observer, Stage};
+use prototree_tree::{ModelMeta, Observer};
 use serde::{Deserialize, Serialize};
 
 use crate::run_config::{RunConfig, RUN_CONFIG_FILE};
-use crate::source::LoaderSource;
 use crate::train::{finish_run, fit_run, load_data, record_skipped, Fitted, TrainOutcome};
 use crate::{Error, Result};
 
@@ -167,6 +167,78 @@ fn copy_up(attempt: &Path, out: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// What every attempt of one run shares.
+struct Attempt<'a> {
+    cfg: &'a RunConfig,
+    out: &'a Path,
+    meta: &'a ModelMeta,
+    train: &'a Loader,
+    validation: &'a Loader,
+    device: &'a Device,
+    interrupter: &'a Interrupter,
+}
+
+impl Attempt<'_> {
+    /// Trains (or resumes) attempt `k` in its directory, saves its model there and
+    /// measures it on the validation split.
+    fn train(&self, k: usize, obs: &mut dyn Observer) -> Result<AttemptRecord> {
+        let seed = self.cfg.schedule.seed.wrapping_add(k as u64);
+        let mut attempt_cfg = self.cfg.clone();
+        attempt_cfg.attempts = 1;
+        attempt_cfg.schedule.seed = seed;
+        let dir = attempt_dir(self.out, k);
+        let resumed = checkpoint_exists(&last_checkpoint_dir(&dir));
+        obs.message(&format!(
+            "attempt {} of {} (seed {seed}){}, {} validation images held out",
+            k + 1,
+            self.cfg.attempts,
+            if resumed { ", resumed" } else { "" },
+            self.validation.len()
+        ));
+        // An attempt without a checkpoint (stopped in its warm-up) starts again.
+        let mode = if resumed {
+            RunMode::Resume
+        } else {
+            RunMode::Overwrite
+        };
+        let fitted = fit_run(
+            &attempt_cfg,
+            RunDir::open(&dir, mode)?,
+            self.meta,
+            self.train,
+            self.validation,
+            self.device,
+            self.interrupter,
+            obs,
+        )?;
+        // Evaluated on the validation split and saved in the attempt's directory, as a
+        // run is on its test split.
+        let done = finish_run(
+            &dir,
+            fitted,
+            self.meta.clone(),
+            self.validation,
+            seed,
+            self.device,
+            obs,
+        )?;
+        let record = AttemptRecord {
+            attempt: k,
+            seed,
+            validation_accuracy: done.test.accuracy_soft,
+            final_train_accuracy: done.history.last().map_or(0.0, |e| e.train_accuracy),
+            train_seconds: done.train_seconds,
+        };
+        obs.message(&format!(
+            "attempt {}: validation accuracy {:.1}% (training {:.1}%)",
+            k + 1,
+            100.0 * record.validation_accuracy,
+            100.0 * record.final_train_accuracy
+        ));
+        Ok(record)
+    }
+}
+
 /// Trains the attempts of `cfg` (settled and checked by [`crate::train::train`]) in `out`
 /// and keeps the best; see the module documentation.
 pub(crate) fn train_attempts(
@@ -193,76 +265,26 @@ pub(crate) fn train_attempts(
         _ => AttemptsLog::default(),
     };
     log.validation_images = validation.len();
+    let attempt = Attempt {
+        cfg,
+        out,
+        meta: &meta,
+        train: &data.train,
+        validation,
+        device,
+        interrupter,
+    };
     for k in 0..cfg.attempts {
-        let good_enough = |log: &AttemptsLog| {
-            cfg.stop_at_validation
-                .is_some_and(|x| log.best().is_some_and(|b| b.validation_accuracy >= x))
-        };
-        if good_enough(&log) {
+        let good_enough = cfg
+            .stop_at_validation
+            .is_some_and(|x| log.best().is_some_and(|b| b.validation_accuracy >= x));
+        if good_enough {
             break;
         }
-        if log.finished(k) {
-            continue;
+        if !log.finished(k) {
+            log.attempts.push(attempt.train(k, obs)?);
+            log.write(out)?;
         }
-        let seed = cfg.schedule.seed.wrapping_add(k as u64);
-        let mut attempt_cfg = cfg.clone();
-        attempt_cfg.attempts = 1;
-        attempt_cfg.schedule.seed = seed;
-        let dir = attempt_dir(out, k);
-        let resumed = checkpoint_exists(&last_checkpoint_dir(&dir));
-        obs.message(&format!(
-            "attempt {} of {} (seed {seed}){}, {} validation images held out",
-            k + 1,
-            cfg.attempts,
-            if resumed { ", resumed" } else { "" },
-            validation.len()
-        ));
-        // An attempt without a checkpoint (stopped in its warm-up) starts again.
-        let run = RunDir::open(
-            &dir,
-            if resumed {
-                RunMode::Resume
-            } else {
-                RunMode::Overwrite
-            },
-        )?;
-        let fitted = fit_run(
-            &attempt_cfg,
-            run,
-            &meta,
-            &data.train,
-            validation,
-            device,
-            interrupter,
-            obs,
-        )?;
-        let mut source = LoaderSource::new(validation, device, seed);
-        obs.stage_started(Stage::Evaluate, validation.num_batches());
-        let report = evaluate(&fitted.model, &mut source, obs)?;
-        obs.stage_finished(Stage::Evaluate);
-        save_model(&dir, &fitted.model, &meta, &[])?;
-        if let Err(e) = prototree_render::plot::write_training_curves(&dir, &fitted.state.history) {
-            obs.message(&format!("could not draw the training curves: {e}"));
-        }
-        let record = AttemptRecord {
-            attempt: k,
-            seed,
-            validation_accuracy: report.accuracy_soft,
-            final_train_accuracy: fitted
-                .state
-                .history
-                .last()
-                .map_or(0.0, |e| e.train_accuracy),
-            train_seconds: fitted.state.train_seconds,
-        };
-        obs.message(&format!(
-            "attempt {}: validation accuracy {:.1}% (training {:.1}%)",
-            k + 1,
-            100.0 * record.validation_accuracy,
-            100.0 * record.final_train_accuracy
-        ));
-        log.attempts.push(record);
-        log.write(out)?;
     }
     let Some(best) = log.best().cloned() else {
         return Err(Error::Invalid(format!(
@@ -280,8 +302,8 @@ pub(crate) fn train_attempts(
         100.0 * best.validation_accuracy
     ));
     let dir = attempt_dir(out, best.attempt);
-    let model = load_model(&dir, device)?.model;
-    let state = load_checkpoint(&last_checkpoint_dir(&dir), device)?.state;
+    let checkpoint = load_checkpoint(&last_checkpoint_dir(&dir), device)?;
+    let (model, state) = (checkpoint.saved.model, checkpoint.state);
     let warmup = read_warmup_log(&dir.join(WARMUP_FILE))?;
     for name in [METRICS_FILE, WARMUP_FILE] {
         copy_up(&dir, out, name)?;

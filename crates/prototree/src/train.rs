@@ -109,42 +109,25 @@ pub fn load_data(cfg: &RunConfig, obs: &mut dyn Observer) -> Result<LoadedData> 
         protocol.view_list(Role::Test, validation_samples, cfg.crop_to_bbox),
     );
     let n_before_validation = n_train + test_views.len();
-    let (train, test, validation, skipped) = if cfg.skip_bad_images {
-        let (train, mut skipped) =
-            Loader::with_views_skipping_bad(train_views, base, &mut |done, _| {
-                obs.stage_progress(done)
-            })?;
-        let (test, more) =
-            Loader::with_views_skipping_bad(test_views, test_cfg.clone(), &mut |done, _| {
-                obs.stage_progress(n_train + done)
-            })?;
-        skipped.extend(more);
-        let validation = if validation_views.is_empty() {
-            None
-        } else {
-            let (v, more) =
-                Loader::with_views_skipping_bad(validation_views, test_cfg, &mut |done, _| {
-                    obs.stage_progress(n_before_validation + done)
-                })?;
+    // One loading path for the three lists: skipping unreadable images (collected in
+    // `skipped`) or failing on the first, with progress counted across all of them.
+    let mut skipped = Vec::new();
+    let mut load = |views, config, offset: usize| -> Result<Loader> {
+        let mut progress = |done: usize, _: usize| obs.stage_progress(offset + done);
+        if cfg.skip_bad_images {
+            let (loader, more) = Loader::with_views_skipping_bad(views, config, &mut progress)?;
             skipped.extend(more);
-            Some(v)
-        };
-        (train, test, validation, skipped)
-    } else {
-        let train = Loader::with_views(train_views, base, &mut |done, _| obs.stage_progress(done))?;
-        let test = Loader::with_views(test_views, test_cfg.clone(), &mut |done, _| {
-            obs.stage_progress(n_train + done)
-        })?;
-        let validation = if validation_views.is_empty() {
-            None
+            Ok(loader)
         } else {
-            Some(Loader::with_views(
-                validation_views,
-                test_cfg,
-                &mut |done, _| obs.stage_progress(n_before_validation + done),
-            )?)
-        };
-        (train, test, validation, Vec::new())
+            Ok(Loader::with_views(views, config, &mut progress)?)
+        }
+    };
+    let train = load(train_views, base, 0)?;
+    let test = load(test_views, test_cfg.clone(), n_train)?;
+    let validation = if validation_views.is_empty() {
+        None
+    } else {
+        Some(load(validation_views, test_cfg, n_before_validation)?)
     };
     obs.stage_finished(Stage::LoadImages);
     Ok(LoadedData {
