@@ -13,10 +13,13 @@
 #   plain`: the demo's own training, `demo` — random start, leaf re-seeding with route
 #   repair; the same 40 epochs with the scratch recipe's start, `start` — backbone warm-up
 #   and prototypes from patches before the tree; ProtoTree's own training rule, `plain`:
-#   none of them. `scratch` is `prototree train`'s own default for a backbone without
-#   weights (the scratch recipe: 10 warm-up epochs, then 60 at 4e-3, translations);
-#   `attempts` the same with --attempts 3 --stop-at-validation 0.97 (best of up to three
-#   seeds on a validation split carved from the training images).
+#   none of them (all three train once). `scratch` is `prototree train`'s own default for
+#   a backbone without weights (the scratch recipe: 10 warm-up epochs, then 60 at 4e-3,
+#   translations, up to three attempts chosen on a validation split carved from the
+#   training images); `single` the same trained once on all training images (--attempts
+#   1, the scratch recipe before attempts became its default); `attempts` the attempts'
+#   flags given in full (--attempts 3 --stop-at-validation 0.97, as measured before they
+#   were the default).
 #   PROTOTREE=path/to/prototree (default target/release/prototree; build it first with
 #   cargo build --release -p prototree-cli).
 #   JOBS=N runs N trainings at once (default 1; each uses its own thread count, so keep
@@ -38,10 +41,11 @@ bin="${PROTOTREE:-target/release/prototree}"
 # start), with the scratch recipe's start, and with ProtoTree's own rule; all three with
 # the route repair whose patches serve the re-seeded class alone, as measured in
 # docs/results.md (the scratch recipe itself keeps the other classes' routes).
-demo_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0 --warmup-epochs 0 --prototypes-from-patches false --repair-keeps-routes false"
-start_flags="--recipe scratch --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0 --repair-keeps-routes false"
+demo_flags="--recipe scratch --attempts 1 --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0 --warmup-epochs 0 --prototypes-from-patches false --repair-keeps-routes false"
+start_flags="--recipe scratch --attempts 1 --epochs 40 --milestones 28,34 --lr 2e-3 --lr-block 2e-3 --lr-net 2e-3 --augment flip --eval-every 0 --repair-keeps-routes false"
 plain_flags="$demo_flags --reseed-leaves false"
 scratch_flags="--eval-every 0"
+single_flags="--eval-every 0 --attempts 1"
 attempts_flags="--eval-every 0 --attempts 3 --stop-at-validation 0.97"
 recipes="${RECIPES:-demo;start;plain}"
 
@@ -65,8 +69,9 @@ for i in "${!recipe_list[@]}"; do
     start) recipe_list[$i]="start=$start_flags" ;;
     plain) recipe_list[$i]="plain=$plain_flags" ;;
     scratch) recipe_list[$i]="scratch=$scratch_flags" ;;
+    single) recipe_list[$i]="single=$single_flags" ;;
     attempts) recipe_list[$i]="attempts=$attempts_flags" ;;
-    *) echo "unknown recipe ${recipe_list[$i]} (demo, start, plain, scratch, attempts, or name=flags)" >&2; exit 1 ;;
+    *) echo "unknown recipe ${recipe_list[$i]} (demo, start, plain, scratch, single, attempts, or name=flags)" >&2; exit 1 ;;
   esac
 done
 jobs="${JOBS:-1}"

@@ -105,8 +105,8 @@ pub struct RunOverrides {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Train up to N attempts (seeds SEED, SEED+1, …) on the training images less a
-    /// validation split and keep the one most accurate on it (docs/training.md). Default 1:
-    /// one run on all training images.
+    /// validation split and keep the one most accurate on it (docs/training.md). Default:
+    /// 3 with the scratch recipe; 1 (one run on all training images) with the reference's.
     #[arg(long, value_name = "N")]
     pub attempts: Option<usize>,
     /// With --attempts: the share of each class's training images held out to choose
@@ -114,9 +114,14 @@ pub struct RunOverrides {
     #[arg(long, value_name = "SHARE")]
     pub validation_share: Option<f64>,
     /// With --attempts: stop at the first attempt whose validation accuracy reaches ACC
-    /// (a fraction, e.g. 0.97); by default every attempt trains.
+    /// (a fraction; the scratch recipe's default 0.97; none: every attempt trains).
     #[arg(long, value_name = "ACC")]
     pub stop_at_validation: Option<f64>,
+    /// With --attempts: stop once an attempt raises the best validation accuracy of the
+    /// attempts before it by less than GAIN (a fraction; the scratch recipe's default
+    /// 0.02: a new seed no longer helps).
+    #[arg(long, value_name = "GAIN")]
+    pub min_attempt_gain: Option<f64>,
     /// Check the configuration end to end on about 1% of the data, one epoch per phase.
     #[arg(long)]
     pub quick: bool,
@@ -178,6 +183,9 @@ impl RunOverrides {
         set(&mut cfg.validation_share, &self.validation_share);
         if self.stop_at_validation.is_some() {
             cfg.stop_at_validation = self.stop_at_validation;
+        }
+        if self.min_attempt_gain.is_some() {
+            cfg.min_attempt_gain = self.min_attempt_gain;
         }
         let s = &mut cfg.schedule;
         set(&mut s.epochs, &self.epochs);

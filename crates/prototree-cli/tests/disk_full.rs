@@ -82,6 +82,8 @@ fn first_epoch(out: &str) -> Result<()> {
         "none",
         "--freeze-epochs",
         "0",
+        "--attempts",
+        "1",
     ])?;
     ensure!(code == Some(0), "first epoch failed: {err}");
     Ok(())

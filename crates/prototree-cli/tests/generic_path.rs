@@ -121,6 +121,8 @@ fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
             "none",
             "--freeze-epochs",
             "1",
+            "--attempts",
+            "1",
         ],
     )?;
     assert!(

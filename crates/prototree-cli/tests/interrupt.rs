@@ -37,7 +37,7 @@ fn sigint_saves_and_the_run_resumes() -> anyhow::Result<()> {
             "--augment",
             "none",
         ])
-        .args(["--freeze-epochs", "0"])
+        .args(["--freeze-epochs", "0", "--attempts", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;

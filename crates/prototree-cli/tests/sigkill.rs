@@ -46,6 +46,8 @@ fn fresh_train(data: &str, out: &str, epochs: &str) -> Command {
         "none",
         "--freeze-epochs",
         "0",
+        "--attempts",
+        "1",
     ])
 }
 

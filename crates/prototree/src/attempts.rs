@@ -4,8 +4,10 @@
 //! directory each), measures it on the validation split, and keeps the most accurate
 //! attempt as the run's model, evaluated once on the test split. The test split never
 //! chooses. With [`RunConfig::stop_at_validation`] it stops at the first attempt that
-//! reaches that accuracy. `RUN/attempts.json` records every finished attempt and the
-//! choice; an interrupted run resumes where it stopped (finished attempts are kept, the
+//! reaches that accuracy, with [`RunConfig::min_attempt_gain`] at the first attempt that
+//! improves on the ones before it by less than that ([`AttemptsLog::stop_reason`]). The
+//! scratch recipe trains this way by default ([`crate::recipe::Recipe::Scratch`]).
+//! `RUN/attempts.json` records every finished attempt and the choice; an interrupted run resumes where it stopped (finished attempts are kept, the
 //! attempt in progress continues from its last checkpoint).
 
 use std::path::{Path, PathBuf};
@@ -99,6 +101,37 @@ impl AttemptsLog {
 
     fn finished(&self, k: usize) -> bool {
         self.attempts.iter().any(|a| a.attempt == k)
+    }
+
+    /// Why no further attempt is needed, if none is: the best attempt reached
+    /// `stop_at` on the validation split, or the last attempt raised the best of those
+    /// before it by less than `min_gain` (a new seed no longer helps; the data limits the
+    /// accuracy). `None`: train the next attempt.
+    pub fn stop_reason(&self, stop_at: Option<f64>, min_gain: Option<f64>) -> Option<String> {
+        let best = self.best()?;
+        if let Some(bar) = stop_at.filter(|bar| best.validation_accuracy >= *bar) {
+            return Some(format!(
+                "attempt {} reached {:.1}% on validation (the bar: {:.1}%)",
+                best.attempt + 1,
+                100.0 * best.validation_accuracy,
+                100.0 * bar
+            ));
+        }
+        let (last, earlier) = self.attempts.split_last()?;
+        let before = earlier
+            .iter()
+            .map(|a| a.validation_accuracy)
+            .reduce(f64::max)?;
+        let gain = last.validation_accuracy - before;
+        match min_gain {
+            Some(g) if gain < g => Some(format!(
+                "attempt {} gained {:.1} points on validation over the best before it (less than {:.1}): the data, not the seed, limits the accuracy",
+                last.attempt + 1,
+                100.0 * gain,
+                100.0 * g
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -275,10 +308,8 @@ pub(crate) fn train_attempts(
         interrupter,
     };
     for k in 0..cfg.attempts {
-        let good_enough = cfg
-            .stop_at_validation
-            .is_some_and(|x| log.best().is_some_and(|b| b.validation_accuracy >= x));
-        if good_enough {
+        if let Some(reason) = log.stop_reason(cfg.stop_at_validation, cfg.min_attempt_gain) {
+            obs.message(&format!("no further attempt: {reason}"));
             break;
         }
         if !log.finished(k) {
@@ -321,4 +352,51 @@ pub(crate) fn train_attempts(
         device,
         obs,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(accuracies: &[f64]) -> AttemptsLog {
+        AttemptsLog {
+            validation_images: 100,
+            attempts: accuracies
+                .iter()
+                .enumerate()
+                .map(|(k, &a)| AttemptRecord {
+                    attempt: k,
+                    seed: k as u64,
+                    validation_accuracy: a,
+                    final_train_accuracy: 1.0,
+                    train_seconds: 1.0,
+                })
+                .collect(),
+            chosen: None,
+        }
+    }
+
+    #[test]
+    fn attempts_stop_at_the_bar_or_without_gain() {
+        let (bar, gain) = (Some(0.97), Some(0.02));
+        // Nothing trained yet, or one attempt below the bar: train the next.
+        assert_eq!(log(&[]).stop_reason(bar, gain), None);
+        assert_eq!(log(&[0.93]).stop_reason(bar, gain), None);
+        // The bar reached, by the latest or an earlier attempt.
+        let reached = log(&[0.95, 0.98]).stop_reason(bar, gain);
+        assert!(reached.is_some_and(|r| r.contains("attempt 2 reached 98.0%")));
+        assert!(log(&[0.97]).stop_reason(bar, gain).is_some());
+        // The stall sweep's retries gained 3 to 12 points: go on.
+        assert_eq!(log(&[0.93, 0.96]).stop_reason(bar, gain), None);
+        assert_eq!(log(&[0.87, 0.96]).stop_reason(bar, gain), None);
+        // A second attempt no better (or worse) than the first: the data limit it.
+        let flat = log(&[0.931, 0.94]).stop_reason(bar, gain);
+        assert!(flat.is_some_and(|r| r.contains("attempt 2 gained 0.9 points")));
+        assert!(log(&[0.93, 0.90]).stop_reason(bar, gain).is_some());
+        // The gain counts against the best before the last, not the one just before it.
+        assert!(log(&[0.93, 0.85, 0.94]).stop_reason(bar, gain).is_some());
+        // Without the settings, only the number of attempts stops a run.
+        assert_eq!(log(&[0.93, 0.90]).stop_reason(None, None), None);
+        assert!(log(&[0.93, 0.99]).stop_reason(None, gain).is_none());
+    }
 }

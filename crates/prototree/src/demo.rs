@@ -101,6 +101,9 @@ fn demo_run() -> RunConfig {
     RunConfig {
         eval_every: 5,
         augmentation: prototree_data::Augmentation::Flip,
+        // One tree on all training images: the demo's explanation figures and its time
+        // are of a single training (`train` chooses among attempts by default).
+        attempts: 1,
         schedule: TrainConfig {
             epochs: 40,
             milestones: vec![28, 34],

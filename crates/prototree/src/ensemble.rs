@@ -17,8 +17,9 @@ use prototree_learn::{Interrupter, RunMode};
 use prototree_tree::{Observer, Stage};
 
 /// Trains `n` trees with the configuration `cfg` into `out/tree_1` … `out/tree_n`; member
-/// `i` uses seed `cfg.schedule.seed + i − 1`; `mode` applies to every member's run
-/// directory. Returns the members' directories.
+/// `i` uses seed `cfg.schedule.seed + i − 1` and trains once on all training images (the
+/// members are already several seeds, so [`RunConfig::attempts`] does not apply); `mode`
+/// applies to every member's run directory. Returns the members' directories.
 pub fn train_ensemble(
     cfg: &RunConfig,
     n: usize,
@@ -35,6 +36,7 @@ pub fn train_ensemble(
     for i in 1..=n {
         let mut member = cfg.clone();
         member.schedule.seed = cfg.schedule.seed.wrapping_add(i as u64 - 1);
+        member.attempts = 1;
         let dir = out.join(format!("tree_{i}"));
         obs.message(&format!("ensemble member {i}/{n} → {}", dir.display()));
         train(&member, &dir, mode, device, interrupter, obs)?;

@@ -26,7 +26,9 @@ pub enum Recipe {
     /// For a backbone trained from random weights (the small CNN): depth 5, prototypes of
     /// 64, 64 px, 60 epochs of 32, every learning rate 4e-3 from the first step, decays
     /// by half after 70 % and 85 % of the epochs, random translations as augmentation, the plain data
-    /// protocol (each training image once).
+    /// protocol (each training image once), ten backbone warm-up epochs, prototypes from
+    /// patches, leaf re-seeding, and up to three attempts chosen on a 10 % validation
+    /// split (stopping at 97 %, or once an attempt gains less than 2 points).
     Scratch,
 }
 
@@ -76,6 +78,14 @@ impl Recipe {
                 // Translations only: on digits (no mirror symmetry) flips cost 6 points
                 // (84.1 % vs 90.0 %); on the synthetic birds both reach 99 % (docs/results.md).
                 augmentation: Augmentation::Shift,
+                // Some seeds still end a few points low (a pair of classes that differ
+                // in their smallest parts never told apart): up to three attempts on a
+                // validation split removed every such run of the stall sweep; the bar
+                // and the 2-point gain stop keep a run whose first attempt lands, or whose
+                // data allow no more, from training three (docs/results.md).
+                attempts: 3,
+                stop_at_validation: Some(0.97),
+                min_attempt_gain: Some(0.02),
                 schedule: TrainConfig {
                     epochs: 60,
                     batch_size: 32,
@@ -136,5 +146,10 @@ mod tests {
         assert_eq!(scratch.schedule.freeze_epochs, 0);
         assert_eq!(scratch.schedule.lr_net, scratch.schedule.lr);
         assert!(scratch.schedule.check().is_ok());
+        assert_eq!(
+            (scratch.attempts, reference.attempts),
+            (3, 1),
+            "the scratch recipe chooses among attempts, the reference's trains once"
+        );
     }
 }

@@ -97,6 +97,11 @@ pub struct RunConfig {
     /// (a fraction; none: train every attempt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_at_validation: Option<f64>,
+    /// With several attempts: stop once an attempt raises the best validation accuracy
+    /// of the attempts before it by less than this (a fraction): a new seed no longer
+    /// helps, the data limits the accuracy (none: no such stop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_attempt_gain: Option<f64>,
     /// The schedule.
     pub schedule: TrainConfig,
     /// The recipe the run started from ([`Recipe::preset`]); informative, the values
@@ -123,6 +128,7 @@ impl Default for RunConfig {
             attempts: 1,
             validation_share: DEFAULT_VALIDATION_SHARE,
             stop_at_validation: None,
+            min_attempt_gain: None,
             schedule: TrainConfig::default(),
             recipe: None,
         }
@@ -228,9 +234,18 @@ impl RunConfig {
                 ", best of {} attempts on a {:.0}% validation split{}",
                 self.attempts,
                 100.0 * self.validation_share,
-                match self.stop_at_validation {
-                    Some(x) => format!(" (stopping at {:.1}%)", 100.0 * x),
-                    None => String::new(),
+                match (self.stop_at_validation, self.min_attempt_gain) {
+                    (Some(x), Some(g)) => format!(
+                        " (stopping at {:.1}%, or once an attempt gains less than {:.1} points)",
+                        100.0 * x,
+                        100.0 * g
+                    ),
+                    (Some(x), None) => format!(" (stopping at {:.1}%)", 100.0 * x),
+                    (None, Some(g)) => format!(
+                        " (stopping once an attempt gains less than {:.1} points)",
+                        100.0 * g
+                    ),
+                    (None, None) => String::new(),
                 }
             ));
         }
@@ -318,11 +333,12 @@ impl RunConfig {
     }
 
     /// The configuration a run trains with: for a `quick` run, one epoch per phase
-    /// (backbone warm-up, frozen, then unfrozen), no milestones and no evaluation during
-    /// training.
+    /// (backbone warm-up, frozen, then unfrozen), no milestones, no evaluation during
+    /// training and one attempt.
     pub fn effective(&self) -> Self {
         let mut c = self.clone();
         if c.quick {
+            c.attempts = 1;
             c.schedule.backbone_warmup_epochs = c.schedule.backbone_warmup_epochs.min(1);
             let frozen = c.schedule.freeze_epochs.min(1);
             c.schedule.epochs = frozen + 1;
@@ -359,17 +375,17 @@ impl RunConfig {
                 self.validation_share
             )));
         }
-        if let Some(x) = self.stop_at_validation {
-            if !(0.0..=1.0).contains(&x) {
-                return Err(bad(format!(
-                    "stop_at_validation must be an accuracy between 0 and 1, got {x}"
-                )));
+        for (name, value) in [
+            ("stop_at_validation", self.stop_at_validation),
+            ("min_attempt_gain", self.min_attempt_gain),
+        ] {
+            if let Some(x) = value {
+                if !(0.0..=1.0).contains(&x) {
+                    return Err(bad(format!(
+                        "{name} must be an accuracy between 0 and 1, got {x}"
+                    )));
+                }
             }
-        }
-        if self.quick && self.attempts > 1 {
-            return Err(bad(
-                "quick runs train one attempt: drop attempts or quick".into()
-            ));
         }
         let tree = self.tree(2).check().map_err(|e| bad(e.to_string()))?;
         let schedule = self.schedule.check().map_err(|e| bad(e.to_string()))?;

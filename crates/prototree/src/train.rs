@@ -173,6 +173,17 @@ pub fn carve_validation(samples: Vec<Sample>, share: f64, seed: u64) -> (Vec<Sam
     (kept, validation)
 }
 
+/// Whether [`carve_validation`] holds out any of the training images of `cfg`'s data set
+/// (some class has at least two).
+fn can_hold_out_validation(cfg: &RunConfig) -> Result<bool> {
+    let samples = Dataset::open(&cfg.data)?.samples(Split::Train);
+    let mut counts = std::collections::HashMap::new();
+    for s in &samples {
+        *counts.entry(s.class_index).or_insert(0usize) += 1;
+    }
+    Ok(counts.values().any(|&n| n >= 2))
+}
+
 /// Mixed into the run's seed for the validation split, so that the split does not follow
 /// the same random stream as the run's initialisation.
 const VALIDATION_SEED_SALT: u64 = 0x5eed_0f7a_11da_7e00;
@@ -292,6 +303,14 @@ pub fn train(
         return Err(Error::Invalid(
             "crop_to_bbox belongs to the plain data protocol (the reference protocol makes its own crops): set `protocol = \"plain\"` (--protocol plain) or drop it".into(),
         ));
+    }
+    let mut cfg = cfg;
+    if cfg.attempts > 1 && mode != RunMode::Resume && !can_hold_out_validation(&cfg)? {
+        obs.message(&format!(
+            "{}: no class has two training images, so none can be held out to choose between attempts; training one attempt on all of them",
+            cfg.data.display()
+        ));
+        cfg.attempts = 1;
     }
     obs.message(&cfg.recipe_summary());
     if cfg.attempts > 1 {

@@ -134,3 +134,34 @@ fn a_model_that_does_not_fit_the_data_is_refused() -> anyhow::Result<()> {
     assert!(err.contains("12 classes") && err.contains("3"), "{err}");
     Ok(())
 }
+
+#[test]
+fn attempts_without_images_to_hold_out_train_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    copy_dir(&fixtures().join("cub-tiny"), &data)?;
+    // One training image per class: nothing can be held out for a validation split.
+    let labels = std::fs::read_to_string(data.join("image_class_labels.txt"))?;
+    let split = std::fs::read_to_string(data.join("train_test_split.txt"))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut rewritten = String::new();
+    for (label, line) in labels.lines().zip(split.lines()) {
+        let mut fields = line.split_whitespace();
+        let (id, is_train) = (fields.next().unwrap_or(""), fields.next() == Some("1"));
+        let class = label.split_whitespace().nth(1).unwrap_or("");
+        let keep = is_train && seen.insert(class.to_string());
+        rewritten.push_str(&format!("{id} {}\n", u8::from(keep)));
+    }
+    assert_eq!(seen.len(), 3);
+    std::fs::write(data.join("train_test_split.txt"), rewritten)?;
+    let cfg = prototree::prelude::RunConfig {
+        attempts: 3,
+        ..job(&data)
+    };
+    let out = dir.path().join("run");
+    let trained = run(&cfg, &out)?;
+    assert!(!out.join(prototree::attempts::ATTEMPTS_FILE).exists());
+    assert!(!out.join(prototree::attempts::ATTEMPTS_DIR).exists());
+    assert_eq!(trained.test.num_images, 24 - 3);
+    Ok(())
+}

@@ -58,6 +58,9 @@ fn run_train(a: EnsembleTrainArgs, interrupter: &Interrupter, obs: &mut CliProgr
     if a.train.resume.is_some() || a.train.overrides.quick {
         bail!("ensemble train does not take --resume or --quick; resume members one by one with `prototree train --resume OUT/tree_I`");
     }
+    if a.train.overrides.attempts.is_some_and(|n| n > 1) {
+        bail!("ensemble members train once each (they are already several seeds): drop --attempts");
+    }
     let cfg = train_run_config(&a.train)?;
     if a.train.out.is_none() {
         bail!("no output directory: give --out DIR");

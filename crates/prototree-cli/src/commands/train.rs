@@ -190,6 +190,45 @@ mod tests {
     }
 
     #[test]
+    fn scratch_runs_choose_among_attempts_unless_told_otherwise() -> Result<()> {
+        let scratch = config(&["--data", "d", "--out", "o"])?;
+        assert_eq!(
+            (
+                scratch.attempts,
+                scratch.stop_at_validation,
+                scratch.min_attempt_gain
+            ),
+            (3, Some(0.97), Some(0.02))
+        );
+        let pretrained = config(&["--data", "d", "--out", "o", "--weights", "w.pth"])?;
+        assert_eq!(pretrained.attempts, 1);
+        let once = config(&["--data", "d", "--out", "o", "--attempts", "1"])?;
+        assert_eq!(once.attempts, 1);
+        let flags = [
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--stop-at-validation",
+            "0.5",
+            "--min-attempt-gain",
+            "0.1",
+        ];
+        let tuned = config(&flags)?;
+        assert_eq!(
+            (tuned.stop_at_validation, tuned.min_attempt_gain),
+            (Some(0.5), Some(0.1))
+        );
+        // A quick check trains one attempt; a gain outside [0, 1] is refused, named.
+        let quick = config(&["--data", "d", "--out", "o", "--quick"])?;
+        assert_eq!(quick.effective().attempts, 1);
+        let bad = config(&["--data", "d", "--out", "o", "--min-attempt-gain", "2"]);
+        let msg = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("min_attempt_gain"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
     fn the_protocol_and_the_last_block_grouping_are_flags() -> Result<()> {
         use prototree::data::Protocol;
         let unset = config(&["--data", "d", "--out", "o"])?.schedule;
