@@ -98,6 +98,10 @@ pub struct RunOverrides {
     /// objective).
     #[arg(long, value_name = "WEIGHT")]
     pub flip_alignment: Option<f64>,
+    /// Gaussian noise of this standard deviation on the normalised training images,
+    /// clipped at 1.25 SIGMA (docs/training.md; default 0: none).
+    #[arg(long, value_name = "SIGMA")]
+    pub input_noise: Option<f64>,
     /// Evaluate on the test split every N epochs (0: only at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -212,6 +216,7 @@ impl RunOverrides {
             &self.prototypes_from_patches,
         );
         set(&mut s.flip_alignment, &self.flip_alignment);
+        set(&mut s.input_noise, &self.input_noise);
     }
 }
 

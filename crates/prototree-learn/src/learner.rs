@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use prototree_tree::flip_alignment::{flip_alignment, with_mirrors};
+use crate::input_noise::{noise_seed, with_input_noise};
 use prototree_tree::init::PROTOTYPES;
 use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHistory};
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
@@ -474,14 +475,23 @@ impl Learner {
         lrs: &GroupMap<f64>,
         p: &mut EpochProgress,
     ) -> Result<BatchStats> {
+        let noise = self.schedule.config().input_noise;
+        let noisy;
+        let images = if noise > 0.0 {
+            let seed = noise_seed(self.schedule.config().seed, epoch, index);
+            noisy = with_input_noise(&batch.images, noise, seed)?;
+            &noisy
+        } else {
+            &batch.images
+        };
         let model = &mut self.model;
         let labels = batch.labels.to_dtype(DType::U32)?;
         let align = self.schedule.config().flip_alignment;
         let (out, alignment) = if align > 0.0 {
             // Images and mirrors in one pass (one set of batch statistics); the tree's
             // output comes from the originals.
-            let both = model.latent_with(&with_mirrors(&batch.images)?, true, detach_backbone)?;
-            let b = batch.images.dim(0)?;
+            let both = model.latent_with(&with_mirrors(images)?, true, detach_backbone)?;
+            let b = images.dim(0)?;
             let latent = Latent {
                 patches: both.patches.narrow(0, 0, b)?,
                 height: both.height,
@@ -497,7 +507,7 @@ impl Learner {
             )?;
             (model.forward_latent(&latent)?, Some(term))
         } else {
-            let latent = model.latent_with(&batch.images, true, detach_backbone)?;
+            let latent = model.latent_with(images, true, detach_backbone)?;
             (model.forward_latent(&latent)?, None)
         };
         let loss = nll_loss(&out.probabilities, &labels)?;

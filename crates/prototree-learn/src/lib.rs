@@ -43,6 +43,7 @@ pub mod checkpoint;
 pub mod checkpointer;
 pub mod error;
 pub mod fingerprint;
+pub mod input_noise;
 pub mod interrupt;
 mod json_lines;
 pub mod learner;

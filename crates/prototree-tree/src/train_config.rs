@@ -76,6 +76,11 @@ pub struct TrainConfig {
     /// reference's objective): no term and no mirrored pass.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub flip_alignment: f64,
+    /// Standard deviation of Gaussian noise added to each normalised training image
+    /// (clipped at 1.25 σ; `prototree_learn::input_noise`): the stability metric's
+    /// perturbation, trained against. 0 (the default, and the reference's): none.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub input_noise: f64,
 }
 
 fn is_zero_f64(v: &f64) -> bool {
@@ -107,6 +112,7 @@ impl Default for TrainConfig {
             backbone_warmup_epochs: 0,
             prototypes_from_patches: false,
             flip_alignment: 0.0,
+            input_noise: 0.0,
         }
     }
 }
@@ -185,6 +191,7 @@ impl TrainConfig {
         positive("gamma", self.gamma)?;
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("flip_alignment", self.flip_alignment)?;
+        non_negative("input_noise", self.input_noise)?;
         if self.milestones.first() == Some(&0) || self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ConfigError::Milestones(self.milestones.clone()));
         }

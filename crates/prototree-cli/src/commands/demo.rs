@@ -47,6 +47,10 @@ pub struct DemoArgs {
     /// docs/training.md).
     #[arg(long, value_name = "WEIGHT")]
     flip_alignment: Option<f64>,
+    /// Gaussian noise of this standard deviation on the normalised training images
+    /// (default 0: none; docs/training.md).
+    #[arg(long, value_name = "SIGMA")]
+    input_noise: Option<f64>,
     /// How prototypes are projected onto training patches (`prototree project --rule`;
     /// default `specific`, `nearest` is the reference's).
     #[arg(long, value_enum, default_value_t = ProjectionChoice::Specific)]
@@ -82,6 +86,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     }
     if let Some(w) = a.flip_alignment {
         cfg.run.schedule.flip_alignment = w;
+    }
+    if let Some(sigma) = a.input_noise {
+        cfg.run.schedule.input_noise = sigma;
     }
     if let Some(n) = a.warmup_epochs {
         cfg.run.schedule.backbone_warmup_epochs = n;
