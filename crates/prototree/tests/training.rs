@@ -601,3 +601,37 @@ fn flip_alignment_trains_its_term_and_is_recorded() -> anyhow::Result<()> {
     assert!(err.contains("flip_alignment"), "{err}");
     Ok(())
 }
+
+#[test]
+fn input_noise_trains_seeded_resumes_bit_identical_and_is_recorded() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = fixture("cub-tiny");
+    let mut cfg = job(&data, 2);
+    cfg.schedule.batch_size = 4;
+    let plain_dir = dir.path().join("plain");
+    run(&cfg, &plain_dir)?;
+    cfg.schedule.input_noise = 0.2;
+    let noisy_dir = dir.path().join("noisy");
+    let noisy = run(&cfg, &noisy_dir)?;
+    // The noise changes the training, and the run records it.
+    assert_ne!(tensors(&plain_dir)?, tensors(&noisy_dir)?);
+    let toml = std::fs::read_to_string(noisy_dir.join("run.toml"))?;
+    assert!(toml.contains("input_noise = 0.2"), "{toml}");
+    // Stopped mid-run and resumed: the same noise, so the same model.
+    let broken = dir.path().join("broken");
+    let err = StopAfter::batches(3).train(&cfg, &broken).unwrap_err();
+    assert!(err.to_string().contains("interrupt"), "{err}");
+    let resumed = resume(&cfg, &broken)?;
+    assert_eq!(tensors(&noisy_dir)?, tensors(&broken)?);
+    assert_eq!(noisy.test.accuracy_soft, resumed.test.accuracy_soft);
+    // Resuming with another sigma is refused, naming it; a negative one before training.
+    let mut other = cfg.clone();
+    other.schedule.epochs = 3;
+    other.schedule.input_noise = 0.1;
+    let err = resume(&other, &noisy_dir).unwrap_err().to_string();
+    assert!(err.contains("input_noise"), "{err}");
+    cfg.schedule.input_noise = -0.1;
+    let err = run(&cfg, &dir.path().join("bad")).unwrap_err().to_string();
+    assert!(err.contains("input_noise"), "{err}");
+    Ok(())
+}
