@@ -62,20 +62,35 @@ mod tests {
     #[test]
     fn noise_is_seeded_clipped_and_centred() -> Result<()> {
         let images = Tensor::zeros((4, 3, 16, 16), DType::F32, &Device::Cpu)?;
-        let a = with_input_noise(&images, 0.2, 7)?.flatten_all()?.to_vec1::<f32>()?;
-        let b = with_input_noise(&images, 0.2, 7)?.flatten_all()?.to_vec1::<f32>()?;
-        let c = with_input_noise(&images, 0.2, 8)?.flatten_all()?.to_vec1::<f32>()?;
+        let a = with_input_noise(&images, 0.2, 7)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let b = with_input_noise(&images, 0.2, 7)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let c = with_input_noise(&images, 0.2, 8)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         assert_eq!(a, b, "the same seed gives the same noise");
         assert_ne!(a, c, "another seed gives other noise");
-        assert!(a.iter().all(|v| v.abs() <= 0.25 + 1e-6), "clipped at 1.25 sigma");
+        assert!(
+            a.iter().all(|v| v.abs() <= 0.25 + 1e-6),
+            "clipped at 1.25 sigma"
+        );
         let n = a.len() as f64;
         let mean = a.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = a.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        let var = a
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         assert!(mean.abs() < 0.01, "mean {mean}");
         // A normal clipped at 1.25 sigma keeps 66.2 % of its variance (erf by hand:
         // 0.2^2 * 0.662 = 0.0265); 3072 draws give a few per cent of spread.
         assert!((0.0245..0.0285).contains(&var), "variance {var}");
-        let same = with_input_noise(&images, 0.0, 7)?.flatten_all()?.to_vec1::<f32>()?;
+        let same = with_input_noise(&images, 0.0, 7)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         assert!(same.iter().all(|&v| v == 0.0), "sigma 0 adds nothing");
         Ok(())
     }

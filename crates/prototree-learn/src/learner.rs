@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
+use crate::input_noise::{noise_seed, with_input_noise};
 use candle_core::{DType, Tensor};
 use prototree_tree::flip_alignment::{flip_alignment, with_mirrors};
-use crate::input_noise::{noise_seed, with_input_noise};
 use prototree_tree::init::PROTOTYPES;
 use prototree_tree::leaf_reseed::{common_depth, persistently_needing, ReseedHistory};
 use prototree_tree::leaf_sharing::{routing_entropy, LeafSharing};
