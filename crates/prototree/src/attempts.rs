@@ -7,8 +7,9 @@
 //! reaches that accuracy, with [`RunConfig::min_attempt_gain`] at the first attempt that
 //! improves on the ones before it by less than that ([`AttemptsLog::stop_reason`]). The
 //! scratch recipe trains this way by default ([`crate::recipe::Recipe::Scratch`]).
-//! `RUN/attempts.json` records every finished attempt and the choice; an interrupted run resumes where it stopped (finished attempts are kept, the
-//! attempt in progress continues from its last checkpoint).
+//! `RUN/attempts.json` records every finished attempt and the choice; an interrupted run
+//! resumes where it stopped (finished attempts are kept, the attempt in progress continues
+//! from its last checkpoint).
 
 use std::path::{Path, PathBuf};
 
@@ -125,10 +126,11 @@ impl AttemptsLog {
         let gain = last.validation_accuracy - before;
         match min_gain {
             Some(g) if gain < g => Some(format!(
-                "attempt {} gained {:.1} points on validation over the best before it (less than {:.1}): the data, not the seed, limits the accuracy",
+                "attempt {} scored {:.1}% on validation, less than {:.1} points above the best before it ({:.1}%): the data, not the seed, limit the accuracy",
                 last.attempt + 1,
-                100.0 * gain,
-                100.0 * g
+                100.0 * last.validation_accuracy,
+                100.0 * g,
+                100.0 * before
             )),
             _ => None,
         }
@@ -386,12 +388,13 @@ mod tests {
         let reached = log(&[0.95, 0.98]).stop_reason(bar, gain);
         assert!(reached.is_some_and(|r| r.contains("attempt 2 reached 98.0%")));
         assert!(log(&[0.97]).stop_reason(bar, gain).is_some());
-        // The stall sweep's retries gained 3 to 12 points: go on.
+        // The stall sweep's retries gained 3 to 10 points: go on.
         assert_eq!(log(&[0.93, 0.96]).stop_reason(bar, gain), None);
         assert_eq!(log(&[0.87, 0.96]).stop_reason(bar, gain), None);
         // A second attempt no better (or worse) than the first: the data limit it.
         let flat = log(&[0.931, 0.94]).stop_reason(bar, gain);
-        assert!(flat.is_some_and(|r| r.contains("attempt 2 gained 0.9 points")));
+        let expected = "attempt 2 scored 94.0% on validation, less than 2.0 points above the best before it (93.1%)";
+        assert!(flat.is_some_and(|r| r.contains(expected)));
         assert!(log(&[0.93, 0.90]).stop_reason(bar, gain).is_some());
         // The gain counts against the best before the last, not the one just before it.
         assert!(log(&[0.93, 0.85, 0.94]).stop_reason(bar, gain).is_some());
