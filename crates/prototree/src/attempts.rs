@@ -163,19 +163,7 @@ fn open_attempts_run(out: &Path, mode: RunMode) -> Result<()> {
             }
             .into())
         }
-        RunMode::Overwrite => {
-            let dir = out.join(ATTEMPTS_DIR);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-            let file = out.join(ATTEMPTS_FILE);
-            if file.exists() {
-                std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })?;
-            }
-        }
+        RunMode::Overwrite => clear_attempts(out)?,
         _ => {}
     }
     // The top level holds no checkpoint of its own; this creates it and, when replacing,
@@ -188,6 +176,23 @@ fn open_attempts_run(out: &Path, mode: RunMode) -> Result<()> {
             mode
         },
     )?;
+    Ok(())
+}
+
+/// Removes the attempts of a run in `out` (`attempts/` and `attempts.json`), if any: a run
+/// that replaces it keeps none of them.
+pub(crate) fn clear_attempts(out: &Path) -> Result<()> {
+    let dir = out.join(ATTEMPTS_DIR);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let file = out.join(ATTEMPTS_FILE);
+    if file.exists() {
+        std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })?;
+    }
     Ok(())
 }
 

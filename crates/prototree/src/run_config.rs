@@ -382,7 +382,7 @@ impl RunConfig {
             if let Some(x) = value {
                 if !(0.0..=1.0).contains(&x) {
                     return Err(bad(format!(
-                        "{name} must be an accuracy between 0 and 1, got {x}"
+                        "{name} must be a fraction between 0 and 1, got {x}"
                     )));
                 }
             }

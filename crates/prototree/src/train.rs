@@ -316,7 +316,17 @@ pub fn train(
     if cfg.attempts > 1 {
         return crate::attempts::train_attempts(&cfg, out, mode, device, interrupter, obs);
     }
+    if mode == RunMode::New && crate::attempts::holds_attempts(out) {
+        // A run with attempts keeps no checkpoint of its own at the top: without this, a
+        // new single run would replace its model.
+        return Err(prototree_learn::Error::RunExists(out.to_path_buf()).into());
+    }
     let run = RunDir::open(out, mode)?;
+    if mode == RunMode::Overwrite {
+        // A single run replacing a run with attempts keeps none of them (the report
+        // would show them as this run's).
+        crate::attempts::clear_attempts(out)?;
+    }
     let data = load_data(&cfg, obs)?;
     let meta = cfg.model_meta(data.dataset.class_names().to_vec());
     record_skipped(out, &data.skipped, obs)?;

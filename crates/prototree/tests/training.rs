@@ -525,6 +525,23 @@ fn attempts_keep_the_best_on_validation_and_resume() -> anyhow::Result<()> {
     // A new run in its directory is refused; replacing it starts over.
     let err = run(&cfg, &broken).unwrap_err().to_string();
     assert!(err.contains("already holds a training run"), "{err}");
+    // So is a new single run (the top level has no checkpoint of its own); a single run
+    // replacing it keeps none of its attempts.
+    let single = RunConfig {
+        attempts: 1,
+        ..cfg.clone()
+    };
+    let err = run(&single, &broken).unwrap_err().to_string();
+    assert!(err.contains("already holds a training run"), "{err}");
+    run_with(
+        &single,
+        &broken,
+        RunMode::Overwrite,
+        &Interrupter::new(),
+        &mut (),
+    )?;
+    assert!(!holds_attempts(&broken));
+    assert!(AttemptsLog::read(&broken)?.is_none());
 
     // With a bar every attempt reaches, the first attempt is kept and no other trains.
     let first = dir.path().join("first");

@@ -125,7 +125,9 @@ pub fn run(a: TrainArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Re
         100.0 * t.accuracy_max_leaf,
         100.0 * t.fidelity_greedy
     );
-    if cfg.attempts > 1 {
+    // A quick run, or data with nothing to hold out, trains one attempt even when asked
+    // for several: the run directory says which it was.
+    if out.join(prototree::attempts::ATTEMPTS_FILE).is_file() {
         println!(
             "model saved to {} (run.toml, attempts.json, metrics.jsonl and curves.png of the kept attempt; each attempt in attempts/)",
             out.display()
