@@ -102,6 +102,9 @@ pub struct RunOverrides {
     /// clipped at 1.25 SIGMA (docs/training.md; default 0: none).
     #[arg(long, value_name = "SIGMA")]
     pub input_noise: Option<f64>,
+    /// With --input-noise: the first epoch trained with it (default: from the start).
+    #[arg(long, value_name = "EPOCH")]
+    pub input_noise_from_epoch: Option<usize>,
     /// Evaluate on the test split every N epochs (0: only at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -217,6 +220,7 @@ impl RunOverrides {
         );
         set(&mut s.flip_alignment, &self.flip_alignment);
         set(&mut s.input_noise, &self.input_noise);
+        set(&mut s.input_noise_from_epoch, &self.input_noise_from_epoch);
     }
 }
 

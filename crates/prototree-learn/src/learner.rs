@@ -475,7 +475,7 @@ impl Learner {
         lrs: &GroupMap<f64>,
         p: &mut EpochProgress,
     ) -> Result<BatchStats> {
-        let noise = self.schedule.config().input_noise;
+        let noise = self.schedule.config().input_noise_at(epoch);
         let noisy;
         let images = if noise > 0.0 {
             let seed = noise_seed(self.schedule.config().seed, epoch, index);

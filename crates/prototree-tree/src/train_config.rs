@@ -81,6 +81,23 @@ pub struct TrainConfig {
     /// perturbation, trained against. 0 (the default, and the reference's): none.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub input_noise: f64,
+    /// The first epoch trained with [`TrainConfig::input_noise`] (0 or 1: from the start):
+    /// noise from a later epoch steadies a tree whose prototypes have settled, without
+    /// moving them off the small parts (docs/explanations.md).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_noise_from_epoch: usize,
+}
+
+impl TrainConfig {
+    /// The input noise of `epoch` (1-based): [`TrainConfig::input_noise`] from
+    /// [`TrainConfig::input_noise_from_epoch`] on, else 0.
+    pub fn input_noise_at(&self, epoch: usize) -> f64 {
+        if epoch >= self.input_noise_from_epoch {
+            self.input_noise
+        } else {
+            0.0
+        }
+    }
 }
 
 fn is_zero_f64(v: &f64) -> bool {
@@ -113,6 +130,7 @@ impl Default for TrainConfig {
             prototypes_from_patches: false,
             flip_alignment: 0.0,
             input_noise: 0.0,
+            input_noise_from_epoch: 0,
         }
     }
 }
@@ -192,6 +210,12 @@ impl TrainConfig {
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("flip_alignment", self.flip_alignment)?;
         non_negative("input_noise", self.input_noise)?;
+        check::at_most(
+            "",
+            "input_noise_from_epoch",
+            self.input_noise_from_epoch as u64,
+            maxima::MAX_EPOCHS,
+        )?;
         if self.milestones.first() == Some(&0) || self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ConfigError::Milestones(self.milestones.clone()));
         }
@@ -238,6 +262,29 @@ impl ValidTrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_noise_starts_at_its_epoch() {
+        let from_start = TrainConfig {
+            input_noise: 0.2,
+            ..Default::default()
+        };
+        assert_eq!(from_start.input_noise_at(1), 0.2);
+        let late = TrainConfig {
+            input_noise_from_epoch: 29,
+            ..from_start
+        };
+        assert_eq!(
+            (late.input_noise_at(28), late.input_noise_at(29)),
+            (0.0, 0.2)
+        );
+        let beyond = TrainConfig {
+            input_noise_from_epoch: 100_001,
+            ..late
+        };
+        let err = beyond.check().map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("input_noise_from_epoch"), "{err}");
+    }
 
     #[test]
     fn schedule() {

@@ -74,13 +74,16 @@ impl DemoConfig {
         }
     }
 
-    /// Trains for `epochs` epochs, moving the learning-rate milestones and the backbone
-    /// warm-up (if any) in proportion (the default 40 epochs decay after epochs 28 and 34).
+    /// Trains for `epochs` epochs, moving the learning-rate milestones, the backbone
+    /// warm-up and the first epoch of input noise (if any) in proportion (the default 40
+    /// epochs decay after epochs 28 and 34).
     pub fn set_epochs(&mut self, epochs: usize) {
         let schedule = &mut self.run.schedule;
         let old = schedule.epochs.max(1);
         schedule.backbone_warmup_epochs =
             (schedule.backbone_warmup_epochs * epochs + old / 2) / old;
+        schedule.input_noise_from_epoch =
+            (schedule.input_noise_from_epoch * epochs + old / 2) / old;
         let mut milestones: Vec<usize> = schedule
             .milestones
             .iter()

@@ -641,6 +641,18 @@ fn input_noise_trains_seeded_resumes_bit_identical_and_is_recorded() -> anyhow::
     let resumed = resume(&cfg, &broken)?;
     assert_eq!(tensors(&noisy_dir)?, tensors(&broken)?);
     assert_eq!(noisy.test.accuracy_soft, resumed.test.accuracy_soft);
+    // Noise from an epoch after the last is no noise; from the second epoch it is
+    // another run again.
+    let mut late = cfg.clone();
+    late.schedule.input_noise_from_epoch = 3;
+    let late_dir = dir.path().join("late");
+    run(&late, &late_dir)?;
+    assert_eq!(tensors(&plain_dir)?, tensors(&late_dir)?);
+    late.schedule.input_noise_from_epoch = 2;
+    let second_dir = dir.path().join("second");
+    run(&late, &second_dir)?;
+    assert_ne!(tensors(&plain_dir)?, tensors(&second_dir)?);
+    assert_ne!(tensors(&noisy_dir)?, tensors(&second_dir)?);
     // Resuming with another sigma is refused, naming it; a negative one before training.
     let mut other = cfg.clone();
     other.schedule.epochs = 3;

@@ -51,6 +51,9 @@ pub struct DemoArgs {
     /// (default 0: none; docs/training.md).
     #[arg(long, value_name = "SIGMA")]
     input_noise: Option<f64>,
+    /// With --input-noise: the first epoch trained with it (default: from the start).
+    #[arg(long, value_name = "EPOCH")]
+    input_noise_from_epoch: Option<usize>,
     /// How prototypes are projected onto training patches (`prototree project --rule`;
     /// default `specific`, `nearest` is the reference's).
     #[arg(long, value_enum, default_value_t = ProjectionChoice::Specific)]
@@ -89,6 +92,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     }
     if let Some(sigma) = a.input_noise {
         cfg.run.schedule.input_noise = sigma;
+    }
+    if let Some(epoch) = a.input_noise_from_epoch {
+        cfg.run.schedule.input_noise_from_epoch = epoch;
     }
     if let Some(n) = a.warmup_epochs {
         cfg.run.schedule.backbone_warmup_epochs = n;
