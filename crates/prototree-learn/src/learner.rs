@@ -475,15 +475,12 @@ impl Learner {
         lrs: &GroupMap<f64>,
         p: &mut EpochProgress,
     ) -> Result<BatchStats> {
-        let noise = self.schedule.config().input_noise_at(epoch);
-        let noisy;
-        let images = if noise > 0.0 {
-            let seed = noise_seed(self.schedule.config().seed, epoch, index);
-            noisy = with_input_noise(&batch.images, noise, seed)?;
-            &noisy
-        } else {
-            &batch.images
-        };
+        // Without noise (σ 0) this is the batch itself (a shared tensor, not a copy).
+        let images = &with_input_noise(
+            &batch.images,
+            self.schedule.config().input_noise_at(epoch),
+            noise_seed(self.schedule.config().seed, epoch, index),
+        )?;
         let model = &mut self.model;
         let labels = batch.labels.to_dtype(DType::U32)?;
         let align = self.schedule.config().flip_alignment;

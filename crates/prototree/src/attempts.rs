@@ -148,26 +148,47 @@ pub fn holds_attempts(run: &Path) -> bool {
         })
 }
 
+/// Gets `out` ready for a run of `mode`, with attempts or without, before
+/// [`RunDir::open`] (which refuses or clears a single run's checkpoints): a new run is
+/// refused where a run with attempts is, as that keeps no checkpoint at the top level for
+/// `RunDir` to see; a replacing run removes the old run's `attempts/` and
+/// `attempts.json` (the report would show them as its own).
+pub(crate) fn prepare_run_dir(out: &Path, mode: RunMode) -> Result<()> {
+    match mode {
+        RunMode::New if holds_attempts(out) => {
+            Err(prototree_learn::Error::RunExists(out.to_path_buf()).into())
+        }
+        RunMode::Overwrite => {
+            let dir = out.join(ATTEMPTS_DIR);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            let file = out.join(ATTEMPTS_FILE);
+            if file.exists() {
+                std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Opens `out` for a run with attempts as `mode` says: a new run is refused where one
 /// exists, a replaced run loses its attempts, a resumed one needs some.
 fn open_attempts_run(out: &Path, mode: RunMode) -> Result<()> {
-    let exists = holds_attempts(out) || checkpoint_exists(&last_checkpoint_dir(out));
-    match mode {
-        RunMode::New if exists => {
-            return Err(prototree_learn::Error::RunExists(out.to_path_buf()).into())
+    prepare_run_dir(out, mode)?;
+    if mode == RunMode::Resume && !holds_attempts(out) {
+        return Err(prototree_learn::Error::NoCheckpoint {
+            run: out.to_path_buf(),
+            checkpoint: last_checkpoint_dir(&attempt_dir(out, 0)),
         }
-        RunMode::Resume if !holds_attempts(out) => {
-            return Err(prototree_learn::Error::NoCheckpoint {
-                run: out.to_path_buf(),
-                checkpoint: last_checkpoint_dir(&attempt_dir(out, 0)),
-            }
-            .into())
-        }
-        RunMode::Overwrite => clear_attempts(out)?,
-        _ => {}
+        .into());
     }
-    // The top level holds no checkpoint of its own; this creates it and, when replacing,
-    // clears a single run's checkpoints left there.
+    // The top level holds no checkpoint of its own; this creates it, refuses a new run
+    // where a single run's checkpoint is and, when replacing, clears that checkpoint.
     RunDir::open(
         out,
         if mode == RunMode::Resume {
@@ -176,23 +197,6 @@ fn open_attempts_run(out: &Path, mode: RunMode) -> Result<()> {
             mode
         },
     )?;
-    Ok(())
-}
-
-/// Removes the attempts of a run in `out` (`attempts/` and `attempts.json`), if any: a run
-/// that replaces it keeps none of them.
-pub(crate) fn clear_attempts(out: &Path) -> Result<()> {
-    let dir = out.join(ATTEMPTS_DIR);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    let file = out.join(ATTEMPTS_FILE);
-    if file.exists() {
-        std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })?;
-    }
     Ok(())
 }
 

@@ -234,18 +234,22 @@ impl RunConfig {
                 ", best of {} attempts on a {:.0}% validation split{}",
                 self.attempts,
                 100.0 * self.validation_share,
-                match (self.stop_at_validation, self.min_attempt_gain) {
-                    (Some(x), Some(g)) => format!(
-                        " (stopping at {:.1}%, or once an attempt gains less than {:.1} points)",
-                        100.0 * x,
-                        100.0 * g
-                    ),
-                    (Some(x), None) => format!(" (stopping at {:.1}%)", 100.0 * x),
-                    (None, Some(g)) => format!(
-                        " (stopping once an attempt gains less than {:.1} points)",
-                        100.0 * g
-                    ),
-                    (None, None) => String::new(),
+                {
+                    let stops: Vec<String> = [
+                        self.stop_at_validation
+                            .map(|x| format!("at {:.1}%", 100.0 * x)),
+                        self.min_attempt_gain.map(|g| {
+                            format!("once an attempt gains less than {:.1} points", 100.0 * g)
+                        }),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if stops.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (stopping {})", stops.join(", or "))
+                    }
                 }
             ));
         }

@@ -174,14 +174,12 @@ pub fn carve_validation(samples: Vec<Sample>, share: f64, seed: u64) -> (Vec<Sam
 }
 
 /// Whether [`carve_validation`] holds out any of the training images of `cfg`'s data set
-/// (some class has at least two).
+/// (some class has at least two). Reads the data set's lists, not its images, so a run
+/// that cannot choose between attempts says so before loading them.
 fn can_hold_out_validation(cfg: &RunConfig) -> Result<bool> {
     let samples = Dataset::open(&cfg.data)?.samples(Split::Train);
-    let mut counts = std::collections::HashMap::new();
-    for s in &samples {
-        *counts.entry(s.class_index).or_insert(0usize) += 1;
-    }
-    Ok(counts.values().any(|&n| n >= 2))
+    let (_, held_out) = carve_validation(samples, cfg.validation_share, cfg.schedule.seed);
+    Ok(!held_out.is_empty())
 }
 
 /// Mixed into the run's seed for the validation split, so that the split does not follow
@@ -316,17 +314,8 @@ pub fn train(
     if cfg.attempts > 1 {
         return crate::attempts::train_attempts(&cfg, out, mode, device, interrupter, obs);
     }
-    if mode == RunMode::New && crate::attempts::holds_attempts(out) {
-        // A run with attempts keeps no checkpoint of its own at the top: without this, a
-        // new single run would replace its model.
-        return Err(prototree_learn::Error::RunExists(out.to_path_buf()).into());
-    }
+    crate::attempts::prepare_run_dir(out, mode)?;
     let run = RunDir::open(out, mode)?;
-    if mode == RunMode::Overwrite {
-        // A single run replacing a run with attempts keeps none of them (the report
-        // would show them as this run's).
-        crate::attempts::clear_attempts(out)?;
-    }
     let data = load_data(&cfg, obs)?;
     let meta = cfg.model_meta(data.dataset.class_names().to_vec());
     record_skipped(out, &data.skipped, obs)?;

@@ -202,6 +202,9 @@ mod tests {
             ),
             (3, Some(0.97), Some(0.02))
         );
+        let summary = scratch.recipe_summary();
+        let stops = "(stopping at 97.0%, or once an attempt gains less than 2.0 points)";
+        assert!(summary.contains(stops), "{summary}");
         let pretrained = config(&["--data", "d", "--out", "o", "--weights", "w.pth"])?;
         assert_eq!(pretrained.attempts, 1);
         let once = config(&["--data", "d", "--out", "o", "--attempts", "1"])?;
