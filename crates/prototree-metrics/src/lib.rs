@@ -32,6 +32,7 @@ pub mod integrated_gradients;
 pub mod localization;
 pub mod metrics;
 pub mod parts;
+pub mod patch_sensitivity;
 pub mod perturb;
 pub mod relevance;
 pub mod smoothgrad;

@@ -171,12 +171,20 @@ pub struct SourceRegion {
     pub region: Region,
     /// The name of the part it sits on, if any.
     pub part_name: Option<String>,
-    /// The gradient box of the prototype on its source image ([`crate::gradient_box`]).
+    /// The gradient box of the prototype on its source image: where the patch's
+    /// second-order sensitivity has the most mass ([`crate::patch_sensitivity`]).
     #[serde(default)]
     pub gradient_box: Option<PixelBox>,
     /// What the gradient box shows.
     #[serde(default)]
     pub gradient_region: Option<Region>,
+    /// How much the prototype's similarity to its source image drops when the patch box
+    /// is filled with the image's mean colour.
+    #[serde(default)]
+    pub patch_box_drop: Option<f64>,
+    /// The same drop for the gradient box.
+    #[serde(default)]
+    pub gradient_box_drop: Option<f64>,
 }
 
 /// Mean similarity drops of one perturbation.
@@ -215,6 +223,22 @@ pub struct PrototypeMetrics {
     pub consistency: Option<Consistency>,
     /// Stability (Huang et al.) over the images on whose predicted path it lies.
     pub stability: Option<f64>,
+    /// Test images whose predicted path answers the node "present" (the prototype is
+    /// found): the path images where the explanation shows the prototype as a match.
+    #[serde(default)]
+    pub found_images: usize,
+    /// Consistency over the found images.
+    #[serde(default)]
+    pub consistency_found: Option<Consistency>,
+    /// [`PrototypeMetrics::consistency_found`] with gradient boxes as regions.
+    #[serde(default)]
+    pub gradient_consistency_found: Option<Consistency>,
+    /// Stability over the found images.
+    #[serde(default)]
+    pub stability_found: Option<f64>,
+    /// [`PrototypeMetrics::stability_found`] with gradient boxes as regions.
+    #[serde(default)]
+    pub gradient_stability_found: Option<f64>,
     /// Test images of the present classes.
     pub present_images: usize,
     /// Consistency over the present classes' test images.
@@ -301,6 +325,26 @@ pub struct ExplanationMetrics {
     pub explanation_stability_present: f64,
     /// Share of prototypes consistent on all served classes' images.
     pub explanation_consistency_served: f64,
+    /// Share of prototypes consistent on the test images whose predicted path answers
+    /// them "present": the images whose explanation says the prototype is found there.
+    #[serde(default)]
+    pub explanation_consistency_found: f64,
+    /// Mean stability on the same images.
+    #[serde(default)]
+    pub explanation_stability_found: f64,
+    /// [`ExplanationMetrics::explanation_consistency_found`] with gradient boxes.
+    #[serde(default)]
+    pub explanation_gradient_consistency_found: f64,
+    /// [`ExplanationMetrics::explanation_stability_found`] with gradient boxes.
+    #[serde(default)]
+    pub explanation_gradient_stability_found: f64,
+    /// Mean drop of a prototype's similarity to its source image when the source's patch
+    /// box is filled with the image's mean colour (how much of the match the box holds).
+    #[serde(default)]
+    pub source_patch_box_drop: f64,
+    /// The same for the source's gradient box.
+    #[serde(default)]
+    pub source_gradient_box_drop: f64,
     /// [`ExplanationMetrics::explanation_on_part`] with the source's gradient box as the
     /// region ([`crate::gradient_box`]).
     #[serde(default)]
@@ -413,6 +457,22 @@ impl ExplanationMetrics {
             (
                 "explanation_consistency_served",
                 self.explanation_consistency_served,
+            ),
+            (
+                "explanation_consistency_found",
+                self.explanation_consistency_found,
+            ),
+            (
+                "explanation_stability_found",
+                self.explanation_stability_found,
+            ),
+            (
+                "explanation_gradient_consistency_found",
+                self.explanation_gradient_consistency_found,
+            ),
+            (
+                "explanation_gradient_stability_found",
+                self.explanation_gradient_stability_found,
             ),
             (
                 "explanation_gradient_on_part",
@@ -540,6 +600,15 @@ impl ExplanationMetrics {
                 pct(self.explanation_consistency),
             ),
             (
+                "consistency / stability over the images whose path finds it (answers present)"
+                    .to_string(),
+                format!(
+                    "{} / {}",
+                    pct(self.explanation_consistency_found),
+                    pct(self.explanation_stability_found)
+                ),
+            ),
+            (
                 "consistency over the present branch's classes".to_string(),
                 pct(self.explanation_consistency_present),
             ),
@@ -578,6 +647,22 @@ impl ExplanationMetrics {
                     pct(self.explanation_gradient_consistency),
                     pct(self.explanation_gradient_stability),
                     pct(self.explanation_gradient_discriminative_share)
+                ),
+            ),
+            (
+                "with gradient boxes, images whose path finds it: consistency / stability"
+                    .to_string(),
+                format!(
+                    "{} / {}",
+                    pct(self.explanation_gradient_consistency_found),
+                    pct(self.explanation_gradient_stability_found)
+                ),
+            ),
+            (
+                "similarity drop when the source's patch box / gradient box is filled".to_string(),
+                format!(
+                    "{:.3} / {:.3}",
+                    self.source_patch_box_drop, self.source_gradient_box_drop
                 ),
             ),
             (

@@ -141,6 +141,8 @@ fn check_ranges(m: &ExplanationMetrics) {
             p.stability,
             p.stability_present,
             p.gradient_stability,
+            p.stability_found,
+            p.gradient_stability_found,
             p.object_energy,
             p.part_energy,
             p.pointing_game,
@@ -220,6 +222,20 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
         // Prototypes on no test image's path have no images to measure.
         assert_eq!(p.gradient_stability.is_some(), p.path_images > 0);
         assert_eq!(p.stability.is_some(), p.path_images > 0);
+        // The images whose path finds the prototype are some of its path images.
+        assert!(p.found_images <= p.path_images);
+        assert_eq!(p.stability_found.is_some(), p.found_images > 0);
+        assert_eq!(p.gradient_stability_found.is_some(), p.found_images > 0);
+    }
+    // Every path passes the root and answers it "present" exactly where its prototype
+    // fires (similarity > 0.5).
+    assert_eq!(m.prototypes[0].found_images, m.prototypes[0].firing_images);
+    // Occluding a source's box changes its similarity by at most 1 either way.
+    for s in m.prototypes.iter().filter_map(|p| p.source.as_ref()) {
+        for d in [s.patch_box_drop, s.gradient_box_drop] {
+            let d = d.ok_or_else(|| anyhow::anyhow!("no occlusion drop"))?;
+            assert!((-1.0..=1.0).contains(&d), "{d}");
+        }
     }
     for s in m.prototypes.iter().filter_map(|p| p.source.as_ref()) {
         let g = s

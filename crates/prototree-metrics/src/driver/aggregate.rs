@@ -80,6 +80,14 @@ pub(super) fn aggregate(
         explanation_consistency_present: frac(&|p| p.consistency_present.map(|c| c.consistent)),
         explanation_stability_present: avg(&|p| p.stability_present),
         explanation_consistency_served: frac(&|p| p.consistency_served.map(|c| c.consistent)),
+        explanation_consistency_found: frac(&|p| p.consistency_found.map(|c| c.consistent)),
+        explanation_stability_found: avg(&|p| p.stability_found),
+        explanation_gradient_consistency_found: frac(&|p| {
+            p.gradient_consistency_found.map(|c| c.consistent)
+        }),
+        explanation_gradient_stability_found: avg(&|p| p.gradient_stability_found),
+        source_patch_box_drop: avg(&|p| p.source.as_ref().and_then(|s| s.patch_box_drop)),
+        source_gradient_box_drop: avg(&|p| p.source.as_ref().and_then(|s| s.gradient_box_drop)),
         explanation_discriminative_share: discriminative_share(&disc),
         explanation_firing_purity: avg(&|p| p.firing_purity.map(|s| s.share)),
         explanation_top_k_purity: avg(&|p| p.top_k_purity.map(|s| s.share)),

@@ -86,6 +86,19 @@ impl<'a> Inputs<'a> {
             .collect()
     }
 
+    /// The test images whose greedy path passes through decision row `row` and answers
+    /// it "present": the images whose explanation says the prototype is found.
+    fn images_found_on_path(&self, row: usize) -> Vec<usize> {
+        (0..self.test.num_images())
+            .filter(|&i| {
+                self.acts
+                    .routed
+                    .get(i)
+                    .is_some_and(|r| r.steps.iter().any(|s| s.row == row && s.present))
+            })
+            .collect()
+    }
+
     /// The test images whose class is in `mask`.
     fn images_of(&self, mask: &[bool]) -> Vec<usize> {
         (0..self.test.num_images())
@@ -121,6 +134,16 @@ impl<'a> Inputs<'a> {
             by_gradient(&self.gradient.noisy),
         );
         let (a_p, v_p) = gather(&present_imgs);
+        let found_imgs = self.images_found_on_path(row);
+        let (a_f, v_f) = gather(&found_imgs);
+        let g_found: Vec<PartSet> = found_imgs
+            .iter()
+            .map(|&i| self.gradient.clean[i][ri])
+            .collect();
+        let g_found_noisy: Vec<PartSet> = found_imgs
+            .iter()
+            .map(|&i| self.gradient.noisy[i][ri])
+            .collect();
         let (a_s, v_s) = gather(&served_imgs);
         let firing: Vec<PartSet> = (0..self.test.num_images())
             .filter(|&i| acts[i][ri].similarity > PRESENT_THRESHOLD)
@@ -160,6 +183,11 @@ impl<'a> Inputs<'a> {
             path_images: path_imgs.len(),
             consistency: consistency(&a_path, &v_path, cfg.consistency_threshold),
             stability: stability(&a_path, &noisy_of(&path_imgs)),
+            found_images: found_imgs.len(),
+            consistency_found: consistency(&a_f, &v_f, cfg.consistency_threshold),
+            gradient_consistency_found: consistency(&g_found, &v_f, cfg.consistency_threshold),
+            stability_found: stability(&a_f, &noisy_of(&found_imgs)),
+            gradient_stability_found: stability(&g_found, &g_found_noisy),
             present_images: present_imgs.len(),
             consistency_present: consistency(&a_p, &v_p, cfg.consistency_threshold),
             stability_present: stability(&a_p, &noisy_of(&present_imgs)),

@@ -12,13 +12,12 @@ use crate::gradient_box::best_window;
 use crate::localization::{locate, source_box};
 use crate::metrics::SourceRegion;
 use crate::parts::RegionLabel;
-use crate::perturb::FloatImage;
-use crate::smoothgrad::{smoothgrad_map, SmoothGrad};
+use crate::patch_sensitivity::patch_sensitivity_map;
+use crate::perturb::{perturb, Area, FloatImage, Perturbation};
 use crate::Result;
+use candle_core::Tensor;
 use prototree_tree::geometry::PixelBox;
-
-/// Noisy copies for a source's gradient box when SmoothGrad is switched off.
-const SOURCE_SMOOTHGRAD_SAMPLES: usize = 8;
+use prototree_tree::ProjectionRecord;
 
 /// The source region of each projected decision node, keyed by its row; prototypes
 /// whose image is not in the data set or whose patch lies on no known region are left out.
@@ -51,7 +50,7 @@ pub(super) fn projection_sources(
             continue;
         }
         let image_box = source_box(rec, test.size);
-        let gradient_box = source_gradient_box(test, &rec.image_path, row, image_box)?;
+        let boxes = source_boxes(test, rec, image_box)?;
         sources.insert(
             row,
             SourceRegion {
@@ -59,47 +58,66 @@ pub(super) fn projection_sources(
                 image_box,
                 part_name: region.label.part().and_then(|p| part_names.get(p).cloned()),
                 region,
-                gradient_region: gradient_box.map(|b| ann.region(b, test.cfg.min_part_share)),
-                gradient_box,
+                gradient_region: boxes.map(|b| ann.region(b.gradient_box, test.cfg.min_part_share)),
+                gradient_box: boxes.map(|b| b.gradient_box),
+                patch_box_drop: boxes.map(|b| b.patch_box_drop),
+                gradient_box_drop: boxes.map(|b| b.gradient_box_drop),
             },
         );
     }
     Ok(sources)
 }
 
-/// The gradient box ([`crate::gradient_box`]) of prototype row `row` on its source image
-/// (`None` when the image cannot be read), of the size of the patch box `patch`. The
-/// source patch *is* the projected prototype, where the similarity is at its maximum and
-/// its gradient vanishes, so the box follows the SmoothGrad map instead (the gradient
-/// averaged over noisy copies, [`crate::smoothgrad`]; 8 copies when SmoothGrad is off).
-fn source_gradient_box(
+/// A source patch's gradient box and what occluding each box does.
+#[derive(Debug, Clone, Copy)]
+struct SourceBoxes {
+    gradient_box: PixelBox,
+    patch_box_drop: f64,
+    gradient_box_drop: f64,
+}
+
+/// The gradient box of projection `rec` on its source image (`None` when the image cannot
+/// be read), of the size of the patch box `patch`, and the drop of the prototype's
+/// similarity when either box is filled with the image's mean colour.
+///
+/// The source patch *is* the projected prototype: the similarity is at its maximum there
+/// and its gradient vanishes, so the box follows the second-order sensitivity of the
+/// patch instead ([`crate::patch_sensitivity`]): the pixels whose change would break the
+/// match.
+fn source_boxes(
     test: &TestSet,
-    image_ref: &str,
-    row: usize,
+    rec: &ProjectionRecord,
     patch: PixelBox,
-) -> Result<Option<PixelBox>> {
-    let Ok(img) = prototree_data::load_image_ref(image_ref) else {
+) -> Result<Option<SourceBoxes>> {
+    let Ok(img) = prototree_data::load_image_ref(&rec.image_path) else {
         return Ok(None);
     };
-    let img = prototree_data::transform::resize_square(&img, test.size);
-    let chw = test.chw_of(&[FloatImage::from_rgb(&img)]);
+    let img = FloatImage::from_rgb(&prototree_data::transform::resize_square(&img, test.size));
+    let chw = test.chw_of(std::slice::from_ref(&img));
     let size = test.size as usize;
-    let cfg = test.cfg;
-    let settings = SmoothGrad {
-        samples: if cfg.smoothgrad_samples == 0 {
-            SOURCE_SMOOTHGRAD_SAMPLES
-        } else {
-            cfg.smoothgrad_samples
-        },
-        sigma: cfg.smoothgrad_sigma,
-        seed: cfg.seed ^ ((row as u64) << 8) ^ 0x50c,
-    };
-    let map = smoothgrad_map(test.model, &chw, size, row, &settings, test.device)?;
+    let cell = rec.patch_row as usize * rec.fmap_width as usize + rec.patch_col as usize;
+    let seed = test.cfg.seed ^ (u64::from(rec.row) << 8) ^ 0x50c;
+    let map = patch_sensitivity_map(test.model, &chw, size, cell, seed, test.device)?;
     let (w, h) = (
         (patch[2] - patch[0]) as usize,
         (patch[3] - patch[1]) as usize,
     );
-    Ok(Some(best_window(&map, size, w, h)))
+    let gradient_box = best_window(&map, size, w, h);
+    // The plain image and the two occluded ones in one batch.
+    let occluded = |b: PixelBox| perturb(&img, Perturbation::MeanFill, b, Area::Inside, 0);
+    let batch = test.chw_of(&[img.clone(), occluded(patch), occluded(gradient_box)]);
+    let input = Tensor::from_vec(batch, (3, 3, size, size), test.device)?;
+    let routing = test.model.forward(&input, false)?.routing;
+    let sim = routing
+        .narrow(1, rec.row as usize, 1)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let drop = |k: usize| f64::from(sim[0] - sim[k]);
+    Ok(Some(SourceBoxes {
+        gradient_box,
+        patch_box_drop: drop(1),
+        gradient_box_drop: drop(2),
+    }))
 }
 
 /// Finds the data set sample an image path refers to: the same path, else the same last
