@@ -14,10 +14,12 @@
 //! vectors (Hutchinson's estimator: `E[(vᵀJ)_j²] = (JᵀJ)_jj`).
 
 use candle_core::{Device, Tensor, Var};
-use prototree_tree::ProtoTree;
+use prototree_tree::geometry::{patch_box, PixelBox};
+use prototree_tree::{ProjectionRecord, ProtoTree};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::gradient_box::best_window;
 use crate::perturb::standard_normal;
 use crate::{Error, Result};
 
@@ -66,6 +68,37 @@ pub fn patch_sensitivity_map(
         .get(input.as_tensor())
         .ok_or_else(|| Error::Invalid("no gradient reached the input".into()))?;
     Ok(g.sqr()?.sum(0)?.sum(0)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// The box, of the patch box's size, where projection `record`'s patch has the most
+/// sensitivity ([`patch_sensitivity_map`]) on its source image `chw` (normalised CHW,
+/// `3 × size × size`, as the model saw it): the region the match depends on. `seed`
+/// (mixed with the record's row) drives the random probes of wide latents.
+pub fn source_sensitivity_box(
+    model: &ProtoTree,
+    chw: &[f32],
+    size: usize,
+    record: &ProjectionRecord,
+    seed: u64,
+    device: &Device,
+) -> Result<PixelBox> {
+    let side = size as u32;
+    let patch = patch_box(
+        record.patch_row,
+        record.patch_col,
+        record.fmap_height,
+        record.fmap_width,
+        side,
+        side,
+    );
+    let cell = record.patch_row as usize * record.fmap_width as usize + record.patch_col as usize;
+    let seed = seed ^ (u64::from(record.row) << 8);
+    let map = patch_sensitivity_map(model, chw, size, cell, seed, device)?;
+    let (w, h) = (
+        (patch[2] - patch[0]) as usize,
+        (patch[3] - patch[1]) as usize,
+    );
+    Ok(best_window(&map, size, w, h))
 }
 
 /// The probe vectors, `k × d` row-major: the unit vectors when `d` ≤

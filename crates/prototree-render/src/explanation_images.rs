@@ -3,7 +3,7 @@
 
 use image::RgbImage;
 use prototree_interpret::LocalExplanation;
-use prototree_tree::geometry::patch_box;
+use prototree_tree::geometry::{patch_box, PixelBox};
 use prototree_tree::io::ProjectionRecord;
 
 use crate::visualize::{crop, draw_box, heatmap_overlay, outline, upscale, GRADIENT_BOX_COLOUR};
@@ -26,7 +26,8 @@ pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> V
         .steps
         .iter()
         .map(|s| {
-            let patch = crop(image, s.image_box);
+            // The crop shows the region the match depends on when it is known.
+            let patch = crop(image, s.gradient_box.unwrap_or(s.image_box));
             let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
             let mut boxed = draw_box(image, s.image_box);
             if let Some(g) = s.gradient_box {
@@ -46,9 +47,15 @@ pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> V
         .collect()
 }
 
-/// The picture of a projected prototype: its source patch and the source image with the
-/// patch's box, from the image as the model saw it during projection.
-pub fn prototype_images(source: &RgbImage, record: &ProjectionRecord) -> (RgbImage, RgbImage) {
+/// The picture of a projected prototype: its source patch, enlarged, and the source image
+/// with the patch's box (cyan), from the image as the model saw it during projection. With
+/// `depends_on` (the box the match depends on, e.g. the source's sensitivity box), that box
+/// is drawn in orange too and the enlarged patch is cut from it.
+pub fn prototype_images(
+    source: &RgbImage,
+    record: &ProjectionRecord,
+    depends_on: Option<PixelBox>,
+) -> (RgbImage, RgbImage) {
     let (w, h) = source.dimensions();
     let b = patch_box(
         record.patch_row,
@@ -58,9 +65,13 @@ pub fn prototype_images(source: &RgbImage, record: &ProjectionRecord) -> (RgbIma
         w,
         h,
     );
-    let patch = crop(source, b);
+    let patch = crop(source, depends_on.unwrap_or(b));
     let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
-    (upscale(&patch, factor), draw_box(source, b))
+    let mut boxed = draw_box(source, b);
+    if let Some(g) = depends_on {
+        outline(&mut boxed, g, GRADIENT_BOX_COLOUR);
+    }
+    (upscale(&patch, factor), boxed)
 }
 
 #[cfg(test)]
@@ -103,5 +114,37 @@ mod tests {
         assert_eq!(pics[0].boxed.get_pixel(2, 5).0, GRADIENT_BOX_COLOUR);
         assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
         assert_eq!(pics[1].boxed.get_pixel(2, 5).0, [100, 100, 100]);
+        // The enlarged patch is cut from the gradient box (8 px, ×12), else the patch box
+        // (47 px, ×2).
+        assert_eq!(pics[0].patch.dimensions(), (96, 96));
+        assert_eq!(pics[1].patch.dimensions(), (94, 94));
+    }
+
+    #[test]
+    fn a_prototype_shows_both_boxes_and_the_patch_it_depends_on() {
+        let record = ProjectionRecord {
+            node: NodeId(0),
+            row: 0,
+            image_index: 0,
+            image_path: "source.png".into(),
+            patch_row: 1,
+            patch_col: 1,
+            fmap_height: 2,
+            fmap_width: 2,
+            distance: 0.0,
+        };
+        let mut img = RgbImage::from_pixel(64, 64, image::Rgb([100, 100, 100]));
+        img.put_pixel(3, 3, image::Rgb([200, 0, 0]));
+        // Without a sensitivity box: the patch box's crop and its cyan outline.
+        let (patch, boxed) = prototype_images(&img, &record, None);
+        assert_eq!(patch.dimensions(), (94, 94));
+        assert_eq!(boxed.get_pixel(17, 40).0, [0, 255, 255]);
+        // With one: the crop is cut from it (its top-left red pixel enlarged ×12), and it
+        // is outlined in orange beside the cyan box.
+        let (patch, boxed) = prototype_images(&img, &record, Some([3, 3, 11, 11]));
+        assert_eq!(patch.dimensions(), (96, 96));
+        assert_eq!(patch.get_pixel(5, 5).0, [200, 0, 0]);
+        assert_eq!(boxed.get_pixel(3, 7).0, GRADIENT_BOX_COLOUR);
+        assert_eq!(boxed.get_pixel(17, 40).0, [0, 255, 255]);
     }
 }

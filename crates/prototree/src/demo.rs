@@ -198,6 +198,20 @@ pub struct DemoSummary {
     /// their two subtrees (from the generator's variant table).
     #[serde(default)]
     pub explanation_discriminative_share: f64,
+    /// [`DemoSummary::explanation_on_part`] by the source's gradient box (the box the
+    /// match depends on).
+    #[serde(default)]
+    pub explanation_gradient_on_part: f64,
+    /// [`DemoSummary::explanation_discriminative_share`] by the source's gradient box.
+    #[serde(default)]
+    pub explanation_gradient_discriminative_share: f64,
+    /// Consistency by gradient boxes over the test images whose predicted path finds the
+    /// prototype (answers it "present").
+    #[serde(default)]
+    pub explanation_gradient_consistency_found: f64,
+    /// Stability over the test images whose predicted path finds the prototype.
+    #[serde(default)]
+    pub explanation_stability_found: f64,
     /// Where the trained model was saved.
     pub model_dir: PathBuf,
     /// Where the pruned and projected model was saved.
@@ -359,6 +373,11 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
         explanation_consistency: quality.explanation_consistency,
         explanation_stability: quality.explanation_stability,
         explanation_discriminative_share: quality.explanation_discriminative_share,
+        explanation_gradient_on_part: quality.explanation_gradient_on_part,
+        explanation_gradient_discriminative_share: quality
+            .explanation_gradient_discriminative_share,
+        explanation_gradient_consistency_found: quality.explanation_gradient_consistency_found,
+        explanation_stability_found: quality.explanation_stability_found,
         model_dir,
         pruned_model_dir,
         data_dir,

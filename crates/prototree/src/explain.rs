@@ -4,65 +4,18 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
-use prototree_data::load_image_ref;
-use prototree_data::transform::resize_square;
 use prototree_interpret::{explain_latent, LocalExplanation};
 use prototree_metrics::gradient_box::{best_window, input_gradient_maps, GradientSmoothing};
 use prototree_render::visualize::png_bytes;
-use prototree_render::{prototype_images, ExplanationPage};
+use prototree_render::ExplanationPage;
 use prototree_tree::io::write_atomic;
 use prototree_tree::{NodeId, SavedModel};
 use serde::Serialize;
 
 use crate::predict::model_input;
+use crate::prototype_picture::prototype_pictures;
 use crate::{Error, Result};
 use prototree_tree::{Observer, Stage};
-
-/// Pictures of one projected prototype.
-#[derive(Debug, Clone)]
-pub struct PrototypePicture {
-    /// The source patch, enlarged (PNG bytes).
-    pub patch_png: Vec<u8>,
-    /// The source image with the patch's box (PNG bytes).
-    pub boxed_png: Vec<u8>,
-}
-
-/// Renders every projected prototype of `saved` from its source image, as the model saw it
-/// during projection (resized to the model's input size). Prototypes whose source image
-/// cannot be read are skipped and listed in the second value.
-pub fn prototype_pictures(saved: &SavedModel) -> (HashMap<NodeId, PrototypePicture>, Vec<String>) {
-    let size = saved.meta.preprocessing.image_size;
-    let mut cache: HashMap<&str, Option<RgbImage>> = HashMap::new();
-    let mut pictures = HashMap::new();
-    let mut missing = Vec::new();
-    for record in saved.projections() {
-        let source = cache
-            .entry(record.image_path.as_str())
-            .or_insert_with(|| {
-                load_image_ref(&record.image_path)
-                    .ok()
-                    .map(|img| resize_square(&img, size))
-            })
-            .as_ref();
-        match source {
-            Some(img) => {
-                let (patch, boxed) = prototype_images(img, record);
-                pictures.insert(
-                    record.node,
-                    PrototypePicture {
-                        patch_png: png_bytes(&patch),
-                        boxed_png: png_bytes(&boxed),
-                    },
-                );
-            }
-            None => missing.push(record.image_path.clone()),
-        }
-    }
-    missing.sort();
-    missing.dedup();
-    (pictures, missing)
-}
 
 /// Sets each step's gradient box (docs/explanations.md): the window of the patch box's
 /// size where that step's similarity depends most on the pixels of the explained image.
@@ -172,7 +125,7 @@ pub fn explain_images(
     })?;
     let model = &saved.model;
     let size = saved.meta.preprocessing.image_size;
-    let (pictures, _) = prototype_pictures(saved);
+    let (pictures, _) = prototype_pictures(saved)?;
     let patches: HashMap<NodeId, Vec<u8>> = pictures
         .iter()
         .map(|(k, v)| (*k, v.patch_png.clone()))

@@ -9,7 +9,7 @@ use prototree_render::{DotExport, SvgExport};
 use prototree_tree::io::write_atomic;
 use prototree_tree::{load_model, SavedModel};
 
-use crate::explain::prototype_pictures;
+use crate::prototype_picture::prototype_pictures;
 use crate::{Error, Result};
 
 /// An export format.
@@ -90,7 +90,7 @@ pub fn export_model(
         ExportFormat::Json => serde_json::to_string_pretty(&tree.to_json())
             .map_err(|e| Error::Invalid(e.to_string()))?,
         ExportFormat::Svg => {
-            let (pictures, _) = prototype_pictures(saved);
+            let (pictures, _) = prototype_pictures(saved)?;
             let patches = pictures
                 .into_iter()
                 .map(|(k, v)| (k, v.patch_png))
@@ -101,7 +101,7 @@ pub fn export_model(
                 .to_string()
         }
         ExportFormat::Dot => {
-            let (pictures, _) = prototype_pictures(saved);
+            let (pictures, _) = prototype_pictures(saved)?;
             let stem = out
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

@@ -27,6 +27,7 @@ pub mod model_dir;
 pub mod node_gallery;
 pub mod out_of_memory;
 pub mod predict;
+pub mod prototype_picture;
 pub mod recipe;
 pub mod report;
 pub mod run_config;

@@ -14,9 +14,10 @@ use prototree_render::{AccuracyRow, ExplanationLink, GalleryEntry, Report, SvgEx
 use prototree_tree::io::write_atomic;
 use prototree_tree::{load_model, EpochStats, NodeId, SavedModel, WarmupEpoch};
 
-use crate::explain::{explain_images, prototype_pictures, ExplainedImage, PrototypePicture};
+use crate::explain::{explain_images, ExplainedImage};
 use crate::explanation_metrics::ExplanationMetrics;
 use crate::node_gallery::{node_galleries, NodeGallery, GALLERY_PATCHES};
+use crate::prototype_picture::{prototype_pictures, PrototypePicture};
 use crate::workflow::{eval_loader, evaluate_on, projection_loader, PRUNING_FILE};
 use crate::{Error, Result};
 use prototree_tree::Observer;
@@ -211,6 +212,20 @@ fn card_facts(
     if let Some(s) = p.stability {
         facts.push(("stability under noise".to_string(), pct(s)));
     }
+    if let Some(c) = p.gradient_consistency_found {
+        facts.push((
+            format!(
+                "consistency by gradient box ({} images whose path finds it)",
+                p.found_images
+            ),
+            format!(
+                "{} ({}){}",
+                pct(c.best.share),
+                part(c.best.part),
+                if c.consistent { " ✓" } else { "" }
+            ),
+        ));
+    }
     if let (Some(d), Some(sep)) = (p.discriminative, p.separating_parts) {
         let names: Vec<String> = sep.iter().map(|i| part(Some(i))).collect();
         let by_gradient = match p.gradient_discriminative {
@@ -311,7 +326,7 @@ pub fn build_report(
 ) -> Result<Report> {
     let class_names = &saved.meta.class_names;
     let tree = DecisionTree::from_model(&saved.model, saved.projections(), class_names)?;
-    let (pictures, missing) = prototype_pictures(saved);
+    let (pictures, missing) = prototype_pictures(saved)?;
     let patches: HashMap<NodeId, Vec<u8>> = pictures
         .iter()
         .map(|(k, v)| (*k, v.patch_png.clone()))

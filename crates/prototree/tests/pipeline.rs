@@ -139,6 +139,28 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         first["class_index"].as_u64().unwrap_or(999)
     );
 
+    // The prototype pictures' orange box is the explanation metrics' source gradient box.
+    let (pictures, missing) = prototree::prototype_picture::prototype_pictures(&pruned)?;
+    assert!(missing.is_empty(), "{missing:?}");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("explanation_metrics.json"))?)?;
+    let mut compared = 0;
+    for p in metrics["prototypes"].as_array().into_iter().flatten() {
+        let (Some(node), Some(b)) = (p["node"].as_u64(), p["source"]["gradient_box"].as_array())
+        else {
+            continue;
+        };
+        let b: Vec<u64> = b.iter().filter_map(|v| v.as_u64()).collect();
+        let node = prototree::tree::NodeId(u32::try_from(node)?);
+        let pic = pictures
+            .get(&node)
+            .ok_or_else(|| anyhow::anyhow!("no picture of node {node}"))?;
+        let drawn: Vec<u64> = pic.sensitivity_box.iter().map(|v| u64::from(*v)).collect();
+        assert_eq!(drawn, b, "node {node}");
+        compared += 1;
+    }
+    assert_eq!(compared, summary.num_prototypes_pruned);
+
     // Exports: SVG without Graphviz, DOT that graphviz-rust parses, JSON with every node.
     for (format, file) in [
         (ExportFormat::Svg, "tree.svg"),

@@ -75,7 +75,7 @@ fn a_new_run_trains_on_the_reference_views_and_projects_on_box_crops() -> anyhow
     let out = dir.path().join("projected");
     model.save(&out)?;
     let reloaded = ModelDir::open(&out, &prototree::candle_core::Device::Cpu)?;
-    let (pictures, missing) = prototree::explain::prototype_pictures(reloaded.model());
+    let (pictures, missing) = prototree::prototype_picture::prototype_pictures(reloaded.model())?;
     assert!(missing.is_empty(), "{missing:?}");
     assert_eq!(pictures.len(), records.len());
     Ok(())

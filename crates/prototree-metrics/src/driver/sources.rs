@@ -8,11 +8,10 @@ use prototree_tree::SavedModel;
 
 use super::TestSet;
 use crate::dataset::AnnotationSource;
-use crate::gradient_box::best_window;
 use crate::localization::{locate, source_box};
 use crate::metrics::SourceRegion;
 use crate::parts::RegionLabel;
-use crate::patch_sensitivity::patch_sensitivity_map;
+use crate::patch_sensitivity::source_sensitivity_box;
 use crate::perturb::{perturb, Area, FloatImage, Perturbation};
 use crate::Result;
 use candle_core::Tensor;
@@ -95,14 +94,8 @@ fn source_boxes(
     let img = FloatImage::from_rgb(&prototree_data::transform::resize_square(&img, test.size));
     let chw = test.chw_of(std::slice::from_ref(&img));
     let size = test.size as usize;
-    let cell = rec.patch_row as usize * rec.fmap_width as usize + rec.patch_col as usize;
-    let seed = test.cfg.seed ^ (u64::from(rec.row) << 8) ^ 0x50c;
-    let map = patch_sensitivity_map(test.model, &chw, size, cell, seed, test.device)?;
-    let (w, h) = (
-        (patch[2] - patch[0]) as usize,
-        (patch[3] - patch[1]) as usize,
-    );
-    let gradient_box = best_window(&map, size, w, h);
+    let gradient_box =
+        source_sensitivity_box(test.model, &chw, size, rec, test.cfg.seed, test.device)?;
     // The plain image and the two occluded ones in one batch.
     let occluded = |b: PixelBox| perturb(&img, Perturbation::MeanFill, b, Area::Inside, 0);
     let batch = test.chw_of(&[img.clone(), occluded(patch), occluded(gradient_box)]);
