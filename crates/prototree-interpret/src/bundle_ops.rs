@@ -5,7 +5,7 @@ use prototree_tree::topology::NodeId;
 use prototree_tree::{BatchSource, ProjectionRecord, SavedModel};
 
 use crate::project::{project_with, ProjectionRule};
-use crate::{merge_same_class_decisions, prune, PruneReport, Result};
+use crate::{collapse_constant_decisions, merge_same_class_decisions, prune, PruneReport, Result};
 
 /// Pruning and projection as methods of a [`SavedModel`].
 ///
@@ -24,6 +24,15 @@ pub trait Interpret {
     /// Merges decisions whose leaves all predict one class ([`crate::merge`]) and drops
     /// the projection records of the merged nodes; returns them.
     fn merge_same_class(&mut self) -> Result<Vec<NodeId>>;
+
+    /// Collapses decisions every image of `source` answers alike ([`crate::collapse`])
+    /// and drops the projection records of the collapsed nodes; returns them.
+    /// `progress(done, total)` counts batches.
+    fn collapse_constant(
+        &mut self,
+        source: &mut dyn BatchSource,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<NodeId>>;
 
     /// Projects every decision prototype onto an allowed training patch of `source`
     /// chosen by `rule` (image `i` named `image_paths[i]`; `source` must not shuffle) and
@@ -50,6 +59,18 @@ impl Interpret for SavedModel {
             self.record_pruning();
         }
         Ok(merged)
+    }
+
+    fn collapse_constant(
+        &mut self,
+        source: &mut dyn BatchSource,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<NodeId>> {
+        let collapsed = collapse_constant_decisions(&mut self.model, source, progress)?;
+        if !collapsed.is_empty() {
+            self.record_pruning();
+        }
+        Ok(collapsed)
     }
 
     fn project(

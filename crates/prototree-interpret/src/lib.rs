@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod bundle_ops;
+pub mod collapse;
 pub mod decision_tree;
 pub mod error;
 pub mod explain;
@@ -17,6 +18,7 @@ pub use bundle_ops::Interpret;
 pub use decision_tree::{DecisionTree, Edge, TreeNode};
 pub use error::{Error, Result};
 pub use explain::{explain_latent, ExplainedStep, LocalExplanation};
+pub use collapse::collapse_constant_decisions;
 pub use merge::merge_same_class_decisions;
 pub use project::{
     project, project_with, ProjectionRule, SPECIFIC_CANDIDATES, SPECIFIC_MIN_SIMILARITY,

@@ -32,12 +32,23 @@ pub struct PruneReport {
     /// ([`crate::merge`]; empty unless asked for).
     #[serde(default)]
     pub merged_decisions: Vec<NodeId>,
+    /// Decision nodes collapsed because every training image answers them alike
+    /// ([`crate::collapse`]; empty unless asked for).
+    #[serde(default)]
+    pub collapsed_decisions: Vec<NodeId>,
 }
 
 impl PruneReport {
     /// Records decisions merged after pruning ([`crate::merge`]) and the tree they left.
     pub fn record_merge(&mut self, merged: Vec<NodeId>, after: &Topology) {
         self.merged_decisions = merged;
+        self.decisions_after = after.num_decisions();
+        self.leaves_after = after.num_live_leaves();
+    }
+
+    /// Records decisions collapsed afterwards ([`crate::collapse`]) and the tree they left.
+    pub fn record_collapse(&mut self, collapsed: Vec<NodeId>, after: &Topology) {
+        self.collapsed_decisions = collapsed;
         self.decisions_after = after.num_decisions();
         self.leaves_after = after.num_live_leaves();
     }
@@ -138,6 +149,7 @@ pub fn prune(model: &mut ProtoTree, tau: f32) -> Result<PruneReport> {
         removed_subtrees: removed,
         replaced_parents: replaced,
         merged_decisions: Vec::new(),
+        collapsed_decisions: Vec::new(),
     };
     model.set_topology(topo)?;
     Ok(report)

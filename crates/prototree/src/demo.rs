@@ -21,6 +21,7 @@ use crate::report::{spread_samples, write_report, ReportContent};
 use crate::run_config::RunConfig;
 use crate::train::{train, TrainOutcome};
 use crate::workflow::{
+    collapse_on_loader,
     eval_loader, evaluate_on, mean_projection_distance, project_on_loader, projection_loader,
     prune_and_merge, write_pruning, PruneOutcome,
 };
@@ -46,6 +47,10 @@ pub struct DemoConfig {
     /// Merge decisions whose leaves all predict one class after pruning (they decide
     /// nothing; greedy predictions are unchanged).
     pub merge_same_class: bool,
+    /// Then collapse decisions every training image answers alike (they route no image
+    /// to their other subtree; greedy predictions on the training images are unchanged;
+    /// docs/interpretability.md).
+    pub collapse_constant: bool,
     /// Test images explained and linked from the report.
     pub explain_images: usize,
     /// How prototypes are projected onto training patches (default: the specific rule,
@@ -67,6 +72,7 @@ impl DemoConfig {
             run: demo_run(),
             tau: None,
             merge_same_class: true,
+            collapse_constant: false,
             explain_images: 8,
             projection: ProjectionRule::SPECIFIC,
             device: Device::Cpu,
@@ -275,8 +281,11 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
     let (_, train_loader) = projection_loader(&data_dir, &outcome.meta, 64, obs)?;
     let mut bundle = SavedModel::new(outcome.model, outcome.meta.clone());
     obs.stage_started(Stage::Prune, 0);
-    let pruning = prune_and_merge(&mut bundle, tau, cfg.merge_same_class)?;
+    let mut pruning = prune_and_merge(&mut bundle, tau, cfg.merge_same_class)?;
     obs.stage_finished(Stage::Prune);
+    if cfg.collapse_constant {
+        collapse_on_loader(&mut bundle, &mut pruning, &train_loader, &cfg.device, obs)?;
+    }
     let pruned_only = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;
     project_on_loader(&mut bundle, &train_loader, &cfg.device, cfg.projection, obs)?;
     let projected = evaluate_on(&bundle.model, &test_loader, &cfg.device, obs)?;

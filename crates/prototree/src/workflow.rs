@@ -222,6 +222,27 @@ pub fn prune_and_merge(
     Ok(report)
 }
 
+/// Collapses the decisions of `saved` that every image of `loader` (the training images
+/// as projection sees them: [`projection_loader`]) answers alike
+/// ([`prototree_interpret::collapse`]) and records them in `report`. Reports
+/// [`Stage::Prune`] progress over the batches.
+pub fn collapse_on_loader(
+    saved: &mut SavedModel,
+    report: &mut PruneReport,
+    loader: &Loader,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    obs.stage_started(Stage::Prune, loader.num_batches());
+    let collapsed = saved.collapse_constant(
+        &mut LoaderSource::new(loader, device, 0),
+        &mut |done, _| obs.stage_progress(done),
+    )?;
+    obs.stage_finished(Stage::Prune);
+    report.record_collapse(collapsed, saved.model.topology());
+    Ok(())
+}
+
 /// The result of projecting a model directory.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectOutcome {

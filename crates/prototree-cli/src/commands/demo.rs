@@ -58,6 +58,10 @@ pub struct DemoArgs {
     /// default `specific`, `nearest` is the reference's).
     #[arg(long, value_enum, default_value_t = ProjectionChoice::Specific)]
     projection: ProjectionChoice,
+    /// Collapse decisions every training image answers alike after pruning (default:
+    /// off; docs/interpretability.md).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    collapse_constant: Option<bool>,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -103,6 +107,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
         cfg.run.schedule.prototypes_from_patches = on;
     }
     cfg.projection = a.projection.into();
+    if let Some(on) = a.collapse_constant {
+        cfg.collapse_constant = on;
+    }
     cfg.device = a.device.open()?;
     let s = run_demo(&cfg, obs).context("demo failed")?;
     println!(
