@@ -9,6 +9,7 @@ pub fn build_backbone(kind: BackboneKind, vb: VarBuilder) -> Result<Box<dyn Back
     match kind {
         BackboneKind::SmallCnn => Ok(Box::new(SmallCnn::new(vb)?)),
         BackboneKind::SmallCnnS4 => Ok(Box::new(SmallCnn::with_stride(4, vb)?)),
+        BackboneKind::SmallCnnLocal => Ok(Box::new(SmallCnn::local(vb)?)),
         BackboneKind::Resnet18
         | BackboneKind::Resnet34
         | BackboneKind::Resnet50
@@ -37,7 +38,9 @@ mod tests {
             let net = build_backbone(kind, vb)?;
             assert_eq!(net.kind(), kind);
             let channels = match kind {
-                BackboneKind::SmallCnn | BackboneKind::SmallCnnS4 => 128,
+                BackboneKind::SmallCnn | BackboneKind::SmallCnnS4 | BackboneKind::SmallCnnLocal => {
+                    128
+                }
                 BackboneKind::Resnet18 | BackboneKind::Resnet34 => 512,
                 BackboneKind::Resnet50
                 | BackboneKind::Resnet50Inat
@@ -66,12 +69,13 @@ mod tests {
                 kind,
                 BackboneKind::SmallCnn
                     | BackboneKind::SmallCnnS4
+                    | BackboneKind::SmallCnnLocal
                     | BackboneKind::Resnet18
                     | BackboneKind::EfficientnetLite0
             ) {
                 let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu)?;
                 let side = match kind {
-                    BackboneKind::SmallCnn => 8,
+                    BackboneKind::SmallCnn | BackboneKind::SmallCnnLocal => 8,
                     BackboneKind::SmallCnnS4 => 16,
                     _ => 2,
                 };

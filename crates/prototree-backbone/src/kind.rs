@@ -12,6 +12,9 @@ pub enum BackboneKind {
     /// wide (parameters identical to `small-cnn`).
     #[serde(rename = "small-cnn-s4")]
     SmallCnnS4,
+    /// The small CNN with a 1×1 last convolution: stride 8, receptive field 22 px instead
+    /// of 38, so a latent patch describes what lies under its box.
+    SmallCnnLocal,
     /// torchvision ResNet-18, cut before global pooling (512 channels, stride 32).
     Resnet18,
     /// torchvision ResNet-34 (512 channels, stride 32).
@@ -41,9 +44,10 @@ pub enum BackboneKind {
 
 impl BackboneKind {
     /// Every kind, in the order of [`BackboneKind::NAMES`].
-    pub const ALL: [BackboneKind; 13] = [
+    pub const ALL: [BackboneKind; 14] = [
         BackboneKind::SmallCnn,
         BackboneKind::SmallCnnS4,
+        BackboneKind::SmallCnnLocal,
         BackboneKind::Resnet18,
         BackboneKind::Resnet34,
         BackboneKind::Resnet50,
@@ -58,9 +62,10 @@ impl BackboneKind {
     ];
 
     /// The command-line / config names, in the order of [`BackboneKind::ALL`].
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "small-cnn",
         "small-cnn-s4",
+        "small-cnn-local",
         "resnet18",
         "resnet34",
         "resnet50",

@@ -64,7 +64,10 @@ pub fn count_visits(
     let total = source.num_batches();
     for (i, batch) in source.batches(0).enumerate() {
         let batch = batch?;
-        let routing = model.forward(&batch.images, false)?.routing.to_vec2::<f32>()?;
+        let routing = model
+            .forward(&batch.images, false)?
+            .routing
+            .to_vec2::<f32>()?;
         for row in &routing {
             visits.add_path(topo, row);
         }
@@ -160,7 +163,11 @@ mod tests {
         assert_eq!(topo.num_decisions(), 3);
         // Greedy paths reach the same leaves as before.
         let before = Topology::complete(3)?;
-        for dirs in [[false, true, false], [true, false, false], [true, true, false]] {
+        for dirs in [
+            [false, true, false],
+            [true, false, false],
+            [true, true, false],
+        ] {
             let row = route(&before, &dirs);
             assert_eq!(greedy_path(&before, &row).0, greedy_path(&topo, &row).0);
         }

@@ -15,10 +15,10 @@ pub mod prune;
 pub mod top_patches;
 
 pub use bundle_ops::Interpret;
+pub use collapse::collapse_constant_decisions;
 pub use decision_tree::{DecisionTree, Edge, TreeNode};
 pub use error::{Error, Result};
 pub use explain::{explain_latent, ExplainedStep, LocalExplanation};
-pub use collapse::collapse_constant_decisions;
 pub use merge::merge_same_class_decisions;
 pub use project::{
     project, project_with, ProjectionRule, SPECIFIC_CANDIDATES, SPECIFIC_MIN_SIMILARITY,

@@ -24,7 +24,9 @@ const TRAINING_FLOATS_PER_PIXEL: u64 = 256;
 /// Parameters of a backbone (torchvision's counts, classifier excluded, rounded up).
 pub fn backbone_parameters(kind: BackboneKind) -> u64 {
     match kind {
-        BackboneKind::SmallCnn | BackboneKind::SmallCnnS4 => 1_000_000,
+        BackboneKind::SmallCnn | BackboneKind::SmallCnnS4 | BackboneKind::SmallCnnLocal => {
+            1_000_000
+        }
         BackboneKind::Resnet18 => 11_200_000,
         BackboneKind::Resnet34 => 21_300_000,
         BackboneKind::Resnet50 | BackboneKind::Resnet50Inat => 23_600_000,
@@ -41,7 +43,7 @@ pub fn backbone_parameters(kind: BackboneKind) -> u64 {
 /// Downsampling of a backbone's feature map.
 fn latent_stride(kind: BackboneKind) -> u64 {
     match kind {
-        BackboneKind::SmallCnn => 8,
+        BackboneKind::SmallCnn | BackboneKind::SmallCnnLocal => 8,
         BackboneKind::SmallCnnS4 => 4,
         _ => 32,
     }

@@ -21,9 +21,8 @@ use crate::report::{spread_samples, write_report, ReportContent};
 use crate::run_config::RunConfig;
 use crate::train::{train, TrainOutcome};
 use crate::workflow::{
-    collapse_on_loader,
-    eval_loader, evaluate_on, mean_projection_distance, project_on_loader, projection_loader,
-    prune_and_merge, write_pruning, PruneOutcome,
+    collapse_on_loader, eval_loader, evaluate_on, mean_projection_distance, project_on_loader,
+    projection_loader, prune_and_merge, write_pruning, PruneOutcome,
 };
 use crate::{Error, Result};
 use prototree_interpret::ProjectionRule;

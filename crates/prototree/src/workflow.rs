@@ -234,10 +234,10 @@ pub fn collapse_on_loader(
     obs: &mut dyn Observer,
 ) -> Result<()> {
     obs.stage_started(Stage::Prune, loader.num_batches());
-    let collapsed = saved.collapse_constant(
-        &mut LoaderSource::new(loader, device, 0),
-        &mut |done, _| obs.stage_progress(done),
-    )?;
+    let collapsed = saved
+        .collapse_constant(&mut LoaderSource::new(loader, device, 0), &mut |done, _| {
+            obs.stage_progress(done)
+        })?;
     obs.stage_finished(Stage::Prune);
     report.record_collapse(collapsed, saved.model.topology());
     Ok(())

@@ -25,7 +25,8 @@ pub struct DemoArgs {
     /// Tree depth.
     #[arg(long, default_value_t = 5)]
     depth: usize,
-    /// Backbone (default: the demo's; `small-cnn` for stride 8, `small-cnn-s4` for 4).
+    /// Backbone (default: the demo's; `small-cnn` for stride 8, `small-cnn-s4` for 4,
+    /// `small-cnn-local` for stride 8 with a 22-px receptive field).
     #[arg(long)]
     backbone: Option<BackboneKind>,
     /// Side of the generated images in pixels (default 64).
