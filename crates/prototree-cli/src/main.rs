@@ -67,11 +67,19 @@ fn parse_command_line() -> Cli {
             e.exit()
         }
         Err(e) => {
+            // The message's first paragraph on one line: clap puts the names of missing
+            // arguments on the lines below its first.
             let rendered = e.render().to_string();
-            let first = rendered
+            let head: Vec<&str> = rendered
                 .lines()
-                .next()
-                .unwrap_or("error: invalid command line");
+                .map(str::trim)
+                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .collect();
+            let first = if head.is_empty() {
+                "error: invalid command line".to_string()
+            } else {
+                head.join(" ")
+            };
             eprintln!("{first} (`prototree help` lists the commands and their options)");
             std::process::exit(1)
         }

@@ -142,6 +142,7 @@ fn the_whole_pipeline_runs_on_generic_ops() -> anyhow::Result<()> {
             "--data",
             &data,
             "--merge-same-class",
+            "--collapse-constant",
         ],
     )?;
     run(

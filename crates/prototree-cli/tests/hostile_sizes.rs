@@ -413,6 +413,17 @@ fn hostile_training_flags_are_refused() -> Result<()> {
             vec!["prune", "--model", &model, "--out", &pruned, "--tau", "2"],
             "--tau",
         ),
+        (
+            vec![
+                "prune",
+                "--model",
+                &model,
+                "--out",
+                &pruned,
+                "--collapse-constant",
+            ],
+            "--data",
+        ),
     ];
     for (args, field) in cases {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

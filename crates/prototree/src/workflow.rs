@@ -175,12 +175,19 @@ pub struct PruneOutcome {
 pub fn prune_model_dir(
     model_dir: &Path,
     tau: f32,
-    merge_same_class: bool,
+    steps: PruneSteps,
     out: &Path,
     data: Option<&Path>,
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<PruneOutcome> {
+    if steps.collapse_constant && data.is_none() {
+        return Err(Error::Invalid(
+            "collapsing constant decisions needs a data set: its training images show which \
+             decisions every image answers alike"
+                .into(),
+        ));
+    }
     let mut saved = load_model(model_dir, device)?;
     let loader = match data {
         Some(d) => Some(eval_loader(d, Split::Test, &saved.meta, 64, obs)?.1),
@@ -191,8 +198,12 @@ pub fn prune_model_dir(
         None => None,
     };
     obs.stage_started(Stage::Prune, 0);
-    let report = prune_and_merge(&mut saved, tau, merge_same_class)?;
+    let mut report = prune_and_merge(&mut saved, tau, steps.merge_same_class)?;
     obs.stage_finished(Stage::Prune);
+    if let (true, Some(d)) = (steps.collapse_constant, data) {
+        let (_, train) = projection_loader(d, &saved.meta, 64, obs)?;
+        collapse_on_loader(&mut saved, &mut report, &train, device, obs)?;
+    }
     let after = match &loader {
         Some(l) => Some(evaluate_on(&saved.model, l, device, obs)?),
         None => None,
@@ -205,6 +216,16 @@ pub fn prune_model_dir(
     };
     write_pruning(out, &outcome)?;
     Ok(outcome)
+}
+
+/// What pruning does besides removing near-uniform subtrees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneSteps {
+    /// Merge decisions whose leaves all predict one class ([`prototree_interpret::merge`]).
+    pub merge_same_class: bool,
+    /// Then collapse decisions every training image answers alike
+    /// ([`prototree_interpret::collapse`]; needs the data set).
+    pub collapse_constant: bool,
 }
 
 /// Prunes `saved` with `tau` and, with `merge_same_class`, merges the decisions whose

@@ -21,6 +21,10 @@ pub struct PruneArgs {
     /// greedy predictions are unchanged; off by default, as the reference).
     #[arg(long)]
     merge_same_class: bool,
+    /// Then collapse decisions every training image of --data answers alike (they route
+    /// no image to their other subtree; docs/interpretability.md; needs --data).
+    #[arg(long, requires = "data")]
+    collapse_constant: bool,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -41,7 +45,10 @@ pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
     let o = prototree::workflow::prune_model_dir(
         &a.model,
         a.tau,
-        a.merge_same_class,
+        prototree::workflow::PruneSteps {
+            merge_same_class: a.merge_same_class,
+            collapse_constant: a.collapse_constant,
+        },
         output_dir(&a.out)?,
         a.data.as_deref(),
         &a.device.open()?,
@@ -61,6 +68,12 @@ pub fn run(a: PruneArgs, obs: &mut CliProgress) -> Result<()> {
         println!(
             "merged {} decisions whose leaves all predict one class",
             r.merged_decisions.len()
+        );
+    }
+    if !r.collapsed_decisions.is_empty() {
+        println!(
+            "collapsed {} decisions every training image answers alike",
+            r.collapsed_decisions.len()
         );
     }
     if let (Some(before), Some(after)) = (&o.before, &o.after) {
