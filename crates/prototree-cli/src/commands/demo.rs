@@ -44,6 +44,13 @@ pub struct DemoArgs {
     /// ProtoTree; docs/training.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     prototypes_from_patches: Option<bool>,
+    /// Learning rate of every parameter group (default 2e-3; the scratch recipe's is 4e-3).
+    #[arg(long, value_name = "LR")]
+    lr: Option<f64>,
+    /// Route repairs keep the other classes' routes (default: off in the demo, on in the
+    /// scratch recipe; docs/training.md).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    repair_keeps_routes: Option<bool>,
     /// Weight of the flip-alignment term in training (default 0: ProtoTree's objective;
     /// docs/training.md).
     #[arg(long, value_name = "WEIGHT")]
@@ -63,6 +70,14 @@ pub struct DemoArgs {
     /// off; docs/interpretability.md).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     collapse_constant: Option<bool>,
+    /// Train up to N attempts (seeds) on the training images less a validation split and
+    /// keep the best (`prototree train --attempts`; default 1: the demo trains once).
+    #[arg(long, value_name = "N")]
+    attempts: Option<usize>,
+    /// With --attempts: stop once an attempt raises the best validation accuracy by less
+    /// than this (`prototree train --min-attempt-gain`; 0: only the accuracy bar stops).
+    #[arg(long, value_name = "G")]
+    min_attempt_gain: Option<f64>,
     /// Seed of data generation and training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -92,6 +107,13 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     if let Some(e) = a.epochs {
         cfg.set_epochs(e);
     }
+    if let Some(lr) = a.lr {
+        let s = &mut cfg.run.schedule;
+        (s.lr, s.lr_block, s.lr_net) = (lr, lr, lr);
+    }
+    if let Some(on) = a.repair_keeps_routes {
+        cfg.run.schedule.repair_keeps_routes = on;
+    }
     if let Some(w) = a.flip_alignment {
         cfg.run.schedule.flip_alignment = w;
     }
@@ -108,6 +130,12 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
         cfg.run.schedule.prototypes_from_patches = on;
     }
     cfg.projection = a.projection.into();
+    if let Some(n) = a.attempts {
+        cfg.run.attempts = n;
+    }
+    if let Some(g) = a.min_attempt_gain {
+        cfg.run.min_attempt_gain = Some(g);
+    }
     if let Some(on) = a.collapse_constant {
         cfg.collapse_constant = on;
     }
