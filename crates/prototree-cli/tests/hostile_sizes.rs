@@ -380,7 +380,7 @@ fn hostile_training_flags_are_refused() -> Result<()> {
     let model = model_copy(tmp.path())?.display().to_string();
     let pruned = tmp.path().join("pruned").display().to_string();
     let data = cub_tiny();
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 5] = [
         (
             vec![
                 "eval",
