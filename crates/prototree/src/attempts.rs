@@ -123,7 +123,8 @@ impl AttemptsLog {
             .iter()
             .map(|a| a.validation_accuracy)
             .reduce(f64::max)?;
-        let gain = last.validation_accuracy - before;
+        // How much the last attempt raised the best: a lower score raises it by 0.
+        let gain = (last.validation_accuracy - before).max(0.0);
         match min_gain {
             Some(g) if gain < g => Some(format!(
                 "attempt {} scored {:.1}% on validation, less than {:.1} points above the best before it ({:.1}%): the data, not the seed, limit the accuracy",
@@ -410,5 +411,8 @@ mod tests {
         // Without the settings, only the number of attempts stops a run.
         assert_eq!(log(&[0.93, 0.90]).stop_reason(None, None), None);
         assert!(log(&[0.93, 0.99]).stop_reason(None, gain).is_none());
+        // A gain of 0 stops nothing: an attempt that scores lower raises the best by 0,
+        // not by a negative amount.
+        assert_eq!(log(&[0.93, 0.90]).stop_reason(bar, Some(0.0)), None);
     }
 }

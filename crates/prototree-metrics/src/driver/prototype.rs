@@ -74,27 +74,16 @@ impl<'a> Inputs<'a> {
     }
 
     /// The test images whose greedy (predicted) path passes through decision row `row`:
-    /// the images whose explanation shows this prototype.
-    fn images_on_path(&self, row: usize) -> Vec<usize> {
+    /// the images whose explanation shows this prototype; with `found_only`, only those
+    /// whose path answers it "present" (the explanation says it is found there).
+    fn images_on_path(&self, row: usize, found_only: bool) -> Vec<usize> {
         (0..self.test.num_images())
             .filter(|&i| {
-                self.acts
-                    .routed
-                    .get(i)
-                    .is_some_and(|r| r.steps.iter().any(|s| s.row == row))
-            })
-            .collect()
-    }
-
-    /// The test images whose greedy path passes through decision row `row` and answers
-    /// it "present": the images whose explanation says the prototype is found.
-    fn images_found_on_path(&self, row: usize) -> Vec<usize> {
-        (0..self.test.num_images())
-            .filter(|&i| {
-                self.acts
-                    .routed
-                    .get(i)
-                    .is_some_and(|r| r.steps.iter().any(|s| s.row == row && s.present))
+                self.acts.routed.get(i).is_some_and(|r| {
+                    r.steps
+                        .iter()
+                        .any(|s| s.row == row && (s.present || !found_only))
+                })
             })
             .collect()
     }
@@ -114,7 +103,7 @@ impl<'a> Inputs<'a> {
         let present = self.below.get(2 * row + 2).cloned().unwrap_or_default();
         let absent = self.below.get(2 * row + 1).cloned().unwrap_or_default();
         let served = self.below[row].clone();
-        let path_imgs = self.images_on_path(row);
+        let path_imgs = self.images_on_path(row, false);
         let present_imgs = self.images_of(&present);
         let served_imgs = self.images_of(&served);
         let gather = |imgs: &[usize]| -> (Vec<PartSet>, Vec<PartSet>) {
@@ -134,7 +123,7 @@ impl<'a> Inputs<'a> {
             by_gradient(&self.gradient.noisy),
         );
         let (a_p, v_p) = gather(&present_imgs);
-        let found_imgs = self.images_found_on_path(row);
+        let found_imgs = self.images_on_path(row, true);
         let (a_f, v_f) = gather(&found_imgs);
         let g_found: Vec<PartSet> = found_imgs
             .iter()
