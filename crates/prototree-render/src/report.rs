@@ -118,7 +118,7 @@ impl fmt::Display for Report {
         s.push_str("<h2>The tree</h2>\n<p>Each decision asks whether the image contains a patch like the prototype shown; the right branch is \"present\" (similarity &gt; 0.5), the left \"absent\". Leaves show their top classes.</p>\n");
         write_tree_viewer(&mut s, &self.tree_svg);
         if !self.gallery.is_empty() {
-            s.push_str("<h2>Prototypes</h2>\n<p>Each prototype is a patch of a training image (projection); left: the patch, right: where it lies in its image. The cyan box is the latent patch's region; the orange box, of the same size, is where the match depends on the pixels most (occluding it lowers the similarity most; a latent patch sees more than its box), and the enlarged patch is cut from it. Below: the training patches most similar to it, one per image (hover for class and part), and, with part annotations, its purity and whether its part tells its two subtrees apart.</p>\n");
+            s.push_str("<h2>Prototypes</h2>\n<p>Each prototype is a patch of a training image (projection); left: the patch, right: where it lies in its image. The cyan box is the latent patch's region; the orange box, of the same size, is where the match depends on the pixels most (occluding it lowers the similarity most; a latent patch sees more than its box), and the enlarged patch is cut from it. Below: the training patches most similar to it, one per image, each cut from the box its match depends on (hover for class and part), and, with part annotations, its purity and whether its part tells its two subtrees apart.</p>\n");
             write_gallery(&mut s, &self.gallery);
         }
         if !self.explanations.is_empty() {

@@ -1,19 +1,27 @@
 //! Each decision node's most similar training patches for the report's gallery, with the
 //! part under each patch and the node's purity over them (PIP-Net's top-k purity) when
-//! the data set has part annotations.
+//! the data set has part annotations. Each patch is cut from the box its match depends on
+//! (the explanation metrics' gradient box; at the prototype's own source, its sensitivity
+//! box), not from the latent cell's box, which a small CNN's wide receptive field often
+//! puts beside the part.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::Device;
+use image::RgbImage;
+use prototree_data::transform::to_chw;
+use prototree_data::Normalization;
 use prototree_data::{CubDataset, Loader};
-use prototree_interpret::top_patches;
+use prototree_interpret::{top_patches, TopPatch};
 use prototree_metrics::consistency::purity;
+use prototree_metrics::gradient_box::{best_window, input_gradient_maps, GradientSmoothing};
+use prototree_metrics::patch_sensitivity::patch_sensitivity_map;
 use prototree_metrics::{AnnotationSource, PartShare};
 use prototree_render::visualize::{crop, png_bytes, upscale};
 use prototree_render::GalleryPatch;
 use prototree_tree::distance::DISTANCE_EPS;
-use prototree_tree::geometry::patch_box;
+use prototree_tree::geometry::{patch_box, PixelBox};
 use prototree_tree::{NodeId, Observer, SavedModel, Stage};
 
 use crate::source::LoaderSource;
@@ -21,6 +29,10 @@ use crate::Result;
 
 /// Patches per node in the report's gallery (PIP-Net's top 10).
 pub const GALLERY_PATCHES: usize = 10;
+
+/// Squared distance below which a gallery patch is the prototype itself (its projection
+/// source), where the similarity's gradient vanishes.
+const EXACT_MATCH_DIST_SQ: f32 = 1e-4;
 
 /// Share of a patch's pixels a part needs to count as under it (as the explanation
 /// metrics' default).
@@ -44,6 +56,70 @@ impl NodeGallery {
         let part = self.purity_part.as_deref().unwrap_or("no part");
         Some(format!("{:.0}% ({part})", 100.0 * p.share))
     }
+}
+
+/// Where each gallery patch's match depends on its image, as the explanation metrics
+/// place their regions: a box of the patch box's size at the most of the similarity's
+/// input gradient (one backward pass over the node's images), or, for a patch that is the
+/// prototype itself (its projection source, where that gradient vanishes), at the most of
+/// the patch's second-order sensitivity ([`prototree_metrics::patch_sensitivity`]).
+fn match_boxes(
+    saved: &SavedModel,
+    row: usize,
+    tops: &[(&TopPatch, &RgbImage)],
+    (fh, fw): (usize, usize),
+    device: &Device,
+) -> Result<Vec<PixelBox>> {
+    let Some((_, first)) = tops.first() else {
+        return Ok(Vec::new());
+    };
+    let p = saved.meta.preprocessing;
+    let norm = Normalization {
+        mean: p.mean,
+        std: p.std,
+    };
+    let side = first.width() as usize;
+    let plane = 3 * side * side;
+    let mut chw = vec![0f32; tops.len() * plane];
+    for ((_, img), out) in tops.iter().zip(chw.chunks_exact_mut(plane)) {
+        to_chw(img, &norm, out);
+    }
+    let rows = vec![vec![row]; tops.len()];
+    let maps = input_gradient_maps(
+        &saved.model,
+        &chw,
+        side,
+        &rows,
+        &GradientSmoothing::PLAIN,
+        device,
+    )?;
+    let mut boxes = Vec::with_capacity(tops.len());
+    for (i, ((t, img), per_row)) in tops.iter().zip(&maps).enumerate() {
+        let (w, h) = img.dimensions();
+        let b = patch_box(
+            (t.patch / fw.max(1)) as u32,
+            (t.patch % fw.max(1)) as u32,
+            fh as u32,
+            fw as u32,
+            w,
+            h,
+        );
+        let (bw, bh) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
+        let map = if t.dist_sq <= EXACT_MATCH_DIST_SQ {
+            patch_sensitivity_map(
+                &saved.model,
+                &chw[i * plane..(i + 1) * plane],
+                side,
+                t.patch,
+                row as u64,
+                device,
+            )?
+        } else {
+            per_row.first().cloned().unwrap_or_default()
+        };
+        boxes.push(best_window(&map, side, bw, bh));
+    }
+    Ok(boxes)
 }
 
 /// The galleries of every decision node of `saved`: its `k` most similar patches among
@@ -80,21 +156,14 @@ pub fn node_galleries(
     let topo = saved.model.topology();
     let mut galleries = HashMap::new();
     for (row, tops) in found.rows {
+        let tops: Vec<(&TopPatch, &RgbImage)> = tops
+            .iter()
+            .filter_map(|t| loader.image(t.image_index).map(|img| (t, img)))
+            .collect();
+        let boxes = match_boxes(saved, row, &tops, (fh, fw), device)?;
         let mut patches = Vec::with_capacity(tops.len());
         let mut regions = Vec::new();
-        for t in &tops {
-            let Some(img) = loader.image(t.image_index) else {
-                continue;
-            };
-            let (w, h) = img.dimensions();
-            let b = patch_box(
-                (t.patch / fw.max(1)) as u32,
-                (t.patch % fw.max(1)) as u32,
-                fh as u32,
-                fw as u32,
-                w,
-                h,
-            );
+        for ((t, img), b) in tops.into_iter().zip(boxes) {
             let piece = crop(img, b);
             let factor = (32 / piece.width().max(piece.height()).max(1)).max(1);
             let class = class_names
@@ -132,4 +201,88 @@ pub fn node_galleries(
         );
     }
     Ok(galleries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_config::RunConfig;
+    use prototree_backbone::BackboneKind;
+    use prototree_tree::ProtoTree;
+
+    /// A gallery patch that is the prototype itself takes the sensitivity box; any other
+    /// takes the plain gradient box, each of the patch box's size.
+    #[test]
+    fn match_boxes_follow_the_gradient_or_at_the_prototype_the_sensitivity() -> anyhow::Result<()> {
+        let run = RunConfig {
+            backbone: BackboneKind::SmallCnn,
+            depth: 2,
+            proto_dim: 8,
+            image_size: 32,
+            ..RunConfig::default()
+        };
+        let meta = run.model_meta(vec!["a".into(), "b".into()]);
+        let model = ProtoTree::new(&meta.tree.clone().check()?, &Device::Cpu, 1)?;
+        let saved = SavedModel::new(model, meta);
+        let img = |k: u32| {
+            RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([
+                    ((x * 7 + k) % 256) as u8,
+                    ((y * 13) % 256) as u8,
+                    (k * 40) as u8,
+                ])
+            })
+        };
+        let (a, b) = (img(1), img(2));
+        let near = TopPatch {
+            dist_sq: 0.0,
+            image_index: 0,
+            class: 0,
+            patch: 5,
+        };
+        let far = TopPatch {
+            dist_sq: 0.5,
+            patch: 10,
+            ..near
+        };
+        let tops = [(&near, &a), (&far, &b)];
+        let boxes = match_boxes(&saved, 1, &tops, (4, 4), &Device::Cpu)?;
+        assert_eq!(boxes.len(), 2);
+        // Each box has its patch box's size.
+        for ((t, _), got) in tops.iter().zip(&boxes) {
+            let p = patch_box((t.patch / 4) as u32, (t.patch % 4) as u32, 4, 4, 32, 32);
+            assert_eq!(
+                (got[2] - got[0], got[3] - got[1]),
+                (p[2] - p[0], p[3] - p[1])
+            );
+        }
+        // The exact match's box is the sensitivity box of its cell, the other the
+        // gradient box of its image alone.
+        let norm = Normalization {
+            mean: saved.meta.preprocessing.mean,
+            std: saved.meta.preprocessing.std,
+        };
+        let chw = |im: &RgbImage| {
+            let mut out = vec![0f32; 3 * 32 * 32];
+            to_chw(im, &norm, &mut out);
+            out
+        };
+        let p = patch_box(1, 1, 4, 4, 32, 32);
+        let (w, h) = ((p[2] - p[0]) as usize, (p[3] - p[1]) as usize);
+        let sens = patch_sensitivity_map(&saved.model, &chw(&a), 32, 5, 1, &Device::Cpu)?;
+        assert_eq!(boxes[0], best_window(&sens, 32, w, h));
+        let grad = input_gradient_maps(
+            &saved.model,
+            &chw(&b),
+            32,
+            &[vec![1]],
+            &GradientSmoothing::PLAIN,
+            &Device::Cpu,
+        )?;
+        let p = patch_box(2, 2, 4, 4, 32, 32);
+        let (w, h) = ((p[2] - p[0]) as usize, (p[3] - p[1]) as usize);
+        assert_eq!(boxes[1], best_window(&grad[0][0], 32, w, h));
+        assert!(match_boxes(&saved, 1, &[], (4, 4), &Device::Cpu)?.is_empty());
+        Ok(())
+    }
 }
