@@ -81,9 +81,10 @@ pub fn count_visits(
 pub fn collapse_in_topology(topo: &mut Topology, visits: &Visits) -> Vec<NodeId> {
     let mut collapsed = Vec::new();
     // Heap order visits a parent before its children, so a node under a collapsed one's
-    // unused side is unreachable when its turn comes.
+    // unused side is already marked removed when its turn comes; a node no image reaches
+    // has no visits and stays as it is.
     for h in 1..topo.num_branches() {
-        if topo.branch_state(h) != BranchState::Decision || !topo.reachable_heap()[h] {
+        if topo.branch_state(h) != BranchState::Decision {
             continue;
         }
         let (l, r) = (

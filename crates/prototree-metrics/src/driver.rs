@@ -115,10 +115,7 @@ impl<'a> TestSet<'a> {
         }
         let pre = saved.meta.preprocessing;
         let size = pre.image_size;
-        let norm = Normalization {
-            mean: pre.mean,
-            std: pre.std,
-        };
+        let norm = pre.normalization();
         let topo = model.topology();
         let leaf_top = leaf_top_classes(&model.leaves().distributions()?)?;
         let rows = topo.decision_rows();

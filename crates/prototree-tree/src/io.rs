@@ -53,6 +53,14 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// The per-channel normalisation the model's inputs get.
+    pub fn normalization(&self) -> prototree_data::Normalization {
+        prototree_data::Normalization {
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+
     /// Checks the input side and that the normalisation is finite, with a standard
     /// deviation that is neither zero nor tiny (see docs/limits.md).
     pub fn check(&self) -> std::result::Result<(), crate::ConfigError> {

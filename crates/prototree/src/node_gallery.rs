@@ -11,7 +11,6 @@ use std::path::Path;
 use candle_core::Device;
 use image::RgbImage;
 use prototree_data::transform::to_chw;
-use prototree_data::Normalization;
 use prototree_data::{CubDataset, Loader};
 use prototree_interpret::{top_patches, TopPatch};
 use prototree_metrics::consistency::purity;
@@ -73,11 +72,7 @@ fn match_boxes(
     let Some((_, first)) = tops.first() else {
         return Ok(Vec::new());
     };
-    let p = saved.meta.preprocessing;
-    let norm = Normalization {
-        mean: p.mean,
-        std: p.std,
-    };
+    let norm = saved.meta.preprocessing.normalization();
     let side = first.width() as usize;
     let plane = 3 * side * side;
     let mut chw = vec![0f32; tops.len() * plane];
@@ -258,10 +253,7 @@ mod tests {
         }
         // The exact match's box is the sensitivity box of its cell, the other the
         // gradient box of its image alone.
-        let norm = Normalization {
-            mean: saved.meta.preprocessing.mean,
-            std: saved.meta.preprocessing.std,
-        };
+        let norm = saved.meta.preprocessing.normalization();
         let chw = |im: &RgbImage| {
             let mut out = vec![0f32; 3 * 32 * 32];
             to_chw(im, &norm, &mut out);

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
+use prototree_data::load_rgb;
 use prototree_data::transform::{resize_square, to_chw};
-use prototree_data::{load_rgb, Normalization};
 use prototree_tree::{ModelMeta, Routing, SavedModel};
 use serde::Serialize;
 
@@ -25,10 +25,7 @@ pub fn model_input(
 ) -> Result<(Tensor, Vec<RgbImage>)> {
     let p = meta.preprocessing;
     let size = p.image_size;
-    let norm = Normalization {
-        mean: p.mean,
-        std: p.std,
-    };
+    let norm = p.normalization();
     let plane = 3 * (size * size) as usize;
     let mut pixels = vec![0f32; paths.len() * plane];
     let mut shown = Vec::with_capacity(paths.len());

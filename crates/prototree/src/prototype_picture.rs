@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use image::RgbImage;
+use prototree_data::load_image_ref;
 use prototree_data::transform::{resize_square, to_chw};
-use prototree_data::{load_image_ref, Normalization};
 use prototree_metrics::patch_sensitivity::source_sensitivity_box;
 use prototree_render::prototype_images;
 use prototree_render::visualize::png_bytes;
@@ -82,11 +82,7 @@ fn sensitivity_box_on(
     img: &RgbImage,
     record: &ProjectionRecord,
 ) -> Result<PixelBox> {
-    let p = saved.meta.preprocessing;
-    let norm = Normalization {
-        mean: p.mean,
-        std: p.std,
-    };
+    let norm = saved.meta.preprocessing.normalization();
     let side = img.width() as usize;
     let mut chw = vec![0f32; 3 * side * side];
     to_chw(img, &norm, &mut chw);

@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use prototree_data::{
-    Augmentation, Dataset, Loader, LoaderConfig, Normalization, Protocol, Role, Split,
-};
+use prototree_data::{Augmentation, Dataset, Loader, LoaderConfig, Protocol, Role, Split};
 use prototree_interpret::{Interpret, ProjectionRule, PruneReport};
 use prototree_tree::io::ProjectionRecord;
 use prototree_tree::{evaluate, load_model, EvalReport, ProtoTree, SavedModel};
@@ -130,10 +128,7 @@ fn views_loader(
         image_size: p.image_size,
         crop_to_bbox: false,
         augmentation: Augmentation::None,
-        normalization: Normalization {
-            mean: p.mean,
-            std: p.std,
-        },
+        normalization: p.normalization(),
         shuffle: false,
         drop_last: false,
     };

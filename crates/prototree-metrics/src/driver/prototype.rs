@@ -112,27 +112,23 @@ impl<'a> Inputs<'a> {
                 imgs.iter().map(|&i| self.visible[i]).collect(),
             )
         };
-        let noisy_of =
-            |imgs: &[usize]| -> Vec<PartSet> { imgs.iter().map(|&i| self.noisy[i][ri]).collect() };
-        let (a_path, v_path) = gather(&path_imgs);
-        let by_gradient = |sets: &[Vec<PartSet>]| -> Vec<PartSet> {
-            path_imgs.iter().map(|&i| sets[i][ri]).collect()
+        // This prototype's entry of per-image sets (noisy parts, gradient boxes' parts).
+        let pick = |sets: &[Vec<PartSet>], imgs: &[usize]| -> Vec<PartSet> {
+            imgs.iter().map(|&i| sets[i][ri]).collect()
         };
+        let noisy_of = |imgs: &[usize]| pick(self.noisy, imgs);
+        let (a_path, v_path) = gather(&path_imgs);
         let (g_path, g_noisy) = (
-            by_gradient(&self.gradient.clean),
-            by_gradient(&self.gradient.noisy),
+            pick(&self.gradient.clean, &path_imgs),
+            pick(&self.gradient.noisy, &path_imgs),
         );
         let (a_p, v_p) = gather(&present_imgs);
         let found_imgs = self.images_on_path(row, true);
         let (a_f, v_f) = gather(&found_imgs);
-        let g_found: Vec<PartSet> = found_imgs
-            .iter()
-            .map(|&i| self.gradient.clean[i][ri])
-            .collect();
-        let g_found_noisy: Vec<PartSet> = found_imgs
-            .iter()
-            .map(|&i| self.gradient.noisy[i][ri])
-            .collect();
+        let (g_found, g_found_noisy) = (
+            pick(&self.gradient.clean, &found_imgs),
+            pick(&self.gradient.noisy, &found_imgs),
+        );
         let (a_s, v_s) = gather(&served_imgs);
         let firing: Vec<PartSet> = (0..self.test.num_images())
             .filter(|&i| acts[i][ri].similarity > PRESENT_THRESHOLD)
