@@ -158,7 +158,8 @@ fn parse_protocol(s: &str) -> Result<Protocol> {
     Ok(s.parse()?)
 }
 
-fn parse_augmentation(s: &str) -> Result<Augmentation> {
+/// An augmentation by its run.toml name (`none`, `flip`, `shift`, `reference`).
+pub(crate) fn parse_augmentation(s: &str) -> Result<Augmentation> {
     Ok(s.parse()?)
 }
 

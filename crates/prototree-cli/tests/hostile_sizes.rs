@@ -380,7 +380,7 @@ fn hostile_training_flags_are_refused() -> Result<()> {
     let model = model_copy(tmp.path())?.display().to_string();
     let pruned = tmp.path().join("pruned").display().to_string();
     let data = cub_tiny();
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (
             vec![
                 "eval",
@@ -423,6 +423,10 @@ fn hostile_training_flags_are_refused() -> Result<()> {
                 "--collapse-constant",
             ],
             "--data",
+        ),
+        (
+            vec!["demo", "--out", &pruned, "--augment", "sideways"],
+            "--augment",
         ),
     ];
     for (args, field) in cases {

@@ -29,6 +29,10 @@ pub struct DemoArgs {
     /// `small-cnn-local` for stride 8 with a 22-px receptive field).
     #[arg(long)]
     backbone: Option<BackboneKind>,
+    /// Training augmentation: `flip` (default: mirror images and translations; the birds
+    /// face either way), `shift` (translations only), `none` or `reference`.
+    #[arg(long, value_parser = crate::overrides::parse_augmentation, value_name = "NAME")]
+    augment: Option<prototree::data::Augmentation>,
     /// Side of the generated images in pixels (default 64).
     #[arg(long)]
     image_size: Option<u32>,
@@ -98,6 +102,9 @@ pub fn run(a: DemoArgs, interrupter: &Interrupter, obs: &mut CliProgress) -> Res
     }
     if let Some(on) = a.reseed_leaves {
         cfg.run.schedule.reseed_leaves = on;
+    }
+    if let Some(aug) = a.augment {
+        cfg.run.augmentation = aug;
     }
     if let Some(size) = a.image_size {
         cfg.synth.size = size;
