@@ -30,10 +30,10 @@ pub struct ExplainedStep {
     pub image_box: PixelBox,
     /// Similarity to every patch, row-major `fmap_height × fmap_width`.
     pub similarity_map: Vec<f32>,
-    /// The box of the same size where the similarity depends most on the pixels (the
-    /// gradient box of docs/explanations.md), when computed.
+    /// The box of the same size whose occlusion lowers the similarity the most (the
+    /// occlusion box of docs/explanations.md), when computed.
     #[serde(default)]
-    pub gradient_box: Option<PixelBox>,
+    pub occlusion_box: Option<PixelBox>,
 }
 
 /// The explanation of one image's greedy prediction.
@@ -112,7 +112,7 @@ pub fn explain_latent(
                 patch_col: col,
                 image_box: patch_box(row, col, fh as u32, fw as u32, image_width, image_height),
                 similarity_map: map,
-                gradient_box: None,
+                occlusion_box: None,
             });
         }
         out.push(LocalExplanation {

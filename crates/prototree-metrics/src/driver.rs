@@ -11,7 +11,7 @@ mod activations;
 mod aggregate;
 mod batch;
 mod edits;
-mod gradient;
+mod occlusion;
 mod prototype;
 mod sources;
 
@@ -61,7 +61,7 @@ pub fn explanation_metrics_with(
     let test = TestSet::load(saved, &ds, &source, data_dir, cfg, device, obs)?;
     let acts = activations::activation_pass(&test, obs)?;
     let noisy = activations::noise_pass(&test, &acts.grid, obs)?;
-    let gradient = gradient::gradient_pass(&test, &acts, obs)?;
+    let gradient = occlusion::occlusion_pass(&test, &acts, obs)?;
     let deletion = edits::deletion_pass(&test, &acts, obs)?;
     let drops = edits::perturbation_pass(&test, &acts, obs)?;
     let sources = sources::projection_sources(saved, &ds, &source, &test)?;

@@ -13,7 +13,7 @@
 use candle_core::{Device, Tensor};
 use prototree_tree::ProtoTree;
 
-use crate::gradient_box::input_gradients;
+use crate::input_gradients::input_gradients;
 use crate::relevance::min_max_normalise;
 use crate::{Error, Result};
 

@@ -49,10 +49,6 @@ pub struct MetricsConfig {
     /// Points on the path from the baseline per integrated-gradients map of a prototype's
     /// top images (0: no integrated gradients).
     pub integrated_gradients_steps: usize,
-    /// Noisy copies whose gradients are averaged for each gradient box (SmoothGrad with
-    /// `smoothgrad_sigma`; 1, the default: the plain gradient; docs/explanations.md
-    /// compares 1 and 4).
-    pub gradient_box_samples: usize,
 }
 
 impl Default for MetricsConfig {
@@ -71,7 +67,6 @@ impl Default for MetricsConfig {
             smoothgrad_samples: 8,
             smoothgrad_sigma: 0.15,
             integrated_gradients_steps: 16,
-            gradient_box_samples: 1,
         }
     }
 }
@@ -98,9 +93,6 @@ impl MetricsConfig {
         if !(self.smoothgrad_sigma.is_finite() && self.smoothgrad_sigma >= 0.0) {
             return bad("smoothgrad_sigma must be finite and non-negative");
         }
-        if self.gradient_box_samples == 0 {
-            return bad("gradient_box_samples must be at least 1");
-        }
         if self.max_images == Some(0) {
             return bad("max_images must be at least 1");
         }
@@ -117,8 +109,8 @@ pub enum Phase {
     Activations,
     /// The same with input noise, for stability (unit: batch).
     Noise,
-    /// Gradient boxes of every prototype on the plain and the noisy images (unit: batch).
-    GradientBoxes,
+    /// Occlusion boxes of every prototype on the plain and the noisy images (unit: batch).
+    OcclusionBoxes,
     /// Deleting the matched patch of each "present" decision (unit: batch).
     Deletion,
     /// Perturbing each prototype's matched region vs the rest (unit: batch).
@@ -132,7 +124,7 @@ impl Phase {
             Phase::LoadImages => "loading images and annotations",
             Phase::Activations => "prototype activations",
             Phase::Noise => "activations under noise",
-            Phase::GradientBoxes => "gradient boxes",
+            Phase::OcclusionBoxes => "occlusion boxes",
             Phase::Deletion => "deleting matched patches",
             Phase::Perturbation => "perturbation analysis",
         }
@@ -171,20 +163,20 @@ pub struct SourceRegion {
     pub region: Region,
     /// The name of the part it sits on, if any.
     pub part_name: Option<String>,
-    /// The gradient box of the prototype on its source image: where the patch's
-    /// second-order sensitivity has the most mass ([`crate::patch_sensitivity`]).
+    /// The occlusion box of the prototype on its source image: the window of the patch
+    /// box's size whose occlusion lowers the similarity the most ([`crate::occlusion_box`]).
     #[serde(default)]
-    pub gradient_box: Option<PixelBox>,
-    /// What the gradient box shows.
+    pub occlusion_box: Option<PixelBox>,
+    /// What the occlusion box shows.
     #[serde(default)]
-    pub gradient_region: Option<Region>,
+    pub occlusion_region: Option<Region>,
     /// How much the prototype's similarity to its source image drops when the patch box
     /// is filled with the image's mean colour.
     #[serde(default)]
     pub patch_box_drop: Option<f64>,
-    /// The same drop for the gradient box.
+    /// The same drop for the occlusion box.
     #[serde(default)]
-    pub gradient_box_drop: Option<f64>,
+    pub occlusion_box_drop: Option<f64>,
 }
 
 /// Mean similarity drops of one perturbation.
@@ -230,15 +222,15 @@ pub struct PrototypeMetrics {
     /// Consistency over the found images.
     #[serde(default)]
     pub consistency_found: Option<Consistency>,
-    /// [`PrototypeMetrics::consistency_found`] with gradient boxes as regions.
+    /// [`PrototypeMetrics::consistency_found`] with occlusion boxes as regions.
     #[serde(default)]
-    pub gradient_consistency_found: Option<Consistency>,
+    pub occlusion_consistency_found: Option<Consistency>,
     /// Stability over the found images.
     #[serde(default)]
     pub stability_found: Option<f64>,
-    /// [`PrototypeMetrics::stability_found`] with gradient boxes as regions.
+    /// [`PrototypeMetrics::stability_found`] with occlusion boxes as regions.
     #[serde(default)]
-    pub gradient_stability_found: Option<f64>,
+    pub occlusion_stability_found: Option<f64>,
     /// Test images of the present classes.
     pub present_images: usize,
     /// Consistency over the present classes' test images.
@@ -249,16 +241,16 @@ pub struct PrototypeMetrics {
     pub stability_present: Option<f64>,
     /// Consistency over all served classes' test images.
     pub consistency_served: Option<Consistency>,
-    /// [`PrototypeMetrics::consistency`] with gradient boxes as regions
-    /// ([`crate::gradient_box`]).
+    /// [`PrototypeMetrics::consistency`] with occlusion boxes as regions
+    /// ([`crate::occlusion_box`]).
     #[serde(default)]
-    pub gradient_consistency: Option<Consistency>,
-    /// [`PrototypeMetrics::stability`] with gradient boxes as regions.
+    pub occlusion_consistency: Option<Consistency>,
+    /// [`PrototypeMetrics::stability`] with occlusion boxes as regions.
     #[serde(default)]
-    pub gradient_stability: Option<f64>,
-    /// [`PrototypeMetrics::discriminative`] with the source's gradient box.
+    pub occlusion_stability: Option<f64>,
+    /// [`PrototypeMetrics::discriminative`] with the source's occlusion box.
     #[serde(default)]
-    pub gradient_discriminative: Option<bool>,
+    pub occlusion_discriminative: Option<bool>,
     /// Test images where the prototype fires (similarity > 0.5).
     pub firing_images: usize,
     /// Part purity over the firing images.
@@ -332,33 +324,33 @@ pub struct ExplanationMetrics {
     /// Mean stability on the same images.
     #[serde(default)]
     pub explanation_stability_found: f64,
-    /// [`ExplanationMetrics::explanation_consistency_found`] with gradient boxes.
+    /// [`ExplanationMetrics::explanation_consistency_found`] with occlusion boxes.
     #[serde(default)]
-    pub explanation_gradient_consistency_found: f64,
-    /// [`ExplanationMetrics::explanation_stability_found`] with gradient boxes.
+    pub explanation_occlusion_consistency_found: f64,
+    /// [`ExplanationMetrics::explanation_stability_found`] with occlusion boxes.
     #[serde(default)]
-    pub explanation_gradient_stability_found: f64,
+    pub explanation_occlusion_stability_found: f64,
     /// Mean drop of a prototype's similarity to its source image when the source's patch
     /// box is filled with the image's mean colour (how much of the match the box holds).
     #[serde(default)]
     pub source_patch_box_drop: f64,
-    /// The same for the source's gradient box.
+    /// The same for the source's occlusion box.
     #[serde(default)]
-    pub source_gradient_box_drop: f64,
-    /// [`ExplanationMetrics::explanation_on_part`] with the source's gradient box as the
-    /// region ([`crate::gradient_box`]).
+    pub source_occlusion_box_drop: f64,
+    /// [`ExplanationMetrics::explanation_on_part`] with the source's occlusion box as the
+    /// region ([`crate::occlusion_box`]).
     #[serde(default)]
-    pub explanation_gradient_on_part: f64,
-    /// [`ExplanationMetrics::explanation_consistency`] with gradient boxes.
+    pub explanation_occlusion_on_part: f64,
+    /// [`ExplanationMetrics::explanation_consistency`] with occlusion boxes.
     #[serde(default)]
-    pub explanation_gradient_consistency: f64,
-    /// [`ExplanationMetrics::explanation_stability`] with gradient boxes.
+    pub explanation_occlusion_consistency: f64,
+    /// [`ExplanationMetrics::explanation_stability`] with occlusion boxes.
     #[serde(default)]
-    pub explanation_gradient_stability: f64,
+    pub explanation_occlusion_stability: f64,
     /// [`ExplanationMetrics::explanation_discriminative_share`] with the source's
-    /// gradient box.
+    /// occlusion box.
     #[serde(default)]
-    pub explanation_gradient_discriminative_share: f64,
+    pub explanation_occlusion_discriminative_share: f64,
     /// Share of located decision nodes whose prototype sits on a part separating the
     /// classes of the two subtrees (needs `synth.json`).
     pub explanation_discriminative_share: f64,
@@ -467,28 +459,28 @@ impl ExplanationMetrics {
                 self.explanation_stability_found,
             ),
             (
-                "explanation_gradient_consistency_found",
-                self.explanation_gradient_consistency_found,
+                "explanation_occlusion_consistency_found",
+                self.explanation_occlusion_consistency_found,
             ),
             (
-                "explanation_gradient_stability_found",
-                self.explanation_gradient_stability_found,
+                "explanation_occlusion_stability_found",
+                self.explanation_occlusion_stability_found,
             ),
             (
-                "explanation_gradient_on_part",
-                self.explanation_gradient_on_part,
+                "explanation_occlusion_on_part",
+                self.explanation_occlusion_on_part,
             ),
             (
-                "explanation_gradient_consistency",
-                self.explanation_gradient_consistency,
+                "explanation_occlusion_consistency",
+                self.explanation_occlusion_consistency,
             ),
             (
-                "explanation_gradient_stability",
-                self.explanation_gradient_stability,
+                "explanation_occlusion_stability",
+                self.explanation_occlusion_stability,
             ),
             (
-                "explanation_gradient_discriminative_share",
-                self.explanation_gradient_discriminative_share,
+                "explanation_occlusion_discriminative_share",
+                self.explanation_occlusion_discriminative_share,
             ),
             (
                 "explanation_discriminative_share",
@@ -640,29 +632,30 @@ impl ExplanationMetrics {
                 },
             ),
             (
-                "with gradient boxes: on a part / consistency / stability / separating".to_string(),
+                "with occlusion boxes: on a part / consistency / stability / separating"
+                    .to_string(),
                 format!(
                     "{} / {} / {} / {}",
-                    pct(self.explanation_gradient_on_part),
-                    pct(self.explanation_gradient_consistency),
-                    pct(self.explanation_gradient_stability),
-                    pct(self.explanation_gradient_discriminative_share)
+                    pct(self.explanation_occlusion_on_part),
+                    pct(self.explanation_occlusion_consistency),
+                    pct(self.explanation_occlusion_stability),
+                    pct(self.explanation_occlusion_discriminative_share)
                 ),
             ),
             (
-                "with gradient boxes, images whose path finds it: consistency / stability"
+                "with occlusion boxes, images whose path finds it: consistency / stability"
                     .to_string(),
                 format!(
                     "{} / {}",
-                    pct(self.explanation_gradient_consistency_found),
-                    pct(self.explanation_gradient_stability_found)
+                    pct(self.explanation_occlusion_consistency_found),
+                    pct(self.explanation_occlusion_stability_found)
                 ),
             ),
             (
-                "similarity drop when the source's patch box / gradient box is filled".to_string(),
+                "similarity drop when the source's patch box / occlusion box is filled".to_string(),
                 format!(
                     "{:.3} / {:.3}",
-                    self.source_patch_box_drop, self.source_gradient_box_drop
+                    self.source_patch_box_drop, self.source_occlusion_box_drop
                 ),
             ),
             (

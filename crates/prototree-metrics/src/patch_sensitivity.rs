@@ -19,7 +19,7 @@ use prototree_tree::{ProjectionRecord, ProtoTree};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::gradient_box::best_window;
+use crate::input_gradients::best_window;
 use crate::perturb::standard_normal;
 use crate::{Error, Result};
 

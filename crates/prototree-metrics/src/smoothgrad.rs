@@ -8,7 +8,7 @@
 use candle_core::Device;
 use prototree_tree::ProtoTree;
 
-use crate::gradient_box::{input_gradient_maps, GradientSmoothing, IMAGE_SEED_STEP};
+use crate::input_gradients::{input_gradient_maps, GradientSmoothing, IMAGE_SEED_STEP};
 use crate::relevance::min_max_normalise;
 use crate::{Error, Result};
 

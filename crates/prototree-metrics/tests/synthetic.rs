@@ -140,9 +140,9 @@ fn check_ranges(m: &ExplanationMetrics) {
         for v in [
             p.stability,
             p.stability_present,
-            p.gradient_stability,
+            p.occlusion_stability,
             p.stability_found,
-            p.gradient_stability_found,
+            p.occlusion_stability_found,
             p.object_energy,
             p.part_energy,
             p.pointing_game,
@@ -189,7 +189,7 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
         Phase::LoadImages,
         Phase::Activations,
         Phase::Noise,
-        Phase::GradientBoxes,
+        Phase::OcclusionBoxes,
         Phase::Deletion,
         Phase::Perturbation,
     ];
@@ -215,32 +215,32 @@ fn tiny_synthetic_model_gives_fractions_in_range() -> anyhow::Result<()> {
     assert_eq!(m.prototypes[0].served_classes, [0, 1, 2, 3]);
     assert_eq!(m.prototypes[0].present_classes, [2, 3]);
     assert_eq!(m.prototypes[0].present_images, 10);
-    // Every test image's path starts at the root; the gradient boxes give figures too,
-    // and every located source has a gradient box of its patch box's size.
+    // Every test image's path starts at the root; the occlusion boxes give figures too,
+    // and every located source has an occlusion box of its patch box's size.
     assert_eq!(m.prototypes[0].path_images, 20);
     for p in &m.prototypes {
         // Prototypes on no test image's path have no images to measure.
-        assert_eq!(p.gradient_stability.is_some(), p.path_images > 0);
+        assert_eq!(p.occlusion_stability.is_some(), p.path_images > 0);
         assert_eq!(p.stability.is_some(), p.path_images > 0);
         // The images whose path finds the prototype are some of its path images.
         assert!(p.found_images <= p.path_images);
         assert_eq!(p.stability_found.is_some(), p.found_images > 0);
-        assert_eq!(p.gradient_stability_found.is_some(), p.found_images > 0);
+        assert_eq!(p.occlusion_stability_found.is_some(), p.found_images > 0);
     }
     // Every path passes the root and answers it "present" exactly where its prototype
     // fires (similarity > 0.5).
     assert_eq!(m.prototypes[0].found_images, m.prototypes[0].firing_images);
     // Occluding a source's box changes its similarity by at most 1 either way.
     for s in m.prototypes.iter().filter_map(|p| p.source.as_ref()) {
-        for d in [s.patch_box_drop, s.gradient_box_drop] {
+        for d in [s.patch_box_drop, s.occlusion_box_drop] {
             let d = d.ok_or_else(|| anyhow::anyhow!("no occlusion drop"))?;
             assert!((-1.0..=1.0).contains(&d), "{d}");
         }
     }
     for s in m.prototypes.iter().filter_map(|p| p.source.as_ref()) {
         let g = s
-            .gradient_box
-            .ok_or_else(|| anyhow::anyhow!("no gradient box"))?;
+            .occlusion_box
+            .ok_or_else(|| anyhow::anyhow!("no occlusion box"))?;
         let b = s.image_box;
         assert_eq!((g[2] - g[0], g[3] - g[1]), (b[2] - b[0], b[3] - b[1]));
     }

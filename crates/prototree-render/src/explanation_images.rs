@@ -27,10 +27,10 @@ pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> V
         .iter()
         .map(|s| {
             // The crop shows the region the match depends on when it is known.
-            let patch = crop(image, s.gradient_box.unwrap_or(s.image_box));
+            let patch = crop(image, s.occlusion_box.unwrap_or(s.image_box));
             let factor = (96 / patch.width().max(patch.height()).max(1)).max(1);
             let mut boxed = draw_box(image, s.image_box);
-            if let Some(g) = s.gradient_box {
+            if let Some(g) = s.occlusion_box {
                 outline(&mut boxed, g, GRADIENT_BOX_COLOUR);
             }
             StepImages {
@@ -49,7 +49,7 @@ pub fn explanation_images(image: &RgbImage, explanation: &LocalExplanation) -> V
 
 /// The picture of a projected prototype: its source patch, enlarged, and the source image
 /// with the patch's box (cyan), from the image as the model saw it during projection. With
-/// `depends_on` (the box the match depends on, e.g. the source's sensitivity box), that box
+/// `depends_on` (the box the match depends on, e.g. the source's occlusion box), that box
 /// is drawn in orange too and the enlarged patch is cut from it.
 pub fn prototype_images(
     source: &RgbImage,
@@ -91,7 +91,7 @@ mod tests {
             patch_col: 1,
             image_box: [17, 17, 64, 64],
             similarity_map: vec![0.1, 0.2, 0.3, 0.9],
-            gradient_box: None,
+            occlusion_box: None,
         };
         let ex = LocalExplanation {
             class_index: 1,
@@ -107,14 +107,14 @@ mod tests {
         assert_eq!(pics[0].boxed.dimensions(), (64, 64));
         // The box outline is drawn in cyan.
         assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
-        // A gradient box is drawn in orange beside it.
+        // An occlusion box is drawn in orange beside it.
         let mut with_gradient = ex.clone();
-        with_gradient.steps[0].gradient_box = Some([2, 2, 10, 10]);
+        with_gradient.steps[0].occlusion_box = Some([2, 2, 10, 10]);
         let pics = explanation_images(&img, &with_gradient);
         assert_eq!(pics[0].boxed.get_pixel(2, 5).0, GRADIENT_BOX_COLOUR);
         assert_eq!(pics[0].boxed.get_pixel(17, 40).0, [0, 255, 255]);
         assert_eq!(pics[1].boxed.get_pixel(2, 5).0, [100, 100, 100]);
-        // The enlarged patch is cut from the gradient box (8 px, ×12), else the patch box
+        // The enlarged patch is cut from the occlusion box (8 px, ×12), else the patch box
         // (47 px, ×2).
         assert_eq!(pics[0].patch.dimensions(), (96, 96));
         assert_eq!(pics[1].patch.dimensions(), (94, 94));
@@ -135,7 +135,7 @@ mod tests {
         };
         let mut img = RgbImage::from_pixel(64, 64, image::Rgb([100, 100, 100]));
         img.put_pixel(3, 3, image::Rgb([200, 0, 0]));
-        // Without a sensitivity box: the patch box's crop and its cyan outline.
+        // Without an occlusion box: the patch box's crop and its cyan outline.
         let (patch, boxed) = prototype_images(&img, &record, None);
         assert_eq!(patch.dimensions(), (94, 94));
         assert_eq!(boxed.get_pixel(17, 40).0, [0, 255, 255]);

@@ -88,8 +88,8 @@ impl fmt::Display for ExplanationPage<'_> {
             e.steps.len(),
             e.leaf
         );
-        if e.steps.iter().any(|st| st.gradient_box.is_some()) {
-            s.push_str("<p>Where: the cyan box is the most similar latent patch's region; the orange box, of the same size, is where the similarity depends most on the pixels (its input gradient), which can differ because a latent patch sees more than its box. The enlarged patches are cut from the orange boxes, on the image and on the prototype's source.</p>\n");
+        if e.steps.iter().any(|st| st.occlusion_box.is_some()) {
+            s.push_str("<p>Where: the cyan box is the most similar latent patch's region; the orange box, of the same size, is the one whose occlusion (filled with the mean colour) lowers the similarity the most, which can differ because a latent patch sees more than its box. The enlarged patches are cut from the orange boxes, on the image and on the prototype's source.</p>\n");
         }
         s.push_str("<table><tr><th>node</th><th>prototype</th><th>most similar patch</th><th>where</th><th>similarity map</th><th>decision</th></tr>\n");
         for (step, pic) in e.steps.iter().zip(&pics) {

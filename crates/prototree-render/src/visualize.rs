@@ -17,7 +17,7 @@ pub fn crop(img: &RgbImage, b: PixelBox) -> RgbImage {
 
 /// Colour of a patch box (cyan, as the reference's).
 pub const PATCH_BOX_COLOUR: [u8; 3] = [0, 255, 255];
-/// Colour of a gradient box (orange).
+/// Colour of an occlusion box (orange).
 pub const GRADIENT_BOX_COLOUR: [u8; 3] = [255, 140, 0];
 
 /// A copy of `img` with a 1-pixel rectangle around `b` (cyan, as the reference's box).

@@ -203,17 +203,17 @@ pub struct DemoSummary {
     /// their two subtrees (from the generator's variant table).
     #[serde(default)]
     pub explanation_discriminative_share: f64,
-    /// [`DemoSummary::explanation_on_part`] by the source's gradient box (the box the
+    /// [`DemoSummary::explanation_on_part`] by the source's occlusion box (the box the
     /// match depends on).
     #[serde(default)]
-    pub explanation_gradient_on_part: f64,
-    /// [`DemoSummary::explanation_discriminative_share`] by the source's gradient box.
+    pub explanation_occlusion_on_part: f64,
+    /// [`DemoSummary::explanation_discriminative_share`] by the source's occlusion box.
     #[serde(default)]
-    pub explanation_gradient_discriminative_share: f64,
-    /// Consistency by gradient boxes over the test images whose predicted path finds the
+    pub explanation_occlusion_discriminative_share: f64,
+    /// Consistency by occlusion boxes over the test images whose predicted path finds the
     /// prototype (answers it "present").
     #[serde(default)]
-    pub explanation_gradient_consistency_found: f64,
+    pub explanation_occlusion_consistency_found: f64,
     /// Stability over the test images whose predicted path finds the prototype.
     #[serde(default)]
     pub explanation_stability_found: f64,
@@ -381,10 +381,10 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
         explanation_consistency: quality.explanation_consistency,
         explanation_stability: quality.explanation_stability,
         explanation_discriminative_share: quality.explanation_discriminative_share,
-        explanation_gradient_on_part: quality.explanation_gradient_on_part,
-        explanation_gradient_discriminative_share: quality
-            .explanation_gradient_discriminative_share,
-        explanation_gradient_consistency_found: quality.explanation_gradient_consistency_found,
+        explanation_occlusion_on_part: quality.explanation_occlusion_on_part,
+        explanation_occlusion_discriminative_share: quality
+            .explanation_occlusion_discriminative_share,
+        explanation_occlusion_consistency_found: quality.explanation_occlusion_consistency_found,
         explanation_stability_found: quality.explanation_stability_found,
         model_dir,
         pruned_model_dir,

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use prototree_interpret::{explain_latent, LocalExplanation};
-use prototree_metrics::gradient_box::{best_window, input_gradient_maps, GradientSmoothing};
+use prototree_metrics::input_gradients::best_window;
+use prototree_metrics::occlusion_box::{occlusion_maps, Occluder};
 use prototree_render::visualize::png_bytes;
 use prototree_render::ExplanationPage;
 use prototree_tree::io::write_atomic;
@@ -17,11 +18,15 @@ use crate::prototype_picture::prototype_pictures;
 use crate::{Error, Result};
 use prototree_tree::{Observer, Stage};
 
-/// Sets each step's gradient box (docs/explanations.md): the window of the patch box's
-/// size where that step's similarity depends most on the pixels of the explained image.
-/// `batch` holds the normalised `(b, 3, size, size)` inputs of `explanations`; one forward
-/// pass and one backward pass per step of the longest path serve the whole batch.
-fn add_gradient_boxes(
+/// Sets each step's occlusion box (docs/explanations.md): the window of the patch box's
+/// size whose occlusion lowers that step's similarity the most on the explained image,
+/// the best window of the image's occlusion map (as the explanation metrics place it).
+/// `batch` holds the normalised `(b, 3, size, size)` inputs of `explanations`; one batch
+/// of occluded copies per image serves every step of its path.
+/// Occluded copies per forward pass.
+const OCCLUSION_BATCH: usize = 64;
+
+fn add_occlusion_boxes(
     model: &prototree_tree::ProtoTree,
     batch: &candle_core::Tensor,
     size: usize,
@@ -35,19 +40,30 @@ fn add_gradient_boxes(
         .iter()
         .map(|e| e.steps.iter().map(|st| st.row).collect())
         .collect();
-    let maps = input_gradient_maps(
+    let occluders: Vec<Occluder> = explanations
+        .iter()
+        .map(|e| {
+            let (w, h) = e.steps.iter().fold((1, 1), |(w, h), st| {
+                let b = st.image_box;
+                (w.max((b[2] - b[0]) as usize), h.max((b[3] - b[1]) as usize))
+            });
+            Occluder::for_patch(w, h)
+        })
+        .collect();
+    let maps = occlusion_maps(
         model,
         &chw,
         size,
         &rows,
-        &GradientSmoothing::PLAIN,
+        &occluders,
+        OCCLUSION_BATCH,
         model.device(),
     )?;
     for (explanation, per_step) in explanations.iter_mut().zip(&maps) {
         for (step, map) in explanation.steps.iter_mut().zip(per_step) {
             let b = step.image_box;
             let (w, h) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
-            step.gradient_box = Some(best_window(map, size, w, h));
+            step.occlusion_box = Some(best_window(map, size, w, h));
         }
     }
     Ok(())
@@ -138,7 +154,7 @@ pub fn explain_images(
         let (batch, shown) = model_input(&saved.meta, chunk, model.device())?;
         let latent = model.latent(&batch, false)?;
         let mut explanations = explain_latent(model, &latent, size, size)?;
-        add_gradient_boxes(model, &batch, size as usize, &mut explanations)?;
+        add_occlusion_boxes(model, &batch, size as usize, &mut explanations)?;
         for (i, (path, explanation)) in chunk.iter().zip(explanations).enumerate() {
             let index = c * CHUNK + i;
             let true_class = true_classes.map(|t| t[index]);
@@ -195,7 +211,7 @@ pub fn explain_images(
                 "path": r.explanation.steps.iter().map(|s| serde_json::json!({
                     "node": s.node.0, "similarity": s.similarity, "present": s.present,
                     "patch": [s.patch_row, s.patch_col],
-                    "box": s.image_box, "gradient_box": s.gradient_box,
+                    "box": s.image_box, "occlusion_box": s.occlusion_box,
                 })).collect::<Vec<_>>(),
             })
         })

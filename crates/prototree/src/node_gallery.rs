@@ -1,9 +1,8 @@
 //! Each decision node's most similar training patches for the report's gallery, with the
 //! part under each patch and the node's purity over them (PIP-Net's top-k purity) when
 //! the data set has part annotations. Each patch is cut from the box its match depends on
-//! (the explanation metrics' gradient box; at the prototype's own source, its sensitivity
-//! box), not from the latent cell's box, which a small CNN's wide receptive field often
-//! puts beside the part.
+//! (the explanation metrics' occlusion box), not from the latent cell's box, which a small
+//! CNN's wide receptive field often puts beside the part.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,8 +13,8 @@ use prototree_data::transform::to_chw;
 use prototree_data::{CubDataset, Loader};
 use prototree_interpret::{top_patches, TopPatch};
 use prototree_metrics::consistency::purity;
-use prototree_metrics::gradient_box::{best_window, input_gradient_maps, GradientSmoothing};
-use prototree_metrics::patch_sensitivity::patch_sensitivity_map;
+use prototree_metrics::input_gradients::best_window;
+use prototree_metrics::occlusion_box::{best_occluded_window, occlusion_maps, Occluder};
 use prototree_metrics::{AnnotationSource, PartShare};
 use prototree_render::visualize::{crop, png_bytes, upscale};
 use prototree_render::GalleryPatch;
@@ -58,10 +57,13 @@ impl NodeGallery {
 }
 
 /// Where each gallery patch's match depends on its image, as the explanation metrics
-/// place their regions: a box of the patch box's size at the most of the similarity's
-/// input gradient (one backward pass over the node's images), or, for a patch that is the
-/// prototype itself (its projection source, where that gradient vanishes), at the most of
-/// the patch's second-order sensitivity ([`prototree_metrics::patch_sensitivity`]).
+/// place their regions ([`prototree_metrics::occlusion_box`]): the window of the patch
+/// box's size at the most of the image's occlusion map, or, for a patch that is the
+/// prototype itself (its projection source), the window whose occlusion lowers the
+/// similarity the most, searched directly.
+/// Occluded copies per forward pass.
+const OCCLUSION_BATCH: usize = 64;
+
 fn match_boxes(
     saved: &SavedModel,
     row: usize,
@@ -79,40 +81,67 @@ fn match_boxes(
     for ((_, img), out) in tops.iter().zip(chw.chunks_exact_mut(plane)) {
         to_chw(img, &norm, out);
     }
-    let rows = vec![vec![row]; tops.len()];
-    let maps = input_gradient_maps(
+    let patch_boxes: Vec<PixelBox> = tops
+        .iter()
+        .map(|(t, img)| {
+            let (w, h) = img.dimensions();
+            patch_box(
+                (t.patch / fw.max(1)) as u32,
+                (t.patch % fw.max(1)) as u32,
+                fh as u32,
+                fw as u32,
+                w,
+                h,
+            )
+        })
+        .collect();
+    let size_of = |b: &PixelBox| ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
+    // The source is searched directly; every other patch gets the occlusion map.
+    let is_source: Vec<bool> = tops
+        .iter()
+        .map(|(t, _)| t.dist_sq <= EXACT_MATCH_DIST_SQ)
+        .collect();
+    let rows: Vec<Vec<usize>> = is_source
+        .iter()
+        .map(|&s| if s { Vec::new() } else { vec![row] })
+        .collect();
+    let occluders: Vec<Occluder> = patch_boxes
+        .iter()
+        .map(|b| {
+            let (w, h) = size_of(b);
+            Occluder::for_patch(w, h)
+        })
+        .collect();
+    let maps = occlusion_maps(
         &saved.model,
         &chw,
         side,
         &rows,
-        &GradientSmoothing::PLAIN,
+        &occluders,
+        OCCLUSION_BATCH,
         device,
     )?;
     let mut boxes = Vec::with_capacity(tops.len());
-    for (i, ((t, img), per_row)) in tops.iter().zip(&maps).enumerate() {
-        let (w, h) = img.dimensions();
-        let b = patch_box(
-            (t.patch / fw.max(1)) as u32,
-            (t.patch % fw.max(1)) as u32,
-            fh as u32,
-            fw as u32,
-            w,
-            h,
-        );
-        let (bw, bh) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
-        let map = if t.dist_sq <= EXACT_MATCH_DIST_SQ {
-            patch_sensitivity_map(
-                &saved.model,
-                &chw[i * plane..(i + 1) * plane],
-                side,
-                t.patch,
-                row as u64,
-                device,
-            )?
-        } else {
-            per_row.first().cloned().unwrap_or_default()
+    for (i, (b, per_row)) in patch_boxes.iter().zip(&maps).enumerate() {
+        let (bw, bh) = size_of(b);
+        let image = &chw[i * plane..(i + 1) * plane];
+        let found = match per_row.first() {
+            Some(map) if !is_source[i] => best_window(map, side, bw, bh),
+            _ => {
+                let search = best_occluded_window(
+                    &saved.model,
+                    image,
+                    side,
+                    row,
+                    bw,
+                    bh,
+                    OCCLUSION_BATCH,
+                    device,
+                );
+                search?.0
+            }
         };
-        boxes.push(best_window(&map, side, bw, bh));
+        boxes.push(found);
     }
     Ok(boxes)
 }
@@ -205,10 +234,10 @@ mod tests {
     use prototree_backbone::BackboneKind;
     use prototree_tree::ProtoTree;
 
-    /// A gallery patch that is the prototype itself takes the sensitivity box; any other
-    /// takes the plain gradient box, each of the patch box's size.
+    /// A gallery patch that is the prototype itself takes the directly searched occlusion
+    /// box; any other the best window of its occlusion map, each of the patch box's size.
     #[test]
-    fn match_boxes_follow_the_gradient_or_at_the_prototype_the_sensitivity() -> anyhow::Result<()> {
+    fn match_boxes_are_the_occlusion_boxes() -> anyhow::Result<()> {
         let run = RunConfig {
             backbone: BackboneKind::SmallCnn,
             depth: 2,
@@ -251,8 +280,8 @@ mod tests {
                 (p[2] - p[0], p[3] - p[1])
             );
         }
-        // The exact match's box is the sensitivity box of its cell, the other the
-        // gradient box of its image alone.
+        // The exact match's box is the searched occlusion box, the other the best window
+        // of its image's occlusion map alone.
         let norm = saved.meta.preprocessing.normalization();
         let chw = |im: &RgbImage| {
             let mut out = vec![0f32; 3 * 32 * 32];
@@ -261,19 +290,21 @@ mod tests {
         };
         let p = patch_box(1, 1, 4, 4, 32, 32);
         let (w, h) = ((p[2] - p[0]) as usize, (p[3] - p[1]) as usize);
-        let sens = patch_sensitivity_map(&saved.model, &chw(&a), 32, 5, 1, &Device::Cpu)?;
-        assert_eq!(boxes[0], best_window(&sens, 32, w, h));
-        let grad = input_gradient_maps(
+        let (searched, _) =
+            best_occluded_window(&saved.model, &chw(&a), 32, 1, w, h, 64, &Device::Cpu)?;
+        assert_eq!(boxes[0], searched);
+        let p = patch_box(2, 2, 4, 4, 32, 32);
+        let (w, h) = ((p[2] - p[0]) as usize, (p[3] - p[1]) as usize);
+        let maps = occlusion_maps(
             &saved.model,
             &chw(&b),
             32,
             &[vec![1]],
-            &GradientSmoothing::PLAIN,
+            &[Occluder::for_patch(w, h)],
+            64,
             &Device::Cpu,
         )?;
-        let p = patch_box(2, 2, 4, 4, 32, 32);
-        let (w, h) = ((p[2] - p[0]) as usize, (p[3] - p[1]) as usize);
-        assert_eq!(boxes[1], best_window(&grad[0][0], 32, w, h));
+        assert_eq!(boxes[1], best_window(&maps[0][0], 32, w, h));
         assert!(match_boxes(&saved, 1, &[], (4, 4), &Device::Cpu)?.is_empty());
         Ok(())
     }

@@ -2,19 +2,18 @@
 //! enlarged, and its source image with the patch's boxes.
 //!
 //! Two boxes are drawn on the source image: the latent cell's patch box (cyan, the
-//! reference's) and, of the same size, the box the match depends on (orange): where the
-//! patch's second-order sensitivity has the most mass
-//! ([`prototree_metrics::patch_sensitivity`]), the pixels whose change would break the
-//! match. A small CNN's latent cell sees far more than its box, so the two can differ;
-//! the enlarged patch is cut from the orange box, the region that occluding lowers the
-//! similarity most (docs/explanations.md, "The source's box").
+//! reference's) and, of the same size, the box the match depends on (orange): the window
+//! whose occlusion lowers the prototype's similarity the most
+//! ([`prototree_metrics::occlusion_box`]). A small CNN's latent cell sees far more than
+//! its box, so the two can differ; the enlarged patch is cut from the orange box
+//! (docs/explanations.md, "The region of an activation").
 
 use std::collections::HashMap;
 
 use image::RgbImage;
 use prototree_data::load_image_ref;
 use prototree_data::transform::{resize_square, to_chw};
-use prototree_metrics::patch_sensitivity::source_sensitivity_box;
+use prototree_metrics::occlusion_box::source_occlusion_box;
 use prototree_render::prototype_images;
 use prototree_render::visualize::png_bytes;
 use prototree_tree::geometry::PixelBox;
@@ -32,7 +31,7 @@ pub struct PrototypePicture {
     /// (orange) (PNG bytes).
     pub boxed_png: Vec<u8>,
     /// The box the match depends on, in the source image as the model saw it.
-    pub sensitivity_box: PixelBox,
+    pub occlusion_box: PixelBox,
 }
 
 /// Renders every projected prototype of `saved` from its source image, as the model saw it
@@ -56,14 +55,14 @@ pub fn prototype_pictures(
             .as_ref();
         match source {
             Some(img) => {
-                let sensitivity_box = sensitivity_box_on(saved, img, record)?;
-                let (patch, boxed) = prototype_images(img, record, Some(sensitivity_box));
+                let occlusion_box = occlusion_box_on(saved, img, record)?;
+                let (patch, boxed) = prototype_images(img, record, Some(occlusion_box));
                 pictures.insert(
                     record.node,
                     PrototypePicture {
                         patch_png: png_bytes(&patch),
                         boxed_png: png_bytes(&boxed),
-                        sensitivity_box,
+                        occlusion_box,
                     },
                 );
             }
@@ -75,9 +74,9 @@ pub fn prototype_pictures(
     Ok((pictures, missing))
 }
 
-/// [`source_sensitivity_box`] of `record` on `img` (its source as the model saw it),
-/// with the probe seed the explanation metrics use by default (0), so both give the same box.
-fn sensitivity_box_on(
+/// [`source_occlusion_box`] of `record` on `img` (its source as the model saw it), as the
+/// explanation metrics place it.
+fn occlusion_box_on(
     saved: &SavedModel,
     img: &RgbImage,
     record: &ProjectionRecord,
@@ -86,12 +85,12 @@ fn sensitivity_box_on(
     let side = img.width() as usize;
     let mut chw = vec![0f32; 3 * side * side];
     to_chw(img, &norm, &mut chw);
-    Ok(source_sensitivity_box(
+    Ok(source_occlusion_box(
         &saved.model,
         &chw,
         side,
         record,
-        0,
+        64,
         saved.model.device(),
     )?)
 }

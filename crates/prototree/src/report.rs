@@ -185,9 +185,9 @@ fn card_facts(
             "source patch on".to_string(),
             src.region.label.describe(&m.part_names),
         ));
-        if let Some(g) = &src.gradient_region {
+        if let Some(g) = &src.occlusion_region {
             facts.push((
-                "its gradient box on".to_string(),
+                "its occlusion box on".to_string(),
                 g.label.describe(&m.part_names),
             ));
         }
@@ -212,10 +212,10 @@ fn card_facts(
     if let Some(s) = p.stability {
         facts.push(("stability under noise".to_string(), pct(s)));
     }
-    if let Some(c) = p.gradient_consistency_found {
+    if let Some(c) = p.occlusion_consistency_found {
         facts.push((
             format!(
-                "consistency by gradient box ({} images whose path finds it)",
+                "consistency by occlusion box ({} images whose path finds it)",
                 p.found_images
             ),
             format!(
@@ -228,15 +228,15 @@ fn card_facts(
     }
     if let (Some(d), Some(sep)) = (p.discriminative, p.separating_parts) {
         let names: Vec<String> = sep.iter().map(|i| part(Some(i))).collect();
-        let by_gradient = match p.gradient_discriminative {
-            Some(true) => ", gradient box: yes",
-            Some(false) => ", gradient box: no",
+        let by_occlusion = match p.occlusion_discriminative {
+            Some(true) => ", occlusion box: yes",
+            Some(false) => ", occlusion box: no",
             None => "",
         };
         facts.push((
             "separates its subtrees".to_string(),
             format!(
-                "{}{by_gradient} (parts that differ: {})",
+                "{}{by_occlusion} (parts that differ: {})",
                 if d { "yes" } else { "no" },
                 if names.is_empty() {
                     "none".to_string()

@@ -121,7 +121,7 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         .map(|a| a.iter().filter_map(|s| s["node"].as_u64()).collect())
         .unwrap_or_default();
     assert_eq!(path, listed);
-    // Every decision on the path has a gradient box of its patch box's size.
+    // Every decision on the path has an occlusion box of its patch box's size.
     for step in first["path"].as_array().into_iter().flatten() {
         let size = |key: &str| -> Option<(u64, u64)> {
             let b: Vec<u64> = step[key]
@@ -131,22 +131,22 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
                 .collect();
             (b.len() == 4).then(|| (b[2] - b[0], b[3] - b[1]))
         };
-        assert!(size("gradient_box").is_some(), "no gradient box: {step}");
-        assert_eq!(size("gradient_box"), size("box"));
+        assert!(size("occlusion_box").is_some(), "no occlusion box: {step}");
+        assert_eq!(size("occlusion_box"), size("box"));
     }
     assert_eq!(
         again[0].class_index as u64,
         first["class_index"].as_u64().unwrap_or(999)
     );
 
-    // The prototype pictures' orange box is the explanation metrics' source gradient box.
+    // The prototype pictures' orange box is the explanation metrics' source occlusion box.
     let (pictures, missing) = prototree::prototype_picture::prototype_pictures(&pruned)?;
     assert!(missing.is_empty(), "{missing:?}");
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("explanation_metrics.json"))?)?;
     let mut compared = 0;
     for p in metrics["prototypes"].as_array().into_iter().flatten() {
-        let (Some(node), Some(b)) = (p["node"].as_u64(), p["source"]["gradient_box"].as_array())
+        let (Some(node), Some(b)) = (p["node"].as_u64(), p["source"]["occlusion_box"].as_array())
         else {
             continue;
         };
@@ -155,7 +155,7 @@ fn tiny_synthetic_run_beats_chance_and_reloads() -> anyhow::Result<()> {
         let pic = pictures
             .get(&node)
             .ok_or_else(|| anyhow::anyhow!("no picture of node {node}"))?;
-        let drawn: Vec<u64> = pic.sensitivity_box.iter().map(|v| u64::from(*v)).collect();
+        let drawn: Vec<u64> = pic.occlusion_box.iter().map(|v| u64::from(*v)).collect();
         assert_eq!(drawn, b, "node {node}");
         compared += 1;
     }

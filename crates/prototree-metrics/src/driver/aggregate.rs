@@ -28,11 +28,11 @@ pub(super) fn aggregate(
         .filter_map(|p| p.source.as_ref().map(|s| s.region))
         .collect();
     let shares = localization_shares(&located);
-    let located_by_gradient: Vec<Region> = prototypes
+    let located_by_occlusion: Vec<Region> = prototypes
         .iter()
-        .filter_map(|p| p.source.as_ref().and_then(|s| s.gradient_region))
+        .filter_map(|p| p.source.as_ref().and_then(|s| s.occlusion_region))
         .collect();
-    let gradient_shares = localization_shares(&located_by_gradient);
+    let occlusion_shares = localization_shares(&located_by_occlusion);
     let frac = |f: &dyn Fn(&PrototypeMetrics) -> Option<bool>| -> f64 {
         let v: Vec<bool> = prototypes.iter().filter_map(f).collect();
         share(v.iter().filter(|x| **x).count(), v.len())
@@ -47,10 +47,10 @@ pub(super) fn aggregate(
             _ => None,
         })
         .collect();
-    let disc_by_gradient: Vec<(Option<usize>, PartSet)> = prototypes
+    let disc_by_occlusion: Vec<(Option<usize>, PartSet)> = prototypes
         .iter()
         .filter_map(|p| {
-            let region = p.source.as_ref()?.gradient_region?;
+            let region = p.source.as_ref()?.occlusion_region?;
             Some((region.label.part(), p.separating_parts?))
         })
         .collect();
@@ -73,21 +73,21 @@ pub(super) fn aggregate(
         explanation_on_object: shares.on_object,
         explanation_consistency: frac(&|p| p.consistency.map(|c| c.consistent)),
         explanation_stability: avg(&|p| p.stability),
-        explanation_gradient_on_part: gradient_shares.on_part,
-        explanation_gradient_consistency: frac(&|p| p.gradient_consistency.map(|c| c.consistent)),
-        explanation_gradient_stability: avg(&|p| p.gradient_stability),
-        explanation_gradient_discriminative_share: discriminative_share(&disc_by_gradient),
+        explanation_occlusion_on_part: occlusion_shares.on_part,
+        explanation_occlusion_consistency: frac(&|p| p.occlusion_consistency.map(|c| c.consistent)),
+        explanation_occlusion_stability: avg(&|p| p.occlusion_stability),
+        explanation_occlusion_discriminative_share: discriminative_share(&disc_by_occlusion),
         explanation_consistency_present: frac(&|p| p.consistency_present.map(|c| c.consistent)),
         explanation_stability_present: avg(&|p| p.stability_present),
         explanation_consistency_served: frac(&|p| p.consistency_served.map(|c| c.consistent)),
         explanation_consistency_found: frac(&|p| p.consistency_found.map(|c| c.consistent)),
         explanation_stability_found: avg(&|p| p.stability_found),
-        explanation_gradient_consistency_found: frac(&|p| {
-            p.gradient_consistency_found.map(|c| c.consistent)
+        explanation_occlusion_consistency_found: frac(&|p| {
+            p.occlusion_consistency_found.map(|c| c.consistent)
         }),
-        explanation_gradient_stability_found: avg(&|p| p.gradient_stability_found),
+        explanation_occlusion_stability_found: avg(&|p| p.occlusion_stability_found),
         source_patch_box_drop: avg(&|p| p.source.as_ref().and_then(|s| s.patch_box_drop)),
-        source_gradient_box_drop: avg(&|p| p.source.as_ref().and_then(|s| s.gradient_box_drop)),
+        source_occlusion_box_drop: avg(&|p| p.source.as_ref().and_then(|s| s.occlusion_box_drop)),
         explanation_discriminative_share: discriminative_share(&disc),
         explanation_firing_purity: avg(&|p| p.firing_purity.map(|s| s.share)),
         explanation_top_k_purity: avg(&|p| p.top_k_purity.map(|s| s.share)),

@@ -19,7 +19,7 @@ use crate::Result;
 
 use super::activations::Activations;
 use super::edits::Drops;
-use super::gradient::GradientParts;
+use super::occlusion::OcclusionParts;
 use super::{mean, share, TestSet};
 
 /// What the per-prototype figures are computed from.
@@ -27,7 +27,7 @@ pub(super) struct Inputs<'a> {
     pub test: &'a TestSet<'a>,
     pub acts: &'a Activations,
     noisy: &'a [Vec<PartSet>],
-    gradient: &'a GradientParts,
+    gradient: &'a OcclusionParts,
     drops: &'a Drops,
     sources: &'a HashMap<usize, SourceRegion>,
     /// Per heap node, the classes whose top leaf lies below it.
@@ -44,7 +44,7 @@ impl<'a> Inputs<'a> {
         source: &AnnotationSource,
         acts: &'a Activations,
         noisy: &'a [Vec<PartSet>],
-        gradient: &'a GradientParts,
+        gradient: &'a OcclusionParts,
         drops: &'a Drops,
         sources: &'a HashMap<usize, SourceRegion>,
     ) -> Self {
@@ -112,7 +112,7 @@ impl<'a> Inputs<'a> {
                 imgs.iter().map(|&i| self.visible[i]).collect(),
             )
         };
-        // This prototype's entry of per-image sets (noisy parts, gradient boxes' parts).
+        // This prototype's entry of per-image sets (noisy parts, occlusion boxes' parts).
         let pick = |sets: &[Vec<PartSet>], imgs: &[usize]| -> Vec<PartSet> {
             imgs.iter().map(|&i| sets[i][ri]).collect()
         };
@@ -147,9 +147,9 @@ impl<'a> Inputs<'a> {
             .table
             .as_ref()
             .map(|t| separating_parts(t, &absent, &present));
-        let gradient_discriminative = match (&src, separating) {
+        let occlusion_discriminative = match (&src, separating) {
             (Some(s), Some(sep)) => s
-                .gradient_region
+                .occlusion_region
                 .map(|r| r.label.part().is_some_and(|p| sep.contains(p))),
             _ => None,
         };
@@ -170,16 +170,16 @@ impl<'a> Inputs<'a> {
             stability: stability(&a_path, &noisy_of(&path_imgs)),
             found_images: found_imgs.len(),
             consistency_found: consistency(&a_f, &v_f, cfg.consistency_threshold),
-            gradient_consistency_found: consistency(&g_found, &v_f, cfg.consistency_threshold),
+            occlusion_consistency_found: consistency(&g_found, &v_f, cfg.consistency_threshold),
             stability_found: stability(&a_f, &noisy_of(&found_imgs)),
-            gradient_stability_found: stability(&g_found, &g_found_noisy),
+            occlusion_stability_found: stability(&g_found, &g_found_noisy),
             present_images: present_imgs.len(),
             consistency_present: consistency(&a_p, &v_p, cfg.consistency_threshold),
             stability_present: stability(&a_p, &noisy_of(&present_imgs)),
             consistency_served: consistency(&a_s, &v_s, cfg.consistency_threshold),
-            gradient_consistency: consistency(&g_path, &v_path, cfg.consistency_threshold),
-            gradient_stability: stability(&g_path, &g_noisy),
-            gradient_discriminative,
+            occlusion_consistency: consistency(&g_path, &v_path, cfg.consistency_threshold),
+            occlusion_stability: stability(&g_path, &g_noisy),
+            occlusion_discriminative,
             firing_images: firing.len(),
             firing_purity: purity(&firing),
             top_k_purity: purity(&top_parts),

@@ -10,8 +10,8 @@ use super::TestSet;
 use crate::dataset::AnnotationSource;
 use crate::localization::{locate, source_box};
 use crate::metrics::SourceRegion;
+use crate::occlusion_box::source_occlusion_box;
 use crate::parts::RegionLabel;
-use crate::patch_sensitivity::source_sensitivity_box;
 use crate::perturb::{perturb, Area, FloatImage, Perturbation};
 use crate::Result;
 use candle_core::Tensor;
@@ -57,32 +57,29 @@ pub(super) fn projection_sources(
                 image_box,
                 part_name: region.label.part().and_then(|p| part_names.get(p).cloned()),
                 region,
-                gradient_region: boxes.map(|b| ann.region(b.gradient_box, test.cfg.min_part_share)),
-                gradient_box: boxes.map(|b| b.gradient_box),
+                occlusion_region: boxes
+                    .map(|b| ann.region(b.occlusion_box, test.cfg.min_part_share)),
+                occlusion_box: boxes.map(|b| b.occlusion_box),
                 patch_box_drop: boxes.map(|b| b.patch_box_drop),
-                gradient_box_drop: boxes.map(|b| b.gradient_box_drop),
+                occlusion_box_drop: boxes.map(|b| b.occlusion_box_drop),
             },
         );
     }
     Ok(sources)
 }
 
-/// A source patch's gradient box and what occluding each box does.
+/// A source patch's occlusion box and what occluding each box does.
 #[derive(Debug, Clone, Copy)]
 struct SourceBoxes {
-    gradient_box: PixelBox,
+    occlusion_box: PixelBox,
     patch_box_drop: f64,
-    gradient_box_drop: f64,
+    occlusion_box_drop: f64,
 }
 
-/// The gradient box of projection `rec` on its source image (`None` when the image cannot
-/// be read), of the size of the patch box `patch`, and the drop of the prototype's
+/// The occlusion box of projection `rec` on its source image (`None` when the image
+/// cannot be read), of the size of the patch box `patch`
+/// ([`crate::occlusion_box::source_occlusion_box`]), and the drop of the prototype's
 /// similarity when either box is filled with the image's mean colour.
-///
-/// The source patch *is* the projected prototype: the similarity is at its maximum there
-/// and its gradient vanishes, so the box follows the second-order sensitivity of the
-/// patch instead ([`crate::patch_sensitivity`]): the pixels whose change would break the
-/// match.
 fn source_boxes(
     test: &TestSet,
     rec: &ProjectionRecord,
@@ -94,11 +91,17 @@ fn source_boxes(
     let img = FloatImage::from_rgb(&prototree_data::transform::resize_square(&img, test.size));
     let chw = test.chw_of(std::slice::from_ref(&img));
     let size = test.size as usize;
-    let gradient_box =
-        source_sensitivity_box(test.model, &chw, size, rec, test.cfg.seed, test.device)?;
+    let occlusion_box = source_occlusion_box(
+        test.model,
+        &chw,
+        size,
+        rec,
+        test.cfg.batch_size,
+        test.device,
+    )?;
     // The plain image and the two occluded ones in one batch.
     let occluded = |b: PixelBox| perturb(&img, Perturbation::MeanFill, b, Area::Inside, 0);
-    let batch = test.chw_of(&[img.clone(), occluded(patch), occluded(gradient_box)]);
+    let batch = test.chw_of(&[img.clone(), occluded(patch), occluded(occlusion_box)]);
     let input = Tensor::from_vec(batch, (3, 3, size, size), test.device)?;
     let routing = test.model.forward(&input, false)?.routing;
     let sim = routing
@@ -107,9 +110,9 @@ fn source_boxes(
         .to_vec1::<f32>()?;
     let drop = |k: usize| f64::from(sim[0] - sim[k]);
     Ok(Some(SourceBoxes {
-        gradient_box,
+        occlusion_box,
         patch_box_drop: drop(1),
-        gradient_box_drop: drop(2),
+        occlusion_box_drop: drop(2),
     }))
 }
 

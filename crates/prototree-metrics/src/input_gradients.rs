@@ -1,13 +1,8 @@
-//! A sharper region for a prototype's match: the box of the patch's size placed where the
-//! prototype's similarity depends most on the input pixels.
-//!
-//! The patch box of the reference (`prototree_tree::geometry::patch_box`) is where the
-//! nearest latent cell sits; the cell's receptive field is much wider (38 px for the small
-//! CNN at stride 8), so a cell beside the wing can match a wing prototype while its box
-//! shows background. The **gradient box** keeps the box's size but moves it to the window
-//! holding the most of `|∂ similarity / ∂ pixel|` (summed over colour channels): the
-//! pixels the match actually depends on. In eval mode the images do not interact, so one
-//! forward pass and one backward pass per step of the longest explanation path give the
+//! Input gradients of prototype similarities (the raw material of SmoothGrad,
+//! [`crate::smoothgrad`]) and [`best_window`], the window of a map holding the most mass
+//! (used for the occlusion box, [`crate::occlusion_box`], and the patch sensitivity,
+//! [`crate::patch_sensitivity`]). In eval mode the images do not interact, so one forward
+//! pass and one backward pass per step of the longest explanation path give the gradient
 //! maps of a whole batch, each image with the prototypes on its own path.
 
 use candle_core::{Device, Tensor, Var};
