@@ -217,6 +217,9 @@ pub struct DemoSummary {
     /// Stability over the test images whose predicted path finds the prototype.
     #[serde(default)]
     pub explanation_stability_found: f64,
+    /// The same by occlusion boxes.
+    #[serde(default)]
+    pub explanation_occlusion_stability_found: f64,
     /// Where the trained model was saved.
     pub model_dir: PathBuf,
     /// Where the pruned and projected model was saved.
@@ -386,6 +389,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<DemoSummary>
             .explanation_occlusion_discriminative_share,
         explanation_occlusion_consistency_found: quality.explanation_occlusion_consistency_found,
         explanation_stability_found: quality.explanation_stability_found,
+        explanation_occlusion_stability_found: quality.explanation_occlusion_stability_found,
         model_dir,
         pruned_model_dir,
         data_dir,
