@@ -18,14 +18,14 @@ use crate::prototype_picture::prototype_pictures;
 use crate::{Error, Result};
 use prototree_tree::{Observer, Stage};
 
+/// Occluded copies per forward pass.
+const OCCLUSION_BATCH: usize = 64;
+
 /// Sets each step's occlusion box (docs/explanations.md): the window of the patch box's
 /// size whose occlusion lowers that step's similarity the most on the explained image,
 /// the best window of the image's occlusion map (as the explanation metrics place it).
 /// `batch` holds the normalised `(b, 3, size, size)` inputs of `explanations`; one batch
 /// of occluded copies per image serves every step of its path.
-/// Occluded copies per forward pass.
-const OCCLUSION_BATCH: usize = 64;
-
 fn add_occlusion_boxes(
     model: &prototree_tree::ProtoTree,
     batch: &candle_core::Tensor,

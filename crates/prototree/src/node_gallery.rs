@@ -56,14 +56,14 @@ impl NodeGallery {
     }
 }
 
+/// Occluded copies per forward pass.
+const OCCLUSION_BATCH: usize = 64;
+
 /// Where each gallery patch's match depends on its image, as the explanation metrics
 /// place their regions ([`prototree_metrics::occlusion_box`]): the window of the patch
 /// box's size at the most of the image's occlusion map, or, for a patch that is the
 /// prototype itself (its projection source), the window whose occlusion lowers the
 /// similarity the most, searched directly.
-/// Occluded copies per forward pass.
-const OCCLUSION_BATCH: usize = 64;
-
 fn match_boxes(
     saved: &SavedModel,
     row: usize,
