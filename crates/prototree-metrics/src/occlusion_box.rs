@@ -20,7 +20,7 @@
 //! is `max(0, before − after)`.
 
 use candle_core::{Device, Tensor};
-use prototree_tree::geometry::{patch_box, PixelBox};
+use prototree_tree::geometry::PixelBox;
 use prototree_tree::{ProjectionRecord, ProtoTree};
 
 use crate::{Error, Result};
@@ -273,15 +273,7 @@ pub fn source_occlusion_box(
     batch_size: usize,
     device: &Device,
 ) -> Result<PixelBox> {
-    let side = size as u32;
-    let patch = patch_box(
-        record.patch_row,
-        record.patch_col,
-        record.fmap_height,
-        record.fmap_width,
-        side,
-        side,
-    );
+    let patch = crate::localization::source_box(record, size as u32);
     let (w, h) = (
         (patch[2] - patch[0]) as usize,
         (patch[3] - patch[1]) as usize,

@@ -14,7 +14,7 @@
 //! vectors (Hutchinson's estimator: `E[(vᵀJ)_j²] = (JᵀJ)_jj`).
 
 use candle_core::{Device, Tensor, Var};
-use prototree_tree::geometry::{patch_box, PixelBox};
+use prototree_tree::geometry::PixelBox;
 use prototree_tree::{ProjectionRecord, ProtoTree};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -82,15 +82,7 @@ pub fn source_sensitivity_box(
     seed: u64,
     device: &Device,
 ) -> Result<PixelBox> {
-    let side = size as u32;
-    let patch = patch_box(
-        record.patch_row,
-        record.patch_col,
-        record.fmap_height,
-        record.fmap_width,
-        side,
-        side,
-    );
+    let patch = crate::localization::source_box(record, size as u32);
     let cell = record.patch_row as usize * record.fmap_width as usize + record.patch_col as usize;
     let seed = seed ^ (u64::from(record.row) << 8);
     let map = patch_sensitivity_map(model, chw, size, cell, seed, device)?;
