@@ -380,7 +380,7 @@ fn hostile_training_flags_are_refused() -> Result<()> {
     let model = model_copy(tmp.path())?.display().to_string();
     let pruned = tmp.path().join("pruned").display().to_string();
     let data = cub_tiny();
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 7] = [
         (
             vec![
                 "eval",
@@ -392,6 +392,19 @@ fn hostile_training_flags_are_refused() -> Result<()> {
                 "0",
             ],
             "--batch-size",
+        ),
+        (
+            vec![
+                "eval",
+                "--model",
+                &model,
+                "--data",
+                &data,
+                "--explanations",
+                "--max-images",
+                "0",
+            ],
+            "--max-images",
         ),
         (
             vec![

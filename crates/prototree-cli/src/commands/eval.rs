@@ -34,6 +34,11 @@ pub struct EvalArgs {
     /// carry part labels.
     #[arg(long, requires = "explanations")]
     parts_from_keypoints: bool,
+    /// With --explanations: measure on at most N test images, spread evenly over the split
+    /// (the occlusion boxes take about 100 forward passes per image: bound them on a CPU
+    /// for large data sets).
+    #[arg(long, value_name = "N", requires = "explanations")]
+    max_images: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -54,6 +59,9 @@ pub fn run(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
         1,
         maxima::MAX_BATCH_SIZE,
     )?;
+    if let Some(n) = a.max_images {
+        check::in_range("", "--max-images", n, 1, maxima::MAX_CUB_LINES)?;
+    }
     let device = a.device.open()?;
     let d = prototree::eval::evaluate_dir_detailed(
         &a.model,
@@ -75,6 +83,8 @@ pub fn run(a: EvalArgs, obs: &mut CliProgress) -> Result<()> {
                 &a.data,
                 &prototree::explanation_metrics::MetricsConfig {
                     parts_from_keypoints: a.parts_from_keypoints,
+                    max_images: a.max_images.map(|n| n as usize),
+                    batch_size: a.batch_size,
                     ..Default::default()
                 },
                 &device,
