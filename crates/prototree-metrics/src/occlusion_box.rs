@@ -224,7 +224,7 @@ pub fn best_occluded_window(
     let means = channel_means(chw, plane);
     let coarse = (w.max(h) / 2).max(1);
     let fine = (w.max(h) / 8).max(1);
-    let evaluate = |candidates: &[(usize, usize)]| -> Result<(f32, (usize, usize), f32)> {
+    let evaluate = |candidates: &[(usize, usize)]| -> Result<(f32, (usize, usize))> {
         let mut batch = Vec::with_capacity((candidates.len() + 1) * 3 * plane);
         batch.extend_from_slice(chw);
         for &(x, y) in candidates {
@@ -240,14 +240,14 @@ pub fn best_occluded_window(
                 best = (drop, c);
             }
         }
-        Ok((best.0, best.1, before))
+        Ok(best)
     };
     let grid = |xs: Vec<usize>, ys: Vec<usize>| -> Vec<(usize, usize)> {
         ys.iter()
             .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
             .collect()
     };
-    let (_, (cx, cy), _) = evaluate(&grid(offsets(size, w, coarse), offsets(size, h, coarse)))?;
+    let (_, (cx, cy)) = evaluate(&grid(offsets(size, w, coarse), offsets(size, h, coarse)))?;
     let around = |c: usize, win: usize| -> Vec<usize> {
         let last = size - win;
         let lo = c.saturating_sub(coarse);
@@ -258,7 +258,7 @@ pub fn best_occluded_window(
         }
         v
     };
-    let (drop, (x, y), _) = evaluate(&grid(around(cx, w), around(cy, h)))?;
+    let (drop, (x, y)) = evaluate(&grid(around(cx, w), around(cy, h)))?;
     Ok(([x, y, x + w, y + h].map(|v| v as u32), drop.max(0.0)))
 }
 
