@@ -35,10 +35,14 @@ pub struct Occluder {
 }
 
 impl Occluder {
-    /// The occluder for patch boxes of up to `w × h` pixels: a square of the larger side,
-    /// stepped by half of it (7 × 7 squares for the small CNN's 16-px boxes on 64 px).
-    pub fn for_patch(w: usize, h: usize) -> Occluder {
-        let side = w.max(h).max(1);
+    /// The occluder for the patch boxes `boxes` (`[x0, y0, x1, y1)`): a square of their
+    /// largest side, stepped by half of it (7 × 7 squares for the small CNN's 16-px boxes
+    /// on 64 px); a 1-px square for no boxes.
+    pub fn covering(boxes: impl IntoIterator<Item = PixelBox>) -> Occluder {
+        let side = boxes
+            .into_iter()
+            .map(|b| b[2].saturating_sub(b[0]).max(b[3].saturating_sub(b[1])) as usize)
+            .fold(1, usize::max);
         Occluder {
             side,
             stride: (side / 2).max(1),
@@ -298,13 +302,13 @@ mod tests {
         assert_eq!(offsets(10, 4, 4), vec![0, 4, 6]);
         assert_eq!(offsets(4, 8, 2), vec![0]);
         assert_eq!(
-            Occluder::for_patch(12, 16),
+            Occluder::covering([[0, 0, 12, 16], [4, 4, 10, 14]]),
             Occluder {
                 side: 16,
                 stride: 8
             }
         );
-        assert_eq!(Occluder::for_patch(1, 1), Occluder { side: 1, stride: 1 });
+        assert_eq!(Occluder::covering([]), Occluder { side: 1, stride: 1 });
     }
 
     #[test]
@@ -415,7 +419,7 @@ mod tests {
     fn bad_inputs_are_refused() -> anyhow::Result<()> {
         let tree = prototree_tree::testing::small_cnn_tree(2, 4, 3, 0)?;
         let dev = Device::Cpu;
-        let occ = Occluder::for_patch(4, 4);
+        let occ = Occluder::covering([[0, 0, 4, 4]]);
         assert!(occlusion_maps(&tree, &[0.0; 10], 8, &[vec![0]], &[occ], 4, &dev).is_err());
         assert!(occlusion_maps(&tree, &image(8), 8, &[vec![99]], &[occ], 4, &dev).is_err());
         assert!(occlusion_maps(&tree, &image(8), 8, &[vec![0]], &[], 4, &dev).is_err());

@@ -42,13 +42,7 @@ fn add_occlusion_boxes(
         .collect();
     let occluders: Vec<Occluder> = explanations
         .iter()
-        .map(|e| {
-            let (w, h) = e.steps.iter().fold((1, 1), |(w, h), st| {
-                let b = st.image_box;
-                (w.max((b[2] - b[0]) as usize), h.max((b[3] - b[1]) as usize))
-            });
-            Occluder::for_patch(w, h)
-        })
+        .map(|e| Occluder::covering(e.steps.iter().map(|st| st.image_box)))
         .collect();
     let maps = occlusion_maps(
         model,

@@ -95,7 +95,6 @@ fn match_boxes(
             )
         })
         .collect();
-    let size_of = |b: &PixelBox| ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
     // The source is searched directly; every other patch gets the occlusion map.
     let is_source: Vec<bool> = tops
         .iter()
@@ -107,10 +106,7 @@ fn match_boxes(
         .collect();
     let occluders: Vec<Occluder> = patch_boxes
         .iter()
-        .map(|b| {
-            let (w, h) = size_of(b);
-            Occluder::for_patch(w, h)
-        })
+        .map(|b| Occluder::covering([*b]))
         .collect();
     let maps = occlusion_maps(
         &saved.model,
@@ -123,7 +119,7 @@ fn match_boxes(
     )?;
     let mut boxes = Vec::with_capacity(tops.len());
     for (i, (b, per_row)) in patch_boxes.iter().zip(&maps).enumerate() {
-        let (bw, bh) = size_of(b);
+        let (bw, bh) = ((b[2] - b[0]) as usize, (b[3] - b[1]) as usize);
         let image = &chw[i * plane..(i + 1) * plane];
         let found = match per_row.first() {
             Some(map) if !is_source[i] => best_window(map, side, bw, bh),
@@ -300,7 +296,7 @@ mod tests {
             &chw(&b),
             32,
             &[vec![1]],
-            &[Occluder::for_patch(w, h)],
+            &[Occluder::covering([p])],
             64,
             &Device::Cpu,
         )?;

@@ -62,11 +62,10 @@ pub(super) fn occlusion_pass(
             .iter()
             .zip(&paths)
             .map(|(&i, path)| {
-                let (w, h) = path.iter().fold((1, 1), |(w, h), &(_, ri)| {
-                    let b = acts.grid.box_of(acts.acts[i][ri].cell);
-                    (w.max((b[2] - b[0]) as usize), h.max((b[3] - b[1]) as usize))
-                });
-                Occluder::for_patch(w, h)
+                Occluder::covering(
+                    path.iter()
+                        .map(|&(_, ri)| acts.grid.box_of(acts.acts[i][ri].cell)),
+                )
             })
             .collect();
         let clean = test.chw_of(&test.images(chunk)?);
